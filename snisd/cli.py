@@ -1,0 +1,76 @@
+"""Command line: argument parsing only. Each subcommand calls into the package that does the work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from .errors import SnisError
+
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("encode", help="encode a video file (.y4m or anything PyAV reads) to SNIS")
+    p.add_argument("input", help="input video: .y4m, or any file PyAV can read")
+    p.add_argument("-o", "--output", required=True, help="output: .snis elementary stream or .mp4")
+    p.add_argument("--qp", type=int, default=28, help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)")
+    p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
+    p.add_argument("--tier-ratio", type=int, default=8, help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
+    p.add_argument("--keyint", type=int, default=0, help="frames between keyframes (default 0: 10 s worth)")
+    p.add_argument("--frames", type=int, default=0, help="encode at most this many frames (0: all)")
+    p.add_argument("--model", default=None, help="analysis model (.tflite); default: the shipped SNIS-896")
+    p.add_argument("--threads", type=int, default=1, help="threads for the analysis transform")
+    p.set_defaults(func=_cmd_encode)
+
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("decode", help="decode a SNIS stream (.snis or .mp4) to .y4m")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="output .y4m")
+    p.add_argument("--tiers", type=int, default=0, help="decode tiers < K only (default: all present)")
+    p.add_argument("--model", default=None, help="synthesis weights (.npz) matching the encoder's model")
+    p.set_defaults(func=_cmd_decode)
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from .codec.files import encode_file
+
+    report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
+                         keyint=args.keyint, max_frames=args.frames, model=args.model, threads=args.threads)
+    print(report)
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from .codec.files import decode_file
+
+    report = decode_file(args.input, args.output, tiers=args.tiers or None, model=args.model)
+    print(report)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="snisd", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    _add_encode(sub)
+    _add_decode(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except SnisError as exc:
+        print(f"snisd {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
