@@ -1,0 +1,214 @@
+"""SNIS-896 encoder: Frame in, EncodedFrame (one chunk per tier) out."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from ..errors import InputError
+from ..frame import Frame
+from .bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
+from .entropy import MB, encode_tier
+from .loop import LoopState, MotionField, Planes, TierLatents, padded_size, reconstruct
+from .motion import estimate
+from .synthesis import SynthesisTransform
+from .tiers import MAX_QP, quantize, step16
+
+ROUND_INTRA = 0.38
+ROUND_INTER = 0.22
+
+
+@dataclass
+class EncoderConfig:
+    """Everything the encoder needs to know; `model` is the analysis .tflite (default: shipped)."""
+
+    width: int
+    height: int
+    fps_num: int = 30
+    fps_den: int = 1
+    tiers: int = 3
+    qp: int = 28
+    tier_ratio: int = 8
+    keyframe_interval: int = 0  # frames; 0 = every 10 s
+    switch_interval: int = 0  # frames; 0 = every second
+    model: str | None = None
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.qp <= MAX_QP:
+            raise InputError(f"qp {self.qp} out of range 0..{MAX_QP}")
+        if not 1 <= self.tiers <= 8:
+            raise InputError(f"tier count {self.tiers} out of range 1..8")
+        if not 0 <= self.tier_ratio <= 64:
+            raise InputError(f"tier ratio {self.tier_ratio} out of range 0..64 (1/8 octaves)")
+        fps = self.fps_num / max(self.fps_den, 1)
+        if self.keyframe_interval <= 0:
+            self.keyframe_interval = max(1, round(10 * fps))
+        if self.switch_interval <= 0:
+            self.switch_interval = max(1, round(fps))
+
+
+def synthesis_path_for(model: str | None) -> str | None:
+    """The synthesis weights that belong to an analysis model: X.tflite -> X_synthesis.npz."""
+    if model is None:
+        return None
+    p = Path(model)
+    return str(p.with_name(p.stem + "_synthesis.npz")) if p.suffix == ".tflite" else str(p)
+
+
+@njit(cache=True)
+def _subtract(x, p, out):
+    h, w = x.shape
+    for y in range(h):
+        for xx in range(w):
+            out[y, xx] = np.int16(x[y, xx]) - np.int16(p[y, xx])
+
+
+@njit(cache=True)
+def _choose_interlayer(xy, temporal, lower, mode0, predk):
+    """Per macroblock: predict from the lower tier where it beats the temporal prediction (SAD)."""
+    mbh, mbw = predk.shape
+    for mby in range(mbh):
+        for mbx in range(mbw):
+            if mode0[mby, mbx] == 1:
+                predk[mby, mbx] = 1
+                continue
+            st = 0
+            sl = 0
+            for yy in range(mby * 32, mby * 32 + 32):
+                for xx in range(mbx * 32, mbx * 32 + 32):
+                    a = np.int32(xy[yy, xx])
+                    d1 = a - np.int32(temporal[yy, xx])
+                    d2 = a - np.int32(lower[yy, xx])
+                    st += d1 if d1 >= 0 else -d1
+                    sl += d2 if d2 >= 0 else -d2
+            predk[mby, mbx] = 1 if sl < st else 0
+
+
+def pad_frame(frame: Frame, wp: int, hp: int) -> Planes:
+    """Edge-replicate a frame up to the padded size."""
+    def pad(a: np.ndarray, h: int, w: int) -> np.ndarray:
+        if a.shape == (h, w):
+            return np.ascontiguousarray(a)
+        return np.pad(a, ((0, h - a.shape[0]), (0, w - a.shape[1])), mode="edge")
+    return Planes(pad(frame.y, hp, wp), pad(frame.u, hp // 2, wp // 2), pad(frame.v, hp // 2, wp // 2))
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage since the encoder was created (for benchmarks and metrics)."""
+
+    motion: float = 0.0
+    prediction: float = 0.0
+    analysis: float = 0.0
+    quantize: float = 0.0
+    entropy: float = 0.0
+    synthesis: float = 0.0
+    frames: int = 0
+    per_frame: list = field(default_factory=list)
+
+
+class Encoder:
+    """Encodes frames of one fixed size into a progressive SNIS stream."""
+
+    def __init__(self, config: EncoderConfig, analysis=None, synthesis: SynthesisTransform | None = None) -> None:
+        from .analysis import AnalysisTransform
+
+        self.config = config
+        self.analysis = analysis if analysis is not None else AnalysisTransform(config.model, config.threads)
+        self.synthesis = synthesis if synthesis is not None else SynthesisTransform.load(synthesis_path_for(config.model))
+        self.wp, self.hp = padded_size(config.width, config.height)
+        self.sequence_header = SequenceHeader(
+            config.width, config.height, config.fps_num, config.fps_den, config.tiers, config.tier_ratio,
+            config.keyframe_interval, config.switch_interval, "snis896", self.synthesis.model_hash)
+        self.state = LoopState(self.wp, self.hp, config.tiers)
+        self.index = 0
+        self.times = StageTimes()
+        self._force_key = True
+
+    def request_keyframe(self) -> None:
+        self._force_key = True
+
+    def reconstruction(self, tiers: int | None = None) -> Frame:
+        """The encoder's own reconstruction of the last frame with tiers < `tiers` (default all)."""
+        k = (tiers or self.config.tiers) - 1
+        r = self.state.refs[k]
+        h, w = self.config.height, self.config.width
+        return Frame(r.y[:h, :w].copy(), r.u[: h // 2, : w // 2].copy(), r.v[: h // 2, : w // 2].copy())
+
+    def encode(self, frame: Frame, force_keyframe: bool = False) -> EncodedFrame:
+        cfg = self.config
+        if (frame.width, frame.height) != (cfg.width, cfg.height):
+            raise InputError(f"frame is {frame.width}x{frame.height}, encoder was set up for {cfg.width}x{cfg.height}")
+        key = force_keyframe or self._force_key or self.index % cfg.keyframe_interval == 0
+        switch = key or self.index % cfg.switch_interval == 0
+        self._force_key = False
+        st = self.state
+        t = self.times
+        t0 = time.perf_counter()
+        x = pad_frame(frame, self.wp, self.hp)
+        motion = MotionField.zeros(self.wp, self.hp)
+        steps = [step16(cfg.qp, k, cfg.tiers, cfg.tier_ratio) for k in range(cfg.tiers)]
+        if key:
+            st.reset(0)
+            motion.mode0[...] = 1
+        else:
+            if switch:
+                st.reset(1)
+            lam = 0.3 * math.sqrt(steps[0] * steps[-1]) / 16.0
+            estimate(x.y, st.refs[-1].y, st.prev_motion.mvs, int(round(lam)) or 1, motion.mvs, motion.mode0)
+        t1 = time.perf_counter()
+        t.motion += t1 - t0
+        fh = FrameHeader(FRAME_I if key else FRAME_P, switch, self.index & 0xFFFF, cfg.qp)
+        chunks: list[bytes] = []
+        recons: list[Planes] = []
+        lower: Planes | None = None
+        lq = TierLatents.zeros(self.wp, self.hp)
+        res = Planes.blank(self.wp, self.hp, np.int16)
+        for k in range(cfg.tiers):
+            ta = time.perf_counter()
+            predk = np.zeros_like(motion.mode0)
+            if k > 0 and not switch:
+                temporal = st.predict(k, motion, predk, lower)
+                _choose_interlayer(x.y, temporal.y, lower.y, motion.mode0, predk)
+            elif k > 0:
+                predk[...] = 1
+            pred = st.predict(k, motion, predk, lower)
+            for a, b, r in ((x.y, pred.y, res.y), (x.u, pred.u, res.u), (x.v, pred.v, res.v)):
+                _subtract(a, b, r)
+            tb = time.perf_counter()
+            lat = self.analysis(res.y, res.u, res.v)
+            tc = time.perf_counter()
+            q = TierLatents.zeros(self.wp, self.hp)
+            step = steps[k] / 16.0
+            rnd = ROUND_INTRA if key else ROUND_INTER
+            quantize(lat.y_ac, step, rnd, q.y_ac)
+            quantize(lat.y_coarse, step, ROUND_INTRA, q.y_coarse)
+            quantize(lat.c_ac, step, rnd, q.c_ac)
+            quantize(lat.c_coarse, step, ROUND_INTRA, q.c_coarse)
+            td = time.perf_counter()
+            payload = encode_tier(st.probs[k], k, key, switch, motion, predk, q, lq)
+            head = fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)
+            chunks.append(head + payload)
+            te = time.perf_counter()
+            lower = reconstruct(pred, q, steps[k], self.synthesis)
+            recons.append(lower)
+            lq = q
+            tf = time.perf_counter()
+            t.prediction += tb - ta
+            t.analysis += tc - tb
+            t.quantize += td - tc
+            t.entropy += te - td
+            t.synthesis += tf - te
+        st.refs = recons
+        st.prev_motion = motion
+        t.frames += 1
+        t.per_frame.append(time.perf_counter() - t0)
+        ef = EncodedFrame(self.index, frame.pts_us, key, switch, tuple(chunks))
+        self.index += 1
+        return ef

@@ -1,0 +1,117 @@
+"""The closed prediction loop that encoder and decoder share.
+
+Each tier keeps its own reference picture and its own adaptive entropy contexts, so a decoder
+that receives tiers < k reproduces exactly the encoder's tier k-1 reconstruction and nothing it
+lacks can leak in. Keyframes reset every tier; switch points reset the enhancement tiers (their
+prediction comes from the lower tier only), which is where a receiver may start a new tier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from .entropy import MB, new_tier_probs
+from .motion import build_prediction
+from .synthesis import SynthesisTransform
+from .tiers import dequantize
+
+ALIGN = 64  # the analysis works on 64x64 tiles
+
+
+def padded_size(width: int, height: int) -> tuple[int, int]:
+    return -(-width // ALIGN) * ALIGN, -(-height // ALIGN) * ALIGN
+
+
+@dataclass
+class Planes:
+    """A padded I420 picture (uint8) or residual (int16/int32)."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+
+    @classmethod
+    def blank(cls, wp: int, hp: int, dtype=np.uint8, value: int = 0) -> "Planes":
+        return cls(np.full((hp, wp), value, dtype), np.full((hp // 2, wp // 2), value, dtype),
+                   np.full((hp // 2, wp // 2), value, dtype))
+
+
+@dataclass
+class TierLatents:
+    """Quantised latents of one tier (int32), in the layout of models/README.md."""
+
+    y_ac: np.ndarray  # (Hp/8, Wp/8, 63)
+    y_coarse: np.ndarray  # (Hp/16, Wp/16, 4)
+    c_ac: np.ndarray  # (2, Hp/8, Wp/8, 15)
+    c_coarse: np.ndarray  # (2, Hp/16, Wp/16, 4)
+
+    @classmethod
+    def zeros(cls, wp: int, hp: int) -> "TierLatents":
+        return cls(np.zeros((hp // 8, wp // 8, 63), np.int32), np.zeros((hp // 16, wp // 16, 4), np.int32),
+                   np.zeros((2, hp // 8, wp // 8, 15), np.int32), np.zeros((2, hp // 16, wp // 16, 4), np.int32))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return self.y_ac, self.y_coarse, self.c_ac, self.c_coarse
+
+
+@dataclass
+class MotionField:
+    """Tier-0 macroblock modes (0 inter, 1 intra) and half-pel vectors, shared by all tiers."""
+
+    mode0: np.ndarray
+    mvs: np.ndarray
+
+    @classmethod
+    def zeros(cls, wp: int, hp: int) -> "MotionField":
+        return cls(np.zeros((hp // MB, wp // MB), np.int32), np.zeros((hp // MB, wp // MB, 2), np.int64))
+
+
+@njit(cache=True)
+def _add_clip(p, r, out):
+    h, w = p.shape
+    for y in range(h):
+        for x in range(w):
+            v = np.int32(p[y, x]) + r[y, x]
+            out[y, x] = 0 if v < 0 else (255 if v > 255 else v)
+
+
+@dataclass
+class LoopState:
+    """Per-tier references and entropy contexts, plus the previous motion field."""
+
+    wp: int
+    hp: int
+    tiers: int
+    refs: list = field(default_factory=list)
+    probs: list = field(default_factory=list)
+    prev_motion: MotionField | None = None
+
+    def __post_init__(self) -> None:
+        self.refs = [None] * self.tiers
+        self.probs = [new_tier_probs() for _ in range(self.tiers)]
+        self.prev_motion = MotionField.zeros(self.wp, self.hp)
+
+    def reset(self, first_tier: int) -> None:
+        for k in range(first_tier, self.tiers):
+            self.probs[k] = new_tier_probs()
+
+    def predict(self, tier: int, motion: MotionField, predk: np.ndarray, lower: Planes | None) -> Planes:
+        p = Planes.blank(self.wp, self.hp)
+        ref = self.refs[tier] if self.refs[tier] is not None else p
+        low = lower if lower is not None else p
+        build_prediction(motion.mode0, motion.mvs, predk, tier, ref.y, ref.u, ref.v, low.y, low.u, low.v,
+                         p.y, p.u, p.v)
+        return p
+
+
+def reconstruct(pred: Planes, q: TierLatents, step16: int, synth: SynthesisTransform) -> Planes:
+    """Prediction plus the synthesised residual of the dequantised latents, clipped to 8 bits."""
+    deq = [dequantize(a, step16, np.empty_like(a)) for a in q.arrays()]
+    out = Planes.blank(pred.y.shape[1], pred.y.shape[0])
+    _add_clip(pred.y, synth.plane(deq[0], deq[1], chroma=False), out.y)
+    _add_clip(pred.u, synth.plane(deq[2][0], deq[3][0], chroma=True), out.u)
+    _add_clip(pred.v, synth.plane(deq[2][1], deq[3][1], chroma=True), out.v)
+    return out
