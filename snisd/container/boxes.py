@@ -9,7 +9,6 @@ absolute byte offset and the box type.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import ContainerError
@@ -58,19 +57,32 @@ def fourcc(raw: bytes) -> str:
     return raw.decode("latin-1")
 
 
+_GOOD_TYPES: set[bytes] = set()
+
+
 def _valid_type(raw: bytes) -> bool:
     # Printable ASCII, or the (c) sign that starts iTunes-style metadata names.
-    return all(0x20 <= c <= 0x7E for c in raw[1:]) and (0x20 <= raw[0] <= 0x7E or raw[0] == 0xA9)
+    if raw in _GOOD_TYPES:
+        return True
+    ok = all(0x20 <= c <= 0x7E for c in raw[1:]) and (0x20 <= raw[0] <= 0x7E or raw[0] == 0xA9)
+    if ok and len(_GOOD_TYPES) < 4096:
+        _GOOD_TYPES.add(raw)
+    return ok
 
 
-@dataclass(frozen=True)
 class BoxHeader:
     """A parsed box header. Offsets are relative to the buffer the box was read from."""
 
-    type: str
-    start: int  # first byte of the header
-    size: int  # whole box, header included
-    header_size: int  # 8, or 16 with a largesize
+    __slots__ = ("type", "start", "size", "header_size")
+
+    def __init__(self, type: str, start: int, size: int, header_size: int) -> None:
+        self.type = type
+        self.start = start  # first byte of the header
+        self.size = size  # whole box, header included
+        self.header_size = header_size  # 8, or 16 with a largesize
+
+    def __repr__(self) -> str:
+        return f"BoxHeader({self.type!r}, start={self.start}, size={self.size}, header_size={self.header_size})"
 
     @property
     def payload(self) -> int:

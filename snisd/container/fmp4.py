@@ -476,8 +476,9 @@ class Fmp4StreamParser:
     the last feed, `close()` tells whether the stream stopped inside a box (`truncated`).
     """
 
-    def __init__(self, *, max_box_size: int = MAX_BOX_SIZE) -> None:
+    def __init__(self, *, max_box_size: int = MAX_BOX_SIZE, _init_only: bool = False) -> None:
         self.max_box_size = max_box_size
+        self._init_only = _init_only  # stop interpreting boxes once the init segment is parsed
         self.init: InitInfo | None = None
         self.truncated = False
         #: absolute offset just after the init segment / last complete fragment
@@ -505,7 +506,7 @@ class Fmp4StreamParser:
         self._buf += data
         out: list[tuple[Fragment, int]] = []
         buf = self._buf
-        while True:
+        while not (self._init_only and self.init is not None):
             abs_pos = self._base + self._pos
             hdr = parse_header(buf, self._pos, len(buf), base=self._base, max_size=self.max_box_size)
             if hdr is None or hdr.end > len(buf):
@@ -590,18 +591,13 @@ class Fmp4Reader:
         self.truncated = False
         self.valid_end = 0
         self.init: InitInfo | None = None
-        p = Fmp4StreamParser(max_box_size=max_box_size)
+        p = Fmp4StreamParser(max_box_size=max_box_size, _init_only=True)
         with open(path, "rb") as f:
             while p.init is None:
                 chunk = f.read(64 << 10)
                 if not chunk:
                     break
-                try:
-                    p.feed_fragments(chunk)
-                except ContainerError:
-                    if p.init is None:
-                        raise
-                    # an error after the init segment is raised again, in order, by iteration
+                p.feed_fragments(chunk)
         self.init = p.init
         if self.init is None:
             self.truncated = p.close()
