@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Export the SNIS-896 analysis transform as a full-integer int8 TFLite model.
+
+Command (from the repository root, after tools/train_transform.py):
+
+    python tools/export_model.py --media ../shared/media
+
+Reads models/snis896_analysis_float.npz (+ models/snis896_synthesis.npz) and writes
+    models/snis896.tflite                  trained analysis, int8
+    models/dct8.tflite, models/dct8_synthesis.npz   ablation: same graph, DCT weights
+then evaluates on held-out frames (a) DCT float, (b) learned float, (c) learned int8
+analysis + float synthesis, (d) DCT int8 analysis + float synthesis, and prints the
+results table used in models/README.md.
+
+Graph (per tile; see models/README.md): the row stage is split into one Conv2D per
+column-filter group (so each group gets its own int8 activation scale), the column stage
+of group 0 is split into its DC filter and its 7 AC filters (the large DC plane then does
+not set the scale of the AC coefficients).  The split changes no parameter count:
+weights are exactly the 896 entries of the six analysis arrays.  The representative
+dataset is natural training tiles (intra + residual) plus one tile of +/-255 impulses so
+the int8 input covers [-255, 255] and two flat +/-255 tiles so the DC/coarse path never
+saturates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for p in (REPO, os.path.dirname(os.path.abspath(__file__))):
+    if p not in sys.path:
+        sys.path.insert(0, p)
+
+from snisd.codec import analysis as ana  # noqa: E402
+
+import train_transform as tt  # noqa: E402
+
+GROUP_CHANNELS = {"luma": ((0,), (1,), (2, 3), (4, 5, 6, 7)), "chroma": ((0,), (1,), (2, 3))}
+
+
+def build_keras_model(weights: dict[str, np.ndarray]):
+    import keras
+    from keras import layers
+
+    def plane(inp, prefix, n):
+        size = 11 * n  # 88 / 44
+        nb = 10
+        row = np.asarray(weights[f"{prefix}_row"], np.float32)
+        col = np.asarray(weights[f"{prefix}_col"], np.float32)
+        coarse = np.asarray(weights[f"{prefix}_coarse"], np.float32)
+        ac_parts = []
+        dc = None
+        for g, us in enumerate(GROUP_CHANNELS[prefix]):
+            c = len(us)
+            k = row[list(us)].T.reshape(1, 2 * n, 1, c)  # (1, taps, in=1, out=c)
+            conv = layers.Conv2D(c, (1, 2 * n), strides=(1, n), use_bias=False, name=f"{prefix}_row{g}")
+            r = conv(inp)
+            conv.set_weights([k])
+            if c > 1:
+                r = layers.Reshape((size, nb * c, 1), name=f"{prefix}_flat{g}")(r)
+            kc = col[g].T.reshape(2 * n, 1, 1, n)  # (taps, 1, in=1, out=v)
+            splits = [((0,), "dc"), (tuple(range(1, n)), "ac")] if g == 0 else [(tuple(range(n)), "all")]
+            for vs, tag in splits:
+                conv = layers.Conv2D(len(vs), (2 * n, 1), strides=(n, 1), use_bias=False, name=f"{prefix}_col{g}{tag}")
+                y = conv(r)
+                conv.set_weights([kc[..., list(vs)]])
+                if c > 1:
+                    y = layers.Reshape((nb, nb, c * len(vs)), name=f"{prefix}_unflat{g}{tag}")(y)
+                if tag == "dc":
+                    dc = y
+                else:
+                    ac_parts.append(y)
+        conv = layers.Conv2D(4, (4, 4), strides=(2, 2), use_bias=False, name=f"{prefix}_coarse_conv")
+        cz = conv(dc)
+        conv.set_weights([coarse.transpose(1, 2, 0)[:, :, None, :]])  # (a, b, in=1, k)
+        ac = layers.Concatenate(axis=-1, name=f"{prefix}_concat")(ac_parts)
+        ac = layers.Cropping2D(((1, 1), (1, 1)), name=f"{prefix}_crop")(ac)
+        cz = layers.Identity(name=f"{prefix}_coarse")(cz)
+        ac = layers.Identity(name=f"{prefix}_ac")(ac)
+        return cz, ac
+
+    luma = keras.Input((88, 88, 1), name="luma")
+    chroma = keras.Input((44, 44, 1), name="chroma")
+    lc, la = plane(luma, "luma", 8)
+    cc, ca = plane(chroma, "chroma", 4)
+    return keras.Model(
+        inputs={"luma": luma, "chroma": chroma},
+        outputs={"luma_coarse": lc, "luma_ac": la, "chroma_coarse": cc, "chroma_ac": ca},
+        name="snis896_analysis",
+    )
+
+
+def representative_tiles(media: str, count: int):
+    clips = tt.load_training_frames(media)
+    sampler = tt.CropSampler(clips, tt.SEED + 1)
+    tiles = []
+    for _ in range(count):
+        ly, lc = sampler.sample(1, luma_crop=88)
+        tiles.append((ly[..., None], lc[..., None]))
+    # +/-255 impulses: fix the input range without inflating the coefficient ranges
+    ly = np.zeros((1, 88, 88, 1), np.float32)
+    lc = np.zeros((2, 44, 44, 1), np.float32)
+    ly[0, 20, 30] = 255.0
+    ly[0, 60, 50] = -255.0
+    lc[0, 10, 12] = 255.0
+    lc[1, 30, 25] = -255.0
+    tiles.append((ly, lc))
+    # flat +/-255 tiles: the DC / coarse path must not saturate on any input in range
+    for level in (255.0, -255.0):
+        tiles.append((np.full((1, 88, 88, 1), level, np.float32), np.full((2, 44, 44, 1), level, np.float32)))
+    return tiles
+
+
+def convert(weights, tiles, path: str) -> None:
+    import tensorflow as tf
+
+    import tempfile
+
+    model = build_keras_model(weights)
+    # Keras 3: from_keras_model / from_concrete_functions do not work; go through a
+    # SavedModel written by model.export (serving signature keeps the input/output names).
+    tmp = tempfile.mkdtemp(prefix="snis896_savedmodel_")
+    model.export(tmp, verbose=False)
+    conv = tf.lite.TFLiteConverter.from_saved_model(tmp)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def rep():
+        for ly, lc in tiles:
+            yield {"luma": ly, "chroma": lc}
+
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    data = conv.convert()
+    with open(path, "wb") as f:
+        f.write(data)
+    print(f"wrote {path} ({len(data)} bytes)", flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--media", default="../shared/media", help="directory with the clips (default ../shared/media)")
+    ap.add_argument("--models", default="models", help="models directory (default models)")
+    ap.add_argument("--rep-tiles", type=int, default=400, help="representative tiles for calibration")
+    ap.add_argument("--no-eval", action="store_true")
+    args = ap.parse_args(argv)
+
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(tt.SEED)
+    m = args.models
+    with np.load(os.path.join(m, "snis896_analysis_float.npz")) as z:
+        learned_a = {k: z[k] for k in ana.WEIGHT_NAMES}
+    learned_s = ana.load_synthesis_weights(os.path.join(m, "snis896_synthesis.npz"))
+    dct = ana.dct_weights()
+    np.savez(os.path.join(m, "dct8_synthesis.npz"), **dct)
+    tiles = representative_tiles(args.media, args.rep_tiles)
+    convert(learned_a, tiles, os.path.join(m, "snis896.tflite"))
+    convert(dct, tiles, os.path.join(m, "dct8.tflite"))
+    if args.no_eval:
+        return 0
+
+    samples = tt.heldout_samples(args.media)
+    results = {}
+    results["a"] = tt.evaluate(samples, lambda y, u, v: ana.analyze_reference(y, u, v, dct), dct)
+    results["b"] = tt.evaluate(samples, lambda y, u, v: ana.analyze_reference(y, u, v, learned_a), learned_s)
+    results["c"] = tt.evaluate(samples, ana.AnalysisTransform(os.path.join(m, "snis896.tflite")), learned_s)
+    results["d"] = tt.evaluate(samples, ana.AnalysisTransform(os.path.join(m, "dct8.tflite")), dct)
+    names = {
+        "a": "(a) DCT init, float",
+        "b": "(b) learned, float",
+        "c": "(c) learned, int8 TFLite analysis + float synthesis",
+        "d": "(d) DCT, int8 TFLite analysis + float synthesis",
+    }
+    for k, (rows, clean) in results.items():
+        print(tt.format_rows(names[k], rows, clean))
+    print("\n| step s | " + " | ".join(f"{names[k]} PSNR / bpp" for k in "abcd") + " | int8 gap learned (c-b) | int8 gap DCT (d-a) |")
+    print("|" + " --- |" * 7)
+    for i, s in enumerate(tt.EVAL_STEPS):
+        cells = [f"{results[k][0][i][1]:.2f} / {results[k][0][i][2]:.4f}" for k in "abcd"]
+        gap_l = results["c"][0][i][1] - results["b"][0][i][1]
+        gap_d = results["d"][0][i][1] - results["a"][0][i][1]
+        print(f"| {s} | " + " | ".join(cells) + f" | {gap_l:+.2f} dB | {gap_d:+.2f} dB |")
+    cl = " | ".join(f"{results[k][1]:.2f}" for k in "abcd")
+    print(f"| unquantised | {cl} | {results['c'][1] - results['b'][1]:+.2f} dB | {results['d'][1] - results['a'][1]:+.2f} dB |")
+    # PSNR of the learned transform at the DCT's rates (log-rate interpolation)
+    for k_l, k_d in (("b", "a"), ("c", "d")):
+        rl = np.log([r[2] for r in results[k_l][0]])[::-1]
+        pl = np.array([r[1] for r in results[k_l][0]])[::-1]
+        gains = []
+        for s, p, r in results[k_d][0]:
+            if rl[0] <= np.log(r) <= rl[-1]:
+                gains.append((s, float(np.interp(np.log(r), rl, pl)) - p))
+        print(f"PSNR gain {k_l} over {k_d} at equal rate: " + ", ".join(f"s={s}: {g:+.2f} dB" for s, g in gains))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
