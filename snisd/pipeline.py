@@ -167,13 +167,30 @@ class Sink(Protocol):
 
 
 class RecordSink:
-    """Writes the stream to a fragmented MP4 file, one fragment per frame."""
+    """Writes the stream to a fragmented MP4 file, one fragment per frame.
+
+    An existing recording with the same sequence header is continued (cut back to its last
+    complete fragment first); anything else at ``path`` is renamed aside with a timestamp.
+    """
 
     def __init__(self, path: str, seq: SequenceHeader, fsync: bool = False) -> None:
         from .container.fmp4 import Fmp4Writer
+        from .errors import ContainerError
 
         self.name = f"record:{path}"
         self.path = path
+        self.moved_aside: str | None = None
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            try:
+                self.writer = Fmp4Writer.resume(path, seq, fsync=fsync)
+                log.info("continuing recording %s after frame %d", path, self.writer.frames_written)
+                return
+            except ContainerError as exc:
+                stem, ext = os.path.splitext(path)
+                aside = f"{stem}.{time.strftime('%Y%m%d-%H%M%S')}{ext}"
+                os.replace(path, aside)
+                self.moved_aside = aside
+                log.warning("%s cannot be continued (%s); moved it to %s", path, exc, aside)
         self.writer = Fmp4Writer(path, seq, fsync=fsync)
 
     @property

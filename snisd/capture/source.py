@@ -107,6 +107,7 @@ class SourceStatus:
     state: str = "closed"  # closed | open | reconnecting | failed
     reopens: int = 0
     failures: int = 0
+    attempts: int = 0  # reopen attempts, successful or not (the watchdog counts them as progress)
     last_error: str = ""
     since: float = field(default_factory=time.time)
 
@@ -121,7 +122,7 @@ class ReconnectingSource(Source):
     """
 
     def __init__(self, factory: Callable[[], Source], *, read_timeout: float = 2.0,
-                 backoff_min: float = 0.5, backoff_max: float = 30.0, max_failures: int = 0) -> None:
+                 backoff_min: float = 0.5, backoff_max: float = 10.0, max_failures: int = 0) -> None:
         self.factory = factory
         self.read_timeout = read_timeout
         self.backoff_min = backoff_min
@@ -182,6 +183,7 @@ class ReconnectingSource(Source):
             if self._stop.wait(delay):
                 break
             attempts += 1
+            self.status.attempts += 1
             try:
                 inner = self.factory()
                 inner.open()

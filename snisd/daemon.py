@@ -1,0 +1,329 @@
+"""The daemon: camera -> SNIS encoder -> recording (and, later, WebRTC), supervised by systemd.
+
+``snisd --camera 0 --record /var/lib/snisd/live.mp4`` runs until SIGTERM/SIGINT. Startup order:
+configuration (file, then flags; any error stops here), camera, encoder, sinks, pipeline threads;
+``READY=1`` goes to systemd once the first frame is encoded. While running it logs a status line and
+sends ``STATUS=`` every ``pipeline.status_interval_s``, pings the watchdog while frames flow and
+serves metrics when enabled. SIGHUP re-reads the configuration file: log level and metrics change
+in place; camera, codec or recording changes rebuild the pipeline. SIGTERM finishes the frames in
+flight, closes the recording and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from fractions import Fraction
+from typing import Any
+
+from .config import DEFAULT_PATH, LOG_LEVELS, Config, load_config
+from .errors import SnisError
+from .systemd import Notifier, Watchdog, watchdog_interval
+
+log = logging.getLogger("snisd")
+
+STOP_BUDGET_S = 1.5  # SIGTERM -> exit; systemd's TimeoutStopSec is much longer, tests ask for 2 s
+READY_TIMEOUT_S = 120.0  # first frame (numba may compile on a cold cache)
+PEER_UNAVAILABLE = ("the WebRTC transport (--peer / transport.peer) is not available yet in this "
+                    "version of snisd; nothing is streamed. Use --record PATH to keep the video.")
+
+
+def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the daemon-mode options to the top-level parser (all default to None = 'from config')."""
+    g = parser.add_argument_group(
+        "daemon mode (no subcommand)",
+        f"Capture, encode and record/stream until stopped. Settings come from the YAML file "
+        f"({DEFAULT_PATH} if it exists, or --config), every key documented in config.yaml; these "
+        f"flags override it. SIGHUP reloads the file, SIGTERM stops cleanly.")
+    g.add_argument("--camera", dest="daemon_camera", metavar="SPEC",
+                   help="camera: N (Pi camera N if present, else /dev/videoN), picamera:N, /dev/videoN, "
+                        "file:PATH (looped) or synthetic (config: camera.source, default 0)")
+    g.add_argument("--peer", dest="daemon_peer", metavar="URL",
+                   help="WHIP endpoint to stream to (config: transport.peer). NOT AVAILABLE YET: accepted, "
+                        "reported, and nothing is sent; use --record")
+    g.add_argument("--token", dest="daemon_token", metavar="TOKEN",
+                   help="bearer token for the WHIP endpoint (config: transport.token)")
+    g.add_argument("--config", dest="daemon_config", metavar="PATH",
+                   help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)")
+    g.add_argument("--record", dest="daemon_record", metavar="PATH",
+                   help="record to this fragmented MP4 (config: record.path); continued if it holds the same stream")
+    g.add_argument("--width", dest="daemon_width", type=int, metavar="W", help="picture width (config: camera.width, default 1280)")
+    g.add_argument("--height", dest="daemon_height", type=int, metavar="H", help="picture height (config: camera.height, default 720)")
+    g.add_argument("--fps", dest="daemon_fps", type=float, metavar="FPS", help="frame rate (config: camera.fps, default 30)")
+    g.add_argument("--daemon-qp", dest="daemon_qp", type=int, metavar="QP",
+                   help="quantizer of the top tier 0..63 (config: codec.qp, default 28)")
+    g.add_argument("--daemon-tiers", dest="daemon_tiers", type=int, metavar="K",
+                   help="number of tiers 1..8 (config: codec.tiers, default 3)")
+    g.add_argument("--metrics", dest="daemon_metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics (config: metrics.*; off by default)")
+    g.add_argument("--log-level", dest="daemon_log_level", choices=LOG_LEVELS,
+                   help="log level (config: log_level, default info)")
+    g.add_argument("--max-frames", dest="daemon_max_frames", type=int, default=0, metavar="N",
+                   help="stop after N frames (testing and benchmarks; default 0: run until stopped)")
+    g.add_argument("--check-config", dest="daemon_check_config", action="store_true",
+                   help="validate the configuration, print the effective settings and exit")
+
+
+def wants_daemon(args: argparse.Namespace) -> bool:
+    """True when any daemon-mode option was given (the CLI runs the daemon then)."""
+    return any(getattr(args, k) not in (None, False, 0) for k in vars(args) if k.startswith("daemon_"))
+
+
+def effective_config(args: argparse.Namespace) -> Config:
+    """The configuration file (if any) with the command-line flags applied. Raises ConfigError."""
+    cfg = load_config(getattr(args, "daemon_config", None))
+    overrides: dict[str, Any] = {
+        "camera.source": args.daemon_camera,
+        "camera.width": args.daemon_width,
+        "camera.height": args.daemon_height,
+        "camera.fps": args.daemon_fps,
+        "codec.qp": args.daemon_qp,
+        "codec.tiers": args.daemon_tiers,
+        "record.path": args.daemon_record,
+        "transport.peer": args.daemon_peer,
+        "transport.token": args.daemon_token,
+        "log_level": args.daemon_log_level,
+    }
+    if args.daemon_metrics:
+        overrides["metrics.enabled"] = True
+        overrides["metrics.listen"] = args.daemon_metrics
+    return cfg.override(overrides)
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_snisd", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        # journald adds its own timestamps; a terminal wants them
+        fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
+            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        handler.setFormatter(logging.Formatter(fmt))
+        handler._snisd = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+
+
+def fps_fraction(fps: float) -> Fraction:
+    return Fraction(fps).limit_denominator(1001)
+
+
+class Daemon:
+    """Owns the running pipeline and everything around it (systemd, metrics, reloads)."""
+
+    def __init__(self, args: argparse.Namespace, cfg: Config) -> None:
+        self.args = args
+        self.cfg = cfg
+        self.notifier = Notifier()
+        self.pipeline = None
+        self.generation = 0
+        self.metrics = None
+        self._wake = threading.Event()
+        self._stop_requested = False
+        self._reload_requested = False
+        self._progress_lock = threading.Lock()
+
+    # -- building blocks -----------------------------------------------------------------------
+
+    def _build_pipeline(self, cfg: Config):
+        from .capture import open_source
+        from .codec.encoder import Encoder, EncoderConfig
+        from .pipeline import Pipeline, RecordSink
+
+        cam = cfg.camera
+        source = open_source(cam.source, cam.width, cam.height, cam.fps, pixel_format=cam.pixel_format,
+                             read_timeout=cam.read_timeout_s)
+        try:
+            rate = fps_fraction(source.fps)
+            fps = float(rate)
+            c = cfg.codec
+            key = max(1, round(c.keyframe_interval_s * fps)) if c.keyframe_interval_s > 0 else 2**31 - 1
+            switch = max(1, round(c.switch_interval_s * fps)) if c.switch_interval_s > 0 else key
+            encoder = Encoder(EncoderConfig(
+                width=source.width, height=source.height, fps_num=rate.numerator, fps_den=rate.denominator,
+                tiers=c.tiers, qp=c.qp, tier_ratio=c.tier_ratio, keyframe_interval=key,
+                switch_interval=switch, model=c.model, threads=c.threads))
+            sinks = []
+            if cfg.record.path:
+                sinks.append(RecordSink(cfg.record.path, encoder.sequence_header, cfg.record.fsync))
+        except BaseException:
+            source.close()
+            raise
+        pipeline = Pipeline(source, encoder, sinks, queue_size=cfg.pipeline.queue_size,
+                            max_frames=self.args.daemon_max_frames, read_timeout=cam.read_timeout_s)
+        log.info("camera %s, %d tiers at qp %d, %s", source.describe(), c.tiers, c.qp,
+                 f"recording to {cfg.record.path}" if cfg.record.path else "not recording")
+        return pipeline
+
+    def _start_metrics(self, cfg: Config) -> None:
+        from .metrics import MetricsServer, families_from_snapshot, render
+
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
+        if cfg.metrics.enabled:
+            def text() -> str:
+                p = self.pipeline
+                return render(families_from_snapshot(p.snapshot())) if p is not None else ""
+            try:
+                self.metrics = MetricsServer(cfg.metrics.listen, text).start()
+            except OSError as exc:
+                log.error("metrics: cannot listen on %s: %s", cfg.metrics.listen, exc)
+
+    def progress(self) -> tuple[int, int, int]:
+        p = self.pipeline
+        if p is None:
+            return (self.generation, 0, 0)
+        status = getattr(p.source, "status", None)
+        return (self.generation, p.progress, status.attempts if status is not None else 0)
+
+    def _stop_pipeline(self) -> bool:
+        p = self.pipeline
+        if p is None:
+            return True
+        p.stop()
+        finished = p.join(STOP_BUDGET_S)
+        if not finished:
+            log.error("pipeline did not stop within %.1f s", STOP_BUDGET_S)
+        try:
+            p.source.close()
+        except Exception as exc:
+            log.debug("closing camera: %s", exc)
+        return finished and not p.errors
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _on_stop(self, signum: int, _frame: Any) -> None:
+        self._stop_requested = True
+        self._wake.set()
+
+    def _on_reload(self, signum: int, _frame: Any) -> None:
+        self._reload_requested = True
+        self._wake.set()
+
+    def reload(self) -> None:
+        self.notifier.reloading()
+        try:
+            new = effective_config(self.args)
+        except SnisError as exc:
+            log.error("reload rejected, keeping the running configuration: %s", exc)
+            self.notifier.ready(self._status())
+            return
+        old = self.cfg
+        setup_logging(new.log_level)
+        if new.metrics != old.metrics:
+            self._start_metrics(new)
+        if (new.camera, new.codec, new.record, new.pipeline.queue_size) != (
+                old.camera, old.codec, old.record, old.pipeline.queue_size):
+            log.info("reload: camera/codec/recording changed; restarting the pipeline")
+            self._stop_pipeline()
+            self.pipeline = None
+            self.generation += 1
+            try:
+                self.pipeline = self._build_pipeline(new).start()
+            except SnisError as exc:
+                log.error("reload: new configuration failed (%s); back to the previous one", exc)
+                self.pipeline = self._build_pipeline(old).start()
+                new = old
+        if new.transport.peer and new.transport.peer != old.transport.peer:
+            log.warning(PEER_UNAVAILABLE)
+        self.cfg = new
+        log.info("configuration reloaded")
+        self.notifier.ready(self._status())
+
+    def _status(self) -> str:
+        return self.pipeline.status_line() if self.pipeline is not None else "starting"
+
+    # -- main loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        cfg = self.cfg
+        if cfg.transport.peer:
+            log.warning(PEER_UNAVAILABLE)
+        if not cfg.record.path:
+            log.warning("no recording configured (--record / record.path): frames are encoded and discarded")
+        old_handlers = {s: signal.signal(s, h) for s, h in (
+            (signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop), (signal.SIGHUP, self._on_reload))}
+        watchdog = None
+        try:
+            self.pipeline = self._build_pipeline(cfg).start()
+            self._start_metrics(cfg)
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while self.pipeline.progress == 0 and not self.pipeline.done.is_set() and not self._stop_requested:
+                if time.monotonic() > deadline:
+                    log.error("no frame encoded within %.0f s", READY_TIMEOUT_S)
+                    self._stop_pipeline()
+                    return 1
+                self._wake.wait(0.05)
+            interval = watchdog_interval()
+            if interval:
+                watchdog = Watchdog(self.notifier, self.progress, interval)
+                watchdog.start()
+            self.notifier.ready(self._status())
+            log.info("running")
+            next_status = time.monotonic()
+            while True:
+                if self._stop_requested:
+                    break
+                if self._reload_requested:
+                    self._reload_requested = False
+                    self.reload()
+                if self.pipeline.done.is_set():  # ended by itself: --max-frames, or a stage failed
+                    break
+                now = time.monotonic()
+                if now >= next_status:
+                    line = self._status()
+                    self.notifier.status(line)
+                    log.info("%s", line)
+                    next_status = now + self.cfg.pipeline.status_interval_s
+                self._wake.wait(min(0.25, max(0.0, next_status - now)))
+                self._wake.clear()
+            self.notifier.stopping()
+            log.info("stopping: %s", self._status())
+            errors = list(self.pipeline.errors)
+            ok = self._stop_pipeline()
+            for e in errors:
+                log.error("pipeline error: %s", e)
+            return 0 if ok else 1
+        finally:
+            if watchdog is not None:
+                watchdog.stop()
+            if self.metrics is not None:
+                self.metrics.close()
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            self.notifier.close()
+
+
+def run_daemon(args: argparse.Namespace) -> int:
+    """Run the daemon with parsed arguments; returns the process exit code."""
+    try:
+        cfg = effective_config(args)
+    except SnisError as exc:
+        print(f"snisd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.daemon_check_config:
+        import yaml
+
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    setup_logging(cfg.log_level)
+    try:
+        return Daemon(args, cfg).run()
+    except SnisError as exc:
+        log.error("%s", exc)
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="snisd", description=__doc__.splitlines()[0])
+    add_daemon_arguments(parser)
+    return run_daemon(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
