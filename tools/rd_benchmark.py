@@ -19,6 +19,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -198,6 +199,26 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: int, work: Path
 
 # ----------------------------------------------------------------------------- SNIS
 
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def snis_cli(args) -> list[str]:
+    """The SNIS command line prefix: `<this python> -m snisd` unless --snis-cli overrides it."""
+    if args.snis_cli:
+        return shlex.split(args.snis_cli)
+    return [sys.executable, "-m", "snisd"]
+
+
 def snis_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -223,7 +244,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
     """Encode once with `tiers` tiers, decode with --tiers k for each k in decode_tiers."""
     tag = f"{clip.name}_{name}_q{q}_K{tiers}"
     stream = work / f"{tag}.snis"
-    cli = [sys.executable, "-m", "snisd"]
+    cli = snis_cli(args)
     cmd = cli + ["encode", str(clip.path), "-o", str(stream), "--qp", str(q), "--tiers", str(tiers),
                  "--frames", str(clip.frames)]
     if model:
@@ -234,9 +255,13 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         rep = parse_report(out)
     except StepFailed as exc:
         col.fail(clip.name, name, f"qp={q}", str(exc))
+        if not args.keep:
+            _remove(stream)
         return
     if len(rep["bytes_per_tier"]) < max(decode_tiers):
         col.fail(clip.name, name, f"qp={q}", f"report has {len(rep['bytes_per_tier'])} tiers, expected {tiers}")
+        if not args.keep:
+            _remove(stream)
         return
     n_enc = int(rep.get("frames", clip.frames)) or clip.frames
     for k in decode_tiers:
@@ -262,9 +287,11 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         col.add(clip.name, Point(codec, f"qp={q}", kbps, nbytes, vm, ps, n, 1000 * enc_s / n_enc,
                                  1000 * t_dec / n,
                                  {"bytes_per_tier": rep["bytes_per_tier"], "tiers_decoded": k,
-                                  "encode_wall_s": t_enc, "snis_file_bytes": stream.stat().st_size}),
+                                  "encode_wall_s": t_enc, "snis_file_bytes": _size(stream)}),
                 f"{label}" + (f", decode {k} of {tiers} tiers" if tiers > 1 else ""))
         log(f"{clip.name:9s} {codec:15s} qp={q:<3d}{kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
+    if not args.keep:
+        _remove(stream)
 
 
 # ----------------------------------------------------------------------------- report
@@ -432,6 +459,8 @@ def parse_args(argv=None):
                     help="decode the DCT-8 ablation at every tier count (default: full tiers only)")
     ap.add_argument("--dct-model", default="models/dct8.tflite", help="ablation analysis model (repo-relative)")
     ap.add_argument("--dct-synthesis", default="models/dct8_synthesis.npz", help="ablation synthesis weights")
+    ap.add_argument("--snis-cli", default=None, help="command that runs the SNIS CLI (default: this Python with "
+                    "-m snisd, from the repo root)")
     ap.add_argument("--snis-timeout", type=float, default=3600, help="seconds before a SNIS encode/decode is abandoned")
     ap.add_argument("--jobs", type=int, default=1, help="measurements run in parallel (default 1; timings are "
                     "cleanest with 1)")
@@ -547,11 +576,11 @@ def main(argv=None) -> int:
     if clips and any(t[0] is run_snis for t in tasks):
         probe = work / "probe.snis"
         try:
-            _, out = run([sys.executable, "-m", "snisd", "encode", str(clips[0].path), "-o", str(probe),
+            _, out = run(snis_cli(args) + ["encode", str(clips[0].path), "-o", str(probe),
                           "--qp", "30", "--tiers", str(max(1, args.snis_tiers)), "--frames", "2"],
                          "SNIS CLI probe (2-frame encode)", cwd=REPO, env=snis_env(), timeout=600)
             parse_report(out)
-            run([sys.executable, "-m", "snisd", "decode", str(probe), "-o", str(work / "probe.y4m"),
+            run(snis_cli(args) + ["decode", str(probe), "-o", str(work / "probe.y4m"),
                  "--tiers", "1"], "SNIS CLI probe (decode)", cwd=REPO, env=snis_env(), timeout=600)
         except StepFailed as exc:
             lines = str(exc).splitlines()
@@ -560,8 +589,8 @@ def main(argv=None) -> int:
             col.notes.append(msg)
             tasks = [t for t in tasks if t[0] is not run_snis]
         finally:
-            probe.unlink(missing_ok=True)
-            (work / "probe.y4m").unlink(missing_ok=True)
+            _remove(probe)
+            _remove(work / "probe.y4m")
 
     log(f"{len(tasks)} encode tasks on {len(clips)} clip(s), {args.jobs} job(s)")
     if args.jobs <= 1:
@@ -581,7 +610,7 @@ def main(argv=None) -> int:
 
     codec_order = [c for c in codec_order if any(c in pts for pts in col.points.values())]
     summary = summarize(col, codec_order, snis_pairs)
-    cmdline = "python tools/rd_benchmark.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmdline = "python tools/rd_benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "run_kind": "all frames" if not args.frames else f"quick run, first {args.frames} frames",
