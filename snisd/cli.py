@@ -33,7 +33,7 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
-    from .codec.files import encode_file
+    from .files import encode_file
 
     report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
                          keyint=args.keyint, max_frames=args.frames, model=args.model, threads=args.threads)
@@ -42,7 +42,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
-    from .codec.files import decode_file
+    from .files import decode_file
 
     report = decode_file(args.input, args.output, tiers=args.tiers or None, model=args.model)
     print(report)

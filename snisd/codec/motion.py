@@ -49,15 +49,31 @@ def _predict_luma_block(ref, y0, x0, size, mvy, mvx, out):
     fy = mvy & 1
     fx = mvx & 1
     h, w = ref.shape
-    inside = y0 + iy >= 0 and x0 + ix >= 0 and y0 + iy + size + 1 < h and x0 + ix + size + 1 < w
+    sy = y0 + iy
+    sx = x0 + ix
+    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:
+        if fy == 0 and fx == 0:
+            for yy in range(size):
+                for xx in range(size):
+                    out[y0 + yy, x0 + xx] = ref[sy + yy, sx + xx]
+        elif fy == 0:
+            for yy in range(size):
+                for xx in range(size):
+                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy, sx + xx + 1]) + 1) >> 1
+        elif fx == 0:
+            for yy in range(size):
+                for xx in range(size):
+                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy + 1, sx + xx]) + 1) >> 1
+        else:
+            for yy in range(size):
+                for xx in range(size):
+                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy, sx + xx + 1])
+                                             + np.int32(ref[sy + yy + 1, sx + xx])
+                                             + np.int32(ref[sy + yy + 1, sx + xx + 1]) + 2) >> 2
+        return
     for yy in range(size):
         for xx in range(size):
-            y = y0 + iy + yy
-            x = x0 + ix + xx
-            if inside and fy == 0 and fx == 0:
-                out[y0 + yy, x0 + xx] = ref[y, x]
-            else:
-                out[y0 + yy, x0 + xx] = _luma_sample(ref, y, x, fy, fx)
+            out[y0 + yy, x0 + xx] = _luma_sample(ref, sy + yy, sx + xx, fy, fx)
 
 
 @njit(cache=True)
@@ -67,17 +83,30 @@ def _predict_chroma_block(ref, y0, x0, size, mvy, mvx, out):
     ix = mvx >> 2
     fy = mvy & 3
     fx = mvx & 3
-    h1 = ref.shape[0] - 1
-    w1 = ref.shape[1] - 1
+    h, w = ref.shape
+    sy = y0 + iy
+    sx = x0 + ix
+    w00 = (4 - fx) * (4 - fy)
+    w01 = fx * (4 - fy)
+    w10 = (4 - fx) * fy
+    w11 = fx * fy
+    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:
+        for yy in range(size):
+            for xx in range(size):
+                out[y0 + yy, x0 + xx] = (w00 * np.int32(ref[sy + yy, sx + xx]) + w01 * np.int32(ref[sy + yy, sx + xx + 1])
+                                         + w10 * np.int32(ref[sy + yy + 1, sx + xx])
+                                         + w11 * np.int32(ref[sy + yy + 1, sx + xx + 1]) + 8) >> 4
+        return
+    h1 = h - 1
+    w1 = w - 1
     for yy in range(size):
-        ya = _clamp(y0 + iy + yy, h1)
-        yb = _clamp(y0 + iy + yy + 1, h1)
+        ya = _clamp(sy + yy, h1)
+        yb = _clamp(sy + yy + 1, h1)
         for xx in range(size):
-            xa = _clamp(x0 + ix + xx, w1)
-            xb = _clamp(x0 + ix + xx + 1, w1)
-            v = ((4 - fx) * (4 - fy) * np.int32(ref[ya, xa]) + fx * (4 - fy) * np.int32(ref[ya, xb])
-                 + (4 - fx) * fy * np.int32(ref[yb, xa]) + fx * fy * np.int32(ref[yb, xb]) + 8) >> 4
-            out[y0 + yy, x0 + xx] = v
+            xa = _clamp(sx + xx, w1)
+            xb = _clamp(sx + xx + 1, w1)
+            out[y0 + yy, x0 + xx] = (w00 * np.int32(ref[ya, xa]) + w01 * np.int32(ref[ya, xb])
+                                     + w10 * np.int32(ref[yb, xa]) + w11 * np.int32(ref[yb, xb]) + 8) >> 4
 
 
 @njit(cache=True)

@@ -126,6 +126,7 @@ def synthesize_plane(ac, coarse, row, col, kcoarse, groups):
     canvas = np.zeros((h + bs, w + bs), np.int64)
     coef = np.zeros((bs, bs), np.int64)
     t = np.zeros((taps, bs), np.int64)
+    us = np.zeros(bs, np.int64)
     for i in range(hb):
         for j in range(wb):
             anyc = dc[i, j] != 0
@@ -138,26 +139,28 @@ def synthesize_plane(ac, coarse, row, col, kcoarse, groups):
             coef[0, 0] = dc[i, j]
             for c in range(nac):
                 coef[(c + 1) // bs, (c + 1) % bs] = ac[i, j, c]
+            nu = 0  # horizontal frequencies with any non-zero latent
             for u in range(bs):
-                g = groups[u]
-                nzu = False
                 for v in range(bs):
                     if coef[u, v] != 0:
-                        nzu = True
+                        us[nu] = u
+                        nu += 1
                         break
+            for n in range(nu):
+                u = us[n]
+                g = groups[u]
                 for yy in range(taps):
                     s = np.int64(0)
-                    if nzu:
-                        for v in range(bs):
-                            s += col[g, v, yy] * coef[u, v]
-                    t[yy, u] = (s + rnd) >> FRAC
+                    for v in range(bs):
+                        s += col[g, v, yy] * coef[u, v]
+                    t[yy, n] = (s + rnd) >> FRAC
             y0 = i * bs
             x0 = j * bs
             for yy in range(taps):
                 for xx in range(taps):
                     s = np.int64(0)
-                    for u in range(bs):
-                        s += row[u, xx] * t[yy, u]
+                    for n in range(nu):
+                        s += row[us[n], xx] * t[yy, n]
                     canvas[y0 + yy, x0 + xx] += s
     # 3. fold the margins back (adjoint of the symmetric extension used by the analysis)
     for m in range(half):
