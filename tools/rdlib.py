@@ -154,7 +154,10 @@ def vmaf(ref: str | os.PathLike, dist: str | os.PathLike, log_path: str | os.Pat
     # written from the log's directory under a plain name so no filtergraph escaping is needed.
     if not all(c.isalnum() or c in "._-" for c in log_path.name):
         raise StepFailed(f"VMAF: unsupported log file name {log_path.name!r}")
-    filt = (f"[0:v][1:v]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}"
+    # Frames are paired by index: both inputs get timestamps 0, 1, 2, ... in the same time base,
+    # so a decoder that writes a different frame rate into its Y4M header cannot shift the pairing.
+    filt = ("[0:v]settb=1/100,setpts=N[dist];[1:v]settb=1/100,setpts=N[ref];"
+            f"[dist][ref]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}"
             f":log_path={log_path.name}")
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
            "-i", str(Path(dist).resolve()), "-i", str(Path(ref).resolve()), "-lavfi", filt, "-f", "null", "-"]
