@@ -190,7 +190,7 @@ class ReconnectingSource(Source):
                 self._adopt(inner)
             except Exception as exc:  # any failure to reopen is retried, with a longer wait
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("camera %s reopen attempt %d failed (%s); next in %.1f s",
+                log.warning("camera %s reopen attempt %d failed (%s); next in %.2f s",
                             self.name, attempts, self.status.last_error, min(delay * 2, self.backoff_max))
                 if self.max_failures and attempts >= self.max_failures:
                     self.status.state = "failed"
