@@ -223,7 +223,10 @@ def _fragment_bytes(sequence_number: int, samples: list[Sample] | tuple[Sample, 
         offset += len(s.data)
     moof = box(b"moof", mfhd, *trafs)
     assert len(moof) == moof_size
-    return moof + box(b"mdat", *(s.data for s in samples))
+    mdat_size = offset - moof_size
+    if mdat_size > 0xFFFFFFFF:
+        raise ContainerError(f"fragment of {mdat_size} bytes is too large")
+    return b"".join((moof, struct.pack(">I4s", mdat_size, b"mdat"), *(s.data for s in samples)))
 
 
 def frame_samples(frame: EncodedFrame, decode_time: int, duration: int, tiers: int | None = None) -> list[Sample]:
@@ -448,7 +451,8 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
                 f"{base + payload_start}..{base + payload_end}", base + truns[0].start, "trun")
         data_end = start + size
         spans.append((start, data_end))
-        found[tier] = Sample(tier, decode_time, duration, flags, bytes(buf[start:data_end]))
+        with memoryview(buf) as mv:  # one copy of the payload, and no export left on a bytearray
+            found[tier] = Sample(tier, decode_time, duration, flags, bytes(mv[start:data_end]))
     if 0 not in found:
         raise ContainerError(f"fragment {seqno} has no tier-0 sample", base + moof.start, "moof")
     if sorted(found) != list(range(len(found))):
@@ -489,7 +493,7 @@ class Fmp4StreamParser:
         self._pos = 0  # parse position within _buf
         self._base = 0  # absolute offset of _buf[0]
         self._seen_ftyp = False
-        self._moof: tuple[BoxHeader, bytes, int] | None = None  # header, bytes, absolute start
+        self._moof: BoxHeader | None = None  # a parsed moof waiting for its mdat (kept in _buf)
         self._closed = False
 
     @property
@@ -514,10 +518,14 @@ class Fmp4StreamParser:
             check_nesting(hdr.type, "file", abs_pos)
             self._handle(hdr, abs_pos, out)
             self._pos = hdr.end
-        if self._pos > 1 << 16 and self._pos * 2 > len(buf):
-            del buf[:self._pos]
-            self._base += self._pos
-            self._pos = 0
+        # Drop consumed bytes now and then, but never a moof still waiting for its mdat.
+        keep = self._moof.start if self._moof is not None else self._pos
+        if keep > 1 << 16 and keep * 2 > len(buf):
+            del buf[:keep]
+            self._base += keep
+            self._pos -= keep
+            if self._moof is not None:
+                self._moof = BoxHeader("moof", 0, self._moof.size, self._moof.header_size)
         return out
 
     def _handle(self, hdr: BoxHeader, abs_pos: int, out: list[tuple[Fragment, int]]) -> None:
@@ -540,18 +548,15 @@ class Fmp4StreamParser:
         elif kind in ("moof", "mdat") and self.init is None:
             raise ContainerError(f"{kind!r} before 'moov'", abs_pos, kind)
         elif kind == "moof":
-            raw = bytes(self._buf[hdr.start:hdr.end])
-            self._moof = (BoxHeader(kind, 0, hdr.size, hdr.header_size), raw, abs_pos)
+            self._moof = hdr
         elif kind == "mdat":
             if self._moof is None:
                 raise ContainerError("'mdat' without a 'moof'", abs_pos, kind)
-            mhdr, raw, mstart = self._moof
-            self._moof = None
-            if mstart + mhdr.size != abs_pos:
+            moof, self._moof = self._moof, None
+            mstart = self._base + moof.start
+            if moof.end != hdr.start:
                 raise ContainerError("'mdat' does not follow its 'moof'", abs_pos, kind)
-            both = raw + bytes(self._buf[hdr.start:hdr.end])
-            mdat = BoxHeader(kind, mhdr.size, hdr.size, hdr.header_size)
-            frag = parse_fragment(both, mhdr, mdat, self.init, mstart)  # type: ignore[arg-type]
+            frag = parse_fragment(self._buf, moof, hdr, self.init, self._base)  # type: ignore[arg-type]
             last = self.last_fragment
             if last is not None:
                 if frag.sequence_number <= last.sequence_number:
