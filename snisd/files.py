@@ -79,7 +79,7 @@ def encode_file(src: str, dst: str, *, qp: int = 28, tiers: int = 3, tier_ratio:
             for k, chunk in enumerate(ef.tiers):
                 report.bytes_per_tier[k] += len(chunk)
     report.seconds = round(time.perf_counter() - t0, 3)
-    report.ms_per_frame = round(1000 * sum(enc.times.per_frame) / max(report.frames, 1), 2)
+    report.ms_per_frame = round(1000 * enc.times.total / max(report.frames, 1), 2)
     duration = report.frames / float(fps)
     cum = 0
     for b in report.bytes_per_tier:

@@ -8,13 +8,15 @@ switch point, and a missing or undecodable base tier requires a keyframe (Refere
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..errors import BitstreamError, ModelError
 from ..frame import Frame
 from .bitstream import FRAME_I, EncodedFrame, FrameHeader, SequenceHeader, check_enhancement_header
 from .entropy import decode_tier
-from .loop import LoopState, MotionField, TierLatents, padded_size, reconstruct
+from .loop import LoopState, MotionField, StageTimes, TierLatents, padded_size, reconstruct
 from .synthesis import SynthesisTransform
 from .tiers import step16
 
@@ -39,6 +41,7 @@ class Decoder:
         self.valid_tiers = 0  # tiers whose reference chain is intact
         self.expected_frame_no: int | None = None
         self.last_tiers = 0  # tiers used for the last decoded frame
+        self.times = StageTimes()
 
     def decode(self, frame: EncodedFrame | tuple[bytes, ...], tiers: int | None = None) -> Frame:
         chunks = frame.tiers if isinstance(frame, EncodedFrame) else tuple(frame)
@@ -89,9 +92,15 @@ class Decoder:
             payload = chunks[k][FrameHeader.SIZE if k == 0 else 1:]
             predk = np.zeros_like(motion.mode0)
             q = TierLatents.zeros(self.wp, self.hp)
+            t0 = time.perf_counter()
             decode_tier(payload, st.probs[k], k, key, fh.switch_point, motion, predk, q, lq)
+            t1 = time.perf_counter()
             pred = st.predict(k, motion, predk, lower)
+            t2 = time.perf_counter()
             lower = reconstruct(pred, q, step16(fh.qp, k, seq.tiers, seq.tier_step_log2), self.synthesis)
+            self.times.entropy += t1 - t0
+            self.times.prediction += t2 - t1
+            self.times.synthesis += time.perf_counter() - t2
             recons[k] = lower
             lq = q
         for k in range(ntiers, seq.tiers):

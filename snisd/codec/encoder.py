@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from ..errors import InputError
 from ..frame import Frame
 from .bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
 from .entropy import MB, encode_tier
-from .loop import LoopState, MotionField, Planes, TierLatents, padded_size, reconstruct
+from .loop import LoopState, MotionField, Planes, StageTimes, TierLatents, padded_size, reconstruct
 from .motion import estimate
 from .synthesis import SynthesisTransform
 from .tiers import MAX_QP, quantize, step16
@@ -97,20 +97,6 @@ def pad_frame(frame: Frame, wp: int, hp: int) -> Planes:
             return np.ascontiguousarray(a)
         return np.pad(a, ((0, h - a.shape[0]), (0, w - a.shape[1])), mode="edge")
     return Planes(pad(frame.y, hp, wp), pad(frame.u, hp // 2, wp // 2), pad(frame.v, hp // 2, wp // 2))
-
-
-@dataclass
-class StageTimes:
-    """Seconds spent per stage since the encoder was created (for benchmarks and metrics)."""
-
-    motion: float = 0.0
-    prediction: float = 0.0
-    analysis: float = 0.0
-    quantize: float = 0.0
-    entropy: float = 0.0
-    synthesis: float = 0.0
-    frames: int = 0
-    per_frame: list = field(default_factory=list)
 
 
 class Encoder:
@@ -208,6 +194,7 @@ class Encoder:
         st.refs = recons
         st.prev_motion = motion
         t.frames += 1
+        t.total += time.perf_counter() - t0
         t.per_frame.append(time.perf_counter() - t0)
         ef = EncodedFrame(self.index, frame.pts_us, key, switch, tuple(chunks))
         self.index += 1

@@ -8,6 +8,7 @@ prediction comes from the lower tier only), which is where a receiver may start 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -105,6 +106,21 @@ class LoopState:
         build_prediction(motion.mode0, motion.mvs, predk, tier, ref.y, ref.u, ref.v, low.y, low.u, low.v,
                          p.y, p.u, p.v)
         return p
+
+
+@dataclass
+class StageTimes:
+    """Seconds spent per stage since the coder was created; the last 1024 frame times kept."""
+
+    motion: float = 0.0
+    prediction: float = 0.0
+    analysis: float = 0.0
+    quantize: float = 0.0
+    entropy: float = 0.0
+    synthesis: float = 0.0
+    frames: int = 0
+    total: float = 0.0
+    per_frame: deque = field(default_factory=lambda: deque(maxlen=1024))
 
 
 def reconstruct(pred: Planes, q: TierLatents, step16: int, synth: SynthesisTransform) -> Planes:
