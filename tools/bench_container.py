@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             feed.append(time.perf_counter_ns() - t)
         assert got == len(fr)
 
-        # The file reader works in 1 MiB reads, so single frames cost nothing or a whole read:
+        # The file reader works in 256 KiB reads, so single frames cost nothing or a whole read:
         # time whole passes over the file and report the per-frame mean of each pass.
         read = []
         for _ in range(7):

@@ -57,7 +57,7 @@ _TRUN_FLAGS = 0x400
 _TRUN_CTO = 0x800
 
 _UNITY_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-_READ_CHUNK = 1 << 20
+_READ_CHUNK = 1 << 18
 
 
 def timescale_for(seq: SequenceHeader) -> int:
