@@ -273,10 +273,7 @@ def test_malformed_inputs() -> None:
     # a child box larger than its complete parent
     _expect_error(_patch(good, b"trun", -4, struct.pack(">I", size_of(b"trun") + 8)), "trun")
     # 64-bit largesize with the top bit set
-    big = box(b"free", b"x")
-    bad = good + struct.pack(">I4sQ", 1, b"free", 1 << 63) + b"\0" * 8
-    _expect_error(bad, "free")
-    assert big  # noqa: the helper writes plain boxes
+    _expect_error(good + struct.pack(">I4sQ", 1, b"free", 1 << 63) + b"\0" * 8, "free")
     # largesize smaller than its header
     _expect_error(good + struct.pack(">I4sQ", 1, b"free", 12), "free")
     # size 0 and a size beyond the limit
