@@ -55,9 +55,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--width", dest="daemon_width", type=int, metavar="W", help="picture width (config: camera.width, default 1280)")
     g.add_argument("--height", dest="daemon_height", type=int, metavar="H", help="picture height (config: camera.height, default 720)")
     g.add_argument("--fps", dest="daemon_fps", type=float, metavar="FPS", help="frame rate (config: camera.fps, default 30)")
-    g.add_argument("--daemon-qp", dest="daemon_qp", type=int, metavar="QP",
+    g.add_argument("--qp", dest="daemon_qp", type=int, metavar="QP",
                    help="quantizer of the top tier 0..63 (config: codec.qp, default 28)")
-    g.add_argument("--daemon-tiers", dest="daemon_tiers", type=int, metavar="K",
+    g.add_argument("--tiers", dest="daemon_tiers", type=int, metavar="K",
                    help="number of tiers 1..8 (config: codec.tiers, default 3)")
     g.add_argument("--metrics", dest="daemon_metrics", metavar="HOST:PORT",
                    help="serve Prometheus metrics at http://HOST:PORT/metrics (config: metrics.*; off by default)")
