@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Sequence
 
-from .errors import SnisError
+from .errors import InputError, SnisError
 
 
 def _add_encode(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +33,24 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_decode)
 
 
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="keep tiers < K of a SNIS .mp4 recording (no re-encoding)")
+    p.add_argument("input")
+    p.add_argument("-o", "--output", required=True, help="output .mp4")
+    p.add_argument("--tiers", type=int, required=True, help="number of tiers to keep (>= 1)")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    from .container import extract_tiers
+
+    if args.tiers < 1:
+        raise InputError(f"--tiers must be at least 1, got {args.tiers}")
+    n = extract_tiers(args.input, args.output, args.tiers)
+    print(json.dumps({"input": args.input, "output": args.output, "tiers": args.tiers, "frames": n}))
+    return 0
+
+
 def _cmd_encode(args: argparse.Namespace) -> int:
     from .files import encode_file
 
@@ -54,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     _add_encode(sub)
     _add_decode(sub)
+    _add_extract(sub)
     return parser
 
 

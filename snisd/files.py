@@ -123,8 +123,14 @@ def read_stream(path: str) -> tuple[SequenceHeader, Iterator[EncodedFrame]]:
 
         reader = open_fmp4(path)
         if reader.sequence_header is None:
-            raise ContainerError(f"{path}: no SNIS track found")
-        return reader.sequence_header, iter(reader)
+            raise ContainerError(f"{path}: no complete SNIS init segment (file cut before its first fragment?)")
+
+        def frames() -> Iterator[EncodedFrame]:
+            yield from reader
+            if reader.truncated:
+                raise ContainerError(f"{path}: recording ends in an incomplete fragment (crash-cut); "
+                                     "every complete frame before it was read")
+        return reader.sequence_header, frames()
     f = open(path, "rb")
     return read_es(f)
 
