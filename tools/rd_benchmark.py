@@ -593,20 +593,31 @@ def main(argv=None) -> int:
             _remove(work / "probe.y4m")
 
     log(f"{len(tasks)} encode tasks on {len(clips)} clip(s), {args.jobs} job(s)")
-    if args.jobs <= 1:
-        for fn, a in tasks:
-            try:
-                fn(*a)
-            except Exception as exc:  # noqa: BLE001 - keep going whatever happens to one point
-                col.fail(a[1].name, "?", "?", f"unexpected {type(exc).__name__}: {exc}")
-    else:
-        with ThreadPoolExecutor(max_workers=args.jobs) as ex:
-            futs = {ex.submit(fn, *a): a for fn, a in tasks}
-            for f in as_completed(futs):
-                exc = f.exception()
-                if exc is not None:
-                    a = futs[f]
+    interrupted = False
+    try:
+        if args.jobs <= 1:
+            for fn, a in tasks:
+                try:
+                    fn(*a)
+                except StepFailed as exc:
+                    col.fail(a[1].name, "?", "?", str(exc))
+                except Exception as exc:  # noqa: BLE001 - keep going whatever happens to one point
                     col.fail(a[1].name, "?", "?", f"unexpected {type(exc).__name__}: {exc}")
+        else:
+            ex = ThreadPoolExecutor(max_workers=args.jobs)
+            futs = {ex.submit(fn, *a): a for fn, a in tasks}
+            try:
+                for f in as_completed(futs):
+                    exc = f.exception()
+                    if exc is not None:
+                        a = futs[f]
+                        col.fail(a[1].name, "?", "?", f"unexpected {type(exc).__name__}: {exc}")
+            finally:
+                ex.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        log("interrupted: writing the results measured so far")
+        col.notes.append("run interrupted before all points were measured")
 
     codec_order = [c for c in codec_order if any(c in pts for pts in col.points.values())]
     summary = summarize(col, codec_order, snis_pairs)
@@ -628,7 +639,7 @@ def main(argv=None) -> int:
     if not args.workdir and not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     log(f"wrote {out_md} and {out_json} in {time.time() - t_start:.0f} s; {len(col.failures)} failure(s)")
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
