@@ -170,8 +170,11 @@ def measure(clip: ClipRef, decoded: Path, work: Path, tag: str, vmaf_threads: in
     n = y4m_frame_count(decoded)
     if n != clip.frames:
         raise StepFailed(f"decoded {n} frames, reference has {clip.frames}")
-    v = vmaf(clip.path, decoded, work / f"{tag}.vmaf.json", threads=vmaf_threads)
-    p, _ = psnr_y(clip.path, decoded)
+    # PSNR-Y (numpy, mostly I/O) runs in a thread while ffmpeg computes VMAF
+    with ThreadPoolExecutor(max_workers=1) as ex:
+        fut = ex.submit(psnr_y, clip.path, decoded)
+        v = vmaf(clip.path, decoded, work / f"{tag}.vmaf.json", threads=vmaf_threads)
+        p, _ = fut.result()
     return v["vmaf"], p, n, v["libvmaf_version"]
 
 
@@ -180,9 +183,9 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: int, work: Path
     stream = work / f"{tag}.{bl.ext}"
     dec = work / f"{tag}.y4m"
     try:
-        t_enc, _ = run(bl.encode_cmd(clip.path, stream, q, clip.gop), f"{bl.name} encode q={q}")
+        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop), f"{bl.name} encode q={q}")
         nbytes = bl.stream_bytes(stream)
-        t_dec, _ = run(bl.decode_cmd(stream, dec, clip.fps), f"{bl.name} decode q={q}")
+        r_dec = run(bl.decode_cmd(stream, dec, clip.fps), f"{bl.name} decode q={q}")
         vm, ps, n, ver = measure(clip, dec, work, tag, args.vmaf_threads)
     except StepFailed as exc:
         col.fail(clip.name, bl.name, f"q={q}", str(exc))
@@ -193,7 +196,9 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: int, work: Path
     col.libvmaf_version = ver
     kbps = nbytes * 8 / clip.duration / 1000
     col.add(clip.name, Point(bl.name, f"{bl.qarg.lstrip('-') if bl.qarg != 'qminmax' else 'q'}={q}",
-                             kbps, nbytes, vm, ps, n, 1000 * t_enc / n, 1000 * t_dec / n), bl.label)
+                             kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n, 1000 * r_dec.cpu / n,
+                             {"enc_wall_ms_per_frame": 1000 * r_enc.wall / n,
+                              "dec_wall_ms_per_frame": 1000 * r_dec.wall / n}), bl.label)
     log(f"{clip.name:9s} {bl.name:15s} q={q:<3d} {kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
 
 
@@ -250,9 +255,9 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
     if model:
         cmd += ["--model", str(model)]
     try:
-        t_enc, out = run(cmd, f"SNIS encode ({name} qp={q} tiers={tiers})", cwd=REPO, env=snis_env(),
+        r_enc = run(cmd, f"SNIS encode ({name} qp={q} tiers={tiers})", cwd=REPO, env=snis_env(),
                          timeout=args.snis_timeout)
-        rep = parse_report(out)
+        rep = parse_report(r_enc.stdout)
     except StepFailed as exc:
         col.fail(clip.name, name, f"qp={q}", str(exc))
         if not args.keep:
@@ -271,7 +276,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         if synth:
             dcmd += ["--model", str(synth)]
         try:
-            t_dec, _ = run(dcmd, f"SNIS decode ({name} qp={q} tiers={k}/{tiers})", cwd=REPO, env=snis_env(),
+            r_dec = run(dcmd, f"SNIS decode ({name} qp={q} tiers={k}/{tiers})", cwd=REPO, env=snis_env(),
                            timeout=args.snis_timeout)
             vm, ps, n, ver = measure(clip, dec, work, f"{tag}_t{k}", args.vmaf_threads)
         except StepFailed as exc:
@@ -283,11 +288,13 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         col.libvmaf_version = ver
         nbytes = sum(rep["bytes_per_tier"][:k])
         kbps = nbytes * 8 / clip.duration / 1000
-        enc_s = float(rep.get("seconds", t_enc))
-        col.add(clip.name, Point(codec, f"qp={q}", kbps, nbytes, vm, ps, n, 1000 * enc_s / n_enc,
-                                 1000 * t_dec / n,
+        col.add(clip.name, Point(codec, f"qp={q}", kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n_enc,
+                                 1000 * r_dec.cpu / n,
                                  {"bytes_per_tier": rep["bytes_per_tier"], "tiers_decoded": k,
-                                  "encode_wall_s": t_enc, "snis_file_bytes": _size(stream)}),
+                                  "encoder_reported_seconds": rep.get("seconds"),
+                                  "enc_wall_ms_per_frame": 1000 * r_enc.wall / n_enc,
+                                  "dec_wall_ms_per_frame": 1000 * r_dec.wall / n,
+                                  "snis_file_bytes": _size(stream)}),
                 f"{label}" + (f", decode {k} of {tiers} tiers" if tiers > 1 else ""))
         log(f"{clip.name:9s} {codec:15s} qp={q:<3d}{kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
     if not args.keep:
@@ -367,8 +374,9 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
              f"{meta['vmaf_model']} (mean over frames). PSNR-Y: mean over frames of per-frame luma PSNR. "
              f"Rates are elementary-stream payload bits / clip duration. BD-rates are Bjøntegaard deltas "
              f"(monotone piecewise cubic in log-rate over the overlapping quality range) against "
-             f"`{ANCHOR}`; negative = fewer bits for the same quality. Times are wall-clock per frame, "
-             f"single-threaded codecs, {meta['jobs']} job(s) in parallel on {meta['cpus']} CPUs. "
+             f"`{ANCHOR}`; negative = fewer bits for the same quality. Times are CPU time (user + system) of "
+             f"the single-threaded encoder / decoder process per frame, mean over the sweep (wall times are "
+             f"in the JSON; {meta['jobs']} job(s) in parallel on {meta['cpus']} CPUs). "
              f"See docs/RD.md.\n")
     all_clips = list(col.points)
     # cross-clip mean BD-rate
@@ -389,7 +397,7 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
         L.append(f"## {clip} ({info.get('width')}x{info.get('height')}, {info.get('fps'):g} fps, "
                  f"{info.get('frames')} frames)\n")
         L.append("| codec | kbps @ VMAF 85 | kbps @ VMAF 70 | BD-rate VMAF | BD-rate PSNR-Y | "
-                 "enc ms/frame | dec ms/frame |")
+                 "enc CPU ms/frame | dec CPU ms/frame |")
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         for c in codec_order:
             if c not in summary[clip]["codecs"]:
@@ -462,8 +470,7 @@ def parse_args(argv=None):
     ap.add_argument("--snis-cli", default=None, help="command that runs the SNIS CLI (default: this Python with "
                     "-m snisd, from the repo root)")
     ap.add_argument("--snis-timeout", type=float, default=3600, help="seconds before a SNIS encode/decode is abandoned")
-    ap.add_argument("--jobs", type=int, default=1, help="measurements run in parallel (default 1; timings are "
-                    "cleanest with 1)")
+    ap.add_argument("--jobs", type=int, default=2, help="measurements run in parallel (default 2)")
     ap.add_argument("--vmaf-threads", type=int, default=2, help="libvmaf n_threads (default 2)")
     ap.add_argument("--out", default=None, help="Markdown output (default docs/rd_results.md); the JSON with all "
                     "raw points goes next to it with the suffix .json")
@@ -485,7 +492,7 @@ def main(argv=None) -> int:
 
     try:
         ffmpeg = ffmpeg_exe()
-        _, ver = run([ffmpeg, "-hide_banner", "-version"], "ffmpeg -version")
+        ver = run([ffmpeg, "-hide_banner", "-version"], "ffmpeg -version").stdout
         ffmpeg_version = ver.splitlines()[0] if ver else "?"
     except Exception as exc:  # noqa: BLE001 - anything here means no usable ffmpeg
         print(f"error: cannot run the imageio-ffmpeg ffmpeg: {exc}", file=sys.stderr)
@@ -576,9 +583,9 @@ def main(argv=None) -> int:
     if clips and any(t[0] is run_snis for t in tasks):
         probe = work / "probe.snis"
         try:
-            _, out = run(snis_cli(args) + ["encode", str(clips[0].path), "-o", str(probe),
+            out = run(snis_cli(args) + ["encode", str(clips[0].path), "-o", str(probe),
                           "--qp", "30", "--tiers", str(max(1, args.snis_tiers)), "--frames", "2"],
-                         "SNIS CLI probe (2-frame encode)", cwd=REPO, env=snis_env(), timeout=600)
+                         "SNIS CLI probe (2-frame encode)", cwd=REPO, env=snis_env(), timeout=600).stdout
             parse_report(out)
             run(snis_cli(args) + ["decode", str(probe), "-o", str(work / "probe.y4m"),
                  "--tiers", "1"], "SNIS CLI probe (decode)", cwd=REPO, env=snis_env(), timeout=600)

@@ -9,6 +9,8 @@ import json
 import math
 import os
 import subprocess
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,22 +30,47 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+@dataclass
+class RunResult:
+    wall: float      # seconds
+    cpu: float       # user + system CPU seconds of the child process (robust to machine load)
+    stdout: str
+
+
 def run(cmd: Sequence[str], what: str, timeout: float | None = None,
-        cwd: str | os.PathLike | None = None, env: dict | None = None) -> tuple[float, str]:
-    """Run a command; return (wall seconds, stdout). Raises StepFailed with the stderr tail."""
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, timeout=timeout, cwd=cwd, env=env)
-    except FileNotFoundError as exc:
-        raise StepFailed(f"{what}: cannot start {cmd[0]!r}: {exc}") from None
-    except subprocess.TimeoutExpired:
-        raise StepFailed(f"{what}: timed out after {timeout:.0f} s") from None
-    dt = time.perf_counter() - t0
+        cwd: str | os.PathLike | None = None, env: dict | None = None) -> RunResult:
+    """Run a command to completion; raise StepFailed (with the stderr tail) if it fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        try:
+            proc = subprocess.Popen(list(cmd), stdout=out, stderr=err, cwd=cwd, env=env)
+        except OSError as exc:
+            raise StepFailed(f"{what}: cannot start {cmd[0]!r}: {exc}") from None
+        timer = None
+        timed_out = threading.Event()
+        if timeout:
+            def _kill() -> None:
+                timed_out.set()
+                proc.kill()
+            timer = threading.Timer(timeout, _kill)
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            if timer:
+                timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", "replace")
+        stderr = err.read().decode("utf-8", "replace")
+    if timed_out.is_set():
+        raise StepFailed(f"{what}: timed out after {timeout:.0f} s")
     if proc.returncode != 0:
-        tail = "\n".join((proc.stderr or "").strip().splitlines()[-6:])
+        tail = "\n".join(stderr.strip().splitlines()[-6:])
         raise StepFailed(f"{what}: exit status {proc.returncode}\n    " + tail.replace("\n", "\n    "))
-    return dt, proc.stdout
+    return RunResult(wall, usage.ru_utime + usage.ru_stime, stdout)
 
 
 # ----------------------------------------------------------------------------- Y4M
