@@ -269,11 +269,15 @@ class NotifyListener:
     def fields(self) -> list[str]:
         return [f for _, m in self.messages for f in m.split("\n")]
 
-    def wait_for(self, prefix: str, timeout: float, after: int = 0) -> bool:
+    def wait_for(self, prefix: str, timeout: float, after: int = 0, proc: subprocess.Popen | None = None) -> bool:
+        """True once a field starting with ``prefix`` arrived; False on timeout or if ``proc`` exits."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(f.startswith(prefix) for f in self.fields()[after:]):
                 return True
+            if proc is not None and proc.poll() is not None:
+                time.sleep(0.1)  # let the last datagrams arrive
+                return any(f.startswith(prefix) for f in self.fields()[after:])
             time.sleep(0.02)
         return False
 
@@ -309,7 +313,7 @@ def test_daemon_under_notify_socket(tmp_path):
     notify = NotifyListener(tmp_path / "notify.sock")
     proc = start_daemon(tmp_path, config, notify)
     try:
-        assert notify.wait_for("READY=1", 120), proc.stderr.read() if proc.poll() is not None else notify.messages
+        assert notify.wait_for("READY=1", 120, proc=proc), proc.stderr.read() if proc.poll() is not None else notify.messages
         ready_at = len(notify.fields())
         assert notify.wait_for("WATCHDOG=1", 5, ready_at)
         assert notify.wait_for("STATUS=", 5, ready_at)
