@@ -35,7 +35,7 @@ sys.path.insert(0, str(TOOLS))
 
 from bd_rate import bd_rate, rate_at_quality  # noqa: E402
 from rdlib import (StepFailed, ffmpeg_exe, ivf_payload_bytes, make_reference, psnr_y, run,  # noqa: E402
-                   vmaf, y4m_frame_count, VMAF_MODEL)
+                   vmaf, y4m_frame_count, y4m_info, VMAF_MODEL)
 
 ANCHOR = "x264-ultrafast"
 CLIPS = {"vtest": "vtest.avi", "cockatoo": "cockatoo.mp4", "bikes": "bikes.mp4"}
@@ -169,6 +169,9 @@ class ClipRef:
 
 def measure(clip: ClipRef, decoded: Path, work: Path, tag: str, vmaf_threads: int) -> tuple[float, float, int, str]:
     """(VMAF, PSNR-Y, frames, libvmaf version) of a decoded y4m vs the clip's reference."""
+    info = y4m_info(decoded)
+    if (info.width, info.height) != (clip.width, clip.height):
+        raise StepFailed(f"decoded size {info.width}x{info.height}, reference is {clip.width}x{clip.height}")
     n = y4m_frame_count(decoded)
     if n != clip.frames:
         raise StepFailed(f"decoded {n} frames, reference has {clip.frames}")
