@@ -14,12 +14,13 @@ results table used in models/README.md.
 
 Graph (per tile; see models/README.md): the row stage is split into one Conv2D per
 column-filter group (so each group gets its own int8 activation scale), the column stage
-of group 0 is split into its DC filter and its 7 AC filters (the large DC plane then does
-not set the scale of the AC coefficients).  The split changes no parameter count:
+of each group is split into its v = 0 filter and its v >= 1 filters (the large DC plane and
+first-row coefficients then do not set the scale of the others), and each plane's AC
+output is split into "lo" (u == 0 or v == 0) and "hi" (u, v >= 1) tensors.  The split changes no parameter count:
 weights are exactly the 896 entries of the six analysis arrays.  The representative
 dataset is natural training tiles (intra + residual) plus one tile of +/-255 impulses so
-the int8 input covers [-255, 255] and two flat +/-255 tiles so the DC/coarse path never
-saturates.
+the int8 input covers [-255, 255], and two flat +/-128 tiles so the DC/coarse path does not
+saturate on intra content (pixel - 128).
 """
 
 from __future__ import annotations
@@ -39,10 +40,23 @@ from snisd.codec import analysis as ana  # noqa: E402
 
 import train_transform as tt  # noqa: E402
 
+# Level of the flat calibration tiles: the DC/coarse path is calibrated to a 16x16 area
+# of mean +/-FLAT_LEVEL (intra residuals are within [-128, 127]); a larger flat mean
+# saturates the coarse latent.  255 would double the coarse int8 step for all content.
+FLAT_LEVEL = 128.0
 GROUP_CHANNELS = {"luma": ((0,), (1,), (2, 3), (4, 5, 6, 7)), "chroma": ((0,), (1,), (2, 3))}
 
 
 def build_keras_model(weights: dict[str, np.ndarray]):
+    """Tile analysis graph.  Outputs (names of the serving signature):
+
+    luma_coarse (N,4,4,4), luma_ac_lo (N,8,8,14), luma_ac_hi (N,8,8,49),
+    chroma_coarse (2N,4,4,4), chroma_ac_lo (2N,8,8,6), chroma_ac_hi (2N,8,8,9).
+    "lo" holds the first row and column of each block (u == 0 or v == 0, DC excluded),
+    "hi" the rest (u >= 1 and v >= 1); see ana.ac_split_channels for the channel order.
+    Splitting the AC output in two lets the 49 (resp. 9) small high-frequency channels
+    use a much finer int8 scale than the large first-row/column coefficients.
+    """
     import keras
     from keras import layers
 
@@ -52,7 +66,7 @@ def build_keras_model(weights: dict[str, np.ndarray]):
         row = np.asarray(weights[f"{prefix}_row"], np.float32)
         col = np.asarray(weights[f"{prefix}_col"], np.float32)
         coarse = np.asarray(weights[f"{prefix}_coarse"], np.float32)
-        ac_parts = []
+        lo_parts, hi_parts = [], []
         dc = None
         for g, us in enumerate(GROUP_CHANNELS[prefix]):
             c = len(us)
@@ -63,35 +77,37 @@ def build_keras_model(weights: dict[str, np.ndarray]):
             if c > 1:
                 r = layers.Reshape((size, nb * c, 1), name=f"{prefix}_flat{g}")(r)
             kc = col[g].T.reshape(2 * n, 1, 1, n)  # (taps, 1, in=1, out=v)
-            splits = [((0,), "dc"), (tuple(range(1, n)), "ac")] if g == 0 else [(tuple(range(n)), "all")]
-            for vs, tag in splits:
+            # v = 0 filter and v >= 1 filters as two convs (same 16*n weights in total)
+            for vs, tag in (((0,), "v0"), (tuple(range(1, n)), "vac")):
                 conv = layers.Conv2D(len(vs), (2 * n, 1), strides=(n, 1), use_bias=False, name=f"{prefix}_col{g}{tag}")
                 y = conv(r)
                 conv.set_weights([kc[..., list(vs)]])
                 if c > 1:
                     y = layers.Reshape((nb, nb, c * len(vs)), name=f"{prefix}_unflat{g}{tag}")(y)
-                if tag == "dc":
-                    dc = y
+                if g == 0:
+                    if tag == "v0":
+                        dc = y
+                    else:
+                        lo_parts.append(y)
+                elif tag == "v0":
+                    lo_parts.append(y)
                 else:
-                    ac_parts.append(y)
+                    hi_parts.append(y)
         conv = layers.Conv2D(4, (4, 4), strides=(2, 2), use_bias=False, name=f"{prefix}_coarse_conv")
         cz = conv(dc)
         conv.set_weights([coarse.transpose(1, 2, 0)[:, :, None, :]])  # (a, b, in=1, k)
-        ac = layers.Concatenate(axis=-1, name=f"{prefix}_concat")(ac_parts)
-        ac = layers.Cropping2D(((1, 1), (1, 1)), name=f"{prefix}_crop")(ac)
-        cz = layers.Identity(name=f"{prefix}_coarse")(cz)
-        ac = layers.Identity(name=f"{prefix}_ac")(ac)
-        return cz, ac
+        outs = {f"{prefix}_coarse": layers.Identity(name=f"{prefix}_coarse")(cz)}
+        for tag, parts in (("lo", lo_parts), ("hi", hi_parts)):
+            t = layers.Concatenate(axis=-1, name=f"{prefix}_concat_{tag}")(parts)
+            t = layers.Cropping2D(((1, 1), (1, 1)), name=f"{prefix}_crop_{tag}")(t)
+            outs[f"{prefix}_ac_{tag}"] = layers.Identity(name=f"{prefix}_ac_{tag}")(t)
+        return outs
 
     luma = keras.Input((88, 88, 1), name="luma")
     chroma = keras.Input((44, 44, 1), name="chroma")
-    lc, la = plane(luma, "luma", 8)
-    cc, ca = plane(chroma, "chroma", 4)
-    return keras.Model(
-        inputs={"luma": luma, "chroma": chroma},
-        outputs={"luma_coarse": lc, "luma_ac": la, "chroma_coarse": cc, "chroma_ac": ca},
-        name="snis896_analysis",
-    )
+    outputs = plane(luma, "luma", 8)
+    outputs.update(plane(chroma, "chroma", 4))
+    return keras.Model(inputs={"luma": luma, "chroma": chroma}, outputs=outputs, name="snis896_analysis")
 
 
 def representative_tiles(media: str, count: int):
@@ -110,7 +126,7 @@ def representative_tiles(media: str, count: int):
     lc[1, 30, 25] = -255.0
     tiles.append((ly, lc))
     # flat +/-255 tiles: the DC / coarse path must not saturate on any input in range
-    for level in (255.0, -255.0):
+    for level in (FLAT_LEVEL, -FLAT_LEVEL):
         tiles.append((np.full((1, 88, 88, 1), level, np.float32), np.full((2, 44, 44, 1), level, np.float32)))
     return tiles
 

@@ -14,10 +14,18 @@ bikes.mp4 and vtest.avi, decoded with PyAV to YUV 4:2:0.  Held-out evaluation fr
 from the last 60 % of cockatoo.mp4, bikes.mp4 and vtest.avi.
 
 Loss per batch (quantiser step s drawn log-uniformly from [4, 64]):
-    MSE(x, synth(analysis(x) + U(-s/2, s/2)))  +  LAMBDA * s^2 * R
+    [MSE(x, synth(analysis(x) + U(-s/2, s/2)))  +  LAMBDA * s^2 * R] / (s^2 / 12)
 with R = sum over latents of log2(1 + |y| / s) per pixel (a rate proxy in bits/pixel).
+The division by s^2/12 gives every step the same weight in the gradient.  The MSE is the
+mean of the MSE under additive uniform noise and the MSE under hard rounding with a
+straight-through gradient (--ste 0.5): with noise only, the synthesis learns a shrinkage
+that is right for noise but wrong for the dead zone of a real rounding quantiser, and the
+learned transform lost to the DCT at small steps.
 Tying the rate weight to s^2 (the slope of the distortion-rate curve at high rate) makes
-one transform good over the whole range of steps.  A small penalty keeps each filter close
+one transform good over the whole range of steps.  After every optimiser step each
+analysis filter (each row of the row/column/coarse arrays) is renormalised to unit L2
+norm, as in the orthonormal DCT: latents stay in pixel units, so a step s means the same
+for the learned transform and for the DCT, and the int8 ranges do not grow.  A small penalty keeps each filter close
 to the even/odd symmetry of its DCT initialisation; that symmetry is what makes the
 reflection at frame edges + folding synthesis (nearly) perfectly reconstructing.
 
@@ -47,6 +55,7 @@ LUMA_CROP = 136  # 16 luma blocks of 8 (incl. 4+4 px overlap), 7x7 coarse latent
 CHROMA_CROP = LUMA_CROP // 2
 LAMBDA = 0.02
 SYM_WEIGHT = 1.0
+STE_WEIGHT = 0.5
 STEP_RANGE = (4.0, 64.0)
 EVAL_STEPS = (4, 8, 16, 32, 64)
 
@@ -79,7 +88,7 @@ def load_training_frames(media: str):
     return clips
 
 
-def heldout_samples(media: str, per_clip: int = 3):
+def heldout_samples(media: str, per_clip: int = 2):
     """Held-out frames from the last 60 % of the test clips: intra + temporal residuals.
 
     Returns a list of (label, y, u, v) int16 residual planes cropped to multiples of 64.
@@ -238,7 +247,7 @@ def train(args) -> dict[str, dict[str, np.ndarray]]:
                 tot += tf.reduce_sum(tf.square(v - tf.constant(par[k])[None, :, None] * tf.reverse(v, [2])))
         return 0.25 * tot
 
-    def plane_loss(x, prefix, groups, n, step, noise_c, noise_k):
+    def plane_loss(x, prefix, groups, n, step, noise_c, noise_k, ste):
         a_col = tf.gather(va[prefix + "_col"], groups)
         s_col = tf.gather(vs[prefix + "_col"], groups)
         coef, coarse = tf_analysis(tf, x, va[prefix + "_row"], a_col, va[prefix + "_coarse"], n)
@@ -246,8 +255,13 @@ def train(args) -> dict[str, dict[str, np.ndarray]]:
         rate = tf.reduce_sum(tf.math.log(1.0 + tf.abs(ac) / step)) + tf.reduce_sum(
             tf.math.log(1.0 + tf.abs(coarse) / step)
         )
-        ac_n = ac + noise_c * step
-        coarse_n = coarse + noise_k * step
+        if ste:
+            # hard rounding with a straight-through gradient (matches the codec's quantiser)
+            ac_n = ac + tf.stop_gradient(tf.round(ac / step) * step - ac)
+            coarse_n = coarse + tf.stop_gradient(tf.round(coarse / step) * step - coarse)
+        else:
+            ac_n = ac + noise_c * step
+            coarse_n = coarse + noise_k * step
         coef_n = tf.concat([coef[..., :1], ac_n], axis=-1)
         xh = tf_synthesis(tf, coef_n, coarse_n, vs[prefix + "_row"], s_col, vs[prefix + "_coarse"], n)
         lo, hi = 3 * n, x.shape[1] - 3 * n  # region reconstructed from complete latents
@@ -260,13 +274,28 @@ def train(args) -> dict[str, dict[str, np.ndarray]]:
     @tf.function(jit_compile=False, reduce_retracing=True)
     def step_fn(ly, lc, step, nly, nky, nlc, nkc):
         with tf.GradientTape() as tape:
-            se_y, n_y, r_y, a_y = plane_loss(ly, "luma", lg, 8, step, nly, nky)
-            se_c, n_c, r_c, a_c = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc)
+            se_y, n_y, r_y, a_y = plane_loss(ly, "luma", lg, 8, step, nly, nky, False)
+            se_c, n_c, r_c, a_c = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, False)
             mse = (se_y + se_c) / (n_y + n_c)
+            if args.ste > 0:
+                # mix in the distortion under hard rounding (straight-through gradient)
+                se_y2, _, _, _ = plane_loss(ly, "luma", lg, 8, step, nly, nky, True)
+                se_c2, _, _, _ = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, True)
+                mse = (1.0 - args.ste) * mse + args.ste * (se_y2 + se_c2) / (n_y + n_c)
             bpp = (r_y + r_c) / a_y  # bits per luma pixel
-            loss = mse + lam * step * step * bpp + SYM_WEIGHT * (sym_penalty(va) + sym_penalty(vs))
+            # divided by s^2/12 (the noise MSE of an orthonormal transform) so that every
+            # step in the range weighs the same in the gradient
+            loss = (mse + lam * step * step * bpp) / (step * step / 12.0) + SYM_WEIGHT * (
+                sym_penalty(va) + sym_penalty(vs)
+            )
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
+        # projection: every analysis filter keeps unit L2 norm, like the orthonormal DCT,
+        # so latents stay in pixel units (no escape from the noise by a gain > 1, and the
+        # int8 output ranges stay those of the DCT)
+        for k, v in va.items():
+            axes = [1, 2] if k.endswith("coarse") else [v.shape.rank - 1]
+            v.assign(v / tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True)))
         return loss, mse, bpp
 
     nb_y = (LUMA_CROP - 16) // 8 + 1
@@ -369,6 +398,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lam", type=float, default=LAMBDA, help="rate weight (multiplied by s^2)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ste", type=float, default=STE_WEIGHT, help="weight of the hard-rounding distortion")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
 

@@ -53,8 +53,21 @@ WEIGHT_SHAPES = {
 MODEL_FILE = "snis896.tflite"
 SYNTHESIS_FILE = "snis896_synthesis.npz"
 
-# int8 output tensors of the model, by name (see models/README.md)
-OUTPUT_NAMES = ("luma_coarse", "luma_ac", "chroma_coarse", "chroma_ac")
+# int8 output tensors of the model, by signature name (see models/README.md).  Each
+# plane's AC latents are split in two tensors with their own int8 scale:
+#   <plane>_ac_lo: first row and column of the block, (0, v) v>=1 then (u, 0) u>=1
+#   <plane>_ac_hi: (u, v) with u, v >= 1, u-major
+OUTPUT_NAMES = ("luma_coarse", "luma_ac_lo", "luma_ac_hi", "chroma_coarse", "chroma_ac_lo", "chroma_ac_hi")
+
+
+def ac_split_channels(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """AC channel indices (u*n+v-1) held by the "lo" and "hi" output tensors, in order."""
+    lo = [v - 1 for v in range(1, n)] + [u * n - 1 for u in range(1, n)]
+    hi = [u * n + v - 1 for u in range(1, n) for v in range(1, n)]
+    return np.array(lo), np.array(hi)
+
+
+_OUT_CHANNELS = {"luma_ac_lo": 14, "luma_ac_hi": 49, "chroma_ac_lo": 6, "chroma_ac_hi": 9}
 
 
 @dataclass
@@ -250,8 +263,10 @@ class AnalysisTransform:
         path = self.model_path
         ins = self._interp.get_input_details()
         outs = self._interp.get_output_details()
-        if len(ins) != 2 or len(outs) != 4:
-            raise ModelError(f"{path}: expected 2 inputs and 4 outputs, found {len(ins)} and {len(outs)}")
+        if len(ins) != 2 or len(outs) != len(OUTPUT_NAMES):
+            raise ModelError(
+                f"{path}: expected 2 inputs and {len(OUTPUT_NAMES)} outputs, found {len(ins)} and {len(outs)}"
+            )
         self._in = {}
         for d in ins:
             shape = tuple(d["shape"][1:])
@@ -261,11 +276,11 @@ class AnalysisTransform:
             self._in[key] = d
         if set(self._in) != {"luma", "chroma"}:
             raise ModelError(f"{path}: inputs must be luma (N,88,88,1) and chroma (2N,44,44,1)")
-        # outputs: matched by name when the names carry them, otherwise by shape
-        # (AC outputs are told apart by channel count 63/15; the two coarse outputs by
-        # their batch size at runtime -- luma has N, chroma 2N -- after a probe resize).
+        # outputs: by signature name (tensor names are opaque, e.g. StatefulPartitionedCall:2);
+        # without a usable signature, by shape (AC tensors have distinct channel counts, the
+        # two coarse outputs are told apart by batch size after a probe resize).
         self._out = {}
-        try:  # signature output names -> tensor indices (the tensor names are opaque)
+        try:
             sig = self._interp._get_full_signature_list()
             sig_out = next(iter(sig.values()))["outputs"] if len(sig) == 1 else {}
         except Exception:  # pragma: no cover - interpreter without signature support
@@ -274,14 +289,10 @@ class AnalysisTransform:
         for name in OUTPUT_NAMES:
             if name in sig_out and sig_out[name] in by_index:
                 self._out[name] = by_index[sig_out[name]]
-        for d in outs if len(self._out) != 4 else ():
-            for name in OUTPUT_NAMES:
-                if name in d["name"] and name not in self._out:
-                    self._out[name] = d
-                    break
-        if len(self._out) != 4:
+        if len(self._out) != len(OUTPUT_NAMES):
             self._out = self._outputs_by_shape(outs)
-        expect = {"luma_coarse": (4, 4, 4), "luma_ac": (8, 8, 63), "chroma_coarse": (4, 4, 4), "chroma_ac": (8, 8, 15)}
+        expect = {"luma_coarse": (4, 4, 4), "chroma_coarse": (4, 4, 4)}
+        expect.update({k: (8, 8, c) for k, c in _OUT_CHANNELS.items()})
         for name, d in self._out.items():
             if tuple(d["shape"][1:]) != expect[name] or d["dtype"] != np.int8:
                 raise ModelError(
@@ -297,20 +308,20 @@ class AnalysisTransform:
             vals = np.arange(-512, 512, dtype=np.float64)
             self._lut[key] = np.clip(np.rint(vals / scale) + zp, -128, 127).astype(np.int8)
         self._deq = {n: d["quantization"] for n, d in self._out.items()}
+        self._split = {"luma": ac_split_channels(8), "chroma": ac_split_channels(4)}
 
     def _outputs_by_shape(self, outs):
         found = {}
         coarse = []
+        by_channels = {c: k for k, c in _OUT_CHANNELS.items()}
         for d in outs:
             c = int(d["shape"][-1])
-            if c == 63:
-                found["luma_ac"] = d
-            elif c == 15:
-                found["chroma_ac"] = d
+            if c in by_channels and by_channels[c] not in found:
+                found[by_channels[c]] = d
             else:
                 coarse.append(d)
-        if len(coarse) != 2 or len(found) != 2:
-            raise ModelError(f"{self.model_path}: cannot identify the 4 outputs by shape")
+        if len(coarse) != 2 or len(found) != len(_OUT_CHANNELS):
+            raise ModelError(f"{self.model_path}: cannot identify the outputs by shape")
         self._interp.resize_tensor_input(self._in["luma"]["index"], [1, 88, 88, 1])
         self._interp.resize_tensor_input(self._in["chroma"]["index"], [2, 44, 44, 1])
         self._interp.allocate_tensors()
@@ -370,9 +381,17 @@ class AnalysisTransform:
             t = t.reshape(batch_tiles, ty, tx, h, w, c).transpose(0, 1, 3, 2, 4, 5)
             return t.reshape(batch_tiles, ty * h, tx * w, c)
 
+        def ac(prefix, channels, batch_tiles):
+            lo_idx, hi_idx = self._split[prefix]
+            lo, hi = get(f"{prefix}_ac_lo"), get(f"{prefix}_ac_hi")
+            t = np.empty(lo.shape[:3] + (channels,), np.float32)
+            t[..., lo_idx] = lo
+            t[..., hi_idx] = hi
+            return assemble(t, batch_tiles)
+
         return Latents(
             y_coarse=assemble(get("luma_coarse"), 1)[0],
-            y_ac=assemble(get("luma_ac"), 1)[0],
+            y_ac=ac("luma", 63, 1)[0],
             c_coarse=assemble(get("chroma_coarse"), 2),
-            c_ac=assemble(get("chroma_ac"), 2),
+            c_ac=ac("chroma", 15, 2),
         )
