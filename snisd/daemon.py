@@ -258,7 +258,7 @@ class Daemon:
                     log.error("no frame encoded within %.0f s", READY_TIMEOUT_S)
                     self._stop_pipeline()
                     return 1
-                self._wake.wait(0.05)
+                time.sleep(0.05)  # a signal only sets a flag; the loop condition sees it
             interval = watchdog_interval()
             if interval:
                 watchdog = Watchdog(self.notifier, self.progress, interval)

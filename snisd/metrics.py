@@ -7,6 +7,7 @@ snapshot of the pipeline's counters on every request; anything else is 404.
 from __future__ import annotations
 
 import logging
+import math
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,7 +42,12 @@ class MetricFamily:
     def render(self) -> str:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
         for labels, value in self.samples:
-            text = repr(value) if value != int(value) or abs(value) >= 1e15 else str(int(value))
+            if not math.isfinite(value):
+                text = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+            elif value == int(value) and abs(value) < 1e15:
+                text = str(int(value))
+            else:
+                text = repr(value)
             lines.append(f"{self.name}{_labels(labels)} {text}")
         return "\n".join(lines) + "\n"
 

@@ -419,7 +419,8 @@ class Pipeline:
         if status is not None:
             snap["camera"] = {"state": status.state, "reopens": status.reopens, "failures": status.failures,
                               "last_error": status.last_error}
-        recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
+        with self._sinks_lock:
+            recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
         if recorded:
             snap["recorded_frames"] = recorded[0]
         return snap

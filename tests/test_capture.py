@@ -365,3 +365,75 @@ def test_reconnect_gives_up_after_max_failures_and_stop_interrupts():
     with pytest.raises(SourceError):
         src2.read()
     assert time.monotonic() - t < 1
+
+
+# -- the V4L2 read loop, with FFmpeg reading a file in place of the device ----------------------
+
+def write_camera_clip(path: Path, codec: str, pix_fmt: str, frames: list[Frame]) -> None:
+    """A clip of what a UVC camera sends: MJPEG packets, or raw YUYV packets."""
+    out = av.open(str(path), "w", format="nut")
+    st = out.add_stream(codec, rate=30)
+    st.width, st.height, st.pix_fmt = frames[0].width, frames[0].height, pix_fmt
+    for i, f in enumerate(frames):
+        vf = to_video_frame(f).reformat(format=pix_fmt)
+        vf.pts = i
+        for pkt in st.encode(vf):
+            out.mux(pkt)
+    for pkt in st.encode():
+        out.mux(pkt)
+    out.close()
+
+
+@pytest.mark.parametrize("fmt, codec, pix_fmt", [("mjpeg", "mjpeg", "yuvj422p"), ("yuyv", "rawvideo", "yuyv422")])
+def test_v4l2_source_reads_camera_packets(tmp_path, monkeypatch, fmt, codec, pix_fmt):
+    import snisd.capture.v4l2 as v4l2
+
+    scene = SyntheticScene(160, 120)
+    frames = [scene.render(n) for n in range(4)]
+    clip = tmp_path / "video0"
+    write_camera_clip(clip, codec, pix_fmt, frames)
+    opened = {}
+    real_open = av.open
+
+    def fake_open(path, format=None, options=None):  # the device node is a file here
+        opened.update(path=path, format=format, options=options)
+        return real_open(path)
+
+    monkeypatch.setattr(v4l2.av, "open", fake_open)
+    src = V4l2Source(str(clip), 160, 120, 30, pixel_format=fmt)
+    src.open()
+    try:
+        assert opened["format"] == "v4l2" and opened["options"]["fflags"] == "nonblock"
+        assert opened["options"]["input_format"] == ("mjpeg" if fmt == "mjpeg" else "yuyv422")
+        assert opened["options"]["video_size"] == "160x120"
+        got = [src.read() for _ in range(4)]
+        for a, b in zip(got, frames):
+            assert psnr(a.y, b.y) >= (25 if fmt == "mjpeg" else 99)  # YUYV luma is exact
+        assert [f.pts_us for f in got] == sorted(f.pts_us for f in got)
+        with pytest.raises(SourceError, match="ended"):
+            src.read()
+    finally:
+        src.close()
+
+
+def test_v4l2_source_times_out_on_a_stalled_camera(tmp_path):
+    import snisd.capture.v4l2 as v4l2
+
+    class Stalled:
+        def demux(self, stream):
+            raise av.error.BlockingIOError(11, "Resource temporarily unavailable")
+            yield  # pragma: no cover - makes this a generator
+
+        def close(self):
+            pass
+
+    src = V4l2Source(str(tmp_path / "video0"), 160, 120)
+    src._container, src._stream = Stalled(), None
+    t = time.monotonic()
+    with pytest.raises(SourceTimeout):
+        src.read(timeout=0.1)
+    assert 0.09 <= time.monotonic() - t < 1
+    src.close()
+    with pytest.raises(SourceError, match="not open"):
+        src.read()
+    assert v4l2._POLL_S < 0.01
