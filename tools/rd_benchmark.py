@@ -465,7 +465,7 @@ def parse_args(argv=None):
                     help="override the CRF/QP sweep of a baseline or of 'snis', e.g. --param x265-medium=22,27,32")
     ap.add_argument("--no-snis", action="store_true", help="skip all SNIS measurements")
     ap.add_argument("--snis-tiers", type=int, default=3, help="tier count K of the scalable SNIS encodes (default 3)")
-    ap.add_argument("--snis-qps", default="18,24,30,36,42,48", help="SNIS --qp sweep")
+    ap.add_argument("--snis-qps", default="26,30,34,38,42,46", help="SNIS --qp sweep (default 26,30,34,38,42,46)")
     ap.add_argument("--no-single-tier", action="store_true", help="skip the single-tier SNIS encodes")
     ap.add_argument("--no-ablation", action="store_true", help="skip the DCT-8 ablation encodes")
     ap.add_argument("--ablation-all-tiers", action="store_true",
