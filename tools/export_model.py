@@ -12,7 +12,10 @@ then evaluates on held-out frames (a) DCT float, (b) learned float, (c) learned 
 analysis + float synthesis, (d) DCT int8 analysis + float synthesis, and prints the
 results table used in models/README.md.
 
-Graph (per tile; see models/README.md): the row stage is split into one Conv2D per
+Graph (per tile; see models/README.md): the tile is reshaped so that each run of n
+pixels (n = 8 luma, 4 chroma) is a channel vector ("space to depth"); the 2n-tap lapped
+filters are then 2-tap convolutions over n channels, and the column stage works on
+row-blocks permuted into channels.  The row stage is split into one Conv2D per
 column-filter group (so each group gets its own int8 activation scale), the column stage
 of each group is split into its v = 0 filter and its v >= 1 filters (the large DC plane and
 first-row coefficients then do not set the scale of the others), and each plane's AC
@@ -60,6 +63,11 @@ def build_keras_model(weights: dict[str, np.ndarray]):
     import keras
     from keras import layers
 
+    def reshape(shape, name):
+        # constant target shape with -1 batch: converts to one RESHAPE op (layers.Reshape
+        # would add SHAPE/STRIDED_SLICE/PACK ops that split the XNNPACK partition)
+        return layers.Lambda(lambda t: keras.ops.reshape(t, (-1,) + tuple(shape)), name=name)
+
     def plane(inp, prefix, n):
         size = 11 * n  # 88 / 44
         nb = 10
@@ -68,22 +76,27 @@ def build_keras_model(weights: dict[str, np.ndarray]):
         coarse = np.asarray(weights[f"{prefix}_coarse"], np.float32)
         lo_parts, hi_parts = [], []
         dc = None
+        # space-to-depth: the n pixels of each block column become channels, so the
+        # lapped 2n-tap filters are 2-tap convolutions over n channels (far faster in
+        # XNNPACK than 1-channel convolutions with stride n; same weights, same MACs)
+        xs = reshape((size, nb + 1, n), name=f"{prefix}_s2d")(inp)
         for g, us in enumerate(GROUP_CHANNELS[prefix]):
             c = len(us)
-            k = row[list(us)].T.reshape(1, 2 * n, 1, c)  # (1, taps, in=1, out=c)
-            conv = layers.Conv2D(c, (1, 2 * n), strides=(1, n), use_bias=False, name=f"{prefix}_row{g}")
-            r = conv(inp)
+            k = row[list(us)].T.reshape(1, 2, n, c)  # [0, p, q, u] = A_row[u, n*p + q]
+            conv = layers.Conv2D(c, (1, 2), use_bias=False, name=f"{prefix}_row{g}")
+            r = conv(xs)  # (size, nb, c)
             conv.set_weights([k])
-            if c > 1:
-                r = layers.Reshape((size, nb * c, 1), name=f"{prefix}_flat{g}")(r)
-            kc = col[g].T.reshape(2 * n, 1, 1, n)  # (taps, 1, in=1, out=v)
+            # rows to channels: (11, n, nb*c) -> (11, nb*c, n); channel axis j*c + u
+            r = reshape((nb + 1, n, nb * c), name=f"{prefix}_rows{g}")(r)
+            r = layers.Permute((1, 3, 2), name=f"{prefix}_perm{g}")(r)
+            kc = col[g].T.reshape(2, 1, n, n)  # [p, 0, q, v] = A_col[g][v, n*p + q]
             # v = 0 filter and v >= 1 filters as two convs (same 16*n weights in total)
             for vs, tag in (((0,), "v0"), (tuple(range(1, n)), "vac")):
-                conv = layers.Conv2D(len(vs), (2 * n, 1), strides=(n, 1), use_bias=False, name=f"{prefix}_col{g}{tag}")
-                y = conv(r)
+                conv = layers.Conv2D(len(vs), (2, 1), use_bias=False, name=f"{prefix}_col{g}{tag}")
+                y = conv(r)  # (nb, nb*c, len(vs))
                 conv.set_weights([kc[..., list(vs)]])
                 if c > 1:
-                    y = layers.Reshape((nb, nb, c * len(vs)), name=f"{prefix}_unflat{g}{tag}")(y)
+                    y = reshape((nb, nb, c * len(vs)), name=f"{prefix}_unflat{g}{tag}")(y)
                 if g == 0:
                     if tag == "v0":
                         dc = y
