@@ -85,6 +85,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
     fps_num, fps_den = (int(round(args.fps * 1000)), 1000)
     enc = Encoder(EncoderConfig(w, h, fps_num, fps_den, tiers=args.tiers, qp=args.qp,
                                 keyframe_interval=args.keyint, model=args.model))
+    # compile the codec kernels before the camera starts (numba's cache may be cold or stale)
+    from ..capture.synthetic import SyntheticScene
+
+    warm = Encoder(EncoderConfig(64, 64, tiers=args.tiers, qp=args.qp, model=args.model), analysis=enc.analysis,
+                   synthesis=enc.synthesis)
+    scene = SyntheticScene(64, 64, 10.0)
+    for n in range(2):
+        warm.encode(scene.render(n))
     encoder = _LoggingEncoder(enc, source, args.frame_log)
     sender = WhipSender(args.peer, enc.sequence_header, token=args.token, ice_servers=args.ice_servers,
                         stream_name="synthetic").start()

@@ -288,7 +288,7 @@ class Stream:
                 self._close_writer()
         if self._decoder_thread is not None:
             try:
-                self._decode_q.put_nowait(ef)
+                self._decode_q.put_nowait((ef, time.time()))
             except queue.Full:
                 # The decoder fell behind: skip what is queued and restart from a keyframe.
                 self._flush_decode_queue()
@@ -316,9 +316,11 @@ class Stream:
             return
         frame_log = self.receiver.frame_log
         while True:
-            ef = self._decode_q.get()
-            if ef is None:
+            item = self._decode_q.get()
+            if item is None:
                 return
+            ef, t_released = item
+            t0 = time.perf_counter()
             try:
                 frame = decoder.decode(ef)
             except ReferenceError as exc:
@@ -336,7 +338,8 @@ class Stream:
                 frame_no = ef.tiers[0][1] << 8 | ef.tiers[0][2]
                 frame_log.write({"stream": self.id, "frame_no": frame_no, "tiers": decoder.last_tiers,
                                  "received_tiers": len(ef.tiers), "keyframe": ef.keyframe,
-                                 "hash": frame_hash(frame), "t": time.time()})
+                                 "hash": frame_hash(frame), "t_released": t_released,
+                                 "decode_ms": round((time.perf_counter() - t0) * 1e3, 3), "t": time.time()})
 
     def _threadsafe_keyframe(self, reason: str) -> None:
         try:

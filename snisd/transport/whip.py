@@ -171,6 +171,8 @@ class WhipSender:
         self.messages_sent = 0
         self._cpu_clock: int | None = None
         self._cpu_final: float | None = None  # CPU seconds of the loop thread, once it has ended
+        self._cpu_at_connect: float | None = None  # ... when the last session had opened
+        self.write_cpu_s = 0.0  # CPU seconds spent in write() on the pipeline thread
 
     # -- pipeline side -------------------------------------------------------------------------
 
@@ -185,7 +187,14 @@ class WhipSender:
 
     def write(self, frame: EncodedFrame) -> None:
         """Queue a frame for sending; never blocks. The oldest queued frame goes when full."""
+        t0 = time.thread_time()
         self.frames_in += 1
+        try:
+            self._hand_off(frame)
+        finally:
+            self.write_cpu_s += time.thread_time() - t0
+
+    def _hand_off(self, frame: EncodedFrame) -> None:
         loop = self._loop
         if loop is None or self._closing:
             return
@@ -233,7 +242,8 @@ class WhipSender:
             "base_dropped": self.base_dropped, "tier_sent": list(self.tier_sent),
             "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
             "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
-            "max_tiers": self.max_tiers, "transport_cpu_s": cpu, "last_error": self.last_error,
+            "max_tiers": self.max_tiers, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
+            "write_cpu_s": round(self.write_cpu_s, 6), "last_error": self.last_error,
             "last_report": self.last_report,
         }
 
@@ -363,6 +373,8 @@ class WhipSender:
         # the stream starts over: init segment, then frames from the next keyframe
         s.last_feedback = time.monotonic()
         self._session = s
+        if self._cpu_clock is not None:
+            self._cpu_at_connect = time.clock_gettime(self._cpu_clock)
         hello = {"type": "hello", "version": 1, "tiers": self.seq.tiers, "stream": self.stream_name,
                  "lifetime_ms": self.enhancement_lifetime_ms}
         control.send(json.dumps(hello))
