@@ -106,7 +106,7 @@ class Reassembler:
     partially reliable channel cannot make it grow.
     """
 
-    def __init__(self, max_pending: int = 16, max_piece: int = 64 << 20) -> None:
+    def __init__(self, max_pending: int = 16, max_piece: int = 8 << 20) -> None:
         self.max_pending = max_pending
         self.max_piece = max_piece
         self._pending: dict[tuple[int, int], tuple[Header, list[bytes | None], int]] = {}
