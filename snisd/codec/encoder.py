@@ -15,12 +15,14 @@ from ..frame import Frame
 from .bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
 from .entropy import MB, encode_tier
 from .loop import LoopState, MotionField, Planes, StageTimes, TierLatents, padded_size, reconstruct
+from . import motion as motion_model
 from .motion import estimate
 from .synthesis import SynthesisTransform
-from .tiers import MAX_QP, quantize, step16
+from .tiers import MAX_QP, channel_steps, quantize, step16
 
 ROUND_INTRA = 0.38
-ROUND_INTER = 0.22
+ROUND_INTER = 0.15
+LAMBDA_SCALE = 1.0  # motion lambda per unit of quantiser step (SAD per bit)
 
 
 @dataclass
@@ -146,8 +148,9 @@ class Encoder:
         else:
             if switch:
                 st.reset(1)
-            lam = 0.3 * math.sqrt(steps[0] * steps[-1]) / 16.0
-            estimate(x.y, st.refs[-1].y, st.prev_motion.mvs, int(round(lam)) or 1, motion.mvs, motion.mode0)
+            lam = LAMBDA_SCALE * math.sqrt(steps[0] * steps[-1]) / 16.0
+            estimate(x.y, st.refs[-1].y, st.prev_motion.mvs, int(round(lam)) or 1, motion_model.INTRA_BIAS,
+                     motion.mvs, motion.mode0)
         t1 = time.perf_counter()
         t.motion += t1 - t0
         fh = FrameHeader(FRAME_I if key else FRAME_P, switch, self.index & 0xFFFF, cfg.qp)
@@ -171,12 +174,12 @@ class Encoder:
             lat = self.analysis(res.y, res.u, res.v)
             tc = time.perf_counter()
             q = TierLatents.zeros(self.wp, self.hp)
-            step = steps[k] / 16.0
+            s_yac, s_cac, s_coarse = channel_steps(steps[k])
             rnd = ROUND_INTRA if key else ROUND_INTER
-            quantize(lat.y_ac, step, rnd, q.y_ac)
-            quantize(lat.y_coarse, step, ROUND_INTRA, q.y_coarse)
-            quantize(lat.c_ac, step, rnd, q.c_ac)
-            quantize(lat.c_coarse, step, ROUND_INTRA, q.c_coarse)
+            quantize(lat.y_ac, s_yac, rnd, q.y_ac)
+            quantize(lat.y_coarse, s_coarse, ROUND_INTRA, q.y_coarse)
+            quantize(lat.c_ac, s_cac, rnd, q.c_ac)
+            quantize(lat.c_coarse, s_coarse, ROUND_INTRA, q.c_coarse)
             td = time.perf_counter()
             payload = encode_tier(st.probs[k], k, key, switch, motion, predk, q, lq)
             head = fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)

@@ -17,7 +17,7 @@ from numba import njit
 from .entropy import MB, new_tier_probs
 from .motion import build_prediction
 from .synthesis import SynthesisTransform
-from .tiers import dequantize
+from .tiers import channel_steps, dequantize
 
 ALIGN = 64  # the analysis works on 64x64 tiles
 
@@ -125,7 +125,8 @@ class StageTimes:
 
 def reconstruct(pred: Planes, q: TierLatents, step16: int, synth: SynthesisTransform) -> Planes:
     """Prediction plus the synthesised residual of the dequantised latents, clipped to 8 bits."""
-    deq = [dequantize(a, step16, np.empty_like(a)) for a in q.arrays()]
+    s_yac, s_cac, s_coarse = channel_steps(step16)
+    deq = [dequantize(a, s, np.empty_like(a)) for a, s in zip(q.arrays(), (s_yac, s_coarse, s_cac, s_coarse))]
     out = Planes.blank(pred.y.shape[1], pred.y.shape[0])
     _add_clip(pred.y, synth.plane(deq[0], deq[1], chroma=False), out.y)
     _add_clip(pred.u, synth.plane(deq[2][0], deq[3][0], chroma=True), out.u)

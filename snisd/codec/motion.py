@@ -17,6 +17,7 @@ from .entropy import MB, mv_predictor
 
 INTRA = 1
 SEARCH_LIMIT = 128  # half-pels
+INTRA_BIAS = 96  # an intra macroblock must beat inter by this many lambda-weighted bits (its DC and texture)
 
 
 @njit(cache=True, inline="always")
@@ -190,7 +191,7 @@ def _mv_bits(d):
 
 
 @njit(cache=True)
-def estimate(cur, ref, prev_mvs, lam, mvs, mode0):
+def estimate(cur, ref, prev_mvs, lam, intra_bias, mvs, mode0):
     """Fill mvs (half-pels) and mode0 (0 inter, 1 intra) for every macroblock of `cur`."""
     mbh, mbw = mode0.shape
     cands = np.zeros((8, 2), np.int64)
@@ -279,7 +280,7 @@ def estimate(cur, ref, prev_mvs, lam, mvs, mode0):
                 for xx in range(0, MB, 2):
                     d = np.int64(cur[y0 + yy, x0 + xx]) - mean
                     sad_intra += d if d >= 0 else -d
-            if sad_intra * 4 + 6 * lam < best:
+            if sad_intra * 4 + intra_bias * lam < best:
                 mode0[mby, mbx] = INTRA
                 mvs[mby, mbx, 0] = 0
                 mvs[mby, mbx, 1] = 0

@@ -1,8 +1,10 @@
 """Progressive tiers: one quantiser step per tier, dead-zone quantisation and integer dequantisation.
 
 Tier K-1 (the top) uses the step of the frame's qp; each tier below is coarser by
-2**(tier_step_log2/8). Steps are integers in 1/16 pixel units so that dequantisation, and hence
-the reconstruction, is exact integer arithmetic shared by encoder and decoder.
+2**(tier_step_log2/8). Within a tier, each latent channel's step is scaled by a fixed
+frequency weight (coarser for high spatial frequencies, which the eye and VMAF forgive).
+Steps are integers in 1/16 pixel units so that dequantisation, and hence the reconstruction, is
+exact integer arithmetic shared by encoder and decoder.
 """
 
 from __future__ import annotations
@@ -19,14 +21,34 @@ def step16(qp: int, tier: int, tiers: int, tier_step_log2: int) -> int:
     return max(1, int(round(16 * 0.625 * 2.0 ** octaves)))
 
 
+FREQ_SLOPE = 1.0  # step grows by this fraction per unit of u+v (luma: /14, chroma: /6)
+
+
+def _weights(n: int) -> np.ndarray:
+    """Step weight of each AC channel u*n+v-1 of an n x n block."""
+    uv = np.array([u + v for u in range(n) for v in range(n)][1:], dtype=np.float64)
+    return 1.0 + FREQ_SLOPE * uv / (2 * (n - 1))
+
+
+def channel_steps(step16_: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer steps (1/16 pixel) per channel: luma AC (63), chroma AC (15), coarse (4)."""
+    def fix(w: np.ndarray) -> np.ndarray:
+        return np.maximum(1, np.round(step16_ * w)).astype(np.int64)
+    return fix(_weights(8)), fix(_weights(4)), fix(np.ones(4))
+
+
 @njit(cache=True)
-def quantize(y, step, rounding, out):
-    """Dead-zone quantisation of float latents: sign(y) * floor(|y| / step + rounding)."""
+def quantize(y, steps16, rounding, out):
+    """Dead-zone quantisation of float latents, channel c (last axis) with step steps16[c]/16:
+    sign(y) * floor(|y| / step + rounding)."""
+    nc = steps16.shape[0]
     flat = y.reshape(-1)
     o = out.reshape(-1)
-    inv = 1.0 / step
+    inv = np.empty(nc)
+    for c in range(nc):
+        inv[c] = 16.0 / steps16[c]
     for i in range(flat.shape[0]):
-        v = flat[i] * inv
+        v = flat[i] * inv[i % nc]
         if v >= 0:
             o[i] = np.int32(v + rounding)
         else:
@@ -35,11 +57,12 @@ def quantize(y, step, rounding, out):
 
 
 @njit(cache=True)
-def dequantize(q, step16_, out):
-    """Integer dequantisation to 1/4 pixel units: q * step / 4, truncated toward zero."""
+def dequantize(q, steps16, out):
+    """Integer dequantisation to 1/4 pixel units: q * step16 / 4, truncated toward zero."""
+    nc = steps16.shape[0]
     flat = q.reshape(-1)
     o = out.reshape(-1)
     for i in range(flat.shape[0]):
-        v = flat[i] * step16_
+        v = flat[i] * steps16[i % nc]
         o[i] = (v >> 2) if v >= 0 else -((-v) >> 2)
     return out
