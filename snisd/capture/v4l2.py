@@ -135,8 +135,8 @@ class V4l2Source(Source):
                 raise SourceError("camera stream ended", self.device) from None
             except (av.error.FFmpegError, OSError) as exc:
                 raise SourceError(f"camera read failed: {exc}", self.device) from None
-            if packet.size == 0:
-                continue
+            if packet.size == 0:  # PyAV's end-of-stream flush packet: the device is gone
+                raise SourceError("camera stream ended", self.device)
             pts_us = int((time.monotonic() - self._t0) * 1e6)
             data = bytes(packet)
             if self._mjpeg is not None:
