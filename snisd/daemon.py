@@ -1,6 +1,6 @@
 """The daemon: camera -> SNIS encoder -> recording (and, later, WebRTC), supervised by systemd.
 
-``snisd --camera 0 --record /var/lib/snisd/live.mp4`` runs until SIGTERM/SIGINT. Startup order:
+``snisd --camera 0 --record live.mp4 --peer http://host:8080/whip`` runs until SIGTERM/SIGINT. Startup order:
 configuration (file, then flags; any error stops here), camera, encoder, sinks, pipeline threads;
 ``READY=1`` goes to systemd once the first frame is encoded. While running it logs a status line and
 sends ``STATUS=`` every ``pipeline.status_interval_s``, pings the watchdog while frames flow and
@@ -29,8 +29,9 @@ log = logging.getLogger("snisd")
 
 STOP_BUDGET_S = 1.5  # SIGTERM -> exit; systemd's TimeoutStopSec is much longer, tests ask for 2 s
 READY_TIMEOUT_S = 120.0  # first frame (numba may compile on a cold cache)
-PEER_UNAVAILABLE = ("the WebRTC transport (--peer / transport.peer) is not available yet in this "
-                    "version of snisd; nothing is streamed. Use --record PATH to keep the video.")
+PEER_UNAVAILABLE = ("the WebRTC transport (--peer / transport.peer) is not available in this "
+                    "installation (pip install aiortc aiohttp); nothing is streamed. Use --record PATH "
+                    "to keep the video.")
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,8 +45,8 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                    help="camera: N (Pi camera N if present, else /dev/videoN), picamera:N, /dev/videoN, "
                         "file:PATH (looped) or synthetic (config: camera.source, default 0)")
     g.add_argument("--peer", dest="daemon_peer", metavar="URL",
-                   help="WHIP endpoint to stream to (config: transport.peer). NOT AVAILABLE YET: accepted, "
-                        "reported, and nothing is sent; use --record")
+                   help="stream over WebRTC to this WHIP endpoint, e.g. http://host:8080/whip "
+                        "(config: transport.peer; needs aiortc and aiohttp)")
     g.add_argument("--token", dest="daemon_token", metavar="TOKEN",
                    help="bearer token for the WHIP endpoint (config: transport.token)")
     g.add_argument("--config", dest="daemon_config", metavar="PATH",
@@ -137,6 +138,7 @@ class Daemon:
         cam = cfg.camera
         source = open_source(cam.source, cam.width, cam.height, cam.fps, pixel_format=cam.pixel_format,
                              read_timeout=cam.read_timeout_s)
+        sinks: list = []
         try:
             rate = fps_fraction(source.fps)
             fps = float(rate)
@@ -147,17 +149,40 @@ class Daemon:
                 width=source.width, height=source.height, fps_num=rate.numerator, fps_den=rate.denominator,
                 tiers=c.tiers, qp=c.qp, tier_ratio=c.tier_ratio, keyframe_interval=key,
                 switch_interval=switch, model=c.model, threads=c.threads))
-            sinks = []
             if cfg.record.path:
                 sinks.append(RecordSink(cfg.record.path, encoder.sequence_header, cfg.record.fsync))
+            sender = self._start_sender(cfg, encoder.sequence_header)
+            if sender is not None:
+                sinks.append(sender)
         except BaseException:
+            for sink in sinks:
+                sink.close()
             source.close()
             raise
         pipeline = Pipeline(source, encoder, sinks, queue_size=cfg.pipeline.queue_size,
                             max_frames=self.args.daemon_max_frames, read_timeout=cam.read_timeout_s)
-        log.info("camera %s, %d tiers at qp %d, %s", source.describe(), c.tiers, c.qp,
-                 f"recording to {cfg.record.path}" if cfg.record.path else "not recording")
+        if sender is not None:
+            sender.request_keyframe = pipeline.request_keyframe
+        log.info("camera %s, %d tiers at qp %d, %s%s", source.describe(), c.tiers, c.qp,
+                 f"recording to {cfg.record.path}" if cfg.record.path else "not recording",
+                 f", streaming to {cfg.transport.peer}" if sender is not None else "")
         return pipeline
+
+    @staticmethod
+    def _start_sender(cfg: Config, seq):
+        """The WebRTC sink for ``transport.peer``, or None (no peer, or aiortc missing: logged)."""
+        if not cfg.transport.peer:
+            return None
+        import importlib.util
+
+        missing = [m for m in ("aiortc", "aiohttp") if importlib.util.find_spec(m) is None]
+        if missing:  # the transport imports them lazily, on its own thread: check here
+            log.error("%s Missing: %s.", PEER_UNAVAILABLE, ", ".join(missing))
+            return None
+        from .transport.whip import run_sender
+
+        # connecting happens on the sender's own thread; failures are retried and reported there
+        return run_sender(cfg.transport, seq)
 
     def _start_metrics(self, cfg: Config) -> None:
         from .metrics import MetricsServer, families_from_snapshot, render
@@ -217,9 +242,9 @@ class Daemon:
         setup_logging(new.log_level)
         if new.metrics != old.metrics:
             self._start_metrics(new)
-        if (new.camera, new.codec, new.record, new.pipeline.queue_size) != (
-                old.camera, old.codec, old.record, old.pipeline.queue_size):
-            log.info("reload: camera/codec/recording changed; restarting the pipeline")
+        if (new.camera, new.codec, new.record, new.transport, new.pipeline.queue_size) != (
+                old.camera, old.codec, old.record, old.transport, old.pipeline.queue_size):
+            log.info("reload: camera/codec/recording/transport changed; restarting the pipeline")
             self._stop_pipeline()
             self.pipeline = None
             self.generation += 1
@@ -229,8 +254,6 @@ class Daemon:
                 log.error("reload: new configuration failed (%s); back to the previous one", exc)
                 self.pipeline = self._build_pipeline(old).start()
                 new = old
-        if new.transport.peer and new.transport.peer != old.transport.peer:
-            log.warning(PEER_UNAVAILABLE)
         self.cfg = new
         log.info("configuration reloaded")
         self.notifier.ready(self._status())
@@ -242,10 +265,8 @@ class Daemon:
 
     def run(self) -> int:
         cfg = self.cfg
-        if cfg.transport.peer:
-            log.warning(PEER_UNAVAILABLE)
-        if not cfg.record.path:
-            log.warning("no recording configured (--record / record.path): frames are encoded and discarded")
+        if not cfg.record.path and not cfg.transport.peer:
+            log.warning("neither --record nor --peer given: frames are encoded and discarded")
         old_handlers = {s: signal.signal(s, h) for s, h in (
             (signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop), (signal.SIGHUP, self._on_reload))}
         watchdog = None

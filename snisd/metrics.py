@@ -92,6 +92,18 @@ def families_from_snapshot(snap: dict[str, Any]) -> list[MetricFamily]:
     if "rss_bytes" in snap:
         out.append(MetricFamily("snisd_resident_memory_bytes", "gauge", "Resident set size of the daemon.")
                    .add(snap["rss_bytes"]))
+    tr = snap.get("transport")
+    if tr:
+        out.append(MetricFamily("snisd_transport_connected", "gauge", "1 while a WebRTC session to the peer is up.")
+                   .add(1 if tr.get("state") == "connected" else 0, state=tr.get("state") or ""))
+        out.append(MetricFamily("snisd_transport_sessions_total", "counter", "WebRTC sessions opened.")
+                   .add(tr.get("sessions") or 0))
+        out.append(MetricFamily("snisd_transport_frames_sent_total", "counter", "Frames sent to the peer.")
+                   .add(tr.get("frames_sent") or 0))
+        sent = MetricFamily("snisd_transport_bytes_sent_total", "counter", "Bytes sent to the peer per tier.")
+        for tier, b in enumerate(tr.get("bytes_sent") or []):
+            sent.add(b, tier=tier)
+        out.append(sent)
     if "recorded_frames" in snap:
         out.append(MetricFamily("snisd_recorded_frames_total", "counter", "Frames written to the recording.")
                    .add(snap["recorded_frames"]))

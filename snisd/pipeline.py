@@ -421,6 +421,11 @@ class Pipeline:
                               "last_error": status.last_error}
         with self._sinks_lock:
             recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
+            senders = [s for s in self.sinks if callable(getattr(s, "stats", None))]
+        if senders:
+            st = senders[0].stats()
+            snap["transport"] = {k: st.get(k) for k in ("peer", "state", "sessions", "frames_sent", "bytes_sent",
+                                                         "tier_dropped", "last_error")}
         if recorded:
             snap["recorded_frames"] = recorded[0]
         return snap
@@ -435,4 +440,9 @@ class Pipeline:
         cam = snap.get("camera")
         if cam and cam["state"] != "open":
             line += f", camera {cam['state']} ({cam['last_error']})"
+        tr = snap.get("transport")
+        if tr:
+            line += f", peer {tr['state']}"
+            if tr["state"] != "connected" and tr.get("last_error"):
+                line += f" ({tr['last_error']})"
         return line

@@ -287,10 +287,11 @@ class NotifyListener:
         self.sock.close()
 
 
-def start_daemon(tmp_path: Path, config: Path, notify: NotifyListener, *extra: str) -> subprocess.Popen:
+def start_daemon(tmp_path: Path, config: Path, notify: NotifyListener, *extra: str,
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     script = tmp_path / "launch.py"
     script.write_text(LAUNCHER.format(tests=str(ROOT / "tests"), double=not shipped_model_present()))
-    env = dict(os.environ, NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", PYTHONPATH=str(ROOT))
     env.pop("WATCHDOG_PID", None)
     return subprocess.Popen([sys.executable, str(script), "--config", str(config), *extra],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -371,18 +372,60 @@ def test_daemon_rejects_bad_config_before_starting(tmp_path):
     assert not any(f.startswith("READY") for f in notify.fields())
 
 
-def test_daemon_reports_peer_unavailable(tmp_path):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_daemon_streams_to_the_receiver(tmp_path):
+    pytest.importorskip("aiortc")
+    pytest.importorskip("aiohttp")
+    port = free_port()
+    received = tmp_path / "received"
+    received.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), SNISD_ICE_ADDRESSES="127.0.0.1")
+    receiver = subprocess.Popen(
+        [sys.executable, "-m", "snisd.transport", "receive", "--listen", f"127.0.0.1:{port}",
+         "--record-dir", str(received), "--no-decode", "--ice-address", "127.0.0.1"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     config = tmp_path / "config.yaml"
-    write_config(config, tmp_path / "p.mp4")
+    write_config(config, tmp_path / "local.mp4")
     notify = NotifyListener(tmp_path / "notify.sock")
-    proc = start_daemon(tmp_path, config, notify, "--peer", "https://example.invalid/whip", "--max-frames", "5")
     try:
-        rc = proc.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait for the endpoint
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        proc = start_daemon(tmp_path, config, notify, "--peer", f"http://127.0.0.1:{port}/whip",
+                            env={"SNISD_ICE_ADDRESSES": "127.0.0.1"})
+        assert notify.wait_for("READY=1", 120, proc=proc), proc.stderr.read()
+        mark = len(notify.fields())
+        assert notify.wait_for("STATUS=", 10, mark)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("peer connected" in f for f in notify.fields()):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=10)
         err = proc.stderr.read()
+        assert rc == 0, err
+        assert any("peer connected" in f for f in notify.fields()), err
     finally:
         notify.close()
-    assert rc == 0, err
-    assert "not available yet" in err and "--record" in err
+        receiver.send_signal(signal.SIGTERM)
+        try:
+            receiver.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            receiver.kill()
+    recordings = list(received.glob("*.mp4"))
+    assert recordings, receiver.stdout.read()
+    seq, frames, _ = read_fmp4(recordings[0])
+    assert seq.width == 320 and len(frames) > 0
+    assert len(read_fmp4(tmp_path / "local.mp4")[1]) >= len(frames)  # the local recording ran alongside
 
 
 def test_check_config_prints_effective_settings(tmp_path):
