@@ -179,7 +179,7 @@ def check_frames(tx_log: Path, rx_frames: list[dict]) -> dict[int, int]:
 
 def test_bad_token_is_refused_and_nothing_recorded(tmp_path):
     port = free_port()
-    rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "right-token")
+    rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "right-token", "--no-decode")
     try:
         url = f"http://127.0.0.1:{port}/whip"
         for token in ("wrong-token", None):

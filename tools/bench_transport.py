@@ -18,7 +18,10 @@ number. Reported per size:
 The codec is slow in pure Python, so pick frame rates it can keep up with (--fps), or the camera
 drops frames and capture -> decoded includes waiting for the encoder.
 
-    python tools/bench_transport.py --sizes 1280x720,1920x1080 --fps 2,1 --duration 20
+    python tools/bench_transport.py --sizes 1280x720,1920x1080 --fps 0.5,0.25 --duration 30
+    python tools/bench_transport.py --sizes 1280x720,1920x1080 --replay 30 --duration 10
+
+The second form measures the transport alone at a real frame rate (see replay_one).
 """
 
 from __future__ import annotations
@@ -106,6 +109,74 @@ def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Pa
     }
 
 
+def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Path, warmup: float) -> dict:
+    """Transport alone at a real frame rate: a few frames are encoded once, then written to a
+    WhipSender in this process at `fps` (cycled, frame numbers rewritten) and received by a
+    non-decoding receiver; latency is write() -> frame released on the receiver."""
+    sys.path.insert(0, str(ROOT))
+    from snisd.capture.synthetic import SyntheticScene
+    from snisd.codec.bitstream import EncodedFrame
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.transport.ice import restrict_host_addresses
+    from snisd.transport.whip import WhipSender
+
+    w, h = (int(v) for v in size.split("x"))
+    enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000))
+    scene = SyntheticScene(w, h, fps)
+    coded = [enc.encode(scene.render(n)) for n in range(4)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    port = free_port()
+    rx_log = tmp / f"replay-rx-{size}.jsonl"
+    rx = subprocess.Popen([sys.executable, "-m", "snisd.transport", "receive", "--listen", f"127.0.0.1:{port}",
+                           "--ice-address", "127.0.0.1", "--frame-log", str(rx_log), "--no-decode",
+                           "--stats-interval", "30"],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    written: dict[int, float] = {}
+    try:
+        assert rx.stdout is not None
+        if "WHIP endpoint" not in rx.stdout.readline():
+            raise RuntimeError("receiver did not start")
+        restrict_host_addresses(["127.0.0.1"])
+        want_key = [True]
+        sender = WhipSender(f"http://127.0.0.1:{port}/whip", enc.sequence_header,
+                            request_keyframe=lambda: want_key.__setitem__(0, True)).start()
+        deadline = time.monotonic() + 20
+        while sender.state != "connected" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        n_frames = int(duration * fps)
+        t0 = time.monotonic()
+        for i in range(n_frames):
+            key, want_key[0] = want_key[0], False
+            src = coded[0] if key else coded[1 + i % (len(coded) - 1)]
+            fno = i & 0xFFFF
+            base = bytes((src.tiers[0][0], fno >> 8, fno & 0xFF)) + src.tiers[0][3:]
+            ef = EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (base, *src.tiers[1:]))
+            time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+            written[fno] = time.time()
+            sender.write(ef)
+        time.sleep(0.5)
+        sender.close()
+        stats = sender.stats()
+        time.sleep(1.0)
+    finally:
+        rx.terminate()
+        rx.wait(30)
+    got = [json.loads(x) for x in rx_log.read_text().splitlines()] if rx_log.exists() else []
+    lat = [(r["t_released"] - written[r["frame_no"]]) * 1e3 for r in got
+           if r["frame_no"] in written and r["frame_no"] >= warmup * fps]
+    full = sum(1 for r in got if r["received_tiers"] == tiers)
+    cpu = (stats["transport_cpu_s"] - stats["transport_cpu_at_connect_s"] + stats["write_cpu_s"]) / max(1, stats["frames_sent"])
+    return {"size": size, "fps": fps, "mode": "replay", "frames_sent": stats["frames_sent"],
+            "frames_received": len(got), "frames_with_all_tiers": full,
+            "kbytes_per_frame": round(sum(sum(len(c) for c in f.tiers) for f in coded[1:]) / (len(coded) - 1) / 1000, 2),
+            "write_to_received_ms": [round(v, 1) for v in pct(lat)],
+            "transport_cpu_ms_per_frame": round(cpu * 1e3, 3),
+            "messages_per_frame": round(stats["messages_sent"] / max(1, stats["frames_sent"]), 2),
+            "tier_dropped": stats["tier_dropped"], "base_dropped": stats["base_dropped"],
+            "frames_evicted": stats["frames_evicted"], "frames_waiting_key": stats["frames_waiting_key"],
+            "keyframes": stats["keyframe_requests"]}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1280x720,1920x1080")
@@ -114,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--qp", type=int, default=28)
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    ap.add_argument("--replay", type=float, default=0.0, metavar="FPS",
+                    help="instead: the transport alone, replaying pre-encoded frames at FPS in-process "
+                         "to a receiver that does not decode")
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of frames left out of the statistics")
     ap.add_argument("--keep", metavar="DIR", help="keep the per-frame logs in DIR")
     args = ap.parse_args(argv)
@@ -125,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             os.makedirs(args.keep, exist_ok=True)
             tmp = args.keep
+        if args.replay:
+            for size in sizes:
+                r = replay_one(size, args.replay, args.duration, args.tiers, args.qp, Path(tmp), args.warmup)
+                print(json.dumps(r), flush=True)
+            return 0
         for size, fps in zip(sizes, rates):
             r = run_one(size, fps, args.duration, args.tiers, args.qp, Path(tmp), args.warmup)
             results.append(r)

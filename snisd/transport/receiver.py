@@ -33,7 +33,7 @@ from typing import Any
 
 from ..codec.bitstream import EncodedFrame
 from ..container.fmp4 import _NON_SYNC_BIT, InitInfo, ticks_to_us
-from .channels import (CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, Reassembler, clock_ms, label_tier,
+from .channels import (CONTROL_LABEL, KIND_INIT, Reassembler, clock_ms, label_tier,
                        parse_init_segment, parse_tier_fragment)
 from .errors import TransportError
 from .ice import restrict_host_addresses, rtc_configuration
@@ -115,6 +115,7 @@ class Stream:
         self.created = time.time()
         self.control = None
         self.hello: dict[str, Any] = {}
+        self.sender_report: dict[str, Any] = {}
         self.info: InitInfo | None = None
         self.tiers = 0
         self.reassemblers: dict[int, Reassembler] = {}
@@ -123,6 +124,7 @@ class Stream:
         self.writer = None
         self.record_path: str | None = None
         self.delay = DelayTrend()
+        self.last_message = time.monotonic()
         self.closed = False
         self.hold_s = receiver.hold_ms / 1000.0
         self._timer: asyncio.TimerHandle | None = None
@@ -163,19 +165,24 @@ class Stream:
         channel.on("message", lambda m, t=tier: self._on_tier_message(t, m))
 
     def _on_control(self, message: Any) -> None:
+        self.last_message = time.monotonic()
         try:
             msg = json.loads(message)
         except (TypeError, ValueError):
             self.bad_messages += 1
             return
-        if isinstance(msg, dict) and msg.get("type") == "hello":
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind == "hello":
             self.hello = msg
             log.info("stream %s: publisher says %s", self.id, msg)
+        elif kind == "sender":
+            self.sender_report = msg
 
     def _on_tier_message(self, tier: int, message: Any) -> None:
         if self.closed or not isinstance(message, (bytes, bytearray)):
             return
-        arrival = time.monotonic() * 1000.0
+        self.last_message = time.monotonic()
+        arrival = self.last_message * 1000.0
         try:
             got = self.reassemblers[tier].add(bytes(message))
             if got is None:
@@ -286,6 +293,10 @@ class Stream:
             except Exception as exc:
                 log.error("stream %s: recording failed, stopping it: %s", self.id, exc)
                 self._close_writer()
+        if self._decoder_thread is None and self.receiver.frame_log is not None and not self.receiver.decode:
+            self.receiver.frame_log.write({"stream": self.id, "frame_no": ef.tiers[0][1] << 8 | ef.tiers[0][2],
+                                           "received_tiers": len(ef.tiers), "keyframe": ef.keyframe,
+                                           "t_released": time.time()})
         if self._decoder_thread is not None:
             try:
                 self._decode_q.put_nowait((ef, time.time()))
@@ -377,6 +388,11 @@ class Stream:
         while not self.closed:
             self._send_control(self.report())
             await asyncio.sleep(REPORT_INTERVAL_S)
+            if time.monotonic() - self.last_message > self.receiver.idle_timeout:
+                # the publisher vanished without a DELETE; ICE consent would take ~30 s to notice
+                asyncio.ensure_future(self.receiver.end_stream(
+                    self.id, f"no data for {self.receiver.idle_timeout:.0f} s"))
+                return
 
     def summary(self) -> dict[str, Any]:
         return {"stream": self.id, "seconds": round(time.time() - self.created, 2), "tiers": self.tiers,
@@ -386,7 +402,8 @@ class Stream:
                 "decode_skipped": self.decode_skipped, "gaps": self.gaps,
                 "keyframe_requests": self.keyframe_requests,
                 "tiers_released": {str(k): v for k, v in sorted(self.tier_histogram.items())},
-                "bad_messages": self.bad_messages, "record": self.record_path}
+                "bad_messages": self.bad_messages, "record": self.record_path,
+                "sender": self.sender_report}
 
     # -- teardown ------------------------------------------------------------------------------
 
@@ -446,7 +463,8 @@ class Receiver:
     def __init__(self, *, token: str | None = None, record_dir: str | None = None, decode: bool = True,
                  model: str | None = None, ice_servers: list | None = None, hold_ms: float = 60.0,
                  frame_log: str | None = None, stats_interval: float = 5.0, max_streams: int = 16,
-                 summary_out=None) -> None:
+                 summary_out=None, idle_timeout: float = 10.0) -> None:
+        self.idle_timeout = idle_timeout
         self.token = token
         self.record_dir = record_dir
         self.decode = decode
@@ -598,7 +616,8 @@ def add_receiver_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hold-ms", type=float, default=60.0,
                         help="how long a frame waits for its enhancement tiers (default 60)")
     parser.add_argument("--frame-log", default=None, metavar="FILE",
-                        help="append one JSON line per decoded frame (frame number, tiers, hash, time)")
+                        help="append one JSON line per decoded frame (frame number, tiers, hash, times); "
+                             "with --no-decode, per received frame")
     parser.add_argument("--stats-interval", type=float, default=5.0, help="seconds between stats log lines")
     parser.add_argument("--max-streams", type=int, default=16, help="concurrent publishers (default 16)")
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -609,6 +628,25 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise TransportError(f"--listen {value!r}: expected HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def warm_up_codec(model: str | None = None) -> float:
+    """Run the decoder once on a tiny stream so its numba kernels are compiled (or loaded from
+    the cache) before the first publisher arrives; returns the seconds it took. Best effort."""
+    t0 = time.monotonic()
+    try:
+        from ..capture.synthetic import SyntheticScene
+        from ..codec.decoder import Decoder
+        from ..codec.encoder import Encoder, EncoderConfig
+
+        enc = Encoder(EncoderConfig(64, 64, tiers=2))
+        dec = Decoder(enc.sequence_header, model=model)
+        scene = SyntheticScene(64, 64, 10.0)
+        for n in range(2):
+            dec.decode(enc.encode(scene.render(n)))
+    except Exception as exc:  # a missing analysis model, say: decoding still works, just later
+        log.debug("codec warm-up skipped: %s", exc)
+    return time.monotonic() - t0
 
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
@@ -624,6 +662,9 @@ async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> 
     rx = Receiver(token=args.token, record_dir=args.record_dir, decode=args.decode, model=args.model,
                   ice_servers=args.ice_servers, hold_ms=args.hold_ms, frame_log=args.frame_log,
                   stats_interval=args.stats_interval, max_streams=args.max_streams)
+    if args.decode:
+        took = await asyncio.get_running_loop().run_in_executor(None, warm_up_codec, args.model)
+        log.info("decoder ready (warm-up %.1f s)", took)
     runner = web.AppRunner(rx.app(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port)

@@ -146,6 +146,7 @@ class WhipSender:
         self._queue_frames = queue_frames
         self._lock = threading.Lock()
         self._scheduled = False
+        self._evicted = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -173,6 +174,7 @@ class WhipSender:
         self._cpu_final: float | None = None  # CPU seconds of the loop thread, once it has ended
         self._cpu_at_connect: float | None = None  # ... when the last session had opened
         self.write_cpu_s = 0.0  # CPU seconds spent in write() on the pipeline thread
+        self.close_s: float | None = None
 
     # -- pipeline side -------------------------------------------------------------------------
 
@@ -202,7 +204,7 @@ class WhipSender:
             if len(self._queue) >= self._queue_frames:
                 self._queue.popleft()
                 self.frames_evicted += 1
-                self._need_key = True
+                self._evicted = True
             self._queue.append(frame)
             schedule = not self._scheduled
             self._scheduled = True
@@ -212,10 +214,11 @@ class WhipSender:
             except RuntimeError:  # loop already closed
                 pass
 
-    def close(self, timeout: float = 2.0) -> None:
+    def close(self, timeout: float = 1.2) -> None:
         """Flush what is queued (briefly), DELETE the WHIP resource and stop the loop thread."""
         if self._closing:
             return
+        t0 = time.monotonic()
         self._closing = True
         loop, thread = self._loop, self._thread
         if loop is not None and self._stop_event is not None:
@@ -227,6 +230,7 @@ class WhipSender:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("%s: transport thread did not stop within %.1f s", self.name, timeout)
+        self.close_s = time.monotonic() - t0
 
     def stats(self) -> dict[str, Any]:
         cpu = self._cpu_final
@@ -243,7 +247,7 @@ class WhipSender:
             "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
             "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
             "max_tiers": self.max_tiers, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
-            "write_cpu_s": round(self.write_cpu_s, 6), "last_error": self.last_error,
+            "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
             "last_report": self.last_report,
         }
 
@@ -387,7 +391,15 @@ class WhipSender:
 
     async def _serve(self, s: _Session) -> None:
         assert self._stop_event is not None
+        next_status = 0.0
         while not self._closing:
+            now = time.monotonic()
+            if now >= next_status and s.is_open():
+                # sender-side counters; also tells the receiver we are alive when frames are rare
+                s.control.send(json.dumps({"type": "sender", "frames_sent": self.frames_sent,
+                                           "tier_sent": self.tier_sent, "tier_dropped": self.tier_dropped,
+                                           "base_dropped": self.base_dropped, "max_tiers": self.max_tiers}))
+                next_status = now + 1.0
             if s.dropped.is_set() or not s.is_open():
                 raise TransportError(f"{self.peer}: session closed by the peer or the network")
             if time.monotonic() - s.last_feedback > self.feedback_timeout:
@@ -398,7 +410,7 @@ class WhipSender:
                 pass
         # closing: give queued data a moment to leave before tearing the session down
         self._drain()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline and s.is_open() and any(
                 ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open"):
             await asyncio.sleep(0.02)
@@ -408,11 +420,11 @@ class WhipSender:
             self._session = None
         self.state = "disconnected" if not self._closing else "closing"
         if s.resource:
-            status = await self.client.delete(s.resource)
+            status = await self.client.delete(s.resource, timeout=0.5 if self._closing else 2.0)
             log.debug("%s: DELETE %s -> %s", self.name, s.resource, status)
             s.resource = None
         try:
-            await asyncio.wait_for(s.pc.close(), 2.0)
+            await asyncio.wait_for(s.pc.close(), 0.4 if self._closing else 2.0)
         except Exception as exc:
             log.debug("%s: closing the peer connection: %s", self.name, exc)
 
@@ -434,12 +446,15 @@ class WhipSender:
             frames = list(self._queue)
             self._queue.clear()
             self._scheduled = False
+            evicted, self._evicted = self._evicted, False
+        if evicted:  # the frames lost in the hand-off break the receiver's prediction chain
+            self._want_keyframe("sender queue overflow")
         for ef in frames:
             try:
                 self._send_frame(ef)
             except Exception as exc:  # a channel closing under us: the session loop notices
                 log.debug("%s: send failed: %s", self.name, exc)
-                self._need_key = True
+                self._want_keyframe(f"send failed: {exc}")
 
     def _send_frame(self, ef: EncodedFrame) -> None:
         s = self._session
