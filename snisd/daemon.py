@@ -280,12 +280,13 @@ class Daemon:
                     self._stop_pipeline()
                     return 1
                 time.sleep(0.05)  # a signal only sets a flag; the loop condition sees it
-            interval = watchdog_interval()
-            if interval:
-                watchdog = Watchdog(self.notifier, self.progress, interval)
-                watchdog.start()
-            self.notifier.ready(self._status())
-            log.info("running")
+            if self.pipeline.progress > 0:  # not when it failed or was stopped before the first frame
+                interval = watchdog_interval()
+                if interval:
+                    watchdog = Watchdog(self.notifier, self.progress, interval)
+                    watchdog.start()
+                self.notifier.ready(self._status())
+                log.info("running")
             next_status = time.monotonic()
             while True:
                 if self._stop_requested:

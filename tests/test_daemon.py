@@ -435,3 +435,11 @@ def test_check_config_prints_effective_settings(tmp_path):
     config.write_text("codec: {qp: 30}\n")
     assert main(["--config", str(config), "--camera", "synthetic", "--check-config"]) == 0
     assert main(["--config", str(tmp_path / "missing.yaml"), "--check-config"]) == 2
+
+
+def test_unusable_camera_is_an_error_exit(tmp_path, capsys):
+    from snisd.daemon import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("log_level: error\n")
+    assert main(["--config", str(config), "--camera", f"file:{tmp_path / 'missing.mp4'}"]) == 1
