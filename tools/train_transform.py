@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the SNIS-896 linear lapped transform (analysis + synthesis, 896 parameters each).
 
-Command (from the repository root, about 10 CPU-minutes, fully seeded):
+Command (from the repository root, about 9 CPU-minutes, fully seeded):
 
     python tools/train_transform.py --media ../shared/media
 
@@ -393,11 +393,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--media", default="../shared/media", help="directory with the clips (default ../shared/media)")
     ap.add_argument("--out", default="models", help="output directory (default models)")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=12)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lam", type=float, default=LAMBDA, help="rate weight (multiplied by s^2)")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ste", type=float, default=STE_WEIGHT, help="weight of the hard-rounding distortion")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
