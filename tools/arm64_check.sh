@@ -181,7 +181,7 @@ say "   root: $root ($(du -sh --exclude=proc --exclude=sys --exclude=dev "$root"
 
 # The board's packages (docs/BOARD.md): python3-venv, python3-dev; systemd for the unit and
 # `systemctl enable`.  Marker per package list, so a changed list re-runs apt.
-pkgs="python3 python3-venv python3-dev python3-pip systemd git"
+pkgs="python3 python3-venv python3-dev systemd"
 t=$(now)
 if [ "$(cat "$root/.snisd-apt" 2>/dev/null)" != "$pkgs" ]; then
     in_root "apt-get update -q && apt-get install -y -q --no-install-recommends $pkgs" >/dev/null

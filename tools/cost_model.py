@@ -260,16 +260,16 @@ def measure(args) -> dict:
     for f in frames:
         e0 = {s: getattr(enc.times, s) for s in STAGES_ENC}
         d0 = {s: getattr(dec.times, s) for s in STAGES_DEC}
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         ef = enc.encode(f)
-        te = time.perf_counter() - t
-        t = time.perf_counter()
+        te, ce = time.perf_counter() - t, time.thread_time() - c
+        t, c = time.perf_counter(), time.thread_time()
         dec.decode(ef)
-        td = time.perf_counter() - t
+        td, cd = time.perf_counter() - t, time.thread_time() - c
         rows.append({"key": bool(ef.keyframe), "bytes": sum(len(c) for c in ef.tiers),
-                     "enc_ms": {s: 1e3 * (getattr(enc.times, s) - e0[s]) for s in STAGES_ENC} | {"total": 1e3 * te},
-                     "dec_ms": {s: 1e3 * (getattr(dec.times, s) - d0[s]) for s in STAGES_DEC} | {"total": 1e3 * td}})
-    return {"warmup_s": warm, "frames": rows, "padded": [enc.wp, enc.hp]}
+                     "enc_ms": {s: 1e3 * (getattr(enc.times, s) - e0[s]) for s in STAGES_ENC} | {"total": 1e3 * te, "cpu": 1e3 * ce},
+                     "dec_ms": {s: 1e3 * (getattr(dec.times, s) - d0[s]) for s in STAGES_DEC} | {"total": 1e3 * td, "cpu": 1e3 * cd}})
+    return {"warmup_s": warm, "frames": rows, "padded": [enc.wp, enc.hp], "loadavg": os.getloadavg()}
 
 
 def versions() -> dict:
@@ -351,9 +351,10 @@ def main(argv=None) -> int:
         tot = sum(t["ctx"] + t["bypass"] for t in f["tiers"])
         print(f"{i:>5}  {'I' if f['key'] else 'P'}     " + "  ".join(cells) + f"   {tot}")
 
-    print("\nmeasured ms/frame on this host (encoder StageTimes; I = frame 0, P = mean of the rest):")
+    print("\nmeasured ms/frame on this host (codec StageTimes, wall clock; cpu = the thread's CPU time for the"
+          f" whole frame; I = frame 0, P = mean of the rest; load average {measured['loadavg'][0]:.1f}):")
     fr = measured["frames"]
-    for name, stages, key in (("encode", STAGES_ENC + ("total",), "enc_ms"), ("decode", STAGES_DEC + ("total",), "dec_ms")):
+    for name, stages, key in (("encode", STAGES_ENC + ("total", "cpu"), "enc_ms"), ("decode", STAGES_DEC + ("total", "cpu"), "dec_ms")):
         print(f"  {name}:")
         for s in stages:
             i_ms = mean(r[key][s] for r in fr if r["key"])
