@@ -22,6 +22,7 @@ from .tiers import MAX_QP, channel_steps, quantize, step16
 
 ROUND_INTRA = 0.38
 ROUND_INTER = 0.15
+ROUND_LOWER = 0.15  # dead-zone rounding of the tiers below the top (refined later, so less dead zone)
 LAMBDA_SCALE = 1.0  # motion lambda per unit of quantiser step (SAD per bit)
 
 
@@ -40,12 +41,17 @@ class EncoderConfig:
     switch_interval: int = 0  # frames; 0 = every second
     model: str | None = None
     threads: int = 1
+    # 0: SNR tiers (every tier codes every frequency, each coarser by tier_ratio); p > 0:
+    # frequency-progressive tiers, tier k codes AC frequencies u+v <= max * ((k+1)/K)**p.
+    band_power: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.qp <= MAX_QP:
             raise InputError(f"qp {self.qp} out of range 0..{MAX_QP}")
         if not 1 <= self.tiers <= 8:
             raise InputError(f"tier count {self.tiers} out of range 1..8")
+        if not 0 <= self.band_power <= 8:
+            raise InputError(f"band power {self.band_power} out of range 0..8")
         if not 0 <= self.tier_ratio <= 64:
             raise InputError(f"tier ratio {self.tier_ratio} out of range 0..64 (1/8 octaves)")
         fps = self.fps_num / max(self.fps_den, 1)
@@ -72,24 +78,43 @@ def _subtract(x, p, out):
 
 
 @njit(cache=True)
-def _choose_interlayer(xy, temporal, lower, mode0, predk):
-    """Per macroblock: predict from the lower tier where it beats the temporal prediction (SAD)."""
+def _choose_tier_mode(xy, temporal, lower, innovation, mode0, predk):
+    """Per macroblock, the tier-k prediction mode with the smallest SAD: 0 temporal, 1 lower tier,
+    2 temporal plus the lower tier's innovation."""
     mbh, mbw = predk.shape
     for mby in range(mbh):
         for mbx in range(mbw):
             if mode0[mby, mbx] == 1:
                 predk[mby, mbx] = 1
                 continue
-            st = 0
-            sl = 0
+            s0 = 0
+            s1 = 0
+            s2 = 0
             for yy in range(mby * 32, mby * 32 + 32):
                 for xx in range(mbx * 32, mbx * 32 + 32):
                     a = np.int32(xy[yy, xx])
-                    d1 = a - np.int32(temporal[yy, xx])
-                    d2 = a - np.int32(lower[yy, xx])
-                    st += d1 if d1 >= 0 else -d1
-                    sl += d2 if d2 >= 0 else -d2
-            predk[mby, mbx] = 1 if sl < st else 0
+                    d0 = a - np.int32(temporal[yy, xx])
+                    d1 = a - np.int32(lower[yy, xx])
+                    d2 = a - np.int32(innovation[yy, xx])
+                    s0 += d0 if d0 >= 0 else -d0
+                    s1 += d1 if d1 >= 0 else -d1
+                    s2 += d2 if d2 >= 0 else -d2
+            if s1 <= s0 and s1 <= s2:
+                predk[mby, mbx] = 1
+            elif s2 < s0:
+                predk[mby, mbx] = 2
+            else:
+                predk[mby, mbx] = 0
+
+
+def band_masks(tier: int, tiers: int, power: float) -> tuple[np.ndarray, np.ndarray]:
+    """Which AC channels (luma 63, chroma 15) tier `tier` codes: frequency-progressive tiers."""
+    frac = ((tier + 1) / tiers) ** power
+    out = []
+    for n in (8, 4):
+        uv = np.array([u + v for u in range(n) for v in range(n)][1:])
+        out.append((uv <= np.floor(frac * 2 * (n - 1) + 1e-9)).astype(np.int32))
+    return out[0], out[1]
 
 
 def pad_frame(frame: Frame, wp: int, hp: int) -> Planes:
@@ -164,7 +189,8 @@ class Encoder:
             predk = np.zeros_like(motion.mode0)
             if k > 0 and not switch:
                 temporal = st.predict(k, motion, predk, lower)
-                _choose_interlayer(x.y, temporal.y, lower.y, motion.mode0, predk)
+                innovation = st.predict(k, motion, np.full_like(predk, 2), lower)
+                _choose_tier_mode(x.y, temporal.y, lower.y, innovation.y, motion.mode0, predk)
             elif k > 0:
                 predk[...] = 1
             pred = st.predict(k, motion, predk, lower)
@@ -175,11 +201,15 @@ class Encoder:
             tc = time.perf_counter()
             q = TierLatents.zeros(self.wp, self.hp)
             s_yac, s_cac, s_coarse = channel_steps(steps[k])
-            rnd = ROUND_INTRA if key else ROUND_INTER
+            rnd = ROUND_INTRA if key else (ROUND_INTER if k == cfg.tiers - 1 else ROUND_LOWER)
             quantize(lat.y_ac, s_yac, rnd, q.y_ac)
             quantize(lat.y_coarse, s_coarse, ROUND_INTRA, q.y_coarse)
             quantize(lat.c_ac, s_cac, rnd, q.c_ac)
             quantize(lat.c_coarse, s_coarse, ROUND_INTRA, q.c_coarse)
+            if cfg.band_power > 0 and k < cfg.tiers - 1:
+                my, mc = band_masks(k, cfg.tiers, cfg.band_power)
+                q.y_ac *= my
+                q.c_ac *= mc
             td = time.perf_counter()
             payload = encode_tier(st.probs[k], k, key, switch, motion, predk, q, lq)
             head = fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)

@@ -28,6 +28,7 @@ CTX_MBCBF = 3  # 6
 CTX_QCBF = 9  # 6
 CTX_MVZERO = 15  # 2 x 3
 CTX_MVMAG = 21  # 2 x 8
+CTX_PRED2 = 37  # 3
 CTX_CLASS = 64  # 4 classes x CLASS_SIZE
 CLASS_SIZE = 128
 C_CBF, C_SIG, C_LAST, C_GT1, C_EG = 0, 18, 78, 98, 107
@@ -172,7 +173,8 @@ def code_tier(st, buf, probs, tier, intra_frame, switch, mode0, mvs, predk,
     mvs[mby, mbx, 2]: motion vectors in half-pels (dy, dx), coded by tier 0.
     predk[mby, mbx]: for tiers >= 1, 0 = predict from this tier's own previous frame,
                      1 = predict from the lower tier of this frame (forced on intra frames,
-                     switch points and intra macroblocks).
+                     switch points and intra macroblocks), 2 = this tier's own previous frame
+                     plus the lower tier's innovation (see loop.py).
     q*: this tier's latents; lq*: the lower tier's (zeros for tier 0).
     """
     encoding = st[5] == 0
@@ -222,9 +224,18 @@ def code_tier(st, buf, probs, tier, intra_frame, switch, mode0, mvs, predk,
                 if intra_frame or switch or mode0[mby, mbx] == 1:
                     predk[mby, mbx] = 1
                 else:
-                    ctx = CTX_MODE + (predk[mby, mbx - 1] if left else 0) + (predk[mby - 1, mbx] if top else 0)
-                    predk[mby, mbx] = code_bit(st, buf, probs, ctx, predk[mby, mbx])
-                pm = predk[mby, mbx]
+                    v = predk[mby, mbx]
+                    ctx = CTX_MODE + (1 if left and predk[mby, mbx - 1] == 1 else 0) \
+                        + (1 if top and predk[mby - 1, mbx] == 1 else 0)
+                    lower = code_bit(st, buf, probs, ctx, 1 if v == 1 else 0)
+                    if lower:
+                        v = 1
+                    else:
+                        ctx = CTX_PRED2 + (1 if left and predk[mby, mbx - 1] == 2 else 0) \
+                            + (1 if top and predk[mby - 1, mbx] == 2 else 0)
+                        v = 2 * code_bit(st, buf, probs, ctx, 1 if v == 2 else 0)
+                    predk[mby, mbx] = v
+                pm = 1 if predk[mby, mbx] == 1 else 0
             by, bx = mby * 4, mbx * 4
             coded = _region_coded(qy, qyc, qc, qcc, by, bx, 4) if encoding else 0
             nb = (mbcbf[mby, mbx - 1] if left else 0) + (mbcbf[mby - 1, mbx] if top else 0)

@@ -71,6 +71,17 @@ class MotionField:
 
 
 @njit(cache=True)
+def add_innovation(pred, lower, lower_temporal, predk, mb):
+    """In macroblocks with predk == 2: pred += lower - lower_temporal, clipped to 8 bits."""
+    h, w = pred.shape
+    for y in range(h):
+        for x in range(w):
+            if predk[y // mb, x // mb] == 2:
+                v = np.int32(pred[y, x]) + np.int32(lower[y, x]) - np.int32(lower_temporal[y, x])
+                pred[y, x] = 0 if v < 0 else (255 if v > 255 else v)
+
+
+@njit(cache=True)
 def _add_clip(p, r, out):
     h, w = p.shape
     for y in range(h):
@@ -100,11 +111,21 @@ class LoopState:
             self.probs[k] = new_tier_probs()
 
     def predict(self, tier: int, motion: MotionField, predk: np.ndarray, lower: Planes | None) -> Planes:
+        """The prediction of `tier` given the tier-k modes `predk` and the lower tier's picture.
+
+        Mode 2 adds the lower tier's innovation (its picture minus its own temporal
+        prediction) to this tier's temporal prediction: the enhancement detail of the previous
+        frame survives and the new content of the lower tier comes with it.
+        """
         p = Planes.blank(self.wp, self.hp)
         ref = self.refs[tier] if self.refs[tier] is not None else p
         low = lower if lower is not None else p
         build_prediction(motion.mode0, motion.mvs, predk, tier, ref.y, ref.u, ref.v, low.y, low.u, low.v,
                          p.y, p.u, p.v)
+        if tier > 0 and lower is not None and np.any(predk == 2):
+            base = self.predict(tier - 1, motion, np.zeros_like(predk), None)
+            for a, lo, b in ((p.y, low.y, base.y), (p.u, low.u, base.u), (p.v, low.v, base.v)):
+                add_innovation(a, lo, b, predk, MB // (1 if a is p.y else 2))
         return p
 
 
