@@ -73,8 +73,13 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="snisd", description=__doc__)
-    sub = parser.add_subparsers(dest="command")
+    from .daemon import add_daemon_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="snisd", description="Live video for poor links with the SNIS-896 progressive codec. Without a "
+        "subcommand, snisd runs the daemon (capture, encode, record/stream).")
+    add_daemon_arguments(parser)
+    sub = parser.add_subparsers(dest="command", title="subcommands")
     _add_encode(sub)
     _add_decode(sub)
     _add_extract(sub)
@@ -85,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
+        from .daemon import run_daemon, wants_daemon
+
+        if wants_daemon(args):
+            return run_daemon(args)
         parser.print_help()
         return 2
     try:
