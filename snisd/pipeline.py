@@ -122,7 +122,12 @@ class StageStats:
 
 
 class RateMeter:
-    """Bit rate per tier and frame rate over a sliding window of encoded frames (wall clock)."""
+    """Bit rate per tier and frame rate over a sliding window of encoded frames (wall clock).
+
+    The window keeps at least the last two frames, so that an encoder slower than one frame per
+    window still reads as e.g. 0.5 fps rather than 0; once no frame came for two frame intervals
+    (and at least a window), the rates drop to 0.
+    """
 
     def __init__(self, seconds: float = 2.0) -> None:
         self.seconds = seconds
@@ -136,7 +141,7 @@ class RateMeter:
             self._trim(now)
 
     def _trim(self, now: float) -> None:
-        while self._events and now - self._events[0][0] > self.seconds:
+        while len(self._events) > 2 and now - self._events[0][0] > self.seconds:
             self._events.popleft()
 
     def rates(self, now: float | None = None) -> tuple[float, list[float]]:
@@ -145,10 +150,10 @@ class RateMeter:
         with self._lock:
             self._trim(now)
             events = list(self._events)
-        if len(events) < 2:
-            return 0.0, [0.0] * (len(events[0][1]) if events else 0)
-        span = max(events[-1][0] - events[0][0], 1e-6)
-        ntiers = max(len(s) for _, s in events)
+        ntiers = max((len(s) for _, s in events), default=0)
+        span = events[-1][0] - events[0][0] if len(events) >= 2 else 0.0
+        if span <= 0 or now - events[-1][0] > max(self.seconds, 2 * span / (len(events) - 1)):
+            return 0.0, [0.0] * ntiers
         totals = [0] * ntiers
         for _, sizes in events[1:]:  # n events span n-1 intervals
             for k, b in enumerate(sizes):

@@ -93,7 +93,12 @@ def test_rate_meter():
     fps, bps = m.rates(now=1.0)
     assert fps == pytest.approx(30)
     assert bps == [pytest.approx(240000), pytest.approx(120000)]
-    assert m.rates(now=100.0) == (0.0, [])
+    assert m.rates(now=100.0) == (0.0, [0.0, 0.0])  # stalled
+    slow = RateMeter(seconds=2)
+    for t in (0.0, 3.0, 6.0):  # one frame every 3 s: slower than the window
+        slow.add((3000,), now=t)
+    assert slow.rates(now=7.0) == (pytest.approx(1 / 3), [pytest.approx(8000)])
+    assert slow.rates(now=13.0)[0] == 0.0
 
 
 class ListSink:
