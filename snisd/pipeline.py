@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Deque, Generic, Iterable, Protocol, TypeVar
 
 import numpy as np
@@ -235,14 +234,6 @@ def rss_bytes() -> int:
         return 0
 
 
-@dataclass
-class PipelineResult:
-    frames_captured: int
-    frames_encoded: int
-    frames_written: int
-    errors: list[str]
-
-
 class Pipeline:
     """Runs capture, encode and output threads until :meth:`stop` (or ``max_frames``)."""
 
@@ -316,14 +307,6 @@ class Pipeline:
         for t in self._threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
-
-    def add_sink(self, sink: Sink) -> None:
-        with self._sinks_lock:
-            self.sinks.append(sink)
-
-    def remove_sink(self, sink: Sink) -> None:
-        with self._sinks_lock:
-            self.sinks.remove(sink)
 
     @property
     def progress(self) -> int:

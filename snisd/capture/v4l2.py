@@ -99,7 +99,7 @@ class V4l2Source(Source):
 
     def open(self) -> None:
         if not os.path.exists(self.device):
-            raise SourceError(f"no such camera device", self.device)
+            raise SourceError("no such camera device", self.device)
         options = {
             "video_size": f"{self.width}x{self.height}",
             "framerate": f"{self.fps:g}",
