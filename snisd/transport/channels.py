@@ -5,7 +5,8 @@ implementation. Every message starts with a 14-byte header:
 
     offset size  field
     0      1     version (high nibble, 1) | kind (low nibble: 0 init segment, 1 fragment)
-    1      1     tier the payload belongs to (0 for the init segment)
+    1      1     low nibble: tier the payload belongs to (0 for the init segment);
+                 high nibble: how many tiers the sender sends for this frame (0: not said)
     2      4     fragment sequence number (mfhd sequence_number; 0 for the init segment)
     6      2     part index, 0-based
     8      2     part count, >= 1
@@ -67,11 +68,14 @@ class Header:
     part: int
     count: int
     sent_ms: int
+    frame_tiers: int = 0  # tiers sent for this frame (0: not said)
 
 
 def split(piece: bytes, kind: int, tier: int, sequence: int, sent_ms: int | None = None,
-          max_message: int = MAX_MESSAGE) -> list[bytes]:
+          max_message: int = MAX_MESSAGE, frame_tiers: int = 0) -> list[bytes]:
     """Cut one init segment or fragment into framed messages of at most `max_message` bytes."""
+    if not (0 <= tier < 16 and 0 <= frame_tiers < 16):
+        raise TransportError(f"tier {tier} / tier count {frame_tiers} do not fit the header")
     room = max_message - HEADER.size
     if room <= 0:
         raise TransportError(f"message size {max_message} leaves no room after the {HEADER.size}-byte header")
@@ -80,7 +84,8 @@ def split(piece: bytes, kind: int, tier: int, sequence: int, sent_ms: int | None
         raise TransportError(f"piece of {len(piece)} bytes needs {count} messages (at most {MAX_PARTS})")
     ts = clock_ms() if sent_ms is None else sent_ms & 0xFFFFFFFF
     mv = memoryview(piece)
-    return [HEADER.pack((VERSION << 4) | kind, tier, sequence, i, count, ts) + bytes(mv[i * room:(i + 1) * room])
+    return [HEADER.pack((VERSION << 4) | kind, frame_tiers << 4 | tier, sequence, i, count, ts)
+            + bytes(mv[i * room:(i + 1) * room])
             for i in range(count)]
 
 
@@ -95,7 +100,7 @@ def parse_header_bytes(message: bytes) -> Header:
         raise TransportError(f"unknown message kind {kind}")
     if count == 0 or part >= count:
         raise TransportError(f"message part {part} of {count}")
-    return Header(kind, tier, seq, part, count, ts)
+    return Header(kind, tier & 0xF, seq, part, count, ts, tier >> 4)
 
 
 class Reassembler:

@@ -58,9 +58,11 @@ class DelayTrend:
     The clocks' offset is unknown and cancels out; a positive slope means a queue is building.
     """
 
-    def __init__(self, window_s: float = 2.0) -> None:
+    def __init__(self, window_s: float = 2.0, base_window_s: float = 10.0) -> None:
         self.window_ms = window_s * 1000
+        self.base_window_ms = base_window_s * 1000
         self._pts: collections.deque[tuple[float, float]] = collections.deque()
+        self._long: collections.deque[tuple[float, float]] = collections.deque()  # for the minimum
         self._base_sent: int | None = None
         self._unwrapped = 0
 
@@ -73,6 +75,16 @@ class DelayTrend:
         self._pts.append((arrival_ms, arrival_ms - d))
         while self._pts and arrival_ms - self._pts[0][0] > self.window_ms:
             self._pts.popleft()
+        self._long.append((arrival_ms, arrival_ms - d))
+        while self._long and arrival_ms - self._long[0][0] > self.base_window_ms:
+            self._long.popleft()
+
+    def queueing(self) -> float:
+        """Latest one-way delay above the smallest of the last 10 s, ms: an estimate of the
+        queueing delay on the path (the smallest delay approximates an empty queue)."""
+        if not self._long:
+            return 0.0
+        return self._long[-1][1] - min(p[1] for p in self._long)
 
     def slope(self) -> float:
         n = len(self._pts)
@@ -95,10 +107,11 @@ class DelayTrend:
 
 
 class _Slot:
-    __slots__ = ("seq", "samples", "first", "deadline")
+    __slots__ = ("seq", "samples", "first", "deadline", "expected")
 
     def __init__(self, seq: int) -> None:
         self.seq = seq
+        self.expected = 0  # tiers the sender sent for this frame (from the tier-0 header; 0: all)
         self.samples: dict[int, Any] = {}
         self.first = time.monotonic()
         self.deadline = 0.0
@@ -214,6 +227,7 @@ class Stream:
         slot.samples[tier] = sample
         if tier == 0:
             slot.deadline = time.monotonic() + self.hold_s
+            slot.expected = header.frame_tiers
         self._pump()
 
     def _on_init(self, piece: bytes) -> None:
@@ -255,7 +269,7 @@ class Stream:
                     del self.slots[seq]
                     continue
                 break
-            complete = all(t in slot.samples for t in range(self.tiers))
+            complete = all(t in slot.samples for t in range(min(slot.expected or self.tiers, self.tiers)))
             newer_base = any(s > seq and 0 in self.slots[s].samples for s in self.slots)
             if not (complete or newer_base or now >= slot.deadline):
                 self._arm(slot.deadline - now)
@@ -382,7 +396,8 @@ class Stream:
                 "released": self.frames_released, "decoded": self.frames_decoded,
                 "tiers_decoded": self.last_decoded_tiers, "gaps": self.gaps,
                 "delay_trend_ms_per_s": round(self.delay.slope(), 2),
-                "delay_spread_ms": round(self.delay.spread(), 2)}
+                "delay_spread_ms": round(self.delay.spread(), 2),
+                "queue_delay_ms": round(self.delay.queueing(), 2)}
 
     async def _report_loop(self) -> None:
         while not self.closed:

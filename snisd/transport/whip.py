@@ -11,9 +11,10 @@ as fMP4 over data channels (docs/TRANSPORT.md):
 * ``snis-control`` reliable, ordered, JSON text: receiver reports and keyframe requests.
 
 ``write`` never blocks: it hands the frame to the loop through a small bounded queue. Send-side
-buffers are bounded by watching each channel's ``bufferedAmount``: enhancement tiers are dropped
-first; a tier-0 fragment is only dropped when the base backlog itself is too large, and then
-the sender waits for a keyframe (and asks the encoder for one).
+buffers are bounded by watching the channels' ``bufferedAmount``: from it the sender knows how
+long the oldest queued frame has waited. Past 150 ms, enhancement tiers are no longer sent; a
+tier-0 fragment is only dropped when even the base backlog is too old (2 s) or too large, and
+then the sender waits for a keyframe (and asks the encoder for one).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from ..codec.bitstream import EncodedFrame, SequenceHeader
 from ..container.fmp4 import _init_bytes, make_init_info, us_to_ticks
 from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, split, tier_fragment, tier_label
 from .errors import TransportError, WhipError
+from .feedback import TierController
 from .ice import apply_environment, rtc_configuration
 
 log = logging.getLogger("snisd.transport.whip")
@@ -103,6 +105,8 @@ class _Session:
         self.last_feedback = time.monotonic()
         self.sequence = 0
         self.started = time.monotonic()
+        self.bytes_queued = 0  # bytes handed to the tier channels in this session
+        self.marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes_queued) per frame
 
     def is_open(self) -> bool:
         return (self.opened.is_set() and not self.dropped.is_set() and self.control.readyState == "open"
@@ -120,7 +124,8 @@ class WhipSender:
     def __init__(self, peer: str, seq: SequenceHeader, *, token: str | None = None,
                  ice_servers: Iterable | None = None, request_keyframe: Callable[[], None] | None = None,
                  enhancement_lifetime_ms: int = 300, base_backlog: int = 4 << 20,
-                 enhancement_backlog: int = 256 << 10, queue_frames: int = 8,
+                 enhancement_backlog: int = 1 << 20, enhancement_delay: float = 0.15,
+                 base_delay: float = 2.0, queue_frames: int = 8, adapt: bool = True,
                  feedback_timeout: float = 3.0, connect_timeout: float = 10.0,
                  backoff_initial: float = 0.5, backoff_max: float = 15.0, colorspace: str = "bt709",
                  stream_name: str | None = None) -> None:
@@ -133,6 +138,8 @@ class WhipSender:
         self.enhancement_lifetime_ms = enhancement_lifetime_ms
         self.base_backlog = base_backlog
         self.enhancement_backlog = enhancement_backlog
+        self.enhancement_delay = enhancement_delay
+        self.base_delay = base_delay
         self.feedback_timeout = feedback_timeout
         self.connect_timeout = connect_timeout
         self.backoff_initial = backoff_initial
@@ -140,7 +147,8 @@ class WhipSender:
         self.stream_name = stream_name
         self.info = make_init_info(seq, colorspace=colorspace)
         self.init_segment = _init_bytes(self.info)
-        self.max_tiers = seq.tiers  # an adaptation policy may lower this at run time
+        self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
+        self.controller = TierController(seq.tiers) if adapt else None
         # hand-off from the pipeline thread
         self._queue: collections.deque[EncodedFrame] = collections.deque()
         self._queue_frames = queue_frames
@@ -246,7 +254,8 @@ class WhipSender:
             "base_dropped": self.base_dropped, "tier_sent": list(self.tier_sent),
             "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
             "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
-            "max_tiers": self.max_tiers, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
+            "max_tiers": self.max_tiers,
+            "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
             "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
             "last_report": self.last_report,
         }
@@ -384,9 +393,13 @@ class WhipSender:
         control.send(json.dumps(hello))
         for msg in split(self.init_segment, KIND_INIT, 0, 0):
             tiers[0].send(msg)
+            s.bytes_queued += len(msg)
         self._need_key = True
         self._last_key_request = 0.0
         self._want_keyframe("new session")
+        if self.controller is not None:
+            self.controller.reset()
+            self.max_tiers = self.controller.current
         return s
 
     async def _serve(self, s: _Session) -> None:
@@ -438,6 +451,14 @@ class WhipSender:
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "report":
             self.last_report = msg
+            if self.controller is not None and s is self._session:
+                _, delay = self._queue_delay(s)
+                before = self.max_tiers
+                self.max_tiers = self.controller.update(msg, delay)
+                if self.max_tiers != before:
+                    log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s)", self.name,
+                             self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
+                             msg.get("delay_trend_ms_per_s"))
         elif kind == "keyframe":
             self._want_keyframe(f"receiver: {msg.get('reason', '?')}")
 
@@ -456,6 +477,20 @@ class WhipSender:
                 log.debug("%s: send failed: %s", self.name, exc)
                 self._want_keyframe(f"send failed: {exc}")
 
+    def _queue_delay(self, s: _Session) -> tuple[int, float]:
+        """(bytes waiting in the channels, seconds the oldest of them has waited).
+
+        aiortc keeps every channel's outgoing messages in one FIFO in front of SCTP, and a
+        channel's bufferedAmount counts its bytes still in there. Bytes handed over so far minus
+        bytes still buffered tells how far the FIFO has drained, and so which frame is at its head.
+        """
+        queued = sum(ch.bufferedAmount for ch in s.tiers)
+        drained = s.bytes_queued - queued
+        marks = s.marks
+        while marks and marks[0][1] <= drained:
+            marks.popleft()
+        return queued, (time.monotonic() - marks[0][0]) if marks else 0.0
+
     def _send_frame(self, ef: EncodedFrame) -> None:
         s = self._session
         if s is None or not s.is_open():
@@ -466,34 +501,38 @@ class WhipSender:
             self.frames_waiting_key += 1
             return
         base = s.tiers[0]
-        if base.bufferedAmount > self.base_backlog:
+        queued, delay = self._queue_delay(s)
+        if queued > self.base_backlog or delay > self.base_delay:
+            # the link cannot even carry the base tier: skip to the next keyframe
             self.base_dropped += 1
-            self._want_keyframe(f"base backlog {base.bufferedAmount} bytes")
+            self._want_keyframe(f"send queue {queued} bytes, {delay * 1e3:.0f} ms")
             return
+        # enhancements only when what is queued is young: they are the first thing to give up
+        enh_ok = delay <= self.enhancement_delay and queued <= self.enhancement_backlog
+        if not enh_ok and self.controller is not None:
+            self.max_tiers = self.controller.update(None, delay)
         self._need_key = False
         s.sequence += 1
         seqno = s.sequence
         dt = us_to_ticks(ef.pts_us, self.info.timescale)
+        count = 1
+        while count < min(len(ef.tiers), self.max_tiers) and enh_ok and s.tiers[count].readyState == "open":
+            count += 1
+        for t in range(count, len(ef.tiers)):
+            self.tier_dropped[t] += 1
         now = None
-        for tier in range(len(ef.tiers)):
-            if tier > 0:
-                ch = s.tiers[tier]
-                if (tier >= self.max_tiers or ch.readyState != "open"
-                        or ch.bufferedAmount + len(ef.tiers[tier]) > self.enhancement_backlog
-                        or base.bufferedAmount > self.enhancement_backlog):
-                    for t in range(tier, len(ef.tiers)):  # higher tiers need this one
-                        self.tier_dropped[t] += 1
-                    break
-            else:
-                ch = base
+        for tier in range(count):
+            ch = s.tiers[tier]
             piece = tier_fragment(ef, tier, seqno, self.info, dt)
-            msgs = split(piece, KIND_FRAGMENT, tier, seqno, now)
+            msgs = split(piece, KIND_FRAGMENT, tier, seqno, now, frame_tiers=count)
             now = HEADER_TIME(msgs[0])
             for m in msgs:
                 ch.send(m)
+                s.bytes_queued += len(m)
             self.messages_sent += len(msgs)
             self.tier_sent[tier] += 1
             self.bytes_sent[tier] += len(piece)
+        s.marks.append((time.monotonic(), s.bytes_queued))
         self.frames_sent += 1
 
 
