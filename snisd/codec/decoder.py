@@ -83,6 +83,7 @@ class Decoder:
         st = self.state
         seq = self.seq
         motion = MotionField.zeros(self.wp, self.hp)
+        st.begin_frame()
         lq = TierLatents.zeros(self.wp, self.hp)
         lower = None
         recons = list(st.refs)

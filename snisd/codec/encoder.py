@@ -78,9 +78,9 @@ def _subtract(x, p, out):
 
 
 @njit(cache=True)
-def _choose_tier_mode(xy, temporal, lower, innovation, mode0, predk):
-    """Per macroblock, the tier-k prediction mode with the smallest SAD: 0 temporal, 1 lower tier,
-    2 temporal plus the lower tier's innovation."""
+def _choose_tier_mode(xy, temporal, lower, lower_temporal, mode0, predk):
+    """Per macroblock, the tier-k prediction mode with the smallest luma SAD: 0 temporal,
+    1 lower tier, 2 temporal plus the lower tier's innovation (see LoopState.predict)."""
     mbh, mbw = predk.shape
     for mby in range(mbh):
         for mbx in range(mbw):
@@ -93,9 +93,13 @@ def _choose_tier_mode(xy, temporal, lower, innovation, mode0, predk):
             for yy in range(mby * 32, mby * 32 + 32):
                 for xx in range(mbx * 32, mbx * 32 + 32):
                     a = np.int32(xy[yy, xx])
-                    d0 = a - np.int32(temporal[yy, xx])
-                    d1 = a - np.int32(lower[yy, xx])
-                    d2 = a - np.int32(innovation[yy, xx])
+                    t = np.int32(temporal[yy, xx])
+                    lo = np.int32(lower[yy, xx])
+                    v = t + lo - np.int32(lower_temporal[yy, xx])
+                    v = 0 if v < 0 else (255 if v > 255 else v)
+                    d0 = a - t
+                    d1 = a - lo
+                    d2 = a - v
                     s0 += d0 if d0 >= 0 else -d0
                     s1 += d1 if d1 >= 0 else -d1
                     s2 += d2 if d2 >= 0 else -d2
@@ -165,6 +169,7 @@ class Encoder:
         t = self.times
         t0 = time.perf_counter()
         x = pad_frame(frame, self.wp, self.hp)
+        st.begin_frame()
         motion = MotionField.zeros(self.wp, self.hp)
         steps = [step16(cfg.qp, k, cfg.tiers, cfg.tier_ratio) for k in range(cfg.tiers)]
         if key:
@@ -188,9 +193,8 @@ class Encoder:
             ta = time.perf_counter()
             predk = np.zeros_like(motion.mode0)
             if k > 0 and not switch:
-                temporal = st.predict(k, motion, predk, lower)
-                innovation = st.predict(k, motion, np.full_like(predk, 2), lower)
-                _choose_tier_mode(x.y, temporal.y, lower.y, innovation.y, motion.mode0, predk)
+                _choose_tier_mode(x.y, st.temporal(k, motion).y, lower.y, st.temporal(k - 1, motion).y,
+                                  motion.mode0, predk)
             elif k > 0:
                 predk[...] = 1
             pred = st.predict(k, motion, predk, lower)

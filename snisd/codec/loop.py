@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from .entropy import MB, new_tier_probs
-from .motion import build_prediction
+from .motion import compensate
 from .synthesis import SynthesisTransform
 from .tiers import channel_steps, dequantize
 
@@ -71,17 +71,6 @@ class MotionField:
 
 
 @njit(cache=True)
-def add_innovation(pred, lower, lower_temporal, predk, mb):
-    """In macroblocks with predk == 2: pred += lower - lower_temporal, clipped to 8 bits."""
-    h, w = pred.shape
-    for y in range(h):
-        for x in range(w):
-            if predk[y // mb, x // mb] == 2:
-                v = np.int32(pred[y, x]) + np.int32(lower[y, x]) - np.int32(lower_temporal[y, x])
-                pred[y, x] = 0 if v < 0 else (255 if v > 255 else v)
-
-
-@njit(cache=True)
 def _add_clip(p, r, out):
     h, w = p.shape
     for y in range(h):
@@ -102,6 +91,7 @@ class LoopState:
     prev_motion: MotionField | None = None
 
     def __post_init__(self) -> None:
+        self._temporal: dict[int, Planes] = {}
         self.refs = [None] * self.tiers
         self.probs = [new_tier_probs() for _ in range(self.tiers)]
         self.prev_motion = MotionField.zeros(self.wp, self.hp)
@@ -110,23 +100,52 @@ class LoopState:
         for k in range(first_tier, self.tiers):
             self.probs[k] = new_tier_probs()
 
-    def predict(self, tier: int, motion: MotionField, predk: np.ndarray, lower: Planes | None) -> Planes:
-        """The prediction of `tier` given the tier-k modes `predk` and the lower tier's picture.
+    def begin_frame(self) -> None:
+        """Forget the temporal predictions of the previous frame."""
+        self._temporal = {}
 
-        Mode 2 adds the lower tier's innovation (its picture minus its own temporal
-        prediction) to this tier's temporal prediction: the enhancement detail of the previous
-        frame survives and the new content of the lower tier comes with it.
+    def temporal(self, tier: int, motion: MotionField) -> Planes:
+        """This tier's motion-compensated prediction of the current frame (computed once)."""
+        if tier not in self._temporal:
+            p = Planes.blank(self.wp, self.hp)
+            ref = self.refs[tier] if self.refs[tier] is not None else Planes.blank(self.wp, self.hp)
+            compensate(motion.mode0, motion.mvs, tier, ref.y, ref.u, ref.v, p.y, p.u, p.v)
+            self._temporal[tier] = p
+        return self._temporal[tier]
+
+    def predict(self, tier: int, motion: MotionField, predk: np.ndarray, lower: Planes | None) -> Planes:
+        """The prediction of `tier` given its macroblock modes `predk` and the lower tier's picture.
+
+        Mode 0 is this tier's temporal prediction, mode 1 the lower tier's picture, and mode 2
+        adds the lower tier's innovation (its picture minus its own temporal prediction) to this
+        tier's temporal prediction: the enhancement detail of the previous frame survives and the
+        new content of the lower tier comes with it.
         """
+        t = self.temporal(tier, motion)
+        if tier == 0:
+            return t
+        tl = self.temporal(tier - 1, motion)
         p = Planes.blank(self.wp, self.hp)
-        ref = self.refs[tier] if self.refs[tier] is not None else p
-        low = lower if lower is not None else p
-        build_prediction(motion.mode0, motion.mvs, predk, tier, ref.y, ref.u, ref.v, low.y, low.u, low.v,
-                         p.y, p.u, p.v)
-        if tier > 0 and lower is not None and np.any(predk == 2):
-            base = self.predict(tier - 1, motion, np.zeros_like(predk), None)
-            for a, lo, b in ((p.y, low.y, base.y), (p.u, low.u, base.u), (p.v, low.v, base.v)):
-                add_innovation(a, lo, b, predk, MB // (1 if a is p.y else 2))
+        for out, a, lo, b, mb in ((p.y, t.y, lower.y, tl.y, MB), (p.u, t.u, lower.u, tl.u, MB // 2),
+                                  (p.v, t.v, lower.v, tl.v, MB // 2)):
+            compose_prediction(predk, a, lo, b, mb, out)
         return p
+
+
+@njit(cache=True)
+def compose_prediction(predk, temporal, lower, lower_temporal, mb, out):
+    """Per macroblock mode: 0 temporal, 1 lower, 2 temporal + lower - lower_temporal (clipped)."""
+    h, w = out.shape
+    for y in range(h):
+        for x in range(w):
+            m = predk[y // mb, x // mb]
+            if m == 0:
+                out[y, x] = temporal[y, x]
+            elif m == 1:
+                out[y, x] = lower[y, x]
+            else:
+                v = np.int32(temporal[y, x]) + np.int32(lower[y, x]) - np.int32(lower_temporal[y, x])
+                out[y, x] = 0 if v < 0 else (255 if v > 255 else v)
 
 
 @dataclass

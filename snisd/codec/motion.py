@@ -111,12 +111,11 @@ def _predict_chroma_block(ref, y0, x0, size, mvy, mvx, out):
 
 
 @njit(cache=True)
-def build_prediction(mode0, mvs, predk, tier, ry, ru, rv, ly, lu, lv, py, pu, pv):
-    """Prediction of one tier, macroblock by macroblock.
+def compensate(mode0, mvs, tier, ry, ru, rv, py, pu, pv):
+    """Temporal prediction of every macroblock from one tier's previous reconstruction.
 
-    Tier 0: intra macroblocks predict flat grey (128), inter ones compensate from (ry, ru, rv).
-    Tier k >= 1: predk == 1 copies the lower tier of this frame (ly, lu, lv), otherwise
-    compensates from this tier's own previous reconstruction (ry, ru, rv).
+    Intra macroblocks predict flat grey (128) in tier 0; higher tiers predict them from the lower
+    tier (see loop.py), so what is written there does not matter.
     """
     mbh, mbw = mode0.shape
     half = MB // 2
@@ -124,16 +123,10 @@ def build_prediction(mode0, mvs, predk, tier, ry, ru, rv, ly, lu, lv, py, pu, pv
         for mbx in range(mbw):
             y0 = mby * MB
             x0 = mbx * MB
-            if tier == 0 and mode0[mby, mbx] == INTRA:
+            if mode0[mby, mbx] == INTRA:
                 py[y0:y0 + MB, x0:x0 + MB] = 128
                 pu[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half] = 128
                 pv[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half] = 128
-            elif tier > 0 and predk[mby, mbx] == 1:
-                py[y0:y0 + MB, x0:x0 + MB] = ly[y0:y0 + MB, x0:x0 + MB]
-                pu[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half] = \
-                    lu[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half]
-                pv[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half] = \
-                    lv[mby * half:(mby + 1) * half, mbx * half:(mbx + 1) * half]
             else:
                 mvy = mvs[mby, mbx, 0]
                 mvx = mvs[mby, mbx, 1]

@@ -121,12 +121,18 @@ def synthesize_plane(ac, coarse, row, col, kcoarse, groups):
                         acc[y, x] += kcoarse[k, a, b] * c
     rnd = np.int64(1) << (FRAC - 1)
     dc = (acc + rnd) >> FRAC
-    # 2. per block: column then row stage into a canvas with a margin of half a block
+    # 2. per block: column then row stage into a canvas with a margin of half a block.
+    # The arithmetic is float64 on integer values below 2**53, hence exact and order-independent
+    # (the same result on every platform) while letting the compiler vectorise the inner loops.
     h, w = hb * bs, wb * bs
-    canvas = np.zeros((h + bs, w + bs), np.int64)
-    coef = np.zeros((bs, bs), np.int64)
-    t = np.zeros((taps, bs), np.int64)
+    canvas = np.zeros((h + bs, w + bs), np.float64)
+    fcol = col.astype(np.float64)
+    frow = row.astype(np.float64)
+    coef = np.zeros((bs, bs), np.float64)
+    t = np.zeros((bs, taps), np.float64)
     us = np.zeros(bs, np.int64)
+    inv = 1.0 / (1 << FRAC)
+    frnd = float(rnd)
     for i in range(hb):
         for j in range(wb):
             anyc = dc[i, j] != 0
@@ -150,18 +156,23 @@ def synthesize_plane(ac, coarse, row, col, kcoarse, groups):
                 u = us[n]
                 g = groups[u]
                 for yy in range(taps):
-                    s = np.int64(0)
-                    for v in range(bs):
-                        s += col[g, v, yy] * coef[u, v]
-                    t[yy, n] = (s + rnd) >> FRAC
+                    t[n, yy] = 0.0
+                for v in range(bs):
+                    cv = coef[u, v]
+                    if cv != 0:
+                        for yy in range(taps):
+                            t[n, yy] += fcol[g, v, yy] * cv
+                for yy in range(taps):
+                    t[n, yy] = np.floor((t[n, yy] + frnd) * inv)
             y0 = i * bs
             x0 = j * bs
             for yy in range(taps):
-                for xx in range(taps):
-                    s = np.int64(0)
-                    for n in range(nu):
-                        s += row[us[n], xx] * t[yy, n]
-                    canvas[y0 + yy, x0 + xx] += s
+                for n in range(nu):
+                    tv = t[n, yy]
+                    if tv != 0:
+                        wrow = frow[us[n]]
+                        for xx in range(taps):
+                            canvas[y0 + yy, x0 + xx] += wrow[xx] * tv
     # 3. fold the margins back (adjoint of the symmetric extension used by the analysis)
     for m in range(half):
         for x in range(w + bs):
@@ -173,8 +184,9 @@ def synthesize_plane(ac, coarse, row, col, kcoarse, groups):
             canvas[y, half + w - 1 - m] += canvas[y, half + w + m]
     out = np.empty((h, w), np.int32)
     shift = FRAC + DEQ
-    r2 = np.int64(1) << (shift - 1)
+    scale = 1.0 / (1 << shift)
+    r2 = float(1 << (shift - 1))
     for y in range(h):
         for x in range(w):
-            out[y, x] = (canvas[y + half, x + half] + r2) >> shift
+            out[y, x] = np.int32(np.floor((canvas[y + half, x + half] + r2) * scale))
     return out
