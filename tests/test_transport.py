@@ -230,7 +230,7 @@ def test_stream_over_loopback(tmp_path):
     port = free_port()
     rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "t0k")
     try:
-        stats, tx_log = run_sender(tmp_path, f"http://127.0.0.1:{port}/whip", 10.0, "--token", "t0k")
+        stats, tx_log = run_sender(tmp_path, f"http://127.0.0.1:{port}/whip", 8.0, "--token", "t0k")
         time.sleep(1.0)
     finally:
         rx.stop()
@@ -243,7 +243,7 @@ def test_sender_survives_receiver_restart(tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}/whip"
     rx1 = ReceiverProc(tmp_path, f"127.0.0.1:{port}", tag="rx1")
-    proc, tx_log = run_sender(tmp_path, url, 16.0, background=True)
+    proc, tx_log = run_sender(tmp_path, url, 13.0, background=True)
     try:
         deadline = time.monotonic() + 40
         while len(rx1.frames()) < 5 and time.monotonic() < deadline:
@@ -320,7 +320,7 @@ def test_stream_across_network_namespaces(tmp_path, veth_pair):
     port = 18000 + os.getpid() % 1000
     rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
     try:
-        stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 8.0,
+        stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 6.0,
                                    prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr)
         time.sleep(1.0)
     finally:
