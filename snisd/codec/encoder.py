@@ -18,7 +18,7 @@ from .loop import LoopState, MotionField, Planes, StageTimes, TierLatents, padde
 from . import motion as motion_model
 from .motion import estimate
 from .synthesis import SynthesisTransform
-from .tiers import MAX_QP, channel_steps, quantize, step16
+from .tiers import BASE_ONLY, MAX_QP, channel_steps, quantize, step16
 
 ROUND_INTRA = 0.38
 ROUND_INTER = 0.15
@@ -52,8 +52,8 @@ class EncoderConfig:
             raise InputError(f"tier count {self.tiers} out of range 1..8")
         if not 0 <= self.band_power <= 8:
             raise InputError(f"band power {self.band_power} out of range 0..8")
-        if not 0 <= self.tier_ratio <= 64:
-            raise InputError(f"tier ratio {self.tier_ratio} out of range 0..64 (1/8 octaves)")
+        if not 0 <= self.tier_ratio & 0x7F <= 64 or self.tier_ratio > 0xFF:
+            raise InputError(f"tier ratio {self.tier_ratio} out of range 0..64 (1/8 octaves), +128 for base-only")
         fps = self.fps_num / max(self.fps_den, 1)
         if self.keyframe_interval <= 0:
             self.keyframe_interval = max(1, round(10 * fps))
@@ -111,9 +111,17 @@ def _choose_tier_mode(xy, temporal, lower, lower_temporal, mode0, predk):
                 predk[mby, mbx] = 0
 
 
-def band_masks(tier: int, tiers: int, power: float) -> tuple[np.ndarray, np.ndarray]:
-    """Which AC channels (luma 63, chroma 15) tier `tier` codes: frequency-progressive tiers."""
-    frac = ((tier + 1) / tiers) ** power
+def band_masks(tier: int, tiers: int, power: float, base_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Which AC channels (luma 63, chroma 15) tier `tier` codes: frequency-progressive tiers.
+
+    With `base_only` steps, tier 0 codes every frequency (at its coarse step) and the bands
+    split the tiers above it."""
+    if base_only:
+        if tier == 0:
+            return np.ones(63, np.int32), np.ones(15, np.int32)
+        frac = (tier / (tiers - 1)) ** power
+    else:
+        frac = ((tier + 1) / tiers) ** power
     out = []
     for n in (8, 4):
         uv = np.array([u + v for u in range(n) for v in range(n)][1:])
@@ -211,7 +219,7 @@ class Encoder:
             quantize(lat.c_ac, s_cac, rnd, q.c_ac)
             quantize(lat.c_coarse, s_coarse, ROUND_INTRA, q.c_coarse)
             if cfg.band_power > 0 and k < cfg.tiers - 1:
-                my, mc = band_masks(k, cfg.tiers, cfg.band_power)
+                my, mc = band_masks(k, cfg.tiers, cfg.band_power, bool(cfg.tier_ratio & BASE_ONLY))
                 q.y_ac *= my
                 q.c_ac *= mc
             td = time.perf_counter()

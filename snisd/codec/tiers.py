@@ -15,9 +15,20 @@ from numba import njit
 MAX_QP = 63
 
 
+BASE_ONLY = 0x80  # tier_step_log2 flag: only the base tier is coarser, tiers >= 1 share the top step
+
+
 def step16(qp: int, tier: int, tiers: int, tier_step_log2: int) -> int:
-    """Quantiser step of `tier` in 1/16 pixel units (H.264-like: qp + 6 doubles the step)."""
-    octaves = qp / 6.0 + tier_step_log2 * (tiers - 1 - tier) / 8.0
+    """Quantiser step of `tier` in 1/16 pixel units (H.264-like: qp + 6 doubles the step).
+
+    Without the BASE_ONLY flag each tier is coarser than the one above by tier_step_log2/8
+    octaves; with it, tier 0 is coarser by (tier_step_log2 & 0x7f)/8 and the other tiers use
+    the top step (they then refine by frequency band, see encoder.band_masks).
+    """
+    if tier_step_log2 & BASE_ONLY:
+        octaves = qp / 6.0 + ((tier_step_log2 & 0x7F) / 8.0 if tier == 0 and tiers > 1 else 0.0)
+    else:
+        octaves = qp / 6.0 + tier_step_log2 * (tiers - 1 - tier) / 8.0
     return max(1, int(round(16 * 0.625 * 2.0 ** octaves)))
 
 
