@@ -44,6 +44,20 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_extract)
 
 
+def _add_receive(sub: argparse._SubParsersAction) -> None:
+    from .transport.receiver import add_receiver_arguments
+
+    p = sub.add_parser("receive", help="WHIP endpoint: accept SNIS streams over WebRTC, record and decode them")
+    add_receiver_arguments(p)
+    p.set_defaults(func=_cmd_receive)
+
+
+def _cmd_receive(args: argparse.Namespace) -> int:
+    from .transport.receiver import run_receiver
+
+    return run_receiver(args)
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .container import extract_tiers
 
@@ -83,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(sub)
     _add_decode(sub)
     _add_extract(sub)
+    _add_receive(sub)
     return parser
 
 
