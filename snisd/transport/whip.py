@@ -321,7 +321,8 @@ class WhipSender:
                 log.log(level, "%s: %s", self.name, exc)
             except TransportError as exc:
                 self.last_error = str(exc)
-                log.log(logging.WARNING if attempt == 0 else logging.DEBUG, "%s: %s", self.name, exc)
+                quiet = attempt > 0 or self._closing
+                log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %s", self.name, exc)
             except Exception as exc:  # aiortc raises assorted errors on broken sessions
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("%s: session failed: %s", self.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
