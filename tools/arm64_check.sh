@@ -146,11 +146,13 @@ in_root() {
     if [ $binfmt = yes ]; then
         chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
             LC_ALL=C.UTF-8 QEMU_CPU="$QEMU_CPU" DEBIAN_FRONTEND=noninteractive TERM=dumb \
+            PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
             /bin/bash -c "$1"
     else
         proot -q "qemu-aarch64-static -cpu $QEMU_CPU" -0 -r "$root" -b /proc -b /sys -b /dev -w /root \
             /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
-            LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive TERM=dumb /bin/bash -c "$1"
+            LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive TERM=dumb PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+            /bin/bash -c "$1"
     fi
 }
 
@@ -177,6 +179,16 @@ fi
 install -m 0755 /usr/bin/qemu-aarch64-static "$root/usr/bin/qemu-aarch64-static"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount_root
+# Certificate authorities the host's administrator added (a TLS-inspecting proxy, say): the root
+# trusts what the host trusts, or apt over https and pip would fail there and not on the host.
+if ls /usr/local/share/ca-certificates/*.crt >/dev/null 2>&1 \
+    && ! diff -rq /usr/local/share/ca-certificates "$root/usr/local/share/ca-certificates" >/dev/null 2>&1; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    need_ca_update=yes
+else
+    need_ca_update=no
+fi
 say "   root: $root ($(du -sh --exclude=proc --exclude=sys --exclude=dev "$root" 2>/dev/null | cut -f1)), debootstrap $(fmt $(($(now) - t)))"
 
 # The board's packages (docs/BOARD.md): python3-venv, python3-dev; systemd for the unit and
@@ -186,6 +198,9 @@ t=$(now)
 if [ "$(cat "$root/.snisd-apt" 2>/dev/null)" != "$pkgs" ]; then
     in_root "apt-get update -q && apt-get install -y -q --no-install-recommends $pkgs" >/dev/null
     echo "$pkgs" >"$root/.snisd-apt"
+fi
+if [ $need_ca_update = yes ]; then
+    in_root "update-ca-certificates" >/dev/null
 fi
 say "   apt ($pkgs): $(fmt $(($(now) - t)))"
 
