@@ -12,18 +12,19 @@ then evaluates on held-out frames (a) DCT float, (b) learned float, (c) learned 
 analysis + float synthesis, (d) DCT int8 analysis + float synthesis, and prints the
 results table used in models/README.md.
 
-Graph (per tile; see models/README.md): the tile is reshaped so that each run of n
-pixels (n = 8 luma, 4 chroma) is a channel vector ("space to depth"); the 2n-tap lapped
-filters are then 2-tap convolutions over n channels, and the column stage works on
-row-blocks permuted into channels.  The row stage is split into one Conv2D per
-column-filter group (so each group gets its own int8 activation scale), the column stage
-of each group is split into its v = 0 filter and its v >= 1 filters (the large DC plane and
-first-row coefficients then do not set the scale of the others), and each plane's AC
-output is split into "lo" (u == 0 or v == 0) and "hi" (u, v >= 1) tensors.  The split changes no parameter count:
-weights are exactly the 896 entries of the six analysis arrays.  The representative
-dataset is natural training tiles (intra + residual) plus one tile of +/-255 impulses so
-the int8 input covers [-255, 255], and two flat +/-128 tiles so the DC/coarse path does not
-saturate on intra content (pixel - 128).
+Graph (per tile; see models/README.md and build_keras_model): one space-to-depth row
+Conv2D for all row frequencies (row filters scaled per column-filter group so one int8
+scale fits all groups, column filters scaled back), one rank-5 TRANSPOSE that puts the
+rows of a block into the channels and the row frequency u in front, then per group a
+slice folded into the batch and two 2-tap column Conv2Ds (v = 0, v >= 1), each of which is
+an int8 output with its own scale (no CONCAT, no crop: the runtime drops the border
+blocks and reassembles the Latents).  The weights are exactly the 896 entries of the
+six analysis arrays.
+
+Calibration: natural training tiles (the training mix: half intra pixel - 128, half
+shifted temporal residuals), clipped to [-128, 127] as the runtime does, plus one tile
+of -128 / 127 impulses, so the int8 input is the residual itself (scale 1.0, zero point
+0) and every other scale is set by the observed ranges.
 """
 
 from __future__ import annotations
@@ -43,22 +44,51 @@ from snisd.codec import analysis as ana  # noqa: E402
 
 import train_transform as tt  # noqa: E402
 
-# Level of the flat calibration tiles: the DC/coarse path is calibrated to a 16x16 area
-# of mean +/-FLAT_LEVEL (intra residuals are within [-128, 127]); a larger flat mean
-# saturates the coarse latent.  255 would double the coarse int8 step for all content.
-FLAT_LEVEL = 128.0
-GROUP_CHANNELS = {"luma": ((0,), (1,), (2, 3), (4, 5, 6, 7)), "chroma": ((0,), (1,), (2, 3))}
+# The int8 input is the residual itself: scale 1.0, zero point 0, range [-128, 127]
+# (the runtime clips residuals to that range).
+INPUT_MIN, INPUT_MAX = -128.0, 127.0
 
 
-def build_keras_model(weights: dict[str, np.ndarray]):
-    """Tile analysis graph.  Outputs (names of the serving signature):
+def row_group_gains(weights: dict[str, np.ndarray], tiles) -> dict[str, np.ndarray]:
+    """Per column-filter group gain of the row stage (equalisation for the int8 intermediate).
 
-    luma_coarse (N,4,4,4), luma_ac_lo (N,8,8,14), luma_ac_hi (N,8,8,49),
-    chroma_coarse (2N,4,4,4), chroma_ac_lo (2N,8,8,6), chroma_ac_hi (2N,8,8,9).
-    "lo" holds the first row and column of each block (u == 0 or v == 0, DC excluded),
-    "hi" the rest (u >= 1 and v >= 1); see ana.ac_split_channels for the channel order.
-    Splitting the AC output in two lets the 49 (resp. 9) small high-frequency channels
-    use a much finer int8 scale than the large first-row/column coefficients.
+    The row stage is one Conv2D for all row frequencies u, so its int8 output has a single
+    scale.  Row filters of group g are multiplied by gain[g] and the column filters of that
+    group by 1 / gain[g] (the composed linear map is unchanged), with gain[g] chosen so each
+    group's observed intermediate range (float, on the calibration tiles) is the same as that
+    of group 0; the int8 step of every group's intermediate is then set by its own range,
+    as with one tensor per group.
+    """
+    gains = {}
+    for prefix, n, idx in (("luma", 8, 0), ("chroma", 4, 1)):
+        row = np.asarray(weights[f"{prefix}_row"], np.float64)
+        x = np.concatenate([t[idx][..., 0] for t in tiles[:-1]], axis=0)  # (B, S, S)
+        win = np.lib.stride_tricks.sliding_window_view(x, 2 * n, axis=2)[:, :, ::n]  # (B, S, nb, 2n)
+        peak = np.array([np.abs(win @ row[u]).max() for u in range(n)])
+        groups = ana.GROUP_ROWS[prefix]
+        gpeak = np.array([peak[list(us)].max() for us in groups])
+        gains[prefix] = (gpeak[0] / gpeak).astype(np.float32)
+    return gains
+
+
+def build_keras_model(weights: dict[str, np.ndarray], gains: dict[str, np.ndarray]):
+    """Tile analysis graph; outputs are ``ana.output_spec()`` (names of the serving signature).
+
+    Per plane (n = 8 luma, 4 chroma; tile S = 11n square with context, nb = 10 blocks):
+
+    * row stage: the tile is reshaped so each run of n pixels is a channel vector (space to
+      depth), and ONE Conv2D (1, 2) with n outputs computes all row frequencies u (the
+      lapped 2n-tap filter is a 2-tap convolution over n channels); row filters are scaled
+      by the group gains (see :func:`row_group_gains`), column filters by the inverse;
+    * column stage: one rank-5 TRANSPOSE (S/n, n rows, nb, u) -> (u, S/n, nb, n rows) puts
+      the n rows of a block into the channels and u in front; for each group g a slice of
+      its u's is reshaped to (batch*c, S/n, nb, n) (u folded into the batch) and filtered
+      by a Conv2D (2, 1) for v = 0 and one for v >= 1 (2-tap convolutions over n channels);
+    * every (group, v = 0 / v >= 1) part is an int8 output of its own (own scale), shape
+      (batch*c, nb, nb, v), uncropped (the runtime drops the border blocks); the DC part of
+      group 0 feeds the coarse Conv2D (4, 4) / 2.
+
+    Weights are exactly the 896 entries of the six analysis arrays (no duplication).
     """
     import keras
     from keras import layers
@@ -74,73 +104,65 @@ def build_keras_model(weights: dict[str, np.ndarray]):
         row = np.asarray(weights[f"{prefix}_row"], np.float32)
         col = np.asarray(weights[f"{prefix}_col"], np.float32)
         coarse = np.asarray(weights[f"{prefix}_coarse"], np.float32)
-        lo_parts, hi_parts = [], []
-        dc = None
-        # space-to-depth: the n pixels of each block column become channels, so the
-        # lapped 2n-tap filters are 2-tap convolutions over n channels (far faster in
-        # XNNPACK than 1-channel convolutions with stride n; same weights, same MACs)
+        groups = ana.GROUP_ROWS[prefix]
+        gain = np.array([gains[prefix][g] for g in range(len(groups)) for _ in groups[g]], np.float32)
+        outs = {}
         xs = reshape((size, nb + 1, n), name=f"{prefix}_s2d")(inp)
-        for g, us in enumerate(GROUP_CHANNELS[prefix]):
+        k = (row * gain[:, None]).T.reshape(1, 2, n, n)  # [0, p, q, u] = gain[u] A_row[u, n*p + q]
+        conv = layers.Conv2D(n, (1, 2), use_bias=False, name=f"{prefix}_row")
+        r = conv(xs)  # (size, nb, u)
+        conv.set_weights([k])
+        r = reshape((11, n, nb, n), name=f"{prefix}_rows5")(r)  # (I, q, j, u)
+        r = layers.Permute((4, 1, 3, 2), name=f"{prefix}_perm")(r)  # (u, I, j, q)
+        dc = None
+        for g, us in enumerate(groups):
             c = len(us)
-            k = row[list(us)].T.reshape(1, 2, n, c)  # [0, p, q, u] = A_row[u, n*p + q]
-            conv = layers.Conv2D(c, (1, 2), use_bias=False, name=f"{prefix}_row{g}")
-            r = conv(xs)  # (size, nb, c)
-            conv.set_weights([k])
-            # rows to channels: (11, n, nb*c) -> (11, nb*c, n); channel axis j*c + u
-            r = reshape((nb + 1, n, nb * c), name=f"{prefix}_rows{g}")(r)
-            r = layers.Permute((1, 3, 2), name=f"{prefix}_perm{g}")(r)
-            kc = col[g].T.reshape(2, 1, n, n)  # [p, 0, q, v] = A_col[g][v, n*p + q]
-            # v = 0 filter and v >= 1 filters as two convs (same 16*n weights in total)
+            rg = layers.Lambda(lambda t, a=us[0], b=us[-1] + 1: t[:, a:b], name=f"{prefix}_slice{g}")(r)
+            rg = reshape((11, nb, n), name=f"{prefix}_fold{g}")(rg)  # (batch*c, I, j, q)
+            kc = (col[g] / gains[prefix][g]).T.reshape(2, 1, n, n)  # [p, 0, q, v] = A_col[g][v, n*p + q] / gain
             for vs, tag in (((0,), "v0"), (tuple(range(1, n)), "vac")):
                 conv = layers.Conv2D(len(vs), (2, 1), use_bias=False, name=f"{prefix}_col{g}{tag}")
-                y = conv(r)  # (nb, nb*c, len(vs))
+                y = conv(rg)  # (batch*c, nb, nb, len(vs))
                 conv.set_weights([kc[..., list(vs)]])
-                if c > 1:
-                    y = reshape((nb, nb, c * len(vs)), name=f"{prefix}_unflat{g}{tag}")(y)
-                if g == 0:
-                    if tag == "v0":
-                        dc = y
-                    else:
-                        lo_parts.append(y)
-                elif tag == "v0":
-                    lo_parts.append(y)
-                else:
-                    hi_parts.append(y)
+                if g == 0 and tag == "v0":
+                    dc = y
+                    continue
+                name = f"{prefix}_ac_g{g}_{tag}"
+                outs[name] = layers.Identity(name=name)(y)
         conv = layers.Conv2D(4, (4, 4), strides=(2, 2), use_bias=False, name=f"{prefix}_coarse_conv")
         cz = conv(dc)
         conv.set_weights([coarse.transpose(1, 2, 0)[:, :, None, :]])  # (a, b, in=1, k)
-        outs = {f"{prefix}_coarse": layers.Identity(name=f"{prefix}_coarse")(cz)}
-        for tag, parts in (("lo", lo_parts), ("hi", hi_parts)):
-            t = layers.Concatenate(axis=-1, name=f"{prefix}_concat_{tag}")(parts)
-            t = layers.Cropping2D(((1, 1), (1, 1)), name=f"{prefix}_crop_{tag}")(t)
-            outs[f"{prefix}_ac_{tag}"] = layers.Identity(name=f"{prefix}_ac_{tag}")(t)
+        outs[f"{prefix}_coarse"] = layers.Identity(name=f"{prefix}_coarse")(cz)
         return outs
 
     luma = keras.Input((88, 88, 1), name="luma")
     chroma = keras.Input((44, 44, 1), name="chroma")
     outputs = plane(luma, "luma", 8)
     outputs.update(plane(chroma, "chroma", 4))
+    assert set(outputs) == {spec[0] for spec in ana.output_spec()}
     return keras.Model(inputs={"luma": luma, "chroma": chroma}, outputs=outputs, name="snis896_analysis")
 
 
 def representative_tiles(media: str, count: int):
+    """Calibration data: the training mix, clipped to the int8 input range.
+
+    Natural training tiles (half intra pixel - 128, half shifted temporal residuals, as in
+    training), clipped to [-128, 127] like the runtime does, so every activation and output
+    scale is set by the ranges actually observed on that content; plus one tile holding
+    -128 and 127 impulses, which pins the input quantisation to scale 1.0, zero point 0
+    (the impulses are too sparse to widen any coefficient range).
+    """
     clips = tt.load_training_frames(media)
     sampler = tt.CropSampler(clips, tt.SEED + 1)
     tiles = []
     for _ in range(count):
         ly, lc = sampler.sample(1, luma_crop=88)
-        tiles.append((ly[..., None], lc[..., None]))
-    # +/-255 impulses: fix the input range without inflating the coefficient ranges
+        tiles.append((np.clip(ly, INPUT_MIN, INPUT_MAX)[..., None], np.clip(lc, INPUT_MIN, INPUT_MAX)[..., None]))
     ly = np.zeros((1, 88, 88, 1), np.float32)
     lc = np.zeros((2, 44, 44, 1), np.float32)
-    ly[0, 20, 30] = 255.0
-    ly[0, 60, 50] = -255.0
-    lc[0, 10, 12] = 255.0
-    lc[1, 30, 25] = -255.0
+    ly[0, 20, 30], ly[0, 60, 50] = INPUT_MAX, INPUT_MIN
+    lc[0, 10, 12], lc[1, 30, 25] = INPUT_MAX, INPUT_MIN
     tiles.append((ly, lc))
-    # flat +/-255 tiles: the DC / coarse path must not saturate on any input in range
-    for level in (FLAT_LEVEL, -FLAT_LEVEL):
-        tiles.append((np.full((1, 88, 88, 1), level, np.float32), np.full((2, 44, 44, 1), level, np.float32)))
     return tiles
 
 
@@ -149,7 +171,9 @@ def convert(weights, tiles, path: str) -> None:
 
     import tempfile
 
-    model = build_keras_model(weights)
+    gains = row_group_gains(weights, tiles)
+    print("row group gains:", {k: np.round(v, 3).tolist() for k, v in gains.items()}, flush=True)
+    model = build_keras_model(weights, gains)
     # Keras 3: from_keras_model / from_concrete_functions do not work; go through a
     # SavedModel written by model.export (serving signature keeps the input/output names).
     tmp = tempfile.mkdtemp(prefix="snis896_savedmodel_")
@@ -166,6 +190,12 @@ def convert(weights, tiles, path: str) -> None:
     conv.inference_input_type = tf.int8
     conv.inference_output_type = tf.int8
     data = conv.convert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    for d in Interpreter(model_content=data).get_input_details():
+        scale, zp = d["quantization"]
+        if abs(scale - 1.0) > 1e-6 or zp != 0:
+            raise SystemExit(f"input {d['name']}: quantisation {scale}, {zp}; expected 1.0, 0")
     with open(path, "wb") as f:
         f.write(data)
     print(f"wrote {path} ({len(data)} bytes)", flush=True)
@@ -194,7 +224,14 @@ def main(argv=None) -> int:
     if args.no_eval:
         return 0
 
-    samples = tt.heldout_samples(args.media)
+    # the runtime clips residuals to the int8 input range [-128, 127]; evaluate every
+    # variant on the clipped residuals (the plain frame differences of the held-out set
+    # exceed it at 0-0.6 % of the luma samples; the codec's motion-compensated residuals
+    # almost never do)
+    samples = [
+        (label, *(np.clip(p, INPUT_MIN, INPUT_MAX).astype(np.int16) for p in planes))
+        for label, *planes in tt.heldout_samples(args.media)
+    ]
     results = {}
     results["a"] = tt.evaluate(samples, lambda y, u, v: ana.analyze_reference(y, u, v, dct), dct)
     results["b"] = tt.evaluate(samples, lambda y, u, v: ana.analyze_reference(y, u, v, learned_a), learned_s)

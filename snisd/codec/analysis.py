@@ -4,7 +4,11 @@ The codec's transform is a learned *linear lapped* transform with 896 parameters
 (see models/README.md for the full contract).  This module provides
 
 * :class:`AnalysisTransform` -- runs the shipped full-integer int8 TFLite model on a
-  residual frame (tiles of 64x64 luma + context, all tiles in one interpreter call);
+  residual frame (tiles of 64x64 luma + context, all tiles in one interpreter call).
+  The model's int8 input is the residual itself (scale 1.0, zero point 0): residuals are
+  **clipped to [-128, 127]** before the call.  Keyframe residuals (pixel - 128) are always
+  in range; P-frame / enhancement residuals almost always are, and a clipped sample only
+  leaves a larger residual for the next tier / frame;
 * :func:`analyze_reference` -- the same analysis in float numpy (used by the tools and
   tests, and as documentation of the semantics);
 * :func:`load_synthesis_weights` / :func:`synthesize_reference` -- the float synthesis
@@ -53,21 +57,33 @@ WEIGHT_SHAPES = {
 MODEL_FILE = "snis896.tflite"
 SYNTHESIS_FILE = "snis896_synthesis.npz"
 
-# int8 output tensors of the model, by signature name (see models/README.md).  Each
-# plane's AC latents are split in two tensors with their own int8 scale:
-#   <plane>_ac_lo: first row and column of the block, (0, v) v>=1 then (u, 0) u>=1
-#   <plane>_ac_hi: (u, v) with u, v >= 1, u-major
-OUTPUT_NAMES = ("luma_coarse", "luma_ac_lo", "luma_ac_hi", "chroma_coarse", "chroma_ac_lo", "chroma_ac_hi")
+# Row frequencies u of each column-filter group (g(u) = group index).
+GROUP_ROWS = {"luma": ((0,), (1,), (2, 3), (4, 5, 6, 7)), "chroma": ((0,), (1,), (2, 3))}
 
 
-def ac_split_channels(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """AC channel indices (u*n+v-1) held by the "lo" and "hi" output tensors, in order."""
-    lo = [v - 1 for v in range(1, n)] + [u * n - 1 for u in range(1, n)]
-    hi = [u * n + v - 1 for u in range(1, n) for v in range(1, n)]
-    return np.array(lo), np.array(hi)
+def output_spec() -> list[tuple[str, str, tuple[int, ...] | None, tuple[int, ...] | None]]:
+    """int8 output tensors of the model: (signature name, plane, us, vs).
+
+    Per plane (block n): ``<plane>_coarse`` (batch, 4, 4, 4), and one AC tensor per
+    column-filter group g and part: ``<plane>_ac_g<g>_v0`` holds (u, 0) for the u of group
+    g, ``<plane>_ac_g<g>_vac`` holds (u, v), v >= 1; (0, 0) is the DC and not an output.
+    An AC tensor has shape (batch*c, 10, 10, len(vs)) with c = len(us): batch index
+    tile*c + k is row frequency us[k], the 10x10 blocks include one border block on each
+    side (dropped by the runtime), the channel is v.  Each tensor has its own int8 scale, so
+    the large low frequencies do not set the step of the small high ones.
+    """
+    spec = []
+    for prefix, n in (("luma", 8), ("chroma", 4)):
+        spec.append((f"{prefix}_coarse", prefix, None, None))
+        for g, us in enumerate(GROUP_ROWS[prefix]):
+            for tag, vs in (("v0", (0,)), ("vac", tuple(range(1, n)))):
+                if g == 0 and tag == "v0":
+                    continue
+                spec.append((f"{prefix}_ac_g{g}_{tag}", prefix, tuple(us), vs))
+    return spec
 
 
-_OUT_CHANNELS = {"luma_ac_lo": 14, "luma_ac_hi": 49, "chroma_ac_lo": 6, "chroma_ac_hi": 9}
+OUTPUT_NAMES = tuple(spec[0] for spec in output_spec())
 
 
 @dataclass
@@ -240,7 +256,12 @@ def load_synthesis_weights(path=None) -> dict[str, np.ndarray]:
 # LiteRT int8 analysis
 # ---------------------------------------------------------------------------
 class AnalysisTransform:
-    """Runs the int8 analysis model on a whole frame (one interpreter call per frame)."""
+    """Runs the int8 analysis model on a whole frame (one interpreter call per frame).
+
+    Residual samples are clipped to [-128, 127] (the int8 input range of the model, scale
+    1.0, zero point 0); the AC latents are reassembled from the per-group output tensors
+    (see :func:`output_spec`) into the 63 / 15 channel :class:`Latents` layout.
+    """
 
     def __init__(self, model_path=None, num_threads: int = 1) -> None:
         if _Interpreter is None:
@@ -276,9 +297,7 @@ class AnalysisTransform:
             self._in[key] = d
         if set(self._in) != {"luma", "chroma"}:
             raise ModelError(f"{path}: inputs must be luma (N,88,88,1) and chroma (2N,44,44,1)")
-        # outputs: by signature name (tensor names are opaque, e.g. StatefulPartitionedCall:2);
-        # without a usable signature, by shape (AC tensors have distinct channel counts, the
-        # two coarse outputs are told apart by batch size after a probe resize).
+        # outputs by signature name (the tensor names are opaque, e.g. StatefulPartitionedCall:2)
         self._out = {}
         try:
             sig = self._interp._get_full_signature_list()
@@ -287,49 +306,42 @@ class AnalysisTransform:
             sig_out = {}
         by_index = {d["index"]: d for d in outs}
         for name in OUTPUT_NAMES:
-            if name in sig_out and sig_out[name] in by_index:
-                self._out[name] = by_index[sig_out[name]]
-        if len(self._out) != len(OUTPUT_NAMES):
-            self._out = self._outputs_by_shape(outs)
-        expect = {"luma_coarse": (4, 4, 4), "chroma_coarse": (4, 4, 4)}
-        expect.update({k: (8, 8, c) for k, c in _OUT_CHANNELS.items()})
-        for name, d in self._out.items():
-            if tuple(d["shape"][1:]) != expect[name] or d["dtype"] != np.int8:
-                raise ModelError(
-                    f"{path}: output {name} ({d['name']}) has shape {tuple(d['shape'])} {d['dtype']}, "
-                    f"expected (N,)+{expect[name]} int8"
-                )
-        # input quantisation as a lookup table over the int16 residual range [-512, 511]
-        self._lut = {}
+            if name not in sig_out or sig_out[name] not in by_index:
+                raise ModelError(f"{path}: no output named {name} in the serving signature")
+            d = by_index[sig_out[name]]
+            if d["dtype"] != np.int8 or not d["quantization"][0]:
+                raise ModelError(f"{path}: output {name} is not int8-quantised")
+            self._out[name] = d
+        self._ac = {"luma": [], "chroma": []}
+        for name, prefix, us, vs in output_spec():
+            shape = tuple(self._out[name]["shape"])
+            if us is None:
+                expect = (int(self._in[prefix]["shape"][0]), 4, 4, 4)
+            else:
+                expect = (int(self._in[prefix]["shape"][0]) * len(us), 10, 10, len(vs))
+            if shape != expect:
+                raise ModelError(f"{path}: output {name} has shape {shape}, expected {expect}")
+            if us is not None:
+                n = 8 if prefix == "luma" else 4
+                self._ac[prefix].append((name, len(us), np.array([u * n + v - 1 for u in us for v in vs])))
+        # input quantisation: the model expects scale 1.0, zero point 0 (int8 = residual,
+        # clipped to [-128, 127])
         for key, d in self._in.items():
             scale, zp = d["quantization"]
-            if not scale:
-                raise ModelError(f"{path}: input {key} is not quantised")
-            vals = np.arange(-512, 512, dtype=np.float64)
-            self._lut[key] = np.clip(np.rint(vals / scale) + zp, -128, 127).astype(np.int8)
+            if abs(scale - 1.0) > 1e-6 or zp != 0:
+                raise ModelError(f"{path}: input {key} quantisation ({scale}, {zp}), expected (1.0, 0)")
         self._deq = {n: d["quantization"] for n, d in self._out.items()}
-        self._split = {"luma": ac_split_channels(8), "chroma": ac_split_channels(4)}
-
-    def _outputs_by_shape(self, outs):
-        found = {}
-        coarse = []
-        by_channels = {c: k for k, c in _OUT_CHANNELS.items()}
-        for d in outs:
-            c = int(d["shape"][-1])
-            if c in by_channels and by_channels[c] not in found:
-                found[by_channels[c]] = d
-            else:
-                coarse.append(d)
-        if len(coarse) != 2 or len(found) != len(_OUT_CHANNELS):
-            raise ModelError(f"{self.model_path}: cannot identify the outputs by shape")
-        self._interp.resize_tensor_input(self._in["luma"]["index"], [1, 88, 88, 1])
-        self._interp.resize_tensor_input(self._in["chroma"]["index"], [2, 44, 44, 1])
-        self._interp.allocate_tensors()
-        by_index = {d["index"]: d for d in self._interp.get_output_details()}
-        for d in coarse:
-            batch = int(by_index[d["index"]]["shape"][0])
-            found["luma_coarse" if batch == 1 else "chroma_coarse"] = d
-        return found
+        # per latent channel dequantisation (scale, zero point of the tensor holding it)
+        self._ac_scale, self._ac_zp = {}, {}
+        for prefix, parts in self._ac.items():
+            channels = 63 if prefix == "luma" else 15
+            scale = np.zeros(channels, np.float32)
+            zp = np.zeros(channels, np.float32)
+            for name, _, idx in parts:
+                scale[idx], zp[idx] = self._deq[name]
+            if not np.all(scale):
+                raise ModelError(f"{path}: the AC outputs do not cover all {prefix} channels")
+            self._ac_scale[prefix], self._ac_zp[prefix] = scale, zp
 
     # -- running ---------------------------------------------------------------
     @staticmethod
@@ -337,13 +349,10 @@ class AnalysisTransform:
         win = sliding_window_view(q, (size, size))[::step, ::step]
         return win.reshape(-1, size, size, 1)
 
-    def _quantised_padded(self, plane: np.ndarray, pad: int, key: str) -> np.ndarray:
-        p = np.asarray(plane)
-        if p.dtype != np.int16:
-            p = p.astype(np.int16)
-        idx = np.clip(p, -512, 511)
-        idx += 512
-        q = self._lut[key][idx]
+    @staticmethod
+    def _quantised_padded(plane: np.ndarray, pad: int) -> np.ndarray:
+        # residual -> int8 input (scale 1.0, zero point 0): clip to [-128, 127]
+        q = np.clip(np.asarray(plane), -128, 127).astype(np.int8)
         return np.pad(q, pad, mode="symmetric")
 
     def __call__(self, y: np.ndarray, u: np.ndarray, v: np.ndarray) -> Latents:
@@ -362,10 +371,10 @@ class AnalysisTransform:
             interp.resize_tensor_input(self._in["chroma"]["index"], [2 * n, 44, 44, 1])
             interp.allocate_tensors()
             self._tiles = (ty, tx)
-        ly = self._tiles_of(self._quantised_padded(y, LUMA_CTX, "luma"), TILE, TILE + 2 * LUMA_CTX)
+        ly = self._tiles_of(self._quantised_padded(y, LUMA_CTX), TILE, TILE + 2 * LUMA_CTX)
         ct = TILE // 2
-        lu = self._tiles_of(self._quantised_padded(u, CHROMA_CTX, "chroma"), ct, ct + 2 * CHROMA_CTX)
-        lv = self._tiles_of(self._quantised_padded(v, CHROMA_CTX, "chroma"), ct, ct + 2 * CHROMA_CTX)
+        lu = self._tiles_of(self._quantised_padded(u, CHROMA_CTX), ct, ct + 2 * CHROMA_CTX)
+        lv = self._tiles_of(self._quantised_padded(v, CHROMA_CTX), ct, ct + 2 * CHROMA_CTX)
         interp.set_tensor(self._in["luma"]["index"], np.ascontiguousarray(ly))
         interp.set_tensor(self._in["chroma"]["index"], np.concatenate([lu, lv], axis=0))
         interp.invoke()
@@ -382,12 +391,19 @@ class AnalysisTransform:
             return t.reshape(batch_tiles, ty * h, tx * w, c)
 
         def ac(prefix, channels, batch_tiles):
-            lo_idx, hi_idx = self._split[prefix]
-            lo, hi = get(f"{prefix}_ac_lo"), get(f"{prefix}_ac_hi")
-            t = np.empty(lo.shape[:3] + (channels,), np.float32)
-            t[..., lo_idx] = lo
-            t[..., hi_idx] = hi
-            return assemble(t, batch_tiles)
+            # int8 parts (tiles*c, 10, 10, k) -> (B, ty*8, tx*8, channels): drop the border
+            # blocks, cast into the strided destination, then dequantise per channel
+            out = np.empty((batch_tiles, ty, 8, tx, 8, channels), np.float32)
+            for name, c, idx in self._ac[prefix]:
+                q = interp.get_tensor(self._out[name]["index"])
+                k = q.shape[-1]
+                q = q.reshape(batch_tiles, ty, tx, c, 10, 10, k)[:, :, :, :, 1:-1, 1:-1]
+                for m in range(c):
+                    ch = idx[m * k]  # the k channels of one u are consecutive
+                    out[..., ch : ch + k] = q[:, :, :, m].transpose(0, 1, 3, 2, 4, 5)
+            out -= self._ac_zp[prefix]
+            out *= self._ac_scale[prefix]
+            return out.reshape(batch_tiles, ty * 8, tx * 8, channels)
 
         return Latents(
             y_coarse=assemble(get("luma_coarse"), 1)[0],
