@@ -146,13 +146,13 @@ in_root() {
     if [ $binfmt = yes ]; then
         chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
             LC_ALL=C.UTF-8 QEMU_CPU="$QEMU_CPU" DEBIAN_FRONTEND=noninteractive TERM=dumb \
-            PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+            PIP_CERT=/etc/ssl/certs/ca-certificates.crt SYSTEMD_OFFLINE=1 \
             /bin/bash -c "$1"
     else
         proot -q "qemu-aarch64-static -cpu $QEMU_CPU" -0 -r "$root" -b /proc -b /sys -b /dev -w /root \
             /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
             LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive TERM=dumb PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
-            /bin/bash -c "$1"
+            SYSTEMD_OFFLINE=1 /bin/bash -c "$1"
     fi
 }
 
@@ -248,7 +248,7 @@ py=/opt/snisd/bin/python
 versions=$(in_root "$py - <<'EOF'
 import platform, importlib.metadata as md
 print('python', platform.python_version(), platform.machine())
-for p in ('numpy', 'numba', 'llvmlite', 'ai-edge-litert', 'av', 'pyyaml', 'snisd'):
+for p in ('numpy', 'numba', 'llvmlite', 'ai-edge-litert', 'av', 'pyyaml', 'aiortc', 'aiohttp', 'snisd'):
     try:
         print(p, md.version(p))
     except md.PackageNotFoundError:
