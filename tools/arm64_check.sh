@@ -225,7 +225,8 @@ done
 # ---------------------------------------------------------------- 3. install as on the board
 # docs/BOARD.md: tools/install_board.sh does `python3 -m venv --system-site-packages /opt/snisd`
 # + `pip install` of the checkout + the config and the unit.  --no-start: no systemd runs in a
-# chroot (systemctl enable works offline; daemon-reload notices the chroot and does nothing).
+# chroot.  SYSTEMD_OFFLINE=1 (set by in_root) lets systemctl enable the unit from its files and
+# skip daemon-reload; systemctl's own chroot detection fails when the host's PID 1 is not systemd.
 status=PASS
 fail() { status=FAIL; say "   FAIL: $*"; }
 
