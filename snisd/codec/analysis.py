@@ -391,16 +391,17 @@ class AnalysisTransform:
             return t.reshape(batch_tiles, ty * h, tx * w, c)
 
         def ac(prefix, channels, batch_tiles):
-            # int8 parts (tiles*c, 10, 10, k) -> (B, ty*8, tx*8, channels): drop the border
-            # blocks, cast into the strided destination, then dequantise per channel
-            out = np.empty((batch_tiles, ty, 8, tx, 8, channels), np.float32)
+            # int8 parts (tiles*c, 10, 10, k) -> int8 (B, ty, tx, 8, 8, channels) without the
+            # border blocks, then one transposing cast to float and per-channel dequantisation
+            t = np.empty((batch_tiles, ty, tx, 8, 8, channels), np.int8)
             for name, c, idx in self._ac[prefix]:
                 q = interp.get_tensor(self._out[name]["index"])
                 k = q.shape[-1]
                 q = q.reshape(batch_tiles, ty, tx, c, 10, 10, k)[:, :, :, :, 1:-1, 1:-1]
                 for m in range(c):
                     ch = idx[m * k]  # the k channels of one u are consecutive
-                    out[..., ch : ch + k] = q[:, :, :, m].transpose(0, 1, 3, 2, 4, 5)
+                    t[..., ch : ch + k] = q[:, :, :, m]
+            out = t.transpose(0, 1, 3, 2, 4, 5).astype(np.float32)
             out -= self._ac_zp[prefix]
             out *= self._ac_scale[prefix]
             return out.reshape(batch_tiles, ty * 8, tx * 8, channels)
