@@ -260,6 +260,8 @@ def test_sender_survives_receiver_restart(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait(10)
+        rx1.stop(signal.SIGKILL)  # a no-op when it is already gone
     s = stats["sender"]
     assert s["sessions"] == 2, s
     first, second = rx1.frames(), rx2.frames()
