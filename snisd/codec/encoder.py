@@ -215,9 +215,9 @@ class Encoder:
             s_yac, s_cac, s_coarse = channel_steps(steps[k])
             rnd = ROUND_INTRA if key else (ROUND_INTER if k == cfg.tiers - 1 else ROUND_LOWER)
             quantize(lat.y_ac, s_yac, rnd, q.y_ac)
-            quantize(lat.y_coarse, s_coarse, ROUND_INTRA, q.y_coarse)
+            quantize(lat.y_coarse, s_coarse, ROUND_INTRA if key else rnd, q.y_coarse)
             quantize(lat.c_ac, s_cac, rnd, q.c_ac)
-            quantize(lat.c_coarse, s_coarse, ROUND_INTRA, q.c_coarse)
+            quantize(lat.c_coarse, s_coarse, ROUND_INTRA if key else rnd, q.c_coarse)
             if cfg.band_power > 0 and k < cfg.tiers - 1:
                 my, mc = band_masks(k, cfg.tiers, cfg.band_power, bool(cfg.tier_ratio & BASE_ONLY))
                 q.y_ac *= my
