@@ -143,3 +143,28 @@ def test_wrong_frame_size_raises():
     tr = ana.AnalysisTransform(os.path.join(MODELS, "dct8.tflite"))
     with pytest.raises(ModelError):
         tr(np.zeros((60, 64), np.int16), np.zeros((30, 32), np.int16), np.zeros((30, 32), np.int16))
+
+
+@pytest.mark.parametrize("name", ["snis896.tflite", "dct8.tflite"])
+def test_input_is_the_residual_and_clipped(name):
+    """int8 input scale 1.0 / zero point 0; residuals beyond [-128, 127] are clipped."""
+    tr = ana.AnalysisTransform(os.path.join(MODELS, name))
+    for d in tr._interp.get_input_details():
+        assert d["quantization"] == (1.0, 0)
+    y = _smooth_image(64, 128, 7, amp=250.0)
+    u = _smooth_image(32, 64, 8, amp=200.0)
+    v = _smooth_image(32, 64, 9, amp=60.0)
+    a = tr(y, u, v)
+    b = tr(*(np.clip(p, -128, 127) for p in (y, u, v)))
+    for f in ("y_coarse", "y_ac", "c_coarse", "c_ac"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+
+
+def test_output_spec_covers_all_channels():
+    for prefix, channels in (("luma", 63), ("chroma", 15)):
+        n = 8 if prefix == "luma" else 4
+        got = []
+        for _, p, us, vs in ana.output_spec():
+            if p == prefix and us is not None:
+                got += [u * n + v - 1 for u in us for v in vs]
+        assert sorted(got) == list(range(channels))
