@@ -58,6 +58,20 @@ def _cmd_receive(args: argparse.Namespace) -> int:
     return run_receiver(args)
 
 
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from .demo import add_demo_arguments
+
+    p = sub.add_parser("demo", help="receiver + daemon on the synthetic camera over loopback, then decode the recording")
+    add_demo_arguments(p)
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(args)
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .container import extract_tiers
 
@@ -98,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decode(sub)
     _add_extract(sub)
     _add_receive(sub)
+    _add_demo(sub)
     return parser
 
 

@@ -107,6 +107,8 @@ def setup_logging(level: str) -> None:
         handler._snisd = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+    for noisy in ("aioice", "aiortc"):  # per-candidate ICE chatter unless debugging
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
 def fps_fraction(fps: float) -> Fraction:
