@@ -125,6 +125,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# qemu-user (7.2) shows arm64 programs the host's /proc/cpuinfo, an x86 one.  LiteRT's CPU
+# detection (builtin kernels and XNNPACK alike) crashes on it with SIGSEGV in allocate_tensors();
+# with an ARM cpuinfo it runs.  So the root gets a cpuinfo of the emulated core bound over
+# /proc/cpuinfo.  A board has a real one; this is an artefact of the emulation, not of aarch64.
+fake_cpuinfo() {
+    local part features i
+    case "$cpu" in
+        cortex-a53) part=0xd03; features="fp asimd evtstrm crc32 cpuid" ;;
+        cortex-a76) part=0xd0b; features="fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp" ;;
+        *) part=0xd08; features="fp asimd evtstrm crc32 cpuid" ;;  # cortex-a72, and the default
+    esac
+    for ((i = 0; i < $(nproc); i++)); do
+        printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: 0x41\n' "$i" "$features"
+        printf 'CPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: %s\nCPU revision\t: 3\n\n' "$part"
+    done
+}
+
 mount_root() {
     [ $binfmt = yes ] || return 0
     local d
@@ -139,6 +156,11 @@ mount_root() {
             mounted+=("$root/$d")
         fi
     done
+    if ! mountpoint -q "$root/proc/cpuinfo"; then
+        fake_cpuinfo >"$cache/cpuinfo-$cpu"
+        mount --bind "$cache/cpuinfo-$cpu" "$root/proc/cpuinfo"
+        mounted+=("$root/proc/cpuinfo")
+    fi
 }
 
 # run a command (as a bash -c string) in the arm64 root
