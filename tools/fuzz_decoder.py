@@ -65,8 +65,10 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("--clip", default=str(ROOT / "tests" / "data" / "bikes_12f.mp4"))
+    ap.add_argument("--size", default="160x96", help="frames are scaled to this size (small = many inputs)")
     args = ap.parse_args()
-    frames = list(iter_frames(args.clip, 6))
+    w, h = (int(v) for v in args.size.split("x"))
+    frames = list(iter_frames(args.clip, 6, w, h))
     enc = Encoder(EncoderConfig(frames[0].width, frames[0].height, 25, 1, tiers=3, qp=30, switch_interval=3))
     coded = [enc.encode(f) for f in frames]
     es = io.BytesIO()
