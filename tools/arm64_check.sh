@@ -171,7 +171,9 @@ in_root() {
             PIP_CERT=/etc/ssl/certs/ca-certificates.crt SYSTEMD_OFFLINE=1 \
             /bin/bash -c "$1"
     else
-        proot -q "qemu-aarch64-static -cpu $QEMU_CPU" -0 -r "$root" -b /proc -b /sys -b /dev -w /root \
+        [ -e "$cache/cpuinfo-$cpu" ] || fake_cpuinfo >"$cache/cpuinfo-$cpu"
+        proot -q "qemu-aarch64-static -cpu $QEMU_CPU" -0 -r "$root" -b /proc -b /sys -b /dev \
+            -b "$cache/cpuinfo-$cpu:/proc/cpuinfo" -w /root \
             /usr/bin/env -i HOME=/root PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin \
             LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive TERM=dumb PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
             SYSTEMD_OFFLINE=1 /bin/bash -c "$1"
