@@ -359,6 +359,8 @@ class Stream:
                 continue
             self.frames_decoded += 1
             self.last_decoded_tiers = decoder.last_tiers
+            if self.receiver.liveview is not None:
+                self.receiver.liveview.on_frame(self, frame, t_released)
             if frame_log is not None:
                 frame_no = ef.tiers[0][1] << 8 | ef.tiers[0][2]
                 frame_log.write({"stream": self.id, "frame_no": frame_no, "tiers": decoder.last_tiers,
@@ -492,6 +494,7 @@ class Receiver:
         self.summary_out = summary_out if summary_out is not None else sys.stdout
         self.streams: dict[str, Stream] = {}
         self.rejected = 0
+        self.liveview = None  # liveview.LiveView once app() has run
 
     def _authorized(self, request) -> bool:
         if not self.token:
@@ -515,6 +518,10 @@ class Receiver:
         app.router.add_delete("/whip/{sid}", self.handle_delete)
         app.router.add_patch("/whip/{sid}", self.handle_patch)
         app.router.add_get("/stats", self.handle_stats)
+        from .liveview import LiveView
+
+        self.liveview = LiveView(self)
+        self.liveview.add_routes(app)  # /, /view/<id>, /stats/<id>, /whep/<id> (docs/VIEWING.md)
         app.on_shutdown.append(self._on_shutdown)
         return app
 
@@ -585,6 +592,8 @@ class Receiver:
         stream = self.streams.pop(sid, None)
         if stream is None:
             return
+        if self.liveview is not None:
+            await self.liveview.stream_ended(sid)
         await stream.close()
         if not quiet:
             log.info("stream %s ended: %s", sid, reason)
