@@ -267,3 +267,51 @@ def test_headless_chromium_plays_the_view_page(live, tmp_path):
     with av.open(str(tmp_path / "view.png")) as c:
         shot = next(c.decode(video=0)).to_ndarray(format="gray")
     assert shot.std() > 10
+
+
+# ---------------------------------------------------------------------------------------------
+# In-process (fast): one encoder, many viewers.
+
+
+def test_one_encoder_fans_out_to_every_viewer():
+    from snisd.capture.synthetic import SyntheticScene
+    from snisd.transport import liveview
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        track_cls = liveview._packet_track_class()
+        viewers = [track_cls() for _ in range(3)]
+        keys = []
+
+        def fan_out(packets, keyframe):
+            keys.append(keyframe)
+            for v in viewers:
+                v.offer(packets, keyframe)
+
+        enc = liveview.LiveEncoder(loop, fan_out, 10.0)
+        scene = SyntheticScene(128, 96, 10.0)
+        enc.start()
+        for n in range(6):
+            enc.put(scene.render(n))
+            for _ in range(100):  # the encoder keeps only the latest picture: wait for each
+                await asyncio.sleep(0.01)
+                if len(keys) > n:
+                    break
+        enc.stop()
+        assert enc.frames_encoded == 6 and len(keys) == 6  # once per picture, not per viewer
+        assert keys[0] and not any(keys[1:])
+        for v in viewers:
+            got = [await v.recv() for _ in range(v.queue.qsize())]
+            assert len(got) == 6 and got[0].is_keyframe
+        # a viewer that joins late waits for a keyframe; one that falls behind skips to the next
+        late = track_cls()
+        assert late.offer([object()], False) is False and late.queue.empty()
+        assert late.offer(["k"], True) and late.queue.qsize() == 1
+        for _ in range(liveview.VIEWER_QUEUE):
+            late.offer(["p"], False)
+        assert late.offer(["p"], False) is False and late.waiting_key and late.queue.empty()
+        late.stop()
+        for v in viewers:
+            v.stop()
+
+    asyncio.run(main())
