@@ -72,6 +72,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from .export import add_export_arguments
+
+    p = sub.add_parser("export", help="decode a SNIS recording to H.264 MP4 that any player opens")
+    add_export_arguments(p)
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import run_export
+
+    return run_export(args)
+
+
 def _cmd_extract(args: argparse.Namespace) -> int:
     from .container import extract_tiers
 
@@ -111,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode(sub)
     _add_decode(sub)
     _add_extract(sub)
+    _add_export(sub)
     _add_receive(sub)
     _add_demo(sub)
     return parser

@@ -59,6 +59,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 break
             except OSError:
                 time.sleep(0.3)
+        print(f"snisd demo: live view at http://127.0.0.1:{port}/ while the demo runs", flush=True)
         frames = max(1, int(args.seconds * args.fps))
         daemon_args = build_parser().parse_args([
             "--camera", "synthetic", "--width", str(width), "--height", str(height), "--fps", str(args.fps),
