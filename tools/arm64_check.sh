@@ -287,8 +287,10 @@ if [ $run_tests = yes ] && [ $status = PASS ]; then
     in_root "$py -m pip install -q pytest hypothesis" >>"$cache/install-$suite.log" 2>&1 \
         || fail "pip install pytest hypothesis"
     # numba's cache goes to a fresh directory, so every run measures a cold JIT like a first start
+    # `pytest`, not `python -m pytest`: -m puts the checkout first on sys.path, and its snisd/
+    # has no snisd.models (that mapping exists only in the installed package).
     testcmd="cd /root/snisd-src && rm -rf /tmp/numba-cache && NUMBA_CACHE_DIR=/tmp/numba-cache \
-        $py -m pytest -q -p no:cacheprovider --durations=8 $tests"
+        /opt/snisd/bin/pytest -q -p no:cacheprovider --durations=8 $tests"
     if in_root "$testcmd" >"$cache/tests-$suite.log" 2>&1; then
         say "   tests ($tests): $(tail -1 "$cache/tests-$suite.log"), $(fmt $(($(now) - t)))"
     else
