@@ -196,7 +196,7 @@ class Encoder:
         recons: list[Planes] = []
         lower: Planes | None = None
         lq = TierLatents.zeros(self.wp, self.hp)
-        res = Planes.blank(self.wp, self.hp, np.int16)
+        res = Planes.empty(self.wp, self.hp, np.int16)
         for k in range(cfg.tiers):
             ta = time.perf_counter()
             predk = np.zeros_like(motion.mode0)

@@ -35,6 +35,11 @@ class Planes:
     v: np.ndarray
 
     @classmethod
+    def empty(cls, wp: int, hp: int, dtype=np.uint8) -> "Planes":
+        """Uninitialised planes, for results that overwrite every sample."""
+        return cls(np.empty((hp, wp), dtype), np.empty((hp // 2, wp // 2), dtype), np.empty((hp // 2, wp // 2), dtype))
+
+    @classmethod
     def blank(cls, wp: int, hp: int, dtype=np.uint8, value: int = 0) -> "Planes":
         return cls(np.full((hp, wp), value, dtype), np.full((hp // 2, wp // 2), value, dtype),
                    np.full((hp // 2, wp // 2), value, dtype))
@@ -107,7 +112,7 @@ class LoopState:
     def temporal(self, tier: int, motion: MotionField) -> Planes:
         """This tier's motion-compensated prediction of the current frame (computed once)."""
         if tier not in self._temporal:
-            p = Planes.blank(self.wp, self.hp)
+            p = Planes.empty(self.wp, self.hp)
             ref = self.refs[tier] if self.refs[tier] is not None else Planes.blank(self.wp, self.hp)
             compensate(motion.mode0, motion.mvs, tier, ref.y, ref.u, ref.v, p.y, p.u, p.v)
             self._temporal[tier] = p
@@ -125,7 +130,7 @@ class LoopState:
         if tier == 0:
             return t
         tl = self.temporal(tier - 1, motion)
-        p = Planes.blank(self.wp, self.hp)
+        p = Planes.empty(self.wp, self.hp)
         for out, a, lo, b, mb in ((p.y, t.y, lower.y, tl.y, MB), (p.u, t.u, lower.u, tl.u, MB // 2),
                                   (p.v, t.v, lower.v, tl.v, MB // 2)):
             compose_prediction(predk, a, lo, b, mb, out)
@@ -167,7 +172,7 @@ def reconstruct(pred: Planes, q: TierLatents, step16: int, synth: SynthesisTrans
     """Prediction plus the synthesised residual of the dequantised latents, clipped to 8 bits."""
     s_yac, s_cac, s_coarse = channel_steps(step16)
     deq = [dequantize(a, s, np.empty_like(a)) for a, s in zip(q.arrays(), (s_yac, s_coarse, s_cac, s_coarse))]
-    out = Planes.blank(pred.y.shape[1], pred.y.shape[0])
+    out = Planes.empty(pred.y.shape[1], pred.y.shape[0])
     _add_clip(pred.y, synth.plane(deq[0], deq[1], chroma=False), out.y)
     _add_clip(pred.u, synth.plane(deq[2][0], deq[3][0], chroma=True), out.u)
     _add_clip(pred.v, synth.plane(deq[2][1], deq[3][1], chroma=True), out.v)

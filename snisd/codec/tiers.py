@@ -53,17 +53,19 @@ def quantize(y, steps16, rounding, out):
     """Dead-zone quantisation of float latents, channel c (last axis) with step steps16[c]/16:
     sign(y) * floor(|y| / step + rounding)."""
     nc = steps16.shape[0]
-    flat = y.reshape(-1)
-    o = out.reshape(-1)
+    flat = y.reshape(-1, nc)
+    o = out.reshape(-1, nc)
     inv = np.empty(nc)
     for c in range(nc):
         inv[c] = 16.0 / steps16[c]
+    rnd = np.float64(rounding)
     for i in range(flat.shape[0]):
-        v = flat[i] * inv[i % nc]
-        if v >= 0:
-            o[i] = np.int32(v + rounding)
-        else:
-            o[i] = -np.int32(-v + rounding)
+        for c in range(nc):
+            v = flat[i, c] * inv[c]
+            if v >= 0:
+                o[i, c] = np.int32(v + rnd)
+            else:
+                o[i, c] = -np.int32(-v + rnd)
     return out
 
 
@@ -71,9 +73,10 @@ def quantize(y, steps16, rounding, out):
 def dequantize(q, steps16, out):
     """Integer dequantisation to 1/4 pixel units: q * step16 / 4, truncated toward zero."""
     nc = steps16.shape[0]
-    flat = q.reshape(-1)
-    o = out.reshape(-1)
+    flat = q.reshape(-1, nc)
+    o = out.reshape(-1, nc)
     for i in range(flat.shape[0]):
-        v = flat[i] * steps16[i % nc]
-        o[i] = (v >> 2) if v >= 0 else -((-v) >> 2)
+        for c in range(nc):
+            v = flat[i, c] * steps16[c]
+            o[i, c] = (v >> 2) if v >= 0 else -((-v) >> 2)
     return out
