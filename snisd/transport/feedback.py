@@ -3,8 +3,14 @@
 It implements the rule of DESIGN.md section 5 in its simplest form: step down one tier quickly
 when a queue builds up (on the path, seen by the receiver as rising one-way delay; or in the
 sender's own channel buffers), step up one tier slowly once the path has been calm for a while,
-and wait longer before probing again each time a step up had to be undone. The base tier is
+and wait longer before probing again each time a step up had to be undone (from the second
+failed probe in a row on; a probe that holds resets the wait). The base tier is
 never switched off. The sender applies the result as `WhipSender.max_tiers`.
+
+When the sender also passes the recent rate of every tier set (`rates`), a step down goes straight
+to the largest tier set that fits the rate the receiver reports it got (its byte counters over the
+last half second: on a congested path that is the path's capacity), so a large drop in capacity is
+followed in one step instead of one tier per `down_interval_s`.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ class TierPolicy:
     down_trend_ms_per_s: float = 60.0  # ... or the delay grows faster than this
     down_send_queue_s: float = 0.15  # ... or the sender's own oldest queued frame is older
     down_interval_s: float = 0.8  # at most one step down per interval (let the queue react)
-    up_calm_s: float = 3.0  # a calm path for this long allows one step up
+    up_calm_s: float = 2.5  # a calm path for this long allows one step up
     up_queue_ms: float = 60.0  # calm: queue below this ...
     up_trend_ms_per_s: float = 15.0  # ... and delay growth below this
-    hold_s: float = 4.0  # no step up this soon after a step down (doubles after a failed probe)
-    max_hold_s: float = 60.0
+    hold_s: float = 3.0  # no step up this soon after a step down (doubles after a failed probe)
+    max_hold_s: float = 12.0  # bounded, so that capacity coming back is found within ~15 s
+    probe_queue_ms: float = 80.0  # while a step up is on probation (hold_s), step down already at
+    probe_trend_ms_per_s: float = 30.0  # ... these (so a failed probe costs little delay)
+    probe_send_queue_s: float = 0.08
+    drain_s: float = 3.0  # after a step down, no further one while less is sent than delivered (queue drains)
+    fit_share: float = 0.85  # a tier set fits when its rate is below this share of the delivered rate
+    rate_window_s: float = 0.5  # delivered rate: receiver byte counters over this window
 
 
 class TierController:
@@ -39,27 +51,72 @@ class TierController:
         self._last_up = -1e9
         self._calm_since: float | None = None
         self._hold = self.policy.hold_s
+        self._fails = 0  # failed probes in a row
+        self._delivered: list[tuple[float, int]] = []  # (receiver ms, total bytes received)
+        self.delivered_bps: float | None = None
 
     def reset(self) -> None:
         """A new session: start from every tier again."""
         self.current = self.tiers
         self._calm_since = None
         self._hold = self.policy.hold_s
+        self._fails = 0
+        self._delivered = []
+        self.delivered_bps = None
 
-    def update(self, report: dict | None, send_queue_s: float, now: float | None = None) -> int:
-        """Feed a receiver report (or None) and the sender's queue age; returns the tiers to send."""
+    def _note_delivered(self, report: dict) -> None:
+        try:
+            t_ms, total = float(report["t_ms"]), int(sum(report["bytes"]))
+        except (KeyError, TypeError, ValueError):
+            return
+        d = self._delivered
+        if d and (t_ms <= d[-1][0] or total < d[-1][1]):  # receiver clock wrapped or counters restarted
+            d.clear()
+        d.append((t_ms, total))
+        while len(d) > 2 and t_ms - d[1][0] >= self.policy.rate_window_s * 1000:
+            d.pop(0)
+        if len(d) >= 2 and t_ms - d[0][0] >= 200:
+            self.delivered_bps = 8000.0 * (total - d[0][1]) / (t_ms - d[0][0])
+
+    def _target_down(self, rates: list[float] | None) -> int:
+        """One tier less, or fewer still when the delivered rate says the tier set below does not fit."""
+        target = self.current - 1
+        cap = self.delivered_bps
+        if rates and cap:
+            while target > 1 and target <= len(rates) and rates[target - 1] > self.policy.fit_share * cap:
+                target -= 1
+        return max(1, target)
+
+    def update(self, report: dict | None, send_queue_s: float, now: float | None = None,
+               rates: list[float] | None = None) -> int:
+        """Feed a receiver report (or None) and the sender's queue age; returns the tiers to send.
+
+        `rates` (optional): bits per second of the first 1, 2, ... tiers, as the sender sees them."""
         p = self.policy
         now = time.monotonic() if now is None else now
+        if report is not None:
+            self._note_delivered(report)
         queue_ms = float(report.get("queue_delay_ms", 0.0)) if report else 0.0
         trend = float(report.get("delay_trend_ms_per_s", 0.0)) if report else 0.0
-        congested = (queue_ms > p.down_queue_ms or trend > p.down_trend_ms_per_s
+        draining = trend < -p.up_trend_ms_per_s  # a queue that shrinks clearly is no reason to step down
+        congested = ((queue_ms > p.down_queue_ms and not draining) or trend > p.down_trend_ms_per_s
                      or send_queue_s > p.down_send_queue_s)
+        probing = now - self._last_up < p.hold_s and self._last_up > self._last_down
+        if probing:
+            congested = congested or ((queue_ms > p.probe_queue_ms and not draining) or trend > p.probe_trend_ms_per_s
+                                      or send_queue_s > p.probe_send_queue_s)
         if congested:
             self._calm_since = None
+            if (self.current > 1 and now - self._last_down < p.drain_s and rates and self.delivered_bps
+                    and len(rates) >= self.current and rates[self.current - 1] < self.delivered_bps):
+                return self.current  # just stepped down, and what is sent now fits: the queue is draining
             if self.current > 1 and now - self._last_down >= p.down_interval_s:
                 if now - self._last_up < p.hold_s:  # the last probe failed: wait longer next time
-                    self._hold = min(p.max_hold_s, self._hold * 2)
-                self.current -= 1
+                    self._fails += 1  # (the first failure alone does not: capacity may be back soon)
+                    if self._fails > 1:
+                        self._hold = min(p.max_hold_s, self._hold * 2)
+                # a failed probe goes back to where it came from; otherwise as far as the rate says
+                self.current = self.current - 1 if probing else self._target_down(rates)
                 self.steps_down += 1
                 self._last_down = now
             return self.current
@@ -71,6 +128,8 @@ class TierController:
             return self.current
         if self._calm_since is None:
             self._calm_since = now
+        if self._last_up > self._last_down and now - self._last_up >= p.hold_s:  # the last probe held
+            self._hold, self._fails = p.hold_s, 0
         if (self.current < self.tiers and now - self._calm_since >= p.up_calm_s
                 and now - self._last_down >= self._hold):
             self.current += 1

@@ -149,6 +149,7 @@ class WhipSender:
         self.init_segment = _init_bytes(self.info)
         self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
         self.controller = TierController(seq.tiers) if adapt else None
+        self._tier_size: list[float | None] = [None] * seq.tiers  # bytes per P-frame and tier, smoothed
         # hand-off from the pipeline thread
         self._queue: collections.deque[EncodedFrame] = collections.deque()
         self._queue_frames = queue_frames
@@ -254,11 +255,23 @@ class WhipSender:
             "base_dropped": self.base_dropped, "tier_sent": list(self.tier_sent),
             "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
             "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
-            "max_tiers": self.max_tiers,
+            "max_tiers": self.max_tiers, "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
+            "delivered_kbps": (round(self.controller.delivered_bps / 1e3, 1)
+                               if self.controller and self.controller.delivered_bps is not None else None),
             "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
             "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
             "last_report": self.last_report,
         }
+
+    def tier_rates(self) -> list[float]:
+        """Bits per second of the first 1, 2, ... tiers (P-frames, smoothed; [] before any frame)."""
+        if any(v is None for v in self._tier_size):
+            return []
+        out, total = [], 0.0
+        for v in self._tier_size:
+            total += v  # type: ignore[operator]
+            out.append(8.0 * total * self.seq.fps)
+        return out
 
     # -- loop thread -----------------------------------------------------------------------------
 
@@ -455,7 +468,7 @@ class WhipSender:
             if self.controller is not None and s is self._session:
                 _, delay = self._queue_delay(s)
                 before = self.max_tiers
-                self.max_tiers = self.controller.update(msg, delay)
+                self.max_tiers = self.controller.update(msg, delay, rates=self.tier_rates())
                 if self.max_tiers != before:
                     log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s)", self.name,
                              self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
@@ -501,6 +514,10 @@ class WhipSender:
         if self._need_key and not ef.keyframe:
             self.frames_waiting_key += 1
             return
+        if not ef.keyframe:
+            for t, chunk in enumerate(ef.tiers[:len(self._tier_size)]):
+                old = self._tier_size[t]
+                self._tier_size[t] = float(len(chunk)) if old is None else 0.9 * old + 0.1 * len(chunk)
         base = s.tiers[0]
         queued, delay = self._queue_delay(s)
         if queued > self.base_backlog or delay > self.base_delay:
@@ -511,7 +528,7 @@ class WhipSender:
         # enhancements only when what is queued is young: they are the first thing to give up
         enh_ok = delay <= self.enhancement_delay and queued <= self.enhancement_backlog
         if not enh_ok and self.controller is not None:
-            self.max_tiers = self.controller.update(None, delay)
+            self.max_tiers = self.controller.update(None, delay, rates=self.tier_rates())
         self._need_key = False
         s.sequence += 1
         seqno = s.sequence
