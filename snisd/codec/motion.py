@@ -25,22 +25,28 @@ def _clamp(v, hi):
     return 0 if v < 0 else (hi if v > hi else v)
 
 
+@njit(cache=True, inline="always")
+def _half_pel(a, b, c, d, fy, fx):
+    """Bilinear half-pel value from the four neighbours a (top-left), b (right), c (below), d."""
+    if fy == 0 and fx == 0:
+        return a
+    if fy == 0:
+        return (a + b + 1) >> 1
+    if fx == 0:
+        return (a + c + 1) >> 1
+    return (a + b + c + d + 2) >> 2
+
+
 @njit(cache=True)
 def _luma_sample(ref, y, x, fy, fx):
     h1 = ref.shape[0] - 1
     w1 = ref.shape[1] - 1
     y0 = _clamp(y, h1)
     x0 = _clamp(x, w1)
-    a = np.int32(ref[y0, x0])
-    if fy == 0 and fx == 0:
-        return a
     y1 = _clamp(y + 1, h1)
     x1 = _clamp(x + 1, w1)
-    if fy == 0:
-        return (a + np.int32(ref[y0, x1]) + 1) >> 1
-    if fx == 0:
-        return (a + np.int32(ref[y1, x0]) + 1) >> 1
-    return (a + np.int32(ref[y0, x1]) + np.int32(ref[y1, x0]) + np.int32(ref[y1, x1]) + 2) >> 2
+    return _half_pel(np.int32(ref[y0, x0]), np.int32(ref[y0, x1]), np.int32(ref[y1, x0]),
+                     np.int32(ref[y1, x1]), fy, fx)
 
 
 @njit(cache=True)
@@ -52,25 +58,13 @@ def _predict_luma_block(ref, y0, x0, size, mvy, mvx, out):
     h, w = ref.shape
     sy = y0 + iy
     sx = x0 + ix
-    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:
-        if fy == 0 and fx == 0:
-            for yy in range(size):
-                for xx in range(size):
-                    out[y0 + yy, x0 + xx] = ref[sy + yy, sx + xx]
-        elif fy == 0:
-            for yy in range(size):
-                for xx in range(size):
-                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy, sx + xx + 1]) + 1) >> 1
-        elif fx == 0:
-            for yy in range(size):
-                for xx in range(size):
-                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy + 1, sx + xx]) + 1) >> 1
-        else:
-            for yy in range(size):
-                for xx in range(size):
-                    out[y0 + yy, x0 + xx] = (np.int32(ref[sy + yy, sx + xx]) + np.int32(ref[sy + yy, sx + xx + 1])
-                                             + np.int32(ref[sy + yy + 1, sx + xx])
-                                             + np.int32(ref[sy + yy + 1, sx + xx + 1]) + 2) >> 2
+    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:  # no clamping needed
+        for yy in range(size):
+            for xx in range(size):
+                y = sy + yy
+                x = sx + xx
+                out[y0 + yy, x0 + xx] = _half_pel(np.int32(ref[y, x]), np.int32(ref[y, x + 1]),
+                                                  np.int32(ref[y + 1, x]), np.int32(ref[y + 1, x + 1]), fy, fx)
         return
     for yy in range(size):
         for xx in range(size):
