@@ -71,6 +71,12 @@ def _predict_luma_block(ref, y0, x0, size, mvy, mvx, out):
             out[y0 + yy, x0 + xx] = _luma_sample(ref, sy + yy, sx + xx, fy, fx)
 
 
+@njit(cache=True, inline="always")
+def _quarter_pel(a, b, c, d, fy, fx):
+    """Bilinear quarter-pel value (weights in 1/16) from the four neighbours, as _half_pel."""
+    return ((4 - fx) * (4 - fy) * a + fx * (4 - fy) * b + (4 - fx) * fy * c + fx * fy * d + 8) >> 4
+
+
 @njit(cache=True)
 def _predict_chroma_block(ref, y0, x0, size, mvy, mvx, out):
     # a luma half-pel is a chroma quarter-pel
@@ -81,16 +87,13 @@ def _predict_chroma_block(ref, y0, x0, size, mvy, mvx, out):
     h, w = ref.shape
     sy = y0 + iy
     sx = x0 + ix
-    w00 = (4 - fx) * (4 - fy)
-    w01 = fx * (4 - fy)
-    w10 = (4 - fx) * fy
-    w11 = fx * fy
-    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:
+    if sy >= 0 and sx >= 0 and sy + size + 1 <= h and sx + size + 1 <= w:  # no clamping needed
         for yy in range(size):
             for xx in range(size):
-                out[y0 + yy, x0 + xx] = (w00 * np.int32(ref[sy + yy, sx + xx]) + w01 * np.int32(ref[sy + yy, sx + xx + 1])
-                                         + w10 * np.int32(ref[sy + yy + 1, sx + xx])
-                                         + w11 * np.int32(ref[sy + yy + 1, sx + xx + 1]) + 8) >> 4
+                y = sy + yy
+                x = sx + xx
+                out[y0 + yy, x0 + xx] = _quarter_pel(np.int32(ref[y, x]), np.int32(ref[y, x + 1]),
+                                                     np.int32(ref[y + 1, x]), np.int32(ref[y + 1, x + 1]), fy, fx)
         return
     h1 = h - 1
     w1 = w - 1
@@ -100,8 +103,8 @@ def _predict_chroma_block(ref, y0, x0, size, mvy, mvx, out):
         for xx in range(size):
             xa = _clamp(sx + xx, w1)
             xb = _clamp(sx + xx + 1, w1)
-            out[y0 + yy, x0 + xx] = (w00 * np.int32(ref[ya, xa]) + w01 * np.int32(ref[ya, xb])
-                                     + w10 * np.int32(ref[yb, xa]) + w11 * np.int32(ref[yb, xb]) + 8) >> 4
+            out[y0 + yy, x0 + xx] = _quarter_pel(np.int32(ref[ya, xa]), np.int32(ref[ya, xb]),
+                                                 np.int32(ref[yb, xa]), np.int32(ref[yb, xb]), fy, fx)
 
 
 @njit(cache=True)
