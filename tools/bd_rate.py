@@ -145,6 +145,20 @@ def pchip_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo: float, hi: f
     return total
 
 
+def _mean_gap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray) -> float:
+    """Mean of yb - ya over the overlap of the two (increasing) x ranges, each curve a monotone
+    piecewise cubic; NaN with fewer than two points on a curve or no overlap."""
+    if len(xa) < 2 or len(xb) < 2:
+        return math.nan
+    lo = max(xa[0], xb[0])
+    hi = min(xa[-1], xb[-1])
+    if not hi > lo:
+        return math.nan
+    ia = pchip_integral(xa, ya, pchip_slopes(xa, ya), lo, hi)
+    ib = pchip_integral(xb, yb, pchip_slopes(xb, yb), lo, hi)
+    return (ib - ia) / (hi - lo)
+
+
 def bd_rate(rates_a: Sequence[float], quality_a: Sequence[float],
             rates_b: Sequence[float], quality_b: Sequence[float]) -> float:
     """BD-rate of curve b against anchor a, in percent (negative: b saves bits).
@@ -154,16 +168,7 @@ def bd_rate(rates_a: Sequence[float], quality_a: Sequence[float],
     """
     la, qa = monotone_curve(rates_a, quality_a)
     lb, qb = monotone_curve(rates_b, quality_b)
-    if len(qa) < 2 or len(qb) < 2:
-        return math.nan
-    lo = max(qa[0], qb[0])
-    hi = min(qa[-1], qb[-1])
-    if not hi > lo:
-        return math.nan
-    da, db = pchip_slopes(qa, la), pchip_slopes(qb, lb)
-    ia = pchip_integral(qa, la, da, lo, hi)
-    ib = pchip_integral(qb, lb, db, lo, hi)
-    return (10.0 ** ((ib - ia) / (hi - lo)) - 1.0) * 100.0
+    return (10.0 ** _mean_gap(qa, la, qb, lb) - 1.0) * 100.0
 
 
 def bd_quality(rates_a: Sequence[float], quality_a: Sequence[float],
@@ -174,15 +179,7 @@ def bd_quality(rates_a: Sequence[float], quality_a: Sequence[float],
     """
     la, qa = monotone_curve(rates_a, quality_a)
     lb, qb = monotone_curve(rates_b, quality_b)
-    if len(qa) < 2 or len(qb) < 2:
-        return math.nan
-    lo = max(la[0], lb[0])
-    hi = min(la[-1], lb[-1])
-    if not hi > lo:
-        return math.nan
-    ia = pchip_integral(la, qa, pchip_slopes(la, qa), lo, hi)
-    ib = pchip_integral(lb, qb, pchip_slopes(lb, qb), lo, hi)
-    return (ib - ia) / (hi - lo)
+    return _mean_gap(la, qa, lb, qb)
 
 
 def rate_at_quality(rates: Sequence[float], quality: Sequence[float], target: float) -> float:
