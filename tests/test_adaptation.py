@@ -170,7 +170,9 @@ def test_link_just_above_two_tiers_is_used(clip, tmp_path):
     (ph,) = res["phases"]
     assert ph["fits_tiers"] == 2 and ph["tiers_mode"] == 2, info
     assert ph["utilisation"] >= 0.7, info
-    assert ph["tier_changes_2nd_half"] <= 2, info  # at most one probe in the second half
+    # no oscillation: probes get rarer (the hold doubles), so at most one step up in the second
+    # half (its undoing may follow a probe that began just before it: count the steps up)
+    assert ph["probes_2nd_half"] <= 1, info
     assert res["stalls"] == [], info
 
 

@@ -383,12 +383,13 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
         mt = [r["max_tiers"] for r in sent if a <= r["t"] - t0 < stop]
         tier_mode = max(set(mt), key=mt.count) if mt else None
         changes = sum(1 for x, y in zip(mt, mt[1:]) if x != y)
+        probes = sum(1 for x, y in zip(mt, mt[1:]) if y > x)
         phases.append({"start": round(at, 2), "link_kbps": rate, "loss_pct": loss,
                        "sent_kbps": round(s_rate, 1), "delivered_kbps": round(d_rate, 1),
                        "utilisation": round(d_rate / rate, 3) if rate else None,
                        "fits_tiers": fit, "fit_kbps": rates[fit - 1], "tiers_mode": tier_mode,
                        "share_of_fit": round(s_rate / rates[fit - 1], 3),
-                       "tier_changes_2nd_half": changes})
+                       "tier_changes_2nd_half": changes, "probes_2nd_half": probes})
     # reaction to capacity steps
     steps = []
     for n in range(1, len(applied)):
