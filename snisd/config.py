@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 import yaml
 
 from .errors import ConfigError
+from .hostport import is_host_port
 
 DEFAULT_PATH = "/etc/snisd/config.yaml"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -29,11 +30,6 @@ def _opt(default: Any, kind: str, expected: str = "", ok: Callable[[Any], bool] 
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
-
-
-def _listen_ok(v: str) -> bool:
-    m = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.\-]+):(\d{1,5})", v)
-    return bool(m) and 0 < int(m.group(2)) < 65536
 
 
 def _peer_ok(v: str | None) -> bool:
@@ -81,7 +77,7 @@ class TransportConfig:
 @dataclass
 class MetricsConfig:
     enabled: bool = _opt(False, "bool", "true or false")
-    listen: str = _opt("127.0.0.1:9810", "str", "HOST:PORT", _listen_ok)
+    listen: str = _opt("127.0.0.1:9810", "str", "HOST:PORT", is_host_port)
 
 
 @dataclass

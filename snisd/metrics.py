@@ -13,6 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterable
 
+from .hostport import parse_host_port
+
 log = logging.getLogger("snisd.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -110,11 +112,6 @@ def families_from_snapshot(snap: dict[str, Any]) -> list[MetricFamily]:
     return out
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, _, port = listen.rpartition(":")
-    return host.strip("[]"), int(port)
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -128,7 +125,7 @@ class MetricsServer:
 
     def __init__(self, listen: str, text: Callable[[], str]) -> None:
         self.text = text
-        host, port = parse_listen(listen)
+        host, port = parse_host_port(listen, default_host="127.0.0.1")
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
