@@ -384,12 +384,14 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
         tier_mode = max(set(mt), key=mt.count) if mt else None
         changes = sum(1 for x, y in zip(mt, mt[1:]) if x != y)
         probes = sum(1 for x, y in zip(mt, mt[1:]) if y > x)
+        at_fit = round(sum(1 for x in mt if x == fit) / len(mt), 3) if mt else None
         phases.append({"start": round(at, 2), "link_kbps": rate, "loss_pct": loss,
                        "sent_kbps": round(s_rate, 1), "delivered_kbps": round(d_rate, 1),
                        "utilisation": round(d_rate / rate, 3) if rate else None,
                        "fits_tiers": fit, "fit_kbps": rates[fit - 1], "tiers_mode": tier_mode,
                        "share_of_fit": round(s_rate / rates[fit - 1], 3),
-                       "tier_changes_2nd_half": changes, "probes_2nd_half": probes})
+                       "tier_changes_2nd_half": changes, "probes_2nd_half": probes,
+                       "share_at_fit_2nd_half": at_fit})
     # reaction to capacity steps
     steps = []
     for n in range(1, len(applied)):

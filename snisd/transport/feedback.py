@@ -34,6 +34,7 @@ class TierPolicy:
     probe_trend_ms_per_s: float = 30.0  # ... these (so a failed probe costs little delay)
     probe_send_queue_s: float = 0.08
     drain_s: float = 3.0  # after a step down, no further one while less is sent than delivered (queue drains)
+    drain_queue_ms: float = 20.0  # the path queue fell by this much since the last report: draining
     fit_share: float = 0.85  # a tier set fits when its rate is below this share of the delivered rate
     rate_window_s: float = 0.5  # delivered rate: receiver byte counters over this window
 
@@ -54,6 +55,7 @@ class TierController:
         self._fails = 0  # failed probes in a row
         self._delivered: list[tuple[float, int]] = []  # (receiver ms, total bytes received)
         self.delivered_bps: float | None = None
+        self._queue_ms: float | None = None  # path queue in the last report
 
     def reset(self) -> None:
         """A new session: start from every tier again."""
@@ -63,6 +65,7 @@ class TierController:
         self._fails = 0
         self._delivered = []
         self.delivered_bps = None
+        self._queue_ms = None
 
     def _note_delivered(self, report: dict) -> None:
         try:
@@ -87,6 +90,13 @@ class TierController:
                 target -= 1
         return max(1, target)
 
+    def _sent_fits(self, rates: list[float] | None) -> bool:
+        """The tier set sent now is about what the receiver reports getting, or less (the margin
+        covers what the count misses: framing, and enhancement data given up in flight)."""
+        cap = self.delivered_bps
+        return bool(rates and cap and len(rates) >= self.current
+                    and self.policy.fit_share * rates[self.current - 1] < cap)
+
     def update(self, report: dict | None, send_queue_s: float, now: float | None = None,
                rates: list[float] | None = None) -> int:
         """Feed a receiver report (or None) and the sender's queue age; returns the tiers to send.
@@ -98,8 +108,14 @@ class TierController:
             self._note_delivered(report)
         queue_ms = float(report.get("queue_delay_ms", 0.0)) if report else 0.0
         trend = float(report.get("delay_trend_ms_per_s", 0.0)) if report else 0.0
-        draining = trend < -p.up_trend_ms_per_s  # a queue that shrinks clearly is no reason to step down
-        congested = ((queue_ms > p.down_queue_ms and not draining) or trend > p.down_trend_ms_per_s
+        # a queue that shrinks is no reason to step down: clearly over the trend window, or since
+        # the last report while what is sent now fits the delivered rate (the window still remembers
+        # the growth that the last step down already answered)
+        prev_queue, self._queue_ms = self._queue_ms, (queue_ms if report else self._queue_ms)
+        draining = trend < -p.up_trend_ms_per_s or (
+            report is not None and prev_queue is not None and queue_ms < prev_queue - p.drain_queue_ms
+            and self._sent_fits(rates))
+        congested = ((queue_ms > p.down_queue_ms or trend > p.down_trend_ms_per_s) and not draining
                      or send_queue_s > p.down_send_queue_s)
         probing = now - self._last_up < p.hold_s and self._last_up > self._last_down
         if probing:
@@ -107,8 +123,7 @@ class TierController:
                                       or send_queue_s > p.probe_send_queue_s)
         if congested:
             self._calm_since = None
-            if (self.current > 1 and now - self._last_down < p.drain_s and rates and self.delivered_bps
-                    and len(rates) >= self.current and rates[self.current - 1] < self.delivered_bps):
+            if self.current > 1 and now - self._last_down < p.drain_s and self._sent_fits(rates):
                 return self.current  # just stepped down, and what is sent now fits: the queue is draining
             if self.current > 1 and now - self._last_down >= p.down_interval_s:
                 if now - self._last_up < p.hold_s:  # the last probe failed: wait longer next time

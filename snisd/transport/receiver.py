@@ -35,12 +35,15 @@ from ..codec.bitstream import EncodedFrame
 from ..container.fmp4 import _NON_SYNC_BIT, InitInfo, ticks_to_us
 from .channels import (CONTROL_LABEL, KIND_INIT, Reassembler, clock_ms, label_tier,
                        parse_init_segment, parse_tier_fragment)
+from ..hostport import parse_host_port
 from .errors import TransportError
 from .ice import restrict_host_addresses, rtc_configuration
 
 log = logging.getLogger("snisd.transport.receiver")
 
 REPORT_INTERVAL_S = 0.5
+EARLY_REPORT_RISE_MS = 50.0  # a path queue that grew this much since the last report is reported at once ...
+EARLY_REPORT_GAP_S = 0.1  # ... but not more often than this
 DECODE_QUEUE = 32
 
 
@@ -142,6 +145,8 @@ class Stream:
         self.hold_s = receiver.hold_ms / 1000.0
         self._timer: asyncio.TimerHandle | None = None
         self._report_task: asyncio.Task | None = None
+        self._last_report = 0.0
+        self._reported_queue_ms = 0.0
         # counters
         self.frames = [0]  # fragments received per tier
         self.bytes = [0]
@@ -219,6 +224,9 @@ class Stream:
         self.bytes[tier] += len(piece)
         if tier == 0:
             self.delay.add(header.sent_ms, arrival)
+            if (self.delay.queueing() - self._reported_queue_ms >= EARLY_REPORT_RISE_MS
+                    and time.monotonic() - self._last_report >= EARLY_REPORT_GAP_S):
+                self._send_report()  # a capacity drop: tell the sender now, not at the next tick
         if seq <= self.last_seq:
             return  # a late enhancement for a frame already released
         slot = self.slots.get(seq)
@@ -401,9 +409,15 @@ class Stream:
                 "delay_spread_ms": round(self.delay.spread(), 2),
                 "queue_delay_ms": round(self.delay.queueing(), 2)}
 
+    def _send_report(self) -> None:
+        r = self.report()
+        self._last_report = time.monotonic()
+        self._reported_queue_ms = r["queue_delay_ms"]
+        self._send_control(r)
+
     async def _report_loop(self) -> None:
         while not self.closed:
-            self._send_control(self.report())
+            self._send_report()
             await asyncio.sleep(REPORT_INTERVAL_S)
             if time.monotonic() - self.last_message > self.receiver.idle_timeout:
                 # the publisher vanished without a DELETE; ICE consent would take ~30 s to notice
@@ -647,13 +661,6 @@ def add_receiver_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
 
 
-def parse_listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise TransportError(f"--listen {value!r}: expected HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 def warm_up_codec(model: str | None = None) -> float:
     """Run the decoder once on a tiny stream so its numba kernels are compiled (or loaded from
     the cache) before the first publisher arrives; returns the seconds it took. Best effort."""
@@ -676,7 +683,10 @@ def warm_up_codec(model: str | None = None) -> float:
 async def serve(args: argparse.Namespace, stop: asyncio.Event | None = None) -> int:
     from aiohttp import web
 
-    host, port = parse_listen(args.listen)
+    try:
+        host, port = parse_host_port(args.listen)
+    except ValueError as exc:
+        raise TransportError(f"--listen: {exc}") from None
     if args.ice_addresses:
         restrict_host_addresses(args.ice_addresses)
     else:

@@ -470,9 +470,10 @@ class WhipSender:
                 before = self.max_tiers
                 self.max_tiers = self.controller.update(msg, delay, rates=self.tier_rates())
                 if self.max_tiers != before:
-                    log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s)", self.name,
-                             self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
-                             msg.get("delay_trend_ms_per_s"))
+                    cap = self.controller.delivered_bps
+                    log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s, delivered %s kbit/s)",
+                             self.name, self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
+                             msg.get("delay_trend_ms_per_s"), "?" if cap is None else round(cap / 1e3))
         elif kind == "keyframe":
             self._want_keyframe(f"receiver: {msg.get('reason', '?')}")
 
