@@ -170,8 +170,8 @@ def test_link_just_above_two_tiers_is_used(clip, tmp_path):
     (ph,) = res["phases"]
     assert ph["fits_tiers"] == 2 and ph["tiers_mode"] == 2, info
     assert ph["utilisation"] >= 0.7, info
-    # no oscillation: probes get rarer (the hold doubles after a refuted probe: 3, 6, 12 s), so
-    # at most two steps up in the 9-s second half, and the tier set that fits is sent most of it
+    # no oscillation: probes get rarer (waits of 3, 3, 6, 12 s after failed probes), so at most
+    # two steps up in the 9-s second half, and the tier set that fits is sent most of it
     assert ph["probes_2nd_half"] <= 2 and ph["share_at_fit_2nd_half"] >= 0.75, info
     assert res["stalls"] == [], info
 
