@@ -69,7 +69,11 @@ class TierController:
 
     def _note_delivered(self, report: dict) -> None:
         try:
-            t_ms, total = float(report["t_ms"]), int(sum(report["bytes"]))
+            t_ms = float(report["t_ms"])
+            # bytes as they crossed the link if the receiver counts them (a large keyframe still in
+            # flight, or enhancement data that expired on the way, are throughput too), else the
+            # bytes of the complete pieces
+            total = int(report["wire_bytes"]) if "wire_bytes" in report else int(sum(report["bytes"]))
         except (KeyError, TypeError, ValueError):
             return
         d = self._delivered

@@ -140,6 +140,7 @@ class Stream:
         self.writer = None
         self.record_path: str | None = None
         self.delay = DelayTrend()
+        self.wire_bytes = 0  # every tier message as it arrives, complete pieces or not: the link's throughput
         self.last_message = time.monotonic()
         self.closed = False
         self.hold_s = receiver.hold_ms / 1000.0
@@ -199,6 +200,7 @@ class Stream:
     def _on_tier_message(self, tier: int, message: Any) -> None:
         if self.closed or not isinstance(message, (bytes, bytearray)):
             return
+        self.wire_bytes += len(message)
         self.last_message = time.monotonic()
         arrival = self.last_message * 1000.0
         try:
@@ -403,6 +405,7 @@ class Stream:
 
     def report(self) -> dict[str, Any]:
         return {"type": "report", "t_ms": clock_ms(), "frames": list(self.frames), "bytes": list(self.bytes),
+                "wire_bytes": self.wire_bytes,
                 "released": self.frames_released, "decoded": self.frames_decoded,
                 "tiers_decoded": self.last_decoded_tiers, "gaps": self.gaps,
                 "delay_trend_ms_per_s": round(self.delay.slope(), 2),
