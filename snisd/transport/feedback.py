@@ -29,7 +29,7 @@ class TierPolicy:
     up_queue_ms: float = 60.0  # calm: queue below this ...
     up_trend_ms_per_s: float = 15.0  # ... and delay growth below this
     hold_s: float = 3.0  # no step up this soon after a step down (doubles after a failed probe)
-    max_hold_s: float = 12.0  # bounded, so that capacity coming back is found within ~15 s
+    max_hold_s: float = 4.5  # bounded, so that capacity coming back is found within ~5 s (probe every ~5 s at most)
     probe_queue_ms: float = 80.0  # while a step up is on probation (hold_s), step down already at
     probe_trend_ms_per_s: float = 30.0  # ... these (so a failed probe costs little delay)
     probe_send_queue_s: float = 0.08
