@@ -56,6 +56,7 @@ class TierController:
         self._delivered: list[tuple[float, int]] = []  # (receiver ms, total bytes received)
         self.delivered_bps: float | None = None
         self._queue_ms: float | None = None  # path queue in the last report
+        self._recent_bps: float | None = None  # delivered rate since the report >= 0.1 s before the last
 
     def reset(self) -> None:
         """A new session: start from every tier again."""
@@ -66,6 +67,7 @@ class TierController:
         self._delivered = []
         self.delivered_bps = None
         self._queue_ms = None
+        self._recent_bps = None
 
     def _note_delivered(self, report: dict) -> None:
         try:
@@ -84,11 +86,15 @@ class TierController:
             d.pop(0)
         if len(d) >= 2 and t_ms - d[0][0] >= 200:
             self.delivered_bps = 8000.0 * (total - d[0][1]) / (t_ms - d[0][0])
+        # the most recent stretch of at least 0.1 s alone: right after a capacity drop the window
+        # above still holds the old rate, this already shows the new one
+        back = next((p for p in reversed(d[:-1]) if t_ms - p[0] >= 100), None)
+        self._recent_bps = None if back is None else 8000.0 * (total - back[1]) / (t_ms - back[0])
 
     def _target_down(self, rates: list[float] | None) -> int:
         """One tier less, or fewer still when the delivered rate says the tier set below does not fit."""
         target = self.current - 1
-        cap = self.delivered_bps
+        cap = min((c for c in (self.delivered_bps, self._recent_bps) if c), default=None)
         if rates and cap:
             while target > 1 and target <= len(rates) and rates[target - 1] > self.policy.fit_share * cap:
                 target -= 1
