@@ -1,7 +1,7 @@
 """SNIS bitstream framing: sequence header, per-tier chunk headers and the elementary-stream file.
 
 The layout is specified byte by byte in docs/BITSTREAM.md; this module is its only implementation.
-Entropy-coded payloads are opaque here (see entropy.py).
+Entropy-coded payloads are opaque here (the native core codes them, see native/entropy.c).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import BinaryIO, Iterator
 
 from ..errors import BitstreamError
 
-BITSTREAM_VERSION = 1
+BITSTREAM_VERSION = 2
 SEQ_MAGIC = b"SNIS"
 ES_MAGIC = b"SNISES\r\n"
 MAX_TIERS = 8
@@ -22,7 +22,7 @@ MAX_DIMENSION = 8192
 FRAME_I = 0
 FRAME_P = 1
 
-_SEQ = struct.Struct(">4sBBHHIIBBBB16s8s")
+_SEQ = struct.Struct(">4sBBHHIIBBHH16s8s")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class SequenceHeader:
     tiers: int = 3
     tier_step_log2: int = 8  # step ratio between tiers, in 1/8 octaves (8 = each tier halves the step)
     keyframe_interval: int = 0  # informative: frames between periodic keyframes (0 = on request only)
-    switch_interval: int = 0  # informative: frames between switch points
+    switch_interval: int = 0  # informative: frames between key pictures (switch points; 0 = keyframes only)
     model_id: str = "snis896"
     model_hash: bytes = field(default=b"\0" * 8)
     version: int = BITSTREAM_VERSION
@@ -50,6 +50,10 @@ class SequenceHeader:
             raise BitstreamError(f"tier count {self.tiers} out of range 1..{MAX_TIERS}")
         if self.fps_num <= 0 or self.fps_den <= 0:
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not positive")
+        if not 0 <= self.tier_step_log2 <= 64:
+            raise BitstreamError(f"tier step ratio {self.tier_step_log2} out of range 0..64 (1/8 octaves)")
+        if not (0 <= self.keyframe_interval <= 0xFFFF and 0 <= self.switch_interval <= 0xFFFF):
+            raise BitstreamError(f"intervals {self.keyframe_interval}/{self.switch_interval} out of range 0..65535")
         if len(self.model_hash) != 8:
             raise BitstreamError(f"model hash must be 8 bytes, got {len(self.model_hash)}")
 
@@ -63,7 +67,7 @@ class SequenceHeader:
             raise BitstreamError(f"model id {self.model_id!r} longer than 16 bytes")
         return _SEQ.pack(
             SEQ_MAGIC, self.version, _SEQ.size, self.width, self.height, self.fps_num, self.fps_den,
-            self.tiers, self.tier_step_log2, min(self.keyframe_interval, 255), min(self.switch_interval, 255),
+            self.tiers, self.tier_step_log2, self.keyframe_interval, self.switch_interval,
             mid.ljust(16, b"\0"), self.model_hash,
         )
 
@@ -91,17 +95,33 @@ class SequenceHeader:
 
 @dataclass(frozen=True)
 class FrameHeader:
-    """Header at the start of the tier-0 chunk."""
+    """Header at the start of the tier-0 chunk.
+
+    A predicted frame with `switch_point` set is a key picture: it predicts from the base tier
+    of the last keyframe or key picture, which is where a decoder may add tiers or resume after
+    a loss. `key_index` counts keyframes and key pictures (mod 16), so a decoder can tell that
+    it missed one.
+    """
 
     frame_type: int  # FRAME_I or FRAME_P
     switch_point: bool
     frame_no: int  # 16-bit wrapping frame counter
     qp: int  # quantizer index of the top tier for this frame
+    key_index: int = 0  # 4-bit counter of keyframes and key pictures
 
     SIZE = 4
 
+    @property
+    def keyframe(self) -> bool:
+        return self.frame_type == FRAME_I
+
+    @property
+    def key_picture(self) -> bool:
+        """A keyframe or key picture: references only what every decoder has."""
+        return self.frame_type == FRAME_I or self.switch_point
+
     def to_bytes(self) -> bytes:
-        flags = (self.frame_type & 3) | (4 if self.switch_point else 0)
+        flags = (self.frame_type & 3) | (4 if self.switch_point else 0) | ((self.key_index & 15) << 3)
         return bytes((flags, (self.frame_no >> 8) & 0xFF, self.frame_no & 0xFF, self.qp))
 
     @classmethod
@@ -109,14 +129,25 @@ class FrameHeader:
         if len(data) < cls.SIZE:
             raise BitstreamError(f"tier-0 chunk truncated: {len(data)} bytes, frame header needs {cls.SIZE}", 0)
         flags = data[0]
-        if flags & 0xF8 or (flags & 3) > FRAME_P:
+        if flags & 0x80 or (flags & 3) > FRAME_P:
             raise BitstreamError(f"bad frame header flags 0x{flags:02x}", 0)
-        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3])
+        if data[3] > 63:
+            raise BitstreamError(f"frame qp {data[3]} out of range 0..63", 3)
+        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3], (flags >> 3) & 15)
 
 
 def enhancement_header(tier: int, frame_no: int) -> bytes:
     """One byte: tier index (high nibble) and the low 4 bits of the frame counter."""
     return bytes(((tier & 0xF) << 4 | (frame_no & 0xF),))
+
+
+def tier_payload(chunk: bytes, tier: int, frame_no: int) -> bytes:
+    """The entropy-coded payload of a tier chunk after its header (checked for tiers >= 1)."""
+    if tier == 0:
+        FrameHeader.from_bytes(chunk)
+        return bytes(chunk[FrameHeader.SIZE:])
+    check_enhancement_header(chunk, tier, frame_no)
+    return bytes(chunk[1:])
 
 
 def check_enhancement_header(chunk: bytes, tier: int, frame_no: int) -> None:

@@ -1,0 +1,282 @@
+/* Pictures, latent stores, motion fields and the thread pool of the native core. */
+#define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "internal.h"
+
+double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static int plane_alloc(plane_t *p, int w, int h, int border)
+{
+    p->w = w;
+    p->h = h;
+    p->border = border;
+    p->stride = (ptrdiff_t)((w + 2 * border + 31) & ~31);
+    size_t rows = (size_t)h + 2 * (size_t)border + 1; /* +1: interpolation reads one row past */
+    p->alloc = (uint8_t *)calloc(rows * (size_t)p->stride + 64, 1);
+    if (!p->alloc)
+        return SNIS_E_NOMEM;
+    p->data = p->alloc + (size_t)border * (size_t)p->stride + (size_t)border;
+    return SNIS_OK;
+}
+
+int picture_alloc(picture_t *pic, int wp, int hp)
+{
+    memset(pic, 0, sizeof(*pic));
+    if (plane_alloc(&pic->p[0], wp, hp, BORDER) || plane_alloc(&pic->p[1], wp / 2, hp / 2, BORDER / 2) ||
+        plane_alloc(&pic->p[2], wp / 2, hp / 2, BORDER / 2)) {
+        picture_free(pic);
+        return SNIS_E_NOMEM;
+    }
+    return SNIS_OK;
+}
+
+void picture_free(picture_t *pic)
+{
+    for (int i = 0; i < 3; i++) {
+        free(pic->p[i].alloc);
+        pic->p[i].alloc = pic->p[i].data = NULL;
+    }
+}
+
+void picture_fill(picture_t *pic, int value)
+{
+    for (int i = 0; i < 3; i++) {
+        plane_t *p = &pic->p[i];
+        for (int y = -p->border; y < p->h + p->border; y++)
+            memset(p->data + y * p->stride - p->border, value, (size_t)(p->w + 2 * p->border));
+    }
+}
+
+void picture_extend(picture_t *pic)
+{
+    for (int i = 0; i < 3; i++) {
+        plane_t *p = &pic->p[i];
+        int b = p->border;
+        for (int y = 0; y < p->h; y++) {
+            uint8_t *row = p->data + y * p->stride;
+            memset(row - b, row[0], (size_t)b);
+            memset(row + p->w, row[p->w - 1], (size_t)b);
+        }
+        for (int y = 1; y <= b; y++) {
+            memcpy(p->data - y * p->stride - b, p->data - b, (size_t)(p->w + 2 * b));
+            memcpy(p->data + (p->h - 1 + y) * p->stride - b, p->data + (p->h - 1) * p->stride - b,
+                   (size_t)(p->w + 2 * b));
+        }
+    }
+}
+
+void picture_copy(picture_t *dst, const picture_t *src)
+{
+    for (int i = 0; i < 3; i++) {
+        const plane_t *s = &src->p[i];
+        plane_t *d = &dst->p[i];
+        for (int y = 0; y < s->h; y++)
+            memcpy(d->data + y * d->stride, s->data + y * s->stride, (size_t)s->w);
+    }
+}
+
+int latents_alloc(latents_t *l, int hb, int wb)
+{
+    memset(l, 0, sizeof(*l));
+    l->hb = hb;
+    l->wb = wb;
+    size_t nb = (size_t)hb * wb, nk = (size_t)(hb / 2) * (wb / 2);
+    l->y_ac = (int16_t *)calloc(nb * LAT_Y, sizeof(int16_t));
+    l->y_k = (int16_t *)calloc(nk * LAT_K, sizeof(int16_t));
+    l->f_y_ac = (uint8_t *)calloc(nb, 1);
+    l->f_y_k = (uint8_t *)calloc(nk, 1);
+    int ok = l->y_ac && l->y_k && l->f_y_ac && l->f_y_k;
+    for (int p = 0; p < 2; p++) {
+        l->c_ac[p] = (int16_t *)calloc(nb * LAT_C, sizeof(int16_t));
+        l->c_k[p] = (int16_t *)calloc(nk * LAT_K, sizeof(int16_t));
+        l->f_c_ac[p] = (uint8_t *)calloc(nb, 1);
+        l->f_c_k[p] = (uint8_t *)calloc(nk, 1);
+        ok = ok && l->c_ac[p] && l->c_k[p] && l->f_c_ac[p] && l->f_c_k[p];
+    }
+    if (!ok) {
+        latents_free(l);
+        return SNIS_E_NOMEM;
+    }
+    return SNIS_OK;
+}
+
+void latents_free(latents_t *l)
+{
+    free(l->y_ac);
+    free(l->y_k);
+    free(l->f_y_ac);
+    free(l->f_y_k);
+    for (int p = 0; p < 2; p++) {
+        free(l->c_ac[p]);
+        free(l->c_k[p]);
+        free(l->f_c_ac[p]);
+        free(l->f_c_k[p]);
+    }
+    memset(l, 0, sizeof(*l));
+}
+
+void latents_clear_flags(latents_t *l)
+{
+    size_t nb = (size_t)l->hb * l->wb, nk = (size_t)(l->hb / 2) * (l->wb / 2);
+    memset(l->f_y_ac, 0, nb);
+    memset(l->f_y_k, 0, nk);
+    for (int p = 0; p < 2; p++) {
+        memset(l->f_c_ac[p], 0, nb);
+        memset(l->f_c_k[p], 0, nk);
+    }
+}
+
+int motion_alloc(motion_t *m, int mbw, int mbh)
+{
+    m->mbw = mbw;
+    m->mbh = mbh;
+    size_t n = (size_t)mbw * mbh;
+    m->intra = (uint8_t *)calloc(n, 1);
+    m->mv = (int16_t *)calloc(n * 2, sizeof(int16_t));
+    m->skip = (uint8_t *)calloc(n, 1);
+    if (!m->intra || !m->mv || !m->skip) {
+        motion_free(m);
+        return SNIS_E_NOMEM;
+    }
+    return SNIS_OK;
+}
+
+void motion_free(motion_t *m)
+{
+    free(m->intra);
+    free(m->mv);
+    free(m->skip);
+    m->intra = NULL;
+    m->mv = NULL;
+    m->skip = NULL;
+}
+
+static int median3(int a, int b, int c)
+{
+    int lo = a < b ? a : b, hi = a < b ? b : a;
+    return c < lo ? lo : (c > hi ? hi : c);
+}
+
+int mv_predictor(const motion_t *m, int y, int x, int comp)
+{
+    /* median of left, top and top-right (top-left at the right edge); intra neighbours are 0 */
+    int w = m->mbw;
+#define MVN(yy, xx) (m->intra[(yy) * w + (xx)] ? 0 : m->mv[((yy) * w + (xx)) * 2 + comp])
+    int a = x > 0 ? MVN(y, x - 1) : 0;
+    if (y == 0)
+        return a;
+    int b = MVN(y - 1, x);
+    int c = x + 1 < w ? MVN(y - 1, x + 1) : (x > 0 ? MVN(y - 1, x - 1) : b);
+#undef MVN
+    return median3(a, b, c);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Thread pool: a fixed set of workers; pool_run hands out indices from a shared counter and
+ * returns when all are done. With one thread everything runs on the caller. */
+
+struct pool {
+    int threads;
+    pthread_t tid[SNIS_MAX_THREADS];
+    pthread_mutex_t mu;
+    pthread_cond_t start, done;
+    void (*fn)(void *, int);
+    void *arg;
+    int n, next, active, generation, quit;
+};
+
+static void *worker(void *vp)
+{
+    pool_t *p = (pool_t *)vp;
+    int seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->quit && p->generation == seen)
+            pthread_cond_wait(&p->start, &p->mu);
+        if (p->quit)
+            break;
+        seen = p->generation;
+        while (p->next < p->n) {
+            int i = p->next++;
+            pthread_mutex_unlock(&p->mu);
+            p->fn(p->arg, i);
+            pthread_mutex_lock(&p->mu);
+        }
+        if (--p->active == 0)
+            pthread_cond_broadcast(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+pool_t *pool_create(int threads)
+{
+    pool_t *p = (pool_t *)calloc(1, sizeof(pool_t));
+    if (!p)
+        return NULL;
+    p->threads = clampi(threads, 1, SNIS_MAX_THREADS);
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->start, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 1; i < p->threads; i++) {
+        if (pthread_create(&p->tid[i], NULL, worker, p) != 0) {
+            p->threads = i;
+            break;
+        }
+    }
+    return p;
+}
+
+void pool_destroy(pool_t *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->quit = 1;
+    pthread_cond_broadcast(&p->start);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->threads; i++)
+        pthread_join(p->tid[i], NULL);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->start);
+    pthread_cond_destroy(&p->done);
+    free(p);
+}
+
+int pool_threads(const pool_t *p) { return p->threads; }
+
+void pool_run(pool_t *p, int n, void (*fn)(void *, int), void *arg)
+{
+    if (p->threads == 1 || n <= 1) {
+        for (int i = 0; i < n; i++)
+            fn(arg, i);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->n = n;
+    p->next = 0;
+    p->active = p->threads; /* the workers plus the caller */
+    p->generation++;
+    pthread_cond_broadcast(&p->start);
+    while (p->next < p->n) {
+        int i = p->next++;
+        pthread_mutex_unlock(&p->mu);
+        fn(arg, i);
+        pthread_mutex_lock(&p->mu);
+    }
+    if (--p->active > 0) {
+        while (p->active > 0)
+            pthread_cond_wait(&p->done, &p->mu);
+    }
+    pthread_mutex_unlock(&p->mu);
+}

@@ -1,0 +1,452 @@
+/* SNIS encoder: motion, residual, embedded quantisation of every tier, entropy coding and the
+ * shared reconstruction. The analysis transform runs between snis_encoder_predict() and
+ * snis_encoder_code() (the caller's int8 LiteRT model). */
+#include <stdlib.h>
+
+#include "loop.h"
+#include "rangecoder.h"
+
+struct snis_encoder {
+    loop_t l;
+    snis_tuning t;
+    picture_t cur;
+    uint8_t *buf[SNIS_MAX_TIERS];
+    size_t cap[SNIS_MAX_TIERS], len[SNIS_MAX_TIERS];
+    int frame_type, qp, predicted;
+    volatile int *row_done;
+    /* residual output of stage 1 */
+    int8_t *ypad, *uvpad;
+    ptrdiff_t ys, uvs, uvps;
+};
+
+void snis_default_tuning(snis_tuning *t)
+{
+    t->round_intra = 24; /* 0.38 */
+    t->round_inter = 10; /* 0.15 */
+    t->round_lower = 10;
+    t->lambda_q4 = 16;   /* 1.0 x step */
+    t->intra_bias = 96;
+    t->skip_sad_q4 = 2;  /* mean |residual| below 1/8 of the top step */
+    t->search_range = 64;
+}
+
+snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
+{
+    snis_encoder *e = (snis_encoder *)calloc(1, sizeof(*e));
+    int st = e ? loop_init(&e->l, p, w) : SNIS_E_NOMEM;
+    if (st == SNIS_OK && picture_alloc(&e->cur, e->l.wp, e->l.hp))
+        st = SNIS_E_NOMEM;
+    if (st == SNIS_OK) {
+        e->row_done = (volatile int *)calloc((size_t)e->l.mbh, sizeof(int));
+        if (!e->row_done)
+            st = SNIS_E_NOMEM;
+    }
+    if (st == SNIS_OK) {
+        if (t)
+            e->t = *t;
+        else
+            snis_default_tuning(&e->t);
+        e->t.search_range = clampi(e->t.search_range, 1, BORDER - 4);
+        for (int k = 0; k < p->tiers; k++) {
+            e->cap[k] = 1 << 16;
+            e->buf[k] = (uint8_t *)malloc(e->cap[k]);
+            if (!e->buf[k])
+                st = SNIS_E_NOMEM;
+        }
+    }
+    if (st != SNIS_OK) {
+        if (e) {
+            loop_free(&e->l);
+            picture_free(&e->cur);
+            free((void *)e->row_done);
+            for (int k = 0; k < SNIS_MAX_TIERS; k++)
+                free(e->buf[k]);
+            free(e);
+        }
+        if (status)
+            *status = st;
+        return NULL;
+    }
+    if (status)
+        *status = SNIS_OK;
+    return e;
+}
+
+void snis_encoder_destroy(snis_encoder *e)
+{
+    if (!e)
+        return;
+    loop_free(&e->l);
+    picture_free(&e->cur);
+    free((void *)e->row_done);
+    for (int k = 0; k < SNIS_MAX_TIERS; k++)
+        free(e->buf[k]);
+    free(e);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Stage 1 */
+
+static void load_input(snis_encoder *e, const snis_image_in *in)
+{
+    const snis_params *p = &e->l.p;
+    for (int c = 0; c < 3; c++) {
+        plane_t *d = &e->cur.p[c];
+        int w = c ? p->width / 2 : p->width, h = c ? p->height / 2 : p->height;
+        for (int y = 0; y < d->h; y++) {
+            const uint8_t *s = in->plane[c] + (y < h ? y : h - 1) * in->stride[c];
+            uint8_t *row = d->data + y * d->stride;
+            memcpy(row, s, (size_t)w);
+            if (d->w > w)
+                memset(row + w, s[w - 1], (size_t)(d->w - w));
+        }
+    }
+}
+
+static void me_row(void *arg, int mby) { motion_estimate_row((me_job *)arg, mby); }
+
+typedef struct {
+    snis_encoder *e;
+    uint32_t skip_sad;
+    int allow_skip;
+} res_job;
+
+/* Residual of one macroblock row into the padded int8 buffers, and the skip decision. */
+SNIS_HOT static void residual_row(void *arg, int mby)
+{
+    res_job *j = (res_job *)arg;
+    snis_encoder *e = j->e;
+    loop_t *l = &e->l;
+    uint32_t msad[8192 / MB];
+    int mbw = l->mbw;
+    memset(msad, 0, sizeof(uint32_t) * (size_t)mbw);
+    for (int c = 0; c < 3; c++) {
+        const plane_t *x = &e->cur.p[c], *pr = &l->pred.p[c];
+        int size = c ? MB / 2 : MB, ctx = c ? SNIS_CHROMA_CTX : SNIS_LUMA_CTX;
+        int8_t *base = c ? e->uvpad + (c - 1) * e->uvps : e->ypad;
+        ptrdiff_t rs = c ? e->uvs : e->ys;
+        for (int y = mby * size; y < (mby + 1) * size; y++) {
+            const uint8_t *xr = x->data + y * x->stride, *pp = pr->data + y * pr->stride;
+            int8_t *o = base + (y + ctx) * rs + ctx;
+            for (int mbx = 0; mbx < mbw; mbx++) {
+                uint32_t s = 0;
+                for (int xx = mbx * size; xx < (mbx + 1) * size; xx++) {
+                    int d = xr[xx] - pp[xx];
+                    s += (uint32_t)(d < 0 ? -d : d);
+                    o[xx] = (int8_t)clampi(d, -128, 127);
+                }
+                msad[mbx] += s;
+            }
+        }
+    }
+    for (int mbx = 0; mbx < mbw; mbx++) {
+        int i = mby * mbw + mbx;
+        l->motion.skip[i] = (uint8_t)(j->allow_skip && msad[mbx] < j->skip_sad);
+    }
+}
+
+/* Symmetric extension (the edge sample repeated) of a residual plane by ctx samples. */
+static void pad_symmetric(int8_t *base, ptrdiff_t rs, int w, int h, int ctx)
+{
+    for (int y = 0; y < h; y++) {
+        int8_t *row = base + (y + ctx) * rs;
+        for (int m = 0; m < ctx; m++) {
+            row[ctx - 1 - m] = row[ctx + m];
+            row[ctx + w + m] = row[ctx + w - 1 - m];
+        }
+    }
+    for (int m = 0; m < ctx; m++) {
+        memcpy(base + (ctx - 1 - m) * rs, base + (ctx + m) * rs, (size_t)(w + 2 * ctx));
+        memcpy(base + (ctx + h + m) * rs, base + (ctx + h - 1 - m) * rs, (size_t)(w + 2 * ctx));
+    }
+}
+
+int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_type, int qp, int8_t *ypad,
+                         ptrdiff_t ypad_stride, int8_t *uvpad, ptrdiff_t uv_stride, ptrdiff_t uv_plane_stride)
+{
+    if (!e || !frame || !ypad || !uvpad || frame_type < 0 || frame_type > 2 || qp < 0 || qp > 63)
+        return SNIS_E_ARG;
+    loop_t *l = &e->l;
+    if (ypad_stride < l->wp + 2 * SNIS_LUMA_CTX || uv_stride < l->wp / 2 + 2 * SNIS_CHROMA_CTX ||
+        uv_plane_stride < uv_stride * (l->hp / 2 + 2 * SNIS_CHROMA_CTX))
+        return SNIS_E_ARG;
+    double t0 = now_us();
+    e->frame_type = frame_type;
+    e->qp = qp;
+    e->ypad = ypad;
+    e->uvpad = uvpad;
+    e->ys = ypad_stride;
+    e->uvs = uv_stride;
+    e->uvps = uv_plane_stride;
+    load_input(e, frame);
+    picture_extend(&e->cur);
+    int top = snis_step16(qp, l->p.tiers - 1, l->p.tiers, l->p.tier_step_log2);
+    int base = snis_step16(qp, 0, l->p.tiers, l->p.tier_step_log2);
+    /* skip threshold: mean |residual| per sample below skip_sad_q4/16 of the top step (in pixels) */
+    uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q4 / 256);
+    if (frame_type != SNIS_FRAME_I) {
+        /* lambda = scale * sqrt(base * top step), in SAD per bit */
+        double lam = e->t.lambda_q4 / 16.0;
+        int lambda = 1;
+        uint64_t bt = (uint64_t)base * (uint64_t)top;
+        uint64_t r = 0;
+        while ((r + 1) * (r + 1) <= bt)
+            r++;
+        lambda = (int)(lam * (double)r / 16.0 + 0.5);
+        if (lambda < 1)
+            lambda = 1;
+        for (int r2 = 0; r2 < l->mbh; r2++)
+            e->row_done[r2] = 0;
+        me_job job = {&e->cur, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
+                      lambda, e->t.intra_bias, e->t.search_range, (int)(skip_sad * 2 / 3), e->row_done};
+        pool_run(l->pool, l->mbh, me_row, &job);
+    }
+    double t1 = now_us();
+    loop_predict(l, frame_type);
+    res_job rj = {e, skip_sad, frame_type != SNIS_FRAME_I};
+    pool_run(l->pool, l->mbh, residual_row, &rj);
+    pad_symmetric(ypad, ypad_stride, l->wp, l->hp, SNIS_LUMA_CTX);
+    for (int c = 0; c < 2; c++)
+        pad_symmetric(uvpad + c * uv_plane_stride, uv_stride, l->wp / 2, l->hp / 2, SNIS_CHROMA_CTX);
+    int skipped = 0, intra = 0;
+    for (int i = 0; i < l->mbw * l->mbh; i++) {
+        skipped += l->motion.skip[i];
+        intra += l->motion.intra[i];
+    }
+    l->stats.skipped_mbs = skipped;
+    l->stats.intra_mbs = intra;
+    l->stats.motion_us = t1 - t0;
+    l->stats.predict_us = now_us() - t1;
+    e->predicted = 1;
+    return SNIS_OK;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Stage 2: quantisation of every tier (embedded: tier k quantises what tiers < k left). */
+
+typedef struct {
+    int32_t steps[SNIS_MAX_TIERS][64];
+    uint32_t inv[SNIS_MAX_TIERS][64];
+    int32_t off[SNIS_MAX_TIERS][64];
+} step_table;
+
+typedef struct {
+    snis_encoder *e;
+    const snis_latents *lat;
+    step_table ac_y, ac_c, coarse;
+} quant_job;
+
+static void make_table(step_table *t, int n, const snis_encoder *e, int coarse)
+{
+    const loop_t *l = &e->l;
+    int key = e->frame_type == SNIS_FRAME_I;
+    for (int k = 0; k < l->p.tiers; k++) {
+        int s16 = snis_step16(e->qp, k, l->p.tiers, l->p.tier_step_log2);
+        int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
+        if (coarse) {
+            for (int c = 0; c < 4; c++)
+                t->steps[k][c] = s16;
+            if (key)
+                rnd = e->t.round_intra;
+        } else {
+            channel_steps(s16, n, t->steps[k]);
+        }
+        int nch = coarse ? 4 : n * n - 1;
+        for (int c = 0; c < nch; c++) {
+            t->inv[k][c] = (uint32_t)((1u << 24) / (uint32_t)t->steps[k][c] + 1);
+            t->off[k][c] = (int32_t)(((int64_t)rnd * t->steps[k][c]) >> 6);
+        }
+    }
+}
+
+/* Quantise one block of nch latents into every tier; returns nothing, sets the tier flags. */
+static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int nch, int stride,
+                        size_t b, int16_t *(*dst)(latents_t *, size_t), uint8_t *(*flag)(latents_t *),
+                        const step_table *st)
+{
+    loop_t *l = &e->l;
+    int any = 0;
+    for (int c = 0; c < nch; c++)
+        any |= src[c] - t->zp[c];
+    if (!any) {
+        for (int k = 0; k < l->p.tiers; k++)
+            flag(&l->q[k])[b] = 0;
+        return;
+    }
+    int32_t r[64];
+    for (int c = 0; c < nch; c++)
+        r[c] = (int32_t)(((int64_t)(src[c] - t->zp[c]) * t->mult[c] + 32768) >> 16);
+    for (int k = 0; k < l->p.tiers; k++) {
+        int16_t *q = dst(&l->q[k], b);
+        int nz = 0;
+        for (int c = 0; c < nch; c++) {
+            int32_t v = r[c], a = v < 0 ? -v : v;
+            int32_t m = (int32_t)(((uint64_t)(uint32_t)(a + st->off[k][c]) * st->inv[k][c]) >> 24);
+            if (m > 32767)
+                m = 32767;
+            int qv = v < 0 ? -m : m;
+            q[c] = (int16_t)qv;
+            nz |= qv;
+            if (qv)
+                r[c] = v - 4 * dequant1(qv, st->steps[k][c]);
+        }
+        for (int c = nch; c < stride; c++)
+            q[c] = 0;
+        flag(&l->q[k])[b] = (uint8_t)(nz != 0);
+    }
+}
+
+static int16_t *d_yac(latents_t *q, size_t b) { return q->y_ac + b * LAT_Y; }
+static int16_t *d_yk(latents_t *q, size_t b) { return q->y_k + b * LAT_K; }
+static int16_t *d_c0(latents_t *q, size_t b) { return q->c_ac[0] + b * LAT_C; }
+static int16_t *d_c1(latents_t *q, size_t b) { return q->c_ac[1] + b * LAT_C; }
+static int16_t *d_k0(latents_t *q, size_t b) { return q->c_k[0] + b * LAT_K; }
+static int16_t *d_k1(latents_t *q, size_t b) { return q->c_k[1] + b * LAT_K; }
+static uint8_t *f_yac(latents_t *q) { return q->f_y_ac; }
+static uint8_t *f_yk(latents_t *q) { return q->f_y_k; }
+static uint8_t *f_c0(latents_t *q) { return q->f_c_ac[0]; }
+static uint8_t *f_c1(latents_t *q) { return q->f_c_ac[1]; }
+static uint8_t *f_k0(latents_t *q) { return q->f_c_k[0]; }
+static uint8_t *f_k1(latents_t *q) { return q->f_c_k[1]; }
+
+static void quant_row(void *arg, int mby)
+{
+    quant_job *j = (quant_job *)arg;
+    snis_encoder *e = j->e;
+    loop_t *l = &e->l;
+    const snis_latents *lat = j->lat;
+    int wb = l->wb;
+    for (int mbx = 0; mbx < l->mbw; mbx++) {
+        int skip = l->motion.skip[mby * l->mbw + mbx];
+        for (int yy = 0; yy < 4; yy++)
+            for (int xx = 0; xx < 4; xx++) {
+                int bi = mby * 4 + yy, bj = mbx * 4 + xx;
+                size_t b = (size_t)bi * wb + bj;
+                if (skip) {
+                    for (int k = 0; k < l->p.tiers; k++)
+                        l->q[k].f_y_ac[b] = l->q[k].f_c_ac[0][b] = l->q[k].f_c_ac[1][b] = 0;
+                    continue;
+                }
+                const snis_latent_tensor *t = &lat->y_ac;
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, 63, LAT_Y, b, d_yac, f_yac, &j->ac_y);
+                t = &lat->c_ac;
+                const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
+                quant_block(e, t, s0, 15, LAT_C, b, d_c0, f_c0, &j->ac_c);
+                quant_block(e, t, s0 + t->stride_p, 15, LAT_C, b, d_c1, f_c1, &j->ac_c);
+            }
+        for (int yy = 0; yy < 2; yy++)
+            for (int xx = 0; xx < 2; xx++) {
+                int bi = mby * 2 + yy, bj = mbx * 2 + xx;
+                size_t b = (size_t)bi * (wb / 2) + bj;
+                if (skip) {
+                    for (int k = 0; k < l->p.tiers; k++)
+                        l->q[k].f_y_k[b] = l->q[k].f_c_k[0][b] = l->q[k].f_c_k[1][b] = 0;
+                    continue;
+                }
+                const snis_latent_tensor *t = &lat->y_coarse;
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, 4, LAT_K, b, d_yk, f_yk, &j->coarse);
+                t = &lat->c_coarse;
+                const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
+                quant_block(e, t, s0, 4, LAT_K, b, d_k0, f_k0, &j->coarse);
+                quant_block(e, t, s0 + t->stride_p, 4, LAT_K, b, d_k1, f_k1, &j->coarse);
+            }
+    }
+}
+
+typedef struct {
+    snis_encoder *e;
+    int status[SNIS_MAX_TIERS];
+} entropy_job;
+
+static void entropy_tier(void *arg, int k)
+{
+    entropy_job *j = (entropy_job *)arg;
+    snis_encoder *e = j->e;
+    loop_t *l = &e->l;
+    rangecoder rc;
+    memset(&rc, 0, sizeof(rc));
+    rc.buf = e->buf[k];
+    rc.cap = e->cap[k];
+    rc.range = 0xFFFFFFFFu;
+    rc.cache_size = 1;
+    tier_job tj = {k, e->frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
+    int st = code_tier(&rc, &tj);
+    size_t len = 0;
+    if (st == SNIS_OK)
+        st = rc_finish(&rc, &len);
+    e->buf[k] = rc.buf; /* the coder may have grown it */
+    e->cap[k] = rc.cap;
+    e->len[k] = st == SNIS_OK ? len : 0;
+    j->status[k] = st;
+}
+
+int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
+{
+    if (!e || !lat || !e->predicted || !lat->y_ac.data || !lat->y_coarse.data || !lat->c_ac.data ||
+        !lat->c_coarse.data)
+        return SNIS_E_ARG;
+    loop_t *l = &e->l;
+    double t0 = now_us();
+    quant_job qj;
+    qj.e = e;
+    qj.lat = lat;
+    make_table(&qj.ac_y, 8, e, 0);
+    make_table(&qj.ac_c, 4, e, 0);
+    make_table(&qj.coarse, 4, e, 1);
+    pool_run(l->pool, l->mbh, quant_row, &qj);
+    double t1 = now_us();
+    if (e->frame_type != SNIS_FRAME_P)
+        for (int k = 0; k < l->p.tiers; k++)
+            contexts_reset(&l->ctx[k]);
+    entropy_job ej;
+    memset(&ej, 0, sizeof(ej));
+    ej.e = e;
+    pool_run(l->pool, l->p.tiers, entropy_tier, &ej);
+    double t2 = now_us();
+    for (int k = 0; k < l->p.tiers; k++)
+        if (ej.status[k] != SNIS_OK)
+            return ej.status[k];
+    loop_reconstruct(l, e->frame_type, e->qp, l->p.tiers);
+    motion_t t = l->prev_motion;
+    l->prev_motion = l->motion;
+    l->motion = t;
+    if (e->frame_type == SNIS_FRAME_I)
+        memset(l->prev_motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
+    l->stats.quantize_us = t1 - t0;
+    l->stats.entropy_us = t2 - t1;
+    e->predicted = 0;
+    return SNIS_OK;
+}
+
+const uint8_t *snis_encoder_payload(const snis_encoder *e, int tier, size_t *len)
+{
+    if (!e || tier < 0 || tier >= e->l.p.tiers) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = e->len[tier];
+    return e->buf[tier];
+}
+
+int snis_encoder_reconstruction(snis_encoder *e, int tiers, snis_image_out *out)
+{
+    if (!e || !out || tiers < 1 || tiers > e->l.p.tiers)
+        return SNIS_E_ARG;
+    if (tiers == e->l.p.tiers) {
+        loop_output(&e->l.ref, &e->l.p, out);
+        return SNIS_OK;
+    }
+    /* the prediction of the last frame is still in l->pred; l->motion was swapped out, but the
+       tiers' latents are intact */
+    loop_picture_of_tiers(&e->l, tiers, &e->l.recon);
+    loop_output(&e->l.recon, &e->l.p, out);
+    return SNIS_OK;
+}
+
+void snis_encoder_stats(const snis_encoder *e, snis_stats *s)
+{
+    if (e && s)
+        *s = e->l.stats;
+}

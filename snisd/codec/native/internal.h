@@ -1,0 +1,173 @@
+/* Internal types shared by the modules of the native core (not part of the public API). */
+#ifndef SNIS_INTERNAL_H
+#define SNIS_INTERNAL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "snis.h"
+
+#define MB 32         /* macroblock, luma samples */
+#define BORDER 80     /* edge-replicated border around references (luma; chroma half) */
+#define MV_LIMIT 512  /* |vector component| in half-pels; beyond it a stream is corrupt */
+#define LAT_Y 64      /* stored channels per luma block (63 used) */
+#define LAT_C 16      /* stored channels per chroma block (15 used) */
+#define LAT_K 4       /* coarse latents per 1/16-scale position */
+#define DEQ_LIMIT (1 << 14) /* |summed dequantised latent| in 1/4 pixel is clamped to this */
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__) && \
+    !defined(SNIS_NO_CLONES)
+#define SNIS_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define SNIS_HOT
+#endif
+
+static inline int clampi(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+static inline uint8_t clip8(int v) { return (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v)); }
+/* Wrapping 32-bit arithmetic: defined on every platform, so hostile input can only give wrong
+ * pixels (clipped later), never undefined behaviour; real signals stay far inside the range. */
+static inline int32_t wadd(int32_t a, int32_t b) { return (int32_t)((uint32_t)a + (uint32_t)b); }
+static inline int32_t wmul(int32_t a, int32_t b) { return (int32_t)((uint32_t)a * (uint32_t)b); }
+
+/* Dequantisation of one value: q * step / 4 (1/16 -> 1/4 pixel), truncated toward zero and
+ * bounded so that no sum of tiers can overflow. */
+static inline int32_t dequant1(int q, int32_t step)
+{
+    int64_t v = (int64_t)q * step;
+    v = v >= 0 ? v >> 2 : -((-v) >> 2);
+    return (int32_t)(v > (1 << 20) ? (1 << 20) : (v < -(1 << 20) ? -(1 << 20) : v));
+}
+
+/* An 8-bit plane with an edge-replicated border; data points at sample (0, 0). */
+typedef struct {
+    uint8_t *alloc;
+    uint8_t *data;
+    int w, h, border;
+    ptrdiff_t stride;
+} plane_t;
+
+typedef struct {
+    plane_t p[3];
+} picture_t;
+
+int picture_alloc(picture_t *pic, int wp, int hp);
+void picture_free(picture_t *pic);
+void picture_fill(picture_t *pic, int value);
+void picture_extend(picture_t *pic); /* replicate the edges into the border */
+void picture_copy(picture_t *dst, const picture_t *src);
+
+/* Quantised latents of one tier (or their dequantised sum), block-major, with a flag per block
+ * saying whether any of its values is non-zero: a block whose flag is 0 holds garbage. */
+typedef struct {
+    int hb, wb;        /* 8x8 luma block grid = 4x4 chroma block grid */
+    int16_t *y_ac;     /* hb*wb*LAT_Y */
+    int16_t *y_k;      /* (hb/2)*(wb/2)*LAT_K */
+    int16_t *c_ac[2];  /* hb*wb*LAT_C */
+    int16_t *c_k[2];   /* (hb/2)*(wb/2)*LAT_K */
+    uint8_t *f_y_ac, *f_y_k, *f_c_ac[2], *f_c_k[2];
+} latents_t;
+
+int latents_alloc(latents_t *l, int hb, int wb);
+void latents_free(latents_t *l);
+void latents_clear_flags(latents_t *l);
+
+/* Macroblock decisions, shared by all tiers. */
+typedef struct {
+    int mbw, mbh;
+    uint8_t *intra;   /* 1: predicts flat grey */
+    int16_t *mv;      /* (dy, dx) in half-pels */
+    uint8_t *skip;    /* encoder only: codes nothing in any tier */
+} motion_t;
+
+int motion_alloc(motion_t *m, int mbw, int mbh);
+void motion_free(motion_t *m);
+int mv_predictor(const motion_t *m, int y, int x, int comp);
+
+/* Thread pool: fn(arg, index) for index in [0, n), results must not depend on the order. */
+typedef struct pool pool_t;
+pool_t *pool_create(int threads);
+void pool_destroy(pool_t *p);
+void pool_run(pool_t *p, int n, void (*fn)(void *arg, int index), void *arg);
+int pool_threads(const pool_t *p);
+
+/* Motion (motion.c). */
+typedef struct {
+    const picture_t *cur, *ref;
+    const motion_t *prev;
+    motion_t *out;
+    int lambda, intra_bias, range, skip_sad; /* skip_sad: per macroblock, full-pel SAD */
+    volatile int *row_done; /* wavefront progress, one counter per macroblock row */
+} me_job;
+void motion_estimate_row(me_job *job, int mby);
+void motion_compensate_row(const motion_t *m, const picture_t *ref, picture_t *dst, int mby);
+
+/* Synthesis (synthesis.c). */
+typedef struct {
+    int32_t row[8][16];
+    int32_t col[8][8][16]; /* per horizontal frequency u (group filters expanded) */
+    int32_t coarse[4][4][4];
+    int n; /* block size: 8 luma, 4 chroma */
+} plane_weights;
+
+typedef struct {
+    int w, h;           /* plane size */
+    int hb, wb;         /* block grid */
+    int32_t *canvas;    /* (h + n) x (w + n), zero between uses */
+    ptrdiff_t cstride;
+    int32_t *dc;        /* hb * wb */
+    uint8_t *nz;        /* hb * wb: block has any non-zero coefficient after the DC stage */
+    uint8_t *touched;   /* per macroblock row / column of the plane: any block written */
+} synth_plane;
+
+int synth_plane_alloc(synth_plane *s, int w, int h, int n);
+void synth_plane_free(synth_plane *s);
+void weights_expand(const snis_weights *w, plane_weights *luma, plane_weights *chroma);
+/* Add the synthesised residual of dequantised latents (1/4 pixel) to dst. */
+void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac,
+                    const uint8_t *f_ac, int stride_ac, const int16_t *k, const uint8_t *f_k,
+                    plane_t *dst);
+
+/* Entropy coding (entropy.c): one syntax function for both directions. */
+#define N_CONTEXTS 576
+typedef struct {
+    uint16_t p[N_CONTEXTS][2];
+} tier_contexts;
+void contexts_reset(tier_contexts *c);
+
+typedef struct {
+    uint8_t *buf;
+    size_t cap, pos;
+    const uint8_t *in;
+    size_t in_len;
+    uint64_t low;
+    uint32_t range, code;
+    uint8_t cache;
+    uint64_t cache_size;
+    int decoding;
+    size_t overrun;
+    int error;
+} rangecoder;
+
+int rc_encoder_init(rangecoder *rc, size_t capacity);
+void rc_decoder_init(rangecoder *rc, const uint8_t *data, size_t len);
+int rc_finish(rangecoder *rc, size_t *len); /* encoder: flush; payload is buf[0 .. len) */
+void rc_free(rangecoder *rc);
+
+typedef struct {
+    int tier, frame_type;
+    motion_t *motion;      /* tier 0 codes it, the others read it */
+    latents_t *q;          /* this tier */
+    const latents_t *lower; /* the lower tiers' sum (flags and values), NULL for tier 0 */
+    tier_contexts *ctx;
+} tier_job;
+int code_tier(rangecoder *rc, tier_job *job);
+#define MAX_OVERRUN 16
+
+/* Quantisation (quant.c). */
+void channel_steps(int step16, int n, int32_t *steps);
+void dequantize_add(latents_t *sum, const latents_t *q, int step16, int first);
+
+double now_us(void);
+
+#endif

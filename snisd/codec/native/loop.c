@@ -1,0 +1,159 @@
+/* The shared prediction loop (see loop.h). */
+#include <stdlib.h>
+
+#include "loop.h"
+
+static int weights_valid(const snis_weights *w)
+{
+    const int32_t *a = (const int32_t *)w;
+    size_t n = sizeof(*w) / sizeof(int32_t);
+    for (size_t i = 0; i < n; i++)
+        if (a[i] <= -(2 << SNIS_FRAC) || a[i] >= (2 << SNIS_FRAC))
+            return 0;
+    return 1;
+}
+
+int loop_init(loop_t *l, const snis_params *p, const snis_weights *w)
+{
+    memset(l, 0, sizeof(*l));
+    if (!p || !w || p->width < 16 || p->height < 16 || p->width > 8192 || p->height > 8192 || p->width % 2 ||
+        p->height % 2 || p->tiers < 1 || p->tiers > SNIS_MAX_TIERS || p->tier_step_log2 < 0 ||
+        p->tier_step_log2 > 64 || p->threads < 1 || p->threads > SNIS_MAX_THREADS || !weights_valid(w))
+        return SNIS_E_ARG;
+    l->p = *p;
+    l->wp = (p->width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    l->hp = (p->height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    l->hb = l->hp / 8;
+    l->wb = l->wp / 8;
+    l->mbw = l->wp / MB;
+    l->mbh = l->hp / MB;
+    weights_expand(w, &l->wl, &l->wc);
+    int err = 0;
+    l->pool = pool_create(p->threads);
+    err |= !l->pool;
+    err |= picture_alloc(&l->ref, l->wp, l->hp) || picture_alloc(&l->keyref, l->wp, l->hp) ||
+           picture_alloc(&l->pred, l->wp, l->hp) || picture_alloc(&l->recon, l->wp, l->hp) ||
+           picture_alloc(&l->keynew, l->wp, l->hp);
+    for (int k = 0; k < p->tiers && !err; k++)
+        err |= latents_alloc(&l->q[k], l->hb, l->wb) != 0;
+    err |= latents_alloc(&l->sum, l->hb, l->wb) != 0;
+    err |= motion_alloc(&l->motion, l->mbw, l->mbh) || motion_alloc(&l->prev_motion, l->mbw, l->mbh);
+    err |= synth_plane_alloc(&l->sy, l->wp, l->hp, 8) || synth_plane_alloc(&l->su, l->wp / 2, l->hp / 2, 4) ||
+           synth_plane_alloc(&l->sv, l->wp / 2, l->hp / 2, 4);
+    if (err) {
+        loop_free(l);
+        return SNIS_E_NOMEM;
+    }
+    picture_fill(&l->ref, 128);
+    picture_fill(&l->keyref, 128);
+    picture_fill(&l->pred, 128);
+    for (int k = 0; k < SNIS_MAX_TIERS; k++)
+        contexts_reset(&l->ctx[k]);
+    l->stats.total_mbs = l->mbw * l->mbh;
+    return SNIS_OK;
+}
+
+void loop_free(loop_t *l)
+{
+    pool_destroy(l->pool);
+    l->pool = NULL;
+    picture_free(&l->ref);
+    picture_free(&l->keyref);
+    picture_free(&l->pred);
+    picture_free(&l->recon);
+    picture_free(&l->keynew);
+    for (int k = 0; k < SNIS_MAX_TIERS; k++)
+        if (l->q[k].y_ac)
+            latents_free(&l->q[k]);
+    if (l->sum.y_ac)
+        latents_free(&l->sum);
+    motion_free(&l->motion);
+    motion_free(&l->prev_motion);
+    synth_plane_free(&l->sy);
+    synth_plane_free(&l->su);
+    synth_plane_free(&l->sv);
+}
+
+typedef struct {
+    loop_t *l;
+    const picture_t *ref;
+} mc_job;
+
+static void mc_row(void *arg, int mby)
+{
+    mc_job *j = (mc_job *)arg;
+    motion_compensate_row(&j->l->motion, j->ref, &j->l->pred, mby);
+}
+
+void loop_predict(loop_t *l, int frame_type)
+{
+    if (frame_type == SNIS_FRAME_I) {
+        memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
+        memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
+    }
+    mc_job j = {l, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref};
+    pool_run(l->pool, l->mbh, mc_row, &j);
+}
+
+static void synth_sum(loop_t *l, picture_t *dst)
+{
+    latents_t *s = &l->sum;
+    synthesize_add(l->pool, &l->sy, &l->wl, s->y_ac, s->f_y_ac, LAT_Y, s->y_k, s->f_y_k, &dst->p[0]);
+    synthesize_add(l->pool, &l->su, &l->wc, s->c_ac[0], s->f_c_ac[0], LAT_C, s->c_k[0], s->f_c_k[0], &dst->p[1]);
+    synthesize_add(l->pool, &l->sv, &l->wc, s->c_ac[1], s->f_c_ac[1], LAT_C, s->c_k[1], s->f_c_k[1], &dst->p[2]);
+}
+
+static void sum_tiers(loop_t *l, int from, int to, int qp)
+{
+    for (int k = from; k < to; k++)
+        dequantize_add(&l->sum, &l->q[k], snis_step16(qp, k, l->p.tiers, l->p.tier_step_log2), k == 0);
+}
+
+void loop_picture_of_tiers(loop_t *l, int tiers, picture_t *dst)
+{
+    picture_copy(dst, &l->pred);
+    sum_tiers(l, 0, tiers, l->qp);
+    synth_sum(l, dst);
+}
+
+void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
+{
+    double t0 = now_us();
+    int key = frame_type != SNIS_FRAME_P;
+    l->frame_type = frame_type;
+    l->qp = qp;
+    picture_copy(&l->recon, &l->pred);
+    sum_tiers(l, 0, 1, qp);
+    if (key) {
+        /* the key reference: prediction plus the base tier alone */
+        picture_copy(&l->keynew, &l->pred);
+        synth_sum(l, &l->keynew);
+        if (ntiers == 1)
+            picture_copy(&l->recon, &l->keynew);
+    }
+    if (!key || ntiers > 1) {
+        sum_tiers(l, 1, ntiers, qp);
+        synth_sum(l, &l->recon);
+    }
+    picture_t t = l->ref;
+    l->ref = l->recon;
+    l->recon = t;
+    picture_extend(&l->ref);
+    if (key) {
+        t = l->keyref;
+        l->keyref = l->keynew;
+        l->keynew = t;
+        picture_extend(&l->keyref);
+    }
+    l->stats.synthesis_us = now_us() - t0;
+}
+
+void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out)
+{
+    for (int c = 0; c < 3; c++) {
+        int w = c ? p->width / 2 : p->width, h = c ? p->height / 2 : p->height;
+        const plane_t *s = &pic->p[c];
+        for (int y = 0; y < h; y++)
+            memcpy(out->plane[c] + y * out->stride[c], s->data + y * s->stride, (size_t)w);
+    }
+}

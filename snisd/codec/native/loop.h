@@ -1,0 +1,40 @@
+/* The prediction loop that encoder and decoder share: one motion compensation, one synthesis
+ * of the summed tiers and one reference per frame, whatever the tier count.
+ *
+ * The loop is closed on the top tier that a decoder receives. Key pictures (K frames, the
+ * switch points) predict from the key reference instead: the base-tier picture of the last I or
+ * K frame, which every decoder has whatever tiers it dropped. So a decoder that lacks tiers
+ * drifts from the encoder's picture only until the next key picture, and any decoder can add
+ * tiers, or resume after a loss, there.
+ */
+#ifndef SNIS_LOOP_H
+#define SNIS_LOOP_H
+
+#include "internal.h"
+
+typedef struct {
+    snis_params p;
+    int wp, hp, hb, wb, mbw, mbh;
+    plane_weights wl, wc;
+    pool_t *pool;
+    picture_t ref, keyref, pred, recon, keynew;
+    latents_t q[SNIS_MAX_TIERS];
+    latents_t sum;
+    motion_t motion, prev_motion;
+    synth_plane sy, su, sv;
+    tier_contexts ctx[SNIS_MAX_TIERS];
+    snis_stats stats;
+    int frame_type, qp; /* of the last frame */
+} loop_t;
+
+int loop_init(loop_t *l, const snis_params *p, const snis_weights *w);
+void loop_free(loop_t *l);
+/* The prediction of a frame of this type into l->pred (motion in l->motion). */
+void loop_predict(loop_t *l, int frame_type);
+/* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. */
+void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers);
+/* The picture of the first `tiers` tiers of the last frame over its prediction, into dst. */
+void loop_picture_of_tiers(loop_t *l, int tiers, picture_t *dst);
+void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out);
+
+#endif

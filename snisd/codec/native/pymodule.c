@@ -1,0 +1,500 @@
+/* snisd.codec._native: the thin CPython binding of the native core.
+ *
+ * Arrays cross as buffers (numpy arrays, bytes), never copied; every call into the core
+ * releases the GIL, so capture and transport keep running while a frame is coded. An instance
+ * refuses to be entered from two threads at once (the core's instances are not re-entrant).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "snis.h"
+#include "simd.h"
+
+static PyObject *NativeError;
+
+static PyObject *raise_status(int st, int tier)
+{
+    const char *what = st == SNIS_E_NOMEM       ? "out of memory"
+                       : st == SNIS_E_ARG       ? "invalid argument"
+                       : st == SNIS_E_CORRUPT   ? "corrupt payload"
+                       : st == SNIS_E_TRUNCATED ? "truncated payload"
+                                                : "error";
+    PyObject *args = Py_BuildValue("(isi)", st, what, tier);
+    if (args) {
+        PyErr_SetObject(NativeError, args);
+        Py_DECREF(args);
+    }
+    return NULL;
+}
+
+/* A buffer of 1-byte items with `ndim` dimensions, the last one contiguous. */
+static int get_view(PyObject *obj, Py_buffer *v, int ndim, int writable, const char *name)
+{
+    if (PyObject_GetBuffer(obj, v, PyBUF_STRIDES | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (v->itemsize != 1 || v->ndim != ndim || v->strides[ndim - 1] != 1) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a %d-d array of bytes with a contiguous last axis", name, ndim);
+        PyBuffer_Release(v);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_weights(PyObject *obj, snis_weights *w)
+{
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0)
+        return -1;
+    if ((size_t)v.len != sizeof(*w)) {
+        PyErr_Format(PyExc_ValueError, "weights: %zd bytes, expected %zu", v.len, sizeof(*w));
+        PyBuffer_Release(&v);
+        return -1;
+    }
+    memcpy(w, v.buf, sizeof(*w));
+    PyBuffer_Release(&v);
+    return 0;
+}
+
+static PyObject *stats_dict(const snis_stats *s)
+{
+    return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
+                         s->predict_us, "quantize_us", s->quantize_us, "entropy_us", s->entropy_us, "synthesis_us",
+                         s->synthesis_us, "skipped_mbs", s->skipped_mbs, "intra_mbs", s->intra_mbs, "total_mbs",
+                         s->total_mbs, "error_tier", s->error_tier);
+}
+
+static int planes_out(PyObject *y, PyObject *u, PyObject *v, Py_buffer views[3], snis_image_out *img, int w, int h)
+{
+    PyObject *objs[3] = {y, u, v};
+    for (int c = 0; c < 3; c++) {
+        if (get_view(objs[c], &views[c], 2, 1, "plane") < 0) {
+            for (int i = 0; i < c; i++)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        int pw = c ? w / 2 : w, ph = c ? h / 2 : h;
+        if (views[c].shape[0] != ph || views[c].shape[1] != pw) {
+            PyErr_Format(PyExc_ValueError, "plane %d: shape (%zd, %zd), expected (%d, %d)", c, views[c].shape[0],
+                         views[c].shape[1], ph, pw);
+            for (int i = 0; i <= c; i++)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        img->plane[c] = (uint8_t *)views[c].buf;
+        img->stride[c] = views[c].strides[0];
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD snis_encoder *enc;
+    snis_params p;
+    int busy;
+} EncoderObject;
+
+static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", "tuning", NULL};
+    PyObject *wobj, *tobj = Py_None;
+    snis_params p;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO|O", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
+                                     &p.threads, &wobj, &tobj))
+        return -1;
+    snis_weights w;
+    if (parse_weights(wobj, &w) < 0)
+        return -1;
+    snis_tuning t;
+    snis_default_tuning(&t);
+    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
+                                             &t.lambda_q4, &t.intra_bias, &t.skip_sad_q4, &t.search_range))
+        return -1;
+    int st;
+    snis_encoder *e;
+    Py_BEGIN_ALLOW_THREADS e = snis_encoder_create(&p, &w, &t, &st);
+    Py_END_ALLOW_THREADS if (!e)
+    {
+        raise_status(st, -1);
+        return -1;
+    }
+    if (self->enc)
+        snis_encoder_destroy(self->enc);
+    self->enc = e;
+    self->p = p;
+    return 0;
+}
+
+static void Encoder_dealloc(EncoderObject *self)
+{
+    snis_encoder_destroy(self->enc);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int enter(int *busy)
+{
+    if (*busy) {
+        PyErr_SetString(PyExc_RuntimeError, "codec instance used from two threads at once");
+        return -1;
+    }
+    *busy = 1;
+    return 0;
+}
+
+static PyObject *Encoder_predict(EncoderObject *self, PyObject *args)
+{
+    PyObject *y, *u, *v, *ypad, *uvpad;
+    int ftype, qp;
+    if (!PyArg_ParseTuple(args, "OOOiiOO", &y, &u, &v, &ftype, &qp, &ypad, &uvpad))
+        return NULL;
+    if (!self->enc)
+        return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
+    Py_buffer in[3], yp, uvp;
+    PyObject *objs[3] = {y, u, v};
+    int got = 0;
+    snis_image_in img;
+    for (; got < 3; got++) {
+        if (get_view(objs[got], &in[got], 2, 0, "frame plane") < 0)
+            goto fail;
+        int pw = got ? self->p.width / 2 : self->p.width, ph = got ? self->p.height / 2 : self->p.height;
+        if (in[got].shape[0] != ph || in[got].shape[1] != pw) {
+            PyErr_Format(PyExc_ValueError, "frame plane %d: shape (%zd, %zd), expected (%d, %d)", got,
+                         in[got].shape[0], in[got].shape[1], ph, pw);
+            got++;
+            goto fail;
+        }
+        img.plane[got] = (const uint8_t *)in[got].buf;
+        img.stride[got] = in[got].strides[0];
+    }
+    if (get_view(ypad, &yp, 2, 1, "ypad") < 0)
+        goto fail;
+    if (get_view(uvpad, &uvp, 3, 1, "uvpad") < 0) {
+        PyBuffer_Release(&yp);
+        goto fail;
+    }
+    int st = SNIS_E_ARG;
+    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    int hp = (self->p.height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    if (yp.shape[0] == hp + 2 * SNIS_LUMA_CTX && yp.shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp.shape[0] == 2 &&
+        uvp.shape[1] == hp / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
+        enter(&self->busy) == 0) {
+        Py_BEGIN_ALLOW_THREADS st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0],
+                                                         (int8_t *)uvp.buf, uvp.strides[1], uvp.strides[0]);
+        Py_END_ALLOW_THREADS self->busy = 0;
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "residual buffers have the wrong shape");
+    }
+    PyBuffer_Release(&yp);
+    PyBuffer_Release(&uvp);
+    for (int i = 0; i < 3; i++)
+        PyBuffer_Release(&in[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK)
+        return raise_status(st, -1);
+    Py_RETURN_NONE;
+fail:
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&in[i]);
+    return NULL;
+}
+
+static int latent_tensor(PyObject *arr, PyObject *mult, PyObject *zp, int ndim, int nch, snis_latent_tensor *t,
+                         Py_buffer *v, const char *name)
+{
+    if (get_view(arr, v, ndim, 0, name) < 0)
+        return -1;
+    if (v->shape[ndim - 1] != nch) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd channels, expected %d", name, v->shape[ndim - 1], nch);
+        PyBuffer_Release(v);
+        return -1;
+    }
+    t->data = (const int8_t *)v->buf;
+    t->stride_p = ndim == 4 ? v->strides[0] : 0;
+    t->stride_i = v->strides[ndim - 3];
+    t->stride_j = v->strides[ndim - 2];
+    Py_buffer m, z;
+    if (PyObject_GetBuffer(mult, &m, PyBUF_SIMPLE) < 0)
+        goto bad;
+    if (PyObject_GetBuffer(zp, &z, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&m);
+        goto bad;
+    }
+    if (m.len != (Py_ssize_t)(nch * sizeof(int32_t)) || z.len != (Py_ssize_t)(nch * sizeof(int32_t))) {
+        PyErr_Format(PyExc_ValueError, "%s: multipliers and zero points must be %d int32 each", name, nch);
+        PyBuffer_Release(&m);
+        PyBuffer_Release(&z);
+        goto bad;
+    }
+    memset(t->mult, 0, sizeof(t->mult));
+    memset(t->zp, 0, sizeof(t->zp));
+    memcpy(t->mult, m.buf, (size_t)m.len);
+    memcpy(t->zp, z.buf, (size_t)z.len);
+    PyBuffer_Release(&m);
+    PyBuffer_Release(&z);
+    return 0;
+bad:
+    PyBuffer_Release(v);
+    return -1;
+}
+
+static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
+{
+    PyObject *a[4], *m[4], *z[4];
+    if (!PyArg_ParseTuple(args, "(OOOO)(OOOO)(OOOO)", &a[0], &a[1], &a[2], &a[3], &m[0], &m[1], &m[2], &m[3], &z[0],
+                          &z[1], &z[2], &z[3]))
+        return NULL;
+    if (!self->enc)
+        return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
+    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    int hp = (self->p.height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    static const int ndims[4] = {3, 3, 4, 4}, nchs[4] = {63, 4, 15, 4};
+    static const char *names[4] = {"y_ac", "y_coarse", "c_ac", "c_coarse"};
+    snis_latents lat;
+    snis_latent_tensor *ts[4] = {&lat.y_ac, &lat.y_coarse, &lat.c_ac, &lat.c_coarse};
+    Py_buffer views[4];
+    int got = 0;
+    for (; got < 4; got++) {
+        if (latent_tensor(a[got], m[got], z[got], ndims[got], nchs[got], ts[got], &views[got], names[got]) < 0)
+            goto fail;
+        int div = got % 2 ? 16 : 8, nd = ndims[got];
+        const Py_ssize_t *sh = views[got].shape;
+        if (sh[nd - 3] != hp / div || sh[nd - 2] != wp / div || (nd == 4 && sh[0] != 2)) {
+            PyErr_Format(PyExc_ValueError, "%s: wrong shape for a %dx%d picture", names[got], wp, hp);
+            got++;
+            goto fail;
+        }
+    }
+    int st = SNIS_E_ARG;
+    if (enter(&self->busy) == 0) {
+        Py_BEGIN_ALLOW_THREADS st = snis_encoder_code(self->enc, &lat);
+        Py_END_ALLOW_THREADS self->busy = 0;
+    }
+    for (int i = 0; i < 4; i++)
+        PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK)
+        return raise_status(st, -1);
+    PyObject *out = PyTuple_New(self->p.tiers);
+    if (!out)
+        return NULL;
+    for (int k = 0; k < self->p.tiers; k++) {
+        size_t len;
+        const uint8_t *b = snis_encoder_payload(self->enc, k, &len);
+        PyObject *bytes = PyBytes_FromStringAndSize((const char *)b, (Py_ssize_t)len);
+        if (!bytes) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(out, k, bytes);
+    }
+    return out;
+fail:
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    return NULL;
+}
+
+static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
+{
+    int tiers;
+    PyObject *y, *u, *v;
+    if (!PyArg_ParseTuple(args, "iOOO", &tiers, &y, &u, &v))
+        return NULL;
+    Py_buffer views[3];
+    snis_image_out img;
+    if (planes_out(y, u, v, views, &img, self->p.width, self->p.height) < 0)
+        return NULL;
+    int st = SNIS_E_ARG;
+    if (enter(&self->busy) == 0) {
+        Py_BEGIN_ALLOW_THREADS st = snis_encoder_reconstruction(self->enc, tiers, &img);
+        Py_END_ALLOW_THREADS self->busy = 0;
+    }
+    for (int i = 0; i < 3; i++)
+        PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK)
+        return raise_status(st, -1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Encoder_stats(EncoderObject *self, PyObject *Py_UNUSED(ignored))
+{
+    snis_stats s;
+    memset(&s, 0, sizeof(s));
+    snis_encoder_stats(self->enc, &s);
+    return stats_dict(&s);
+}
+
+static PyMethodDef Encoder_methods[] = {
+    {"predict", (PyCFunction)Encoder_predict, METH_VARARGS,
+     "predict(y, u, v, frame_type, qp, ypad, uvpad): motion, prediction and the padded int8 residual"},
+    {"code", (PyCFunction)Encoder_code, METH_VARARGS,
+     "code((y_ac, y_coarse, c_ac, c_coarse), multipliers, zero_points) -> one payload per tier"},
+    {"reconstruction", (PyCFunction)Encoder_reconstruction, METH_VARARGS,
+     "reconstruction(tiers, y, u, v): the last frame's picture with that many tiers"},
+    {"stats", (PyCFunction)Encoder_stats, METH_NOARGS, "stage times (us) and counters of the last frame"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject EncoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "snisd.codec._native.Encoder",
+    .tp_basicsize = sizeof(EncoderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Native SNIS encoder instance",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Encoder_init,
+    .tp_dealloc = (destructor)Encoder_dealloc,
+    .tp_methods = Encoder_methods,
+};
+
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD snis_decoder *dec;
+    snis_params p;
+    int busy;
+} DecoderObject;
+
+static int Decoder_init(DecoderObject *self, PyObject *args, PyObject *kw)
+{
+    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", NULL};
+    PyObject *wobj;
+    snis_params p;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
+                                     &p.threads, &wobj))
+        return -1;
+    snis_weights w;
+    if (parse_weights(wobj, &w) < 0)
+        return -1;
+    int st;
+    snis_decoder *d;
+    Py_BEGIN_ALLOW_THREADS d = snis_decoder_create(&p, &w, &st);
+    Py_END_ALLOW_THREADS if (!d)
+    {
+        raise_status(st, -1);
+        return -1;
+    }
+    if (self->dec)
+        snis_decoder_destroy(self->dec);
+    self->dec = d;
+    self->p = p;
+    return 0;
+}
+
+static void Decoder_dealloc(DecoderObject *self)
+{
+    snis_decoder_destroy(self->dec);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Decoder_decode(DecoderObject *self, PyObject *args)
+{
+    int ftype, qp, show;
+    PyObject *payloads, *y, *u, *v;
+    if (!PyArg_ParseTuple(args, "iiOiOOO", &ftype, &qp, &payloads, &show, &y, &u, &v))
+        return NULL;
+    if (!self->dec)
+        return PyErr_Format(PyExc_RuntimeError, "decoder not initialised");
+    if (!PyTuple_Check(payloads) || PyTuple_GET_SIZE(payloads) < 1 || PyTuple_GET_SIZE(payloads) > SNIS_MAX_TIERS)
+        return PyErr_Format(PyExc_ValueError, "payloads must be a tuple of 1..%d buffers", SNIS_MAX_TIERS);
+    int n = (int)PyTuple_GET_SIZE(payloads);
+    Py_buffer pv[SNIS_MAX_TIERS];
+    const uint8_t *ptr[SNIS_MAX_TIERS];
+    size_t len[SNIS_MAX_TIERS];
+    int got = 0;
+    for (; got < n; got++) {
+        if (PyObject_GetBuffer(PyTuple_GET_ITEM(payloads, got), &pv[got], PyBUF_SIMPLE) < 0)
+            break;
+        ptr[got] = (const uint8_t *)pv[got].buf;
+        len[got] = (size_t)pv[got].len;
+    }
+    Py_buffer views[3];
+    snis_image_out img;
+    int st = SNIS_E_ARG, have_out = 0;
+    if (got == n && planes_out(y, u, v, views, &img, self->p.width, self->p.height) == 0) {
+        have_out = 1;
+        if (enter(&self->busy) == 0) {
+            Py_BEGIN_ALLOW_THREADS st = snis_decoder_decode(self->dec, ftype, qp, n, ptr, len, show, &img);
+            Py_END_ALLOW_THREADS self->busy = 0;
+        }
+    }
+    for (int i = 0; i < got; i++)
+        PyBuffer_Release(&pv[i]);
+    if (have_out)
+        for (int i = 0; i < 3; i++)
+            PyBuffer_Release(&views[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK) {
+        snis_stats s;
+        snis_decoder_stats(self->dec, &s);
+        return raise_status(st, s.error_tier);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *Decoder_stats(DecoderObject *self, PyObject *Py_UNUSED(ignored))
+{
+    snis_stats s;
+    memset(&s, 0, sizeof(s));
+    snis_decoder_stats(self->dec, &s);
+    return stats_dict(&s);
+}
+
+static PyMethodDef Decoder_methods[] = {
+    {"decode", (PyCFunction)Decoder_decode, METH_VARARGS,
+     "decode(frame_type, qp, payloads, show_tiers, y, u, v): decode one frame into the planes"},
+    {"stats", (PyCFunction)Decoder_stats, METH_NOARGS, "stage times (us) and counters of the last frame"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject DecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "snisd.codec._native.Decoder",
+    .tp_basicsize = sizeof(DecoderObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Native SNIS decoder instance",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Decoder_init,
+    .tp_dealloc = (destructor)Decoder_dealloc,
+    .tp_methods = Decoder_methods,
+};
+
+static PyObject *py_step16(PyObject *self, PyObject *args)
+{
+    int qp, tier, tiers, ratio;
+    if (!PyArg_ParseTuple(args, "iiii", &qp, &tier, &tiers, &ratio))
+        return NULL;
+    return PyLong_FromLong(snis_step16(qp, tier, tiers, ratio));
+}
+
+static PyMethodDef module_methods[] = {
+    {"step16", py_step16, METH_VARARGS, "step16(qp, tier, tiers, tier_step_log2): quantiser step in 1/16 pixel"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", "SNIS-896 native core (C, SIMD)", -1,
+                                    module_methods};
+
+PyMODINIT_FUNC PyInit__native(void)
+{
+    if (PyType_Ready(&EncoderType) < 0 || PyType_Ready(&DecoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    NativeError = PyErr_NewException("snisd.codec._native.NativeError", NULL, NULL);
+    Py_INCREF(NativeError);
+    Py_INCREF(&EncoderType);
+    Py_INCREF(&DecoderType);
+    if (PyModule_AddObject(m, "NativeError", NativeError) < 0 ||
+        PyModule_AddObject(m, "Encoder", (PyObject *)&EncoderType) < 0 ||
+        PyModule_AddObject(m, "Decoder", (PyObject *)&DecoderType) < 0 ||
+        PyModule_AddStringConstant(m, "SIMD", SNIS_SIMD) < 0 || PyModule_AddIntConstant(m, "ALIGN", SNIS_ALIGN) < 0 ||
+        PyModule_AddIntConstant(m, "LUMA_CTX", SNIS_LUMA_CTX) < 0 ||
+        PyModule_AddIntConstant(m, "CHROMA_CTX", SNIS_CHROMA_CTX) < 0 ||
+        PyModule_AddIntConstant(m, "FRAC", SNIS_FRAC) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,79 @@
+/* Quantiser steps and dequantisation, shared by encoder and decoder.
+ *
+ * Steps are integers in 1/16 pixel: the top tier's step is 10 * 2^(qp/6) (0.625 * 2^(qp/6)
+ * pixels, H.264-like), each tier below it coarser by 2^(tier_step_log2/8). Powers of two are
+ * taken from a table of 2^(i/48), so every platform computes the same step. Within a tier the
+ * step of a channel grows with its frequency u+v (the eye and VMAF forgive the high ones).
+ * Tiers are embedded: tier k quantises what tiers < k left of the same latents, and the
+ * picture of k tiers is the synthesis of the sum of their dequantised values.
+ */
+#include "internal.h"
+
+/* round(2^16 * 2^(i/48)), i = 0..47 */
+static const uint32_t POW2_48[48] = {
+    65536, 66489, 67456, 68438, 69433, 70443, 71468, 72507, 73562, 74632, 75717, 76819,
+    77936, 79069, 80220, 81386, 82570, 83771, 84990, 86226, 87480, 88752, 90043, 91353,
+    92682, 94030, 95398, 96785, 98193, 99621, 101070, 102540, 104032, 105545, 107080, 108638,
+    110218, 111821, 113448, 115098, 116772, 118470, 120194, 121942, 123715, 125515, 127341, 129193};
+
+int snis_step16(int qp, int tier, int tiers, int tier_step_log2)
+{
+    int e = 8 * qp + 6 * tier_step_log2 * (tiers - 1 - tier); /* in 1/48 octave */
+    if (e < 0)
+        e = 0;
+    uint64_t v = (uint64_t)10 * POW2_48[e % 48];
+    int sh = e / 48;
+    v = sh >= 16 ? v << (sh - 16) : (v + ((uint64_t)1 << (15 - sh))) >> (16 - sh);
+    if (v > 1u << 20)
+        v = 1u << 20;
+    return v < 1 ? 1 : (int)v;
+}
+
+/* Per-channel steps of an n x n block (channel u*n+v-1): step * (1 + (u+v) / (2(n-1))). */
+void channel_steps(int step16, int n, int32_t *steps)
+{
+    int d = 2 * (n - 1);
+    for (int c = 0; c < n * n - 1; c++) {
+        int u = (c + 1) / n, v = (c + 1) % n;
+        int64_t s = ((int64_t)step16 * (d + u + v) + d / 2) / d;
+        steps[c] = s < 1 ? 1 : (int32_t)s;
+    }
+}
+
+static inline int16_t clamp_sum(int32_t v) { return (int16_t)clampi(v, -DEQ_LIMIT, DEQ_LIMIT); }
+
+static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, size_t blocks, int stride,
+                      int nch, const int32_t *steps, int first)
+{
+    for (size_t b = 0; b < blocks; b++) {
+        if (!fq[b]) {
+            if (first)
+                fsum[b] = 0;
+            continue;
+        }
+        int16_t *s = sum + b * (size_t)stride;
+        const int16_t *x = q + b * (size_t)stride;
+        if (first || !fsum[b]) {
+            for (int c = 0; c < nch; c++)
+                s[c] = clamp_sum(dequant1(x[c], steps[c]));
+        } else {
+            for (int c = 0; c < nch; c++)
+                s[c] = clamp_sum(s[c] + dequant1(x[c], steps[c]));
+        }
+        fsum[b] = 1;
+    }
+}
+
+void dequantize_add(latents_t *sum, const latents_t *q, int step16, int first)
+{
+    int32_t sy[63], sc[15], sk[4] = {step16, step16, step16, step16};
+    channel_steps(step16, 8, sy);
+    channel_steps(step16, 4, sc);
+    size_t nb = (size_t)q->hb * q->wb, nk = (size_t)(q->hb / 2) * (q->wb / 2);
+    deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, nb, LAT_Y, 63, sy, first);
+    deq_plane(sum->y_k, sum->f_y_k, q->y_k, q->f_y_k, nk, LAT_K, 4, sk, first);
+    for (int p = 0; p < 2; p++) {
+        deq_plane(sum->c_ac[p], sum->f_c_ac[p], q->c_ac[p], q->f_c_ac[p], nb, LAT_C, 15, sc, first);
+        deq_plane(sum->c_k[p], sum->f_c_k[p], q->c_k[p], q->f_c_k[p], nk, LAT_K, 4, sk, first);
+    }
+}

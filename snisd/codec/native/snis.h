@@ -1,0 +1,143 @@
+/* SNIS-896 native core: the public C API.
+ *
+ * One encoder or decoder instance per stream; no global state, so instances on different
+ * threads never interfere. All arithmetic that reaches the bitstream or the reconstruction is
+ * integer, so x86-64 and aarch64 produce the same bytes and the same pictures.
+ *
+ * The encoder runs in two stages around the analysis transform, which is the int8 LiteRT model
+ * run by the caller: snis_encoder_predict() does motion estimation and compensation and writes
+ * the padded int8 residual the model reads; snis_encoder_code() quantises the model's latents
+ * into every tier, entropy-codes them and reconstructs. The decoder is one call per frame.
+ */
+#ifndef SNIS_H
+#define SNIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SNIS_MAX_TIERS 8
+#define SNIS_MAX_THREADS 16
+#define SNIS_FRAC 12 /* fractional bits of the fixed-point synthesis weights */
+#define SNIS_ALIGN 32 /* pictures are padded to a multiple of this (the macroblock size) */
+#define SNIS_LUMA_CTX 12 /* samples of symmetric padding around the luma residual */
+#define SNIS_CHROMA_CTX 6
+
+enum snis_status {
+    SNIS_OK = 0,
+    SNIS_E_NOMEM = -1,
+    SNIS_E_ARG = -2,     /* a caller error: sizes, tier counts, null pointers */
+    SNIS_E_CORRUPT = -3, /* a payload decodes to an impossible value */
+    SNIS_E_TRUNCATED = -4, /* a payload ends long before its syntax does */
+};
+
+enum snis_frame_type {
+    SNIS_FRAME_I = 0, /* keyframe: no prediction across frames */
+    SNIS_FRAME_P = 1, /* predicted from the previous reconstruction */
+    SNIS_FRAME_K = 2, /* key picture: predicted from the base tier of the last I or K frame */
+};
+
+/* Synthesis weights in SNIS_FRAC-bit fixed point; |w| < 2.0 (checked). */
+typedef struct {
+    int32_t luma_row[8][16];
+    int32_t luma_col[4][8][16];
+    int32_t luma_coarse[4][4][4];
+    int32_t chroma_row[4][8];
+    int32_t chroma_col[3][4][8];
+    int32_t chroma_coarse[4][4][4];
+} snis_weights;
+
+typedef struct {
+    int width, height;  /* luma size, even */
+    int tiers;          /* 1..SNIS_MAX_TIERS */
+    int tier_step_log2; /* step ratio between adjacent tiers in 1/8 octaves, 0..64 */
+    int threads;        /* 1..SNIS_MAX_THREADS; the output does not depend on it */
+} snis_params;
+
+/* Encoder choices that never change the decoder: the stream stays the same syntax. */
+typedef struct {
+    int round_intra;  /* dead-zone rounding offsets in 1/64 of a step */
+    int round_inter;
+    int round_lower;  /* tiers below the top, which later tiers refine */
+    int lambda_q4;    /* motion lambda per unit of quantiser step, in 1/16 */
+    int intra_bias;   /* lambda-weighted bits an intra macroblock must win by */
+    int skip_sad_q4;  /* a macroblock whose residual SAD per pixel is below this (1/16 of the
+                         base step) codes nothing and is not quantised */
+    int search_range; /* integer-pel search limit */
+} snis_tuning;
+
+typedef struct {
+    const uint8_t *plane[3];
+    ptrdiff_t stride[3];
+} snis_image_in;
+
+typedef struct {
+    uint8_t *plane[3];
+    ptrdiff_t stride[3];
+} snis_image_out;
+
+/* One int8 latent tensor of the analysis output: element (i, j, c) is at
+ * data[i * stride_i + j * stride_j + c] (plus stride_p per chroma plane). Its value in 1/16
+ * pixel units is ((q - zp[c]) * mult[c] + 2^15) >> 16. */
+typedef struct {
+    const int8_t *data;
+    ptrdiff_t stride_p, stride_i, stride_j;
+    int32_t mult[64];
+    int32_t zp[64];
+} snis_latent_tensor;
+
+typedef struct {
+    snis_latent_tensor y_ac;     /* (Hp/8, Wp/8, 63), channel u*8+v-1 */
+    snis_latent_tensor y_coarse; /* (Hp/16, Wp/16, 4) */
+    snis_latent_tensor c_ac;     /* (2, Hp/8, Wp/8, 15), channel u*4+v-1 */
+    snis_latent_tensor c_coarse; /* (2, Hp/16, Wp/16, 4) */
+} snis_latents;
+
+/* Stage times of the last frame in microseconds, and counters. */
+typedef struct {
+    double motion_us, predict_us, quantize_us, entropy_us, synthesis_us;
+    int skipped_mbs, intra_mbs, total_mbs;
+    int error_tier; /* decoder: the tier whose payload failed in the last call, or -1 */
+} snis_stats;
+
+typedef struct snis_encoder snis_encoder;
+typedef struct snis_decoder snis_decoder;
+
+void snis_default_tuning(snis_tuning *t);
+/* Quantiser step of a tier in 1/16 pixel units (exact integer, the same everywhere). */
+int snis_step16(int qp, int tier, int tiers, int tier_step_log2);
+
+snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t,
+                                  int *status);
+void snis_encoder_destroy(snis_encoder *e);
+/* Stage 1. ypad: (Hp+24) x (Wp+24) int8, row stride ypad_stride; uvpad: 2 planes of
+ * (Hp/2+12) x (Wp/2+12), row stride uv_stride, plane stride uv_plane_stride. */
+int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_type, int qp,
+                         int8_t *ypad, ptrdiff_t ypad_stride, int8_t *uvpad, ptrdiff_t uv_stride,
+                         ptrdiff_t uv_plane_stride);
+/* Stage 2. After it, snis_encoder_payload() gives each tier's entropy-coded payload. */
+int snis_encoder_code(snis_encoder *e, const snis_latents *lat);
+const uint8_t *snis_encoder_payload(const snis_encoder *e, int tier, size_t *len);
+/* The encoder's reconstruction of the last frame with `tiers` tiers: the picture a decoder
+ * shows that has all tiers < `tiers` of this frame and every tier of the frames before it
+ * (`tiers` = all: exactly what every full decoder shows). Cropped to width x height. */
+int snis_encoder_reconstruction(snis_encoder *e, int tiers, snis_image_out *out);
+void snis_encoder_stats(const snis_encoder *e, snis_stats *s);
+
+snis_decoder *snis_decoder_create(const snis_params *p, const snis_weights *w, int *status);
+void snis_decoder_destroy(snis_decoder *d);
+/* Decode tiers 0..ntiers-1 of one frame (payloads without the chunk headers). The reference
+ * for the next frame is the picture of all ntiers tiers; `out` receives the picture of the
+ * first show_tiers tiers (show_tiers = ntiers normally). On an error nothing is written and
+ * the reference is left unchanged. */
+int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, const uint8_t *const payload[],
+                        const size_t len[], int show_tiers, snis_image_out *out);
+void snis_decoder_stats(const snis_decoder *d, snis_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

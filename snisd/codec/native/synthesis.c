@@ -1,0 +1,241 @@
+/* Synthesis transform: dequantised latents back to a residual picture, in integer arithmetic.
+ *
+ * The mirror of the analysis: a 1/16-scale coarse stage rebuilds the DC plane (contributions
+ * beyond the picture fold back onto their mirror block), then every block with a non-zero
+ * coefficient spreads its coefficients over a lapped window of twice the block size, columns
+ * first, then rows, into a canvas with a margin of half a block; the margins fold back (the
+ * adjoint of the analysis' symmetric extension) and the result is added to the prediction.
+ * Only blocks that code something cost anything, and only the canvas tiles they touch are read
+ * back and cleared. Block rows of one parity never overlap, so each parity runs in parallel.
+ */
+#include <stdlib.h>
+
+#include "internal.h"
+
+static const int LUMA_GROUPS[8] = {0, 1, 2, 2, 3, 3, 3, 3};
+static const int CHROMA_GROUPS[4] = {0, 1, 2, 2};
+
+void weights_expand(const snis_weights *w, plane_weights *luma, plane_weights *chroma)
+{
+    memset(luma, 0, sizeof(*luma));
+    memset(chroma, 0, sizeof(*chroma));
+    luma->n = 8;
+    chroma->n = 4;
+    for (int u = 0; u < 8; u++) {
+        for (int t = 0; t < 16; t++)
+            luma->row[u][t] = w->luma_row[u][t];
+        for (int v = 0; v < 8; v++)
+            for (int t = 0; t < 16; t++)
+                luma->col[u][v][t] = w->luma_col[LUMA_GROUPS[u]][v][t];
+    }
+    for (int u = 0; u < 4; u++) {
+        for (int t = 0; t < 8; t++)
+            chroma->row[u][t] = w->chroma_row[u][t];
+        for (int v = 0; v < 4; v++)
+            for (int t = 0; t < 8; t++)
+                chroma->col[u][v][t] = w->chroma_col[CHROMA_GROUPS[u]][v][t];
+    }
+    memcpy(luma->coarse, w->luma_coarse, sizeof(luma->coarse));
+    memcpy(chroma->coarse, w->chroma_coarse, sizeof(chroma->coarse));
+}
+
+int synth_plane_alloc(synth_plane *s, int w, int h, int n)
+{
+    memset(s, 0, sizeof(*s));
+    s->w = w;
+    s->h = h;
+    s->hb = h / n;
+    s->wb = w / n;
+    s->cstride = w + n;
+    s->canvas = (int32_t *)calloc((size_t)(h + n) * (size_t)s->cstride, sizeof(int32_t));
+    s->dc = (int32_t *)calloc((size_t)s->hb * s->wb, sizeof(int32_t));
+    s->nz = (uint8_t *)calloc((size_t)s->hb * s->wb, 1);
+    s->touched = (uint8_t *)calloc((size_t)s->hb * s->wb, 1);
+    if (!s->canvas || !s->dc || !s->nz || !s->touched) {
+        synth_plane_free(s);
+        return SNIS_E_NOMEM;
+    }
+    return SNIS_OK;
+}
+
+void synth_plane_free(synth_plane *s)
+{
+    free(s->canvas);
+    free(s->dc);
+    free(s->nz);
+    free(s->touched);
+    memset(s, 0, sizeof(*s));
+}
+
+static int fold(int i, int n)
+{
+    if (i < 0)
+        return -1 - i;
+    if (i >= n)
+        return 2 * n - 1 - i;
+    return i;
+}
+
+typedef struct {
+    synth_plane *s;
+    const plane_weights *pw;
+    const int16_t *ac;
+    const uint8_t *f_ac;
+    int stride_ac;
+    int parity;
+    plane_t *dst;
+} synth_job;
+
+SNIS_HOT static void synth_block_row(void *arg, int index)
+{
+    synth_job *job = (synth_job *)arg;
+    synth_plane *s = job->s;
+    const plane_weights *pw = job->pw;
+    int n = pw->n, taps = 2 * n, i = 2 * index + job->parity;
+    if (i >= s->hb)
+        return;
+    int32_t coef[8][8];
+    int32_t t[8][16];
+    int us[8];
+    for (int j = 0; j < s->wb; j++) {
+        int b = i * s->wb + j;
+        if (!s->nz[b])
+            continue;
+        const int16_t *a = job->ac + (size_t)b * job->stride_ac;
+        int has_ac = job->f_ac[b];
+        coef[0][0] = s->dc[b];
+        for (int c = 1; c < n * n; c++)
+            coef[c / n][c % n] = has_ac ? a[c - 1] : 0; /* a block without AC flag holds stale values */
+        int nu = 0;
+        for (int u = 0; u < n; u++) {
+            int any = 0;
+            for (int v = 0; v < n; v++)
+                any |= coef[u][v];
+            if (!any)
+                continue;
+            int32_t *tu = t[nu];
+            for (int yy = 0; yy < taps; yy++)
+                tu[yy] = 0;
+            for (int v = 0; v < n; v++) {
+                int32_t cv = coef[u][v];
+                if (!cv)
+                    continue;
+                const int32_t *k = pw->col[u][v];
+                for (int yy = 0; yy < taps; yy++)
+                    tu[yy] = wadd(tu[yy], wmul(k[yy], cv));
+            }
+            for (int yy = 0; yy < taps; yy++)
+                tu[yy] = wadd(tu[yy], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
+            us[nu++] = u;
+        }
+        int32_t *cv0 = s->canvas + (ptrdiff_t)(i * n) * s->cstride + j * n;
+        for (int m = 0; m < nu; m++) {
+            const int32_t *r = pw->row[us[m]];
+            for (int yy = 0; yy < taps; yy++) {
+                int32_t tv = t[m][yy];
+                if (!tv)
+                    continue;
+                int32_t *row = cv0 + yy * s->cstride;
+                for (int xx = 0; xx < taps; xx++)
+                    row[xx] = (int32_t)((uint32_t)row[xx] + (uint32_t)r[xx] * (uint32_t)tv);
+            }
+        }
+    }
+}
+
+SNIS_HOT static void synth_readback_row(void *arg, int i)
+{
+    synth_job *job = (synth_job *)arg;
+    synth_plane *s = job->s;
+    int n = job->pw->n, half = n / 2;
+    const int shift = SNIS_FRAC + 2;
+    const int32_t rnd = 1 << (shift - 1);
+    for (int j = 0; j < s->wb; j++) {
+        if (!s->touched[i * s->wb + j])
+            continue;
+        s->touched[i * s->wb + j] = 0;
+        for (int y = i * n; y < i * n + n; y++) {
+            int32_t *cv = s->canvas + (ptrdiff_t)(y + half) * s->cstride + half + j * n;
+            uint8_t *d = job->dst->data + y * job->dst->stride + j * n;
+            for (int x = 0; x < n; x++) {
+                d[x] = clip8(d[x] + (wadd(cv[x], rnd) >> shift));
+                cv[x] = 0;
+            }
+        }
+    }
+}
+
+void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac,
+                    int stride_ac, const int16_t *k, const uint8_t *f_k, plane_t *dst)
+{
+    int hb = s->hb, wb = s->wb, n = pw->n, half = n / 2;
+    /* 1. coarse latents -> DC plane */
+    memset(s->dc, 0, (size_t)hb * wb * sizeof(int32_t));
+    int any = 0;
+    for (int ii = 0; ii < hb / 2; ii++)
+        for (int jj = 0; jj < wb / 2; jj++) {
+            int p = ii * (wb / 2) + jj;
+            if (!f_k[p])
+                continue;
+            const int16_t *c = k + (size_t)p * LAT_K;
+            for (int kk = 0; kk < 4; kk++) {
+                if (!c[kk])
+                    continue;
+                for (int a = 0; a < 4; a++) {
+                    int y = fold(2 * ii - 1 + a, hb);
+                    for (int b = 0; b < 4; b++) {
+                        int x = fold(2 * jj - 1 + b, wb);
+                        s->dc[y * wb + x] = wadd(s->dc[y * wb + x], wmul(pw->coarse[kk][a][b], c[kk]));
+                    }
+                }
+            }
+        }
+    for (int b = 0; b < hb * wb; b++) {
+        s->dc[b] = wadd(s->dc[b], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
+        s->nz[b] = (uint8_t)(f_ac[b] || s->dc[b]);
+        any |= s->nz[b];
+    }
+    if (!any)
+        return;
+    /* 2. mark the tiles each coded block's window touches */
+    for (int i = 0; i < hb; i++)
+        for (int j = 0; j < wb; j++) {
+            if (!s->nz[i * wb + j])
+                continue;
+            for (int y = i - 1; y <= i + 1; y++)
+                for (int x = j - 1; x <= j + 1; x++)
+                    if (y >= 0 && y < hb && x >= 0 && x < wb)
+                        s->touched[y * wb + x] = 1;
+        }
+    /* 3. column and row stages, even block rows then odd ones */
+    synth_job job = {s, pw, ac, f_ac, stride_ac, 0, dst};
+    int rows = (hb + 1) / 2;
+    pool_run(pool, rows, synth_block_row, &job);
+    job.parity = 1;
+    pool_run(pool, hb / 2, synth_block_row, &job);
+    /* 4. fold the margins back onto the picture (rows over the full width, then columns) */
+    int32_t *cv = s->canvas;
+    ptrdiff_t cs = s->cstride;
+    int h = s->h, w = s->w;
+    for (int m = 0; m < half; m++) {
+        int32_t *top_in = cv + (half + m) * cs, *top_out = cv + (half - 1 - m) * cs;
+        int32_t *bot_in = cv + (half + h - 1 - m) * cs, *bot_out = cv + (half + h + m) * cs;
+        for (int x = 0; x < w + n; x++) {
+            top_in[x] = wadd(top_in[x], top_out[x]);
+            top_out[x] = 0;
+            bot_in[x] = wadd(bot_in[x], bot_out[x]);
+            bot_out[x] = 0;
+        }
+    }
+    for (int y = 0; y < h + n; y++) {
+        int32_t *row = cv + y * cs;
+        for (int m = 0; m < half; m++) {
+            row[half + m] = wadd(row[half + m], row[half - 1 - m]);
+            row[half - 1 - m] = 0;
+            row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
+            row[half + w + m] = 0;
+        }
+    }
+    /* 5. add to the prediction and clear what was used */
+    pool_run(pool, hb, synth_readback_row, &job);
+}
