@@ -1,122 +1,131 @@
-"""Codec speed at 1080p: SNIS encode and decode per stage, and x264 on the same frames, one run.
+"""Codec speed at 1080p: SNIS encode (3 tiers and 1 tier) and decode per stage, against x264
+ultrafast and FFmpeg's H.264 decoder on the same frames, in one run.
 
-    python tools/bench_speed.py --frames 30            # one core (process pinned to CPU 0)
-    python tools/bench_speed.py --frames 30 --cores 2  # both cores, LiteRT with 2 threads
+    python tools/bench_speed.py --clip CLIP --frames 30              # one core (pinned to CPU 0)
+    python tools/bench_speed.py --clip CLIP --frames 30 --threads 2  # both cores
 
-The 1080p frames are the first N frames of ../shared/media/cockatoo.mp4 (1280x720) upscaled to
-1920x1080 with Lanczos (FFmpeg's swscale through PyAV). x264 runs in the same process through
-PyAV's libx264 with `-preset ultrafast -tune zerolatency`, single-threaded, on the same frames.
-Medians are reported; the first frame (a keyframe) and numba's first-call loading are excluded
-from the P-frame medians. Peak RSS is the process's maximum resident set size after SNIS encode and decode (frames
-are generated one at a time; the coded frames are kept for the decode pass).
+The 1080p frames are the clip's first N frames upscaled to 1920x1080 with Lanczos (FFmpeg's
+swscale through PyAV), held in memory so every coder sees the same frames. x264 runs in the same
+process through PyAV's libx264 (`-preset ultrafast -tune zerolatency`, one thread); its output is
+decoded by FFmpeg's H.264 decoder (one thread). Medians over the P-frames are reported (the
+first frame, a keyframe, is listed on its own); ratios are of medians from this run.
 """
 
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 import json
 import os
 import resource
 import statistics
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from snisd.capture.file import video_frame_to_frame
+from snisd.codec.decoder import Decoder
+from snisd.codec.encoder import Encoder, EncoderConfig
 
-from snisd.capture.file import iter_frames, video_frame_to_frame  # noqa: E402
-from snisd.codec.decoder import Decoder  # noqa: E402
-from snisd.codec.encoder import Encoder, EncoderConfig  # noqa: E402
-from snisd.frame import Frame  # noqa: E402
-
-STAGES = ("motion", "prediction", "analysis", "quantize", "entropy", "synthesis")
+STAGES = ("motion_us", "predict_us", "analysis_us", "quantize_us", "entropy_us", "synthesis_us")
 
 
-def frames_1080p(clip: str, n: int):
-    """The clip's first n frames upscaled to 1080p, generated lazily (not held in memory)."""
+def frames_1080p(clip: str, n: int) -> list:
+    out = []
     with av.open(clip) as c:
         for i, vf in enumerate(c.decode(video=0)):
             if i >= n:
                 break
             big = vf.reformat(width=1920, height=1080, format="yuv420p", interpolation="LANCZOS")
-            yield video_frame_to_frame(big, i * 50_000)
+            out.append(video_frame_to_frame(big, i * 50_000))
+    return out
 
 
-def x264_ms(frames, qp: int) -> tuple[list[float], int]:
+def x264(frames, qp: int) -> tuple[list[float], list[float], int]:
+    """Per-frame x264 ultrafast encode ms, FFmpeg H.264 decode ms of its output, and bytes."""
     codec = av.CodecContext.create("libx264", "w")
     codec.width, codec.height, codec.pix_fmt = 1920, 1080, "yuv420p"
     codec.time_base = Fraction(1, 20)
     codec.options = {"preset": "ultrafast", "tune": "zerolatency", "threads": "1", "qp": str(qp)}
     codec.thread_count = 1
-    times, size = [], 0
+    times, packets = [], []
     for i, f in enumerate(frames):
         vf = av.VideoFrame(1920, 1080, "yuv420p")
         for plane, arr in zip(vf.planes, (f.y, f.u, f.v)):
-            stride = plane.line_size
-            buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, stride)
+            buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
             buf[: arr.shape[0], : arr.shape[1]] = arr
         vf.pts = i
         t0 = time.perf_counter()
-        packets = codec.encode(vf)
+        out = codec.encode(vf)
         times.append((time.perf_counter() - t0) * 1000)
-        size += sum(p.size for p in packets)
-    for p in codec.encode(None):
-        size += p.size
-    return times, size
+        packets.extend(out)
+    packets.extend(codec.encode(None))
+    dec = av.CodecContext.create("h264", "r")
+    dec.thread_count = 1
+    dtimes = []
+    for p in packets:
+        t0 = time.perf_counter()
+        dec.decode(p)
+        dtimes.append((time.perf_counter() - t0) * 1000)
+    return times, dtimes, sum(p.size for p in packets)
+
+
+def snis(frames, tiers: int, qp: int, threads: int):
+    enc = Encoder(EncoderConfig(1920, 1080, 20, 1, tiers=tiers, qp=qp, threads=threads))
+    total, coded = [], []
+    for f in frames:
+        t0 = time.perf_counter()
+        coded.append(enc.encode(f))
+        total.append((time.perf_counter() - t0) * 1000)
+    stages = list(enc.times.stages)
+    return enc, total, coded, stages
+
+
+def med(v: list[float]) -> float:
+    return round(statistics.median(v[1:] if len(v) > 2 else v), 2)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "cockatoo.mp4"))
+    ap.add_argument("--clip", required=True, help="a natural video clip (any file PyAV reads)")
     ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--cores", type=int, default=1, choices=(1, 2))
+    ap.add_argument("--threads", type=int, default=1, help="cores and codec threads (1 or 2 here)")
     ap.add_argument("--qp", type=int, default=30)
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--json", default="", help="also write the results here")
     args = ap.parse_args()
-    os.sched_setaffinity(0, set(range(args.cores)))
-    enc = Encoder(EncoderConfig(1920, 1080, 20, 1, tiers=args.tiers, qp=args.qp, threads=args.cores))
-    stage_ms = {s: [] for s in STAGES}
-    total_ms, coded = [], []
-    for f in frames_1080p(args.clip, args.frames):
-        before = {s: getattr(enc.times, s) for s in STAGES}
-        t0 = time.perf_counter()
-        coded.append(enc.encode(f))
-        total_ms.append((time.perf_counter() - t0) * 1000)
-        for s in STAGES:
-            stage_ms[s].append((getattr(enc.times, s) - before[s]) * 1000)
-    dec = Decoder(enc.sequence_header, synthesis=enc.synthesis)
-    dstage = {s: [] for s in ("entropy", "prediction", "synthesis")}
+    os.sched_setaffinity(0, set(range(args.threads)))
+    frames = frames_1080p(args.clip, args.frames)
+    enc, total, coded, stages = snis(frames, args.tiers, args.qp, args.threads)
+    _, total1, coded1, _ = snis(frames, 1, args.qp, args.threads)
+    dec = Decoder(enc.sequence_header, synthesis=enc.synthesis, threads=args.threads)
     dec_ms = []
     for ef in coded:
-        before = {s: getattr(dec.times, s) for s in dstage}
         t0 = time.perf_counter()
         dec.decode(ef)
         dec_ms.append((time.perf_counter() - t0) * 1000)
-        for s in dstage:
-            dstage[s].append((getattr(dec.times, s) - before[s]) * 1000)
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     os.sched_setaffinity(0, {0})
-    xt, xsize = x264_ms(frames_1080p(args.clip, args.frames), args.qp)
-
-    def med(v: list[float]) -> float:
-        return round(statistics.median(v[1:] if len(v) > 2 else v), 2)
-
+    xt, xd, xsize = x264(frames, args.qp)
     res = {
-        "frames": len(total_ms), "cores": args.cores, "qp": args.qp, "tiers": args.tiers,
-        "load_avg": os.getloadavg()[0],
-        "snis_encode_ms": med(total_ms), "snis_encode_stages_ms": {s: med(v) for s, v in stage_ms.items()},
-        "snis_keyframe_encode_ms": round(total_ms[0], 1),
-        "snis_decode_ms": med(dec_ms), "snis_decode_stages_ms": {s: med(v) for s, v in dstage.items()},
+        "frames": len(total), "threads": args.threads, "qp": args.qp, "tiers": args.tiers,
+        "load_avg": round(os.getloadavg()[0], 2),
+        "snis_encode_ms": med(total), "snis_encode_1tier_ms": med(total1),
+        "tiers_over_one_tier": round(med(total) / med(total1), 2),
+        "snis_encode_stages_ms": {s[:-3]: round(statistics.median([st[s] for st in stages[1:]]) / 1000, 2)
+                                  for s in STAGES},
+        "skipped_mb_fraction": round(statistics.median([st["skipped_mbs"] / st["total_mbs"] for st in stages[1:]]), 3),
+        "snis_keyframe_encode_ms": round(total[0], 1),
+        "snis_decode_ms": med(dec_ms),
         "snis_kbytes": round(sum(e.size for e in coded) / 1024, 1),
-        "x264_ultrafast_ms": med(xt), "x264_kbytes": round(xsize / 1024, 1),
-        "encode_ratio_snis_over_x264": round(med(total_ms) / med(xt), 1),
-        "peak_rss_mb_after_snis": round(rss_mb, 1),
+        "snis_1tier_kbytes": round(sum(e.size for e in coded1) / 1024, 1),
+        "x264_ultrafast_ms": med(xt), "ffmpeg_h264_decode_ms": med(xd), "x264_kbytes": round(xsize / 1024, 1),
+        "encode_ratio_snis_over_x264": round(med(total) / med(xt), 2),
+        "decode_ratio_snis_over_ffmpeg": round(med(dec_ms) / med(xd), 2),
+        "peak_rss_mb": round(rss_mb, 1),
     }
     print(json.dumps(res, indent=1))
     if args.json:

@@ -7,8 +7,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "snis.h"
+#include "rangecoder.h"
 #include "simd.h"
+#include "snis.h"
 
 static PyObject *NativeError;
 
@@ -468,7 +469,66 @@ static PyObject *py_step16(PyObject *self, PyObject *args)
     return PyLong_FromLong(snis_step16(qp, tier, tiers, ratio));
 }
 
+/* The range coder on its own, for property tests: symbol i has kind[i] (0 adaptive bit,
+ * 1 bypass bit, 2 Exp-Golomb value), context ctx[i] (0..63) and value[i] (int32). */
+static PyObject *py_rc_code(PyObject *self, PyObject *args)
+{
+    Py_buffer kinds, ctxs, vals, data;
+    int decoding;
+    if (!PyArg_ParseTuple(args, "py*y*y*y*", &decoding, &kinds, &ctxs, &vals, &data))
+        return NULL;
+    Py_ssize_t n = kinds.len;
+    PyObject *result = NULL;
+    if (ctxs.len != n || vals.len != n * (Py_ssize_t)sizeof(int32_t)) {
+        PyErr_SetString(PyExc_ValueError, "kinds, ctxs and values must describe the same symbols");
+        goto done;
+    }
+    uint16_t probs[64 + 8][2];
+    for (int i = 0; i < 72; i++)
+        probs[i][0] = probs[i][1] = PROB_ONE / 2;
+    rangecoder rc;
+    if (decoding) {
+        rc_decoder_init(&rc, (const uint8_t *)data.buf, (size_t)data.len);
+    } else if (rc_encoder_init(&rc, 256) != SNIS_OK) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    const uint8_t *k = (const uint8_t *)kinds.buf, *c = (const uint8_t *)ctxs.buf;
+    int32_t *out = (int32_t *)PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    const int32_t *v = (const int32_t *)vals.buf;
+    for (Py_ssize_t i = 0; out && i < n; i++) {
+        int ctx = c[i] & 63;
+        if (k[i] == 0)
+            out[i] = rc_bit(&rc, probs[ctx], v[i] & 1);
+        else if (k[i] == 1)
+            out[i] = rc_bypass(&rc, v[i] & 1);
+        else
+            out[i] = (int32_t)rc_expgolomb(&rc, &probs[ctx], 8, (uint32_t)v[i]);
+    }
+    if (!out) {
+        PyErr_NoMemory();
+    } else if (decoding) {
+        result = PyBytes_FromStringAndSize((const char *)out, n * (Py_ssize_t)sizeof(int32_t));
+    } else {
+        size_t len = 0;
+        if (rc_finish(&rc, &len) == SNIS_OK)
+            result = PyBytes_FromStringAndSize((const char *)rc.buf, (Py_ssize_t)len);
+        else
+            PyErr_NoMemory();
+        rc_free(&rc);
+    }
+    PyMem_Free(out);
+done:
+    PyBuffer_Release(&kinds);
+    PyBuffer_Release(&ctxs);
+    PyBuffer_Release(&vals);
+    PyBuffer_Release(&data);
+    return result;
+}
+
 static PyMethodDef module_methods[] = {
+    {"rc_code", py_rc_code, METH_VARARGS,
+     "rc_code(decoding, kinds, ctxs, values, data): the range coder alone (tests): payload or int32 values"},
     {"step16", py_step16, METH_VARARGS, "step16(qp, tier, tiers, tier_step_log2): quantiser step in 1/16 pixel"},
     {NULL, NULL, 0, NULL}};
 
