@@ -17,13 +17,13 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--qp", type=int, default=28, help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)")
     p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
     p.add_argument("--tier-ratio", type=int, default=8, help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
-    p.add_argument("--bands", type=float, default=0.0,
-                   help="frequency-progressive tiers: lower tiers code only low frequencies, same step "
-                        "(0 = off, 1 = linear split; see docs/CODEC.md)")
-    p.add_argument("--keyint", type=int, default=0, help="frames between keyframes (default 0: 10 s worth)")
+    p.add_argument("--keyint", type=int, default=None,
+                   help="frames between keyframes (default: 10 s worth; 0: only the first frame)")
+    p.add_argument("--switch-int", type=int, default=None,
+                   help="frames between key pictures, where tiers may be added (default: 1 s worth; 0: keyframes only)")
     p.add_argument("--frames", type=int, default=0, help="encode at most this many frames (0: all)")
     p.add_argument("--model", default=None, help="analysis model (.tflite); default: the shipped SNIS-896")
-    p.add_argument("--threads", type=int, default=1, help="threads for the analysis transform")
+    p.add_argument("--threads", type=int, default=1, help="codec threads (the bitstream does not depend on it)")
     p.set_defaults(func=_cmd_encode)
 
 
@@ -100,8 +100,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .files import encode_file
 
     report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                         keyint=args.keyint, max_frames=args.frames, model=args.model, threads=args.threads,
-                         band_power=args.bands)
+                         keyint=args.keyint, switch_int=args.switch_int, max_frames=args.frames, model=args.model,
+                         threads=args.threads)
     print(report)
     return 0
 

@@ -28,7 +28,7 @@ from .systemd import Notifier, Watchdog, watchdog_interval
 log = logging.getLogger("snisd")
 
 STOP_BUDGET_S = 1.5  # SIGTERM -> exit; systemd's TimeoutStopSec is much longer, tests ask for 2 s
-READY_TIMEOUT_S = 120.0  # first frame (numba may compile on a cold cache)
+READY_TIMEOUT_S = 60.0  # first frame (model load)
 PEER_UNAVAILABLE = ("the WebRTC transport (--peer / transport.peer) is not available in this "
                     "installation (pip install aiortc aiohttp); nothing is streamed. Use --record PATH "
                     "to keep the video.")
@@ -145,8 +145,8 @@ class Daemon:
             rate = fps_fraction(source.fps)
             fps = float(rate)
             c = cfg.codec
-            key = max(1, round(c.keyframe_interval_s * fps)) if c.keyframe_interval_s > 0 else 2**31 - 1
-            switch = max(1, round(c.switch_interval_s * fps)) if c.switch_interval_s > 0 else key
+            key = max(1, round(c.keyframe_interval_s * fps)) if c.keyframe_interval_s > 0 else 0
+            switch = max(1, round(c.switch_interval_s * fps)) if c.switch_interval_s > 0 else 0
             encoder = Encoder(EncoderConfig(
                 width=source.width, height=source.height, fps_num=rate.numerator, fps_den=rate.denominator,
                 tiers=c.tiers, qp=c.qp, tier_ratio=c.tier_ratio, keyframe_interval=key,

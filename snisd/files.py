@@ -60,14 +60,14 @@ def _is_mp4(path: str | Path) -> bool:
     return str(path).lower().endswith((".mp4", ".m4v", ".m4s"))
 
 
-def encode_file(src: str, dst: str, *, qp: int = 28, tiers: int = 3, tier_ratio: int = 8, keyint: int = 0,
-                max_frames: int = 0, model: str | None = None, threads: int = 1,
-                band_power: float = 0.0) -> EncodeReport:
+def encode_file(src: str, dst: str, *, qp: int = 28, tiers: int = 3, tier_ratio: int = 8, keyint: int | None = None,
+                switch_int: int | None = None, max_frames: int = 0, model: str | None = None,
+                threads: int = 1) -> EncodeReport:
     """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream."""
     width, height, fps = probe(src)
     fps = Fraction(fps).limit_denominator(1001)
     cfg = EncoderConfig(width, height, fps.numerator, fps.denominator, tiers=tiers, qp=qp, tier_ratio=tier_ratio,
-                        keyframe_interval=keyint, model=model, threads=threads, band_power=band_power)
+                        keyframe_interval=keyint, switch_interval=switch_int, model=model, threads=threads)
     enc = Encoder(cfg)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp, [0] * tiers)
     t0 = time.perf_counter()
@@ -80,7 +80,7 @@ def encode_file(src: str, dst: str, *, qp: int = 28, tiers: int = 3, tier_ratio:
             for k, chunk in enumerate(ef.tiers):
                 report.bytes_per_tier[k] += len(chunk)
     report.seconds = round(time.perf_counter() - t0, 3)
-    report.ms_per_frame = round(1000 * enc.times.total / max(report.frames, 1), 2)
+    report.ms_per_frame = round(1000 * sum(enc.times.per_frame) / max(len(enc.times.per_frame), 1), 2)
     duration = report.frames / float(fps)
     cum = 0
     for b in report.bytes_per_tier:

@@ -2,7 +2,7 @@
 
 Stages are joined by :class:`LatestQueue` - a bounded queue that drops its OLDEST item when a
 producer puts into a full queue ("latest frame wins"): a stage that falls behind loses frames, it
-never makes the camera wait or memory grow. numba kernels and LiteRT release the GIL, so the stages
+never makes the camera wait or memory grow. The native codec core and LiteRT release the GIL, so the stages
 really run in parallel on a multi-core board.
 
 Every stage counts frames in/out/dropped and keeps its recent per-frame times (p50/p95); the
