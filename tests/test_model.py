@@ -41,8 +41,8 @@ def _filters(model: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for op in it._get_ops_details():
         if op["op_name"] in ("DELEGATE",):
             continue
-        assert op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "STRIDED_SLICE", "TRANSPOSE", "RESHAPE"), op
-        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        assert op["op_name"] in ("CONV_2D", "STRIDED_SLICE", "TRANSPOSE", "RESHAPE", "SPACE_TO_DEPTH"), op
+        if op["op_name"] != "CONV_2D":
             continue
         w = details[op["inputs"][1]]
         q = w["quantization_parameters"]
@@ -59,63 +59,67 @@ def _steps(model: str):
     return ana._steps_from((MODELS / model).read_bytes(), model)
 
 
-def _expected_filters(w, steps, prefix):
-    """The relation the export promises: the 896 parameters, group-shared, times folded gains."""
-    n, groups = wts.PLANES[prefix]
-    s = steps[prefix]
-    a_row, a_coarse = np.asarray(w[f"{prefix}_row"], np.float64), np.asarray(w[f"{prefix}_coarse"], np.float64)
-    a_col = np.asarray(w[f"{prefix}_col"], np.float64)
-    row = a_row / s["row"][:, None]  # [u, t]
-    col = np.stack([a_col[groups[u]] * (s["row"][u] / s["col"][u * n : (u + 1) * n])[:, None] for u in range(n)])
-    coarse = a_coarse * (s["col"][0] / s["coarse"])[:, None, None]
-    return row, col, coarse  # (n, 2n), (n, n, 2n) [u, v, t], (4, 4, 4)
+def _expected_filters(w, steps):
+    """The relation the export promises: the 896 parameters, group-shared, times folded gains.
 
-
-def _stored_filters(model, prefix):
-    """The model's filters rearranged to [u, t], [u, v, t], [k, a, b] (inverse of the export layout)."""
-    n = wts.PLANES[prefix][0]
-    f = _filters(model)
-    row, row_scale = f[f"{prefix}_row"]
-    col, col_scale = f[f"{prefix}_ac"]
-    coarse, coarse_scale = f[f"{prefix}_coarse"]
-    assert row.shape == (n, 1, 2, n)  # [u, 0, p, q]: tap n*p + q
-    assert coarse.shape == (4, 4, 4, 1)
-    if col.shape == (n * n, 2, 1, n):  # grouped CONV_2D over rows-in-channels: [u*n+v, p, 0, q]
-        col_ut = col[:, :, 0, :].reshape(n, n, 2 * n)
-    else:  # DEPTHWISE_CONV_2D (1, 2n, 1, n*n): [0, t, 0, u*n+v]
-        assert col.shape == (1, 2 * n, 1, n * n)
-        col_ut = col[0, :, 0, :].T.reshape(n, n, 2 * n)
-    return ((row.reshape(n, 2 * n), row_scale), (col_ut, col_scale.reshape(n, n)),
-            (coarse[..., 0], coarse_scale))
+    Luma row u: A_row[u] / step_row[u]; luma column (u, v): A_col[g(u)][v] * step_row[u] /
+    step_col[u, v]; chroma coefficient (u, v): the 2-D filter A_col[h(u)][v] (x) A_row[u] /
+    step_col[u, v]; coarse k: A_coarse[k] * step_col[DC] / step_coarse[k].
+    Returned in the operators' filter layouts (see tools/export_model.py).
+    """
+    out = {}
+    for prefix, (n, groups) in wts.PLANES.items():
+        s = steps[prefix]
+        a_row = np.asarray(w[f"{prefix}_row"], np.float64)
+        a_col = np.asarray(w[f"{prefix}_col"], np.float64)
+        a_coarse = np.asarray(w[f"{prefix}_coarse"], np.float64)
+        if prefix == "luma":
+            row = np.zeros((n, 1, 2, n))
+            col = np.zeros((n * n, 2 * n))
+            for u in range(n):
+                row[u, 0] = (a_row[u] / s["row"][u]).reshape(2, n)  # [p, q]: tap n*p + q
+                for v in range(n):
+                    col[u * n + v] = a_col[groups[u]][v] * s["row"][u] / s["col"][u * n + v]
+            out["luma_row"] = row
+            out["luma_ac"] = col.reshape(n * n, 2, 1, n)  # [u*n+v, p, 0, t]: tap n*p + t
+        else:
+            f = np.zeros((n * n, 2, 2, n * n))
+            for u in range(n):
+                for v in range(n):
+                    full = np.outer(a_col[groups[u]][v], a_row[u]) / s["col"][u * n + v]  # [row tap, column tap]
+                    for p in range(2):
+                        for q in range(2):
+                            f[u * n + v, p, q] = full[n * p : n * p + n, n * q : n * q + n].reshape(-1)
+            out["chroma_ac"] = f  # [u*n+v, p, q, n*t+s] (SPACE_TO_DEPTH cell order)
+        coarse = a_coarse * (s["col"][0] / s["coarse"])[:, None, None]
+        out[f"{prefix}_coarse"] = coarse[..., None]
+    return out
 
 
 @pytest.mark.parametrize("model,npz,_synth", PAIRS)
 def test_tflite_filters_are_the_896_parameters(model, npz, _synth):
-    """Every filter element of the graph is one of the 896 parameters times a folded gain.
-
-    Row filter u = A_row[u] / step_row[u]; column filter (u, v) = A_col[g(u)][v] * step_row[u] /
-    step_col[u, v] (the u of a group share one filter); coarse filter k = A_coarse[k] *
-    step_col[DC] / step_coarse[k]; equal within half an int8 weight step.  So the int8 model
-    has exactly the 896 free parameters of the float arrays.
-    """
+    """Every filter element of the graph is one of the 896 parameters (or, for the chroma 2-D
+    filters, a product of a column and a row parameter) times a folded gain, within half an
+    int8 weight step: the int8 model has exactly the 896 free parameters of the float arrays."""
     w = _analysis_weights(npz)
-    steps = _steps(model)
     assert sum(w[k].size for k in wts.WEIGHT_NAMES) == wts.PARAMETERS == 896
-    assert set(_filters(model)) == {f"{p}_{k}" for p in ("luma", "chroma") for k in ("row", "ac", "coarse")}
-    for prefix in ("luma", "chroma"):
-        expected = _expected_filters(w, steps, prefix)
-        for (got, scale), want in zip(_stored_filters(model, prefix), expected):
-            assert got.shape == want.shape
-            tol = 0.5 * scale.reshape(scale.shape + (1,) * (got.ndim - scale.ndim)) + 1e-9
-            assert np.all(np.abs(got - want) <= tol), prefix
+    stored = _filters(model)
+    expected = _expected_filters(w, _steps(model))
+    assert set(stored) == set(expected) == {"luma_row", "luma_ac", "luma_coarse", "chroma_ac", "chroma_coarse"}
+    for name, want in expected.items():
+        got, scale = stored[name]
+        assert got.shape == want.shape, name
+        tol = 0.5 * scale.reshape((-1,) + (1,) * (got.ndim - 1)) + 1e-9
+        assert np.all(np.abs(got - want) <= tol), name
 
 
 def test_filter_relation_tells_the_models_apart():
     """The check above is not vacuous: the learned graph does not match the DCT parameters."""
-    steps = _steps("snis896.tflite")
-    (row, scale), _, _ = _stored_filters("snis896.tflite", "luma")
-    want, _, _ = _expected_filters(ref.dct_weights(), steps, "luma")
-    assert np.any(np.abs(row - want) > 0.5 * scale[:, None])
+    stored = _filters("snis896.tflite")
+    expected = _expected_filters(ref.dct_weights(), _steps("snis896.tflite"))
+    for name in ("luma_row", "luma_ac", "chroma_ac"):
+        got, scale = stored[name]
+        assert np.any(np.abs(got - expected[name]) > 0.5 * scale.reshape((-1,) + (1,) * (got.ndim - 1))), name
 
 
 @pytest.mark.parametrize("name", ["snis896_synthesis.npz", "dct8_synthesis.npz", "snis896_analysis_float.npz"])

@@ -101,8 +101,12 @@ def channel_ranges(weights, planes, percentile: float = CALIB_PERCENTILE) -> dic
 
 
 def dequant_steps(ranges) -> dict[str, dict[str, list[float]]]:
-    """Per-channel int8 step (pixel units per int8 unit): the range maps onto +-127."""
-    return {p: {k: (np.asarray(v, np.float64) / 127.0).tolist() for k, v in d.items()} for p, d in ranges.items()}
+    """Per-channel int8 step (pixel units per int8 unit): the range maps onto +-127.
+
+    Chroma has no int8 row intermediate (one 2-D filter per coefficient), so no row steps.
+    """
+    return {p: {k: (np.asarray(v, np.float64) / 127.0).tolist() for k, v in d.items()
+                if not (p == "chroma" and k == "row")} for p, d in ranges.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -119,24 +123,36 @@ def _quantise_filter(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     return q, scale
 
 
-def folded_filters(weights, steps, prefix: str) -> dict[str, np.ndarray]:
+def folded_filters(weights, steps) -> dict[str, np.ndarray]:
     """The float filters as stored in the model (layout of the TFLite operators), gains folded.
 
-    row (n, 1, 2, n) [u, 0, p, q] = tap n*p + q (the input holds n pixels per channel vector); col (1, 2n, 1, n*n) [0, t, 0, u*n+v]; coarse (4, 4, 4, 1).
-    The column filter of (u, v) is A_col[g(u)][v] for every u of a group (shared parameters).
+    Luma (separable, n = 8): ``luma_row`` (8, 1, 2, 8) [u, 0, p, q] = A_row[u, 8p+q] / step_row[u]
+    (the input holds 8 pixels per channel vector); ``luma_ac`` (64, 2, 1, 8), a grouped CONV_2D
+    with one group per u over the 8 rows of a block: [u*8+v, p, 0, t] = A_col[g(u)][v, 8p+t] *
+    step_row[u] / step_col[u*8+v] (the u of one group share A_col[g]).
+    Chroma (n = 4, one 2-D lapped filter per coefficient over SPACE_TO_DEPTH cells, no int8
+    intermediate): ``chroma_ac`` (16, 2, 2, 16) [u*4+v, p, q, 4t+s] =
+    A_col[h(u)][v, 4p+t] * A_row[u, 4q+s] / step_col[u*4+v].
+    Both: ``<plane>_coarse`` (4, 4, 4, 1) [k, a, b, 0] = A_coarse[k, a, b] * step_col[0] / step_coarse[k].
     """
-    n, groups = wts.PLANES[prefix]
-    g_row = 1.0 / np.asarray(steps[prefix]["row"])
-    g_col = 1.0 / np.asarray(steps[prefix]["col"])
-    g_coarse = 1.0 / np.asarray(steps[prefix]["coarse"])
-    a_row = np.asarray(weights[f"{prefix}_row"], np.float64)
-    a_col = np.asarray(weights[f"{prefix}_col"], np.float64)[list(groups)]  # (u, v, t)
-    a_coarse = np.asarray(weights[f"{prefix}_coarse"], np.float64)
-    row = (a_row * g_row[:, None]).reshape(n, 1, 2, n)  # [u, 0, p, q]: tap n*p + q
-    col = a_col * (g_col.reshape(n, n) / g_row[:, None])[..., None]  # (u, v, t)
-    col = col.reshape(n * n, 2 * n).T[None, :, None, :]
-    coarse = (a_coarse * (g_coarse / g_col[0])[:, None, None])[..., None]
-    return {"row": row, "col": col, "coarse": coarse}
+    out = {}
+    for prefix, (n, groups) in wts.PLANES.items():
+        st = {k: np.asarray(v, np.float64) for k, v in steps[prefix].items()}
+        a_row = np.asarray(weights[f"{prefix}_row"], np.float64)
+        a_col = np.asarray(weights[f"{prefix}_col"], np.float64)[list(groups)]  # (u, v, t)
+        a_coarse = np.asarray(weights[f"{prefix}_coarse"], np.float64)
+        col_gain = 1.0 / st["col"].reshape(n, n)
+        if prefix == "luma":
+            out["luma_row"] = (a_row / st["row"][:, None]).reshape(n, 1, 2, n)
+            col = a_col * (col_gain * st["row"][:, None])[..., None]  # (u, v, t)
+            out["luma_ac"] = col.reshape(n * n, 2, n)[:, :, None, :]
+        else:
+            # [u, v, p, t, q, s] = A_col[h(u)][v, n p + t] * A_row[u, n q + s]
+            f = np.einsum("uvy,ux->uvyx", a_col, a_row) * col_gain[..., None, None]
+            f = f.reshape(n, n, 2, n, 2, n).transpose(0, 1, 2, 4, 3, 5)
+            out["chroma_ac"] = f.reshape(n * n, 2, 2, n * n)
+        out[f"{prefix}_coarse"] = (a_coarse * (st["col"][0] / st["coarse"])[:, None, None])[..., None]
+    return out
 
 
 class TFLiteGraph:
@@ -224,6 +240,30 @@ class TFLiteGraph:
         self.op(fb.BuiltinOperator.STRIDED_SLICE, 4, [x, begin, end, one], [y], fb.BuiltinOptions.StridedSliceOptions, o)
         return y
 
+    def transpose(self, x: int, name: str, perm) -> int:
+        fb = self.fb
+        p = self.tensor(f"{name}/perm", (len(perm),), fb.TensorType.INT32, np.array(perm, np.int32))
+        y = self.activation(name, [self.tensors[x].shape[i] for i in perm])
+        self.op(fb.BuiltinOperator.TRANSPOSE, 2, [x, p], [y], fb.BuiltinOptions.TransposeOptions, fb.TransposeOptionsT())
+        return y
+
+    def reshape(self, x: int, name: str, shape) -> int:
+        """RESHAPE to a constant shape held in tensor ``<name>/shape`` (the runtime may rewrite it)."""
+        fb = self.fb
+        s = self.tensor(f"{name}/shape", (len(shape),), fb.TensorType.INT32, np.array(shape, np.int32))
+        y = self.activation(name, shape)
+        self.op(fb.BuiltinOperator.RESHAPE, 1, [x, s], [y], fb.BuiltinOptions.ReshapeOptions, fb.ReshapeOptionsT())
+        return y
+
+    def space_to_depth(self, x: int, name: str, block: int) -> int:
+        fb = self.fb
+        b, h, w, c = self.tensors[x].shape
+        y = self.activation(name, (b, h // block, w // block, c * block * block))
+        o = fb.SpaceToDepthOptionsT()
+        o.blockSize = block
+        self.op(fb.BuiltinOperator.SPACE_TO_DEPTH, 2, [x], [y], fb.BuiltinOptions.SpaceToDepthOptions, o)
+        return y
+
     def serialize(self, inputs, outputs, description: str = "", metadata: dict[str, bytes] | None = None) -> bytes:
         import flatbuffers
 
@@ -244,27 +284,34 @@ class TFLiteGraph:
 
 
 def build_tflite(weights, steps, description: str) -> bytes:
-    """The whole-frame analysis graph (nominal 64x64 frame; the runtime resizes it)."""
+    """The whole-frame analysis graph (nominal 64x64 frame; the runtime resizes it).
+
+    Luma: input (Hp/8+3, 8, (Wp+24)/8, 8) -- the padded plane, block rows in the batch, runs of
+    8 pixels in the channels (a free view of the row-major plane) -> row CONV_2D (1, 2) 8 -> 8
+    -> TRANSPOSE (0, 2, 3, 1) puts the 8 rows of a block into the channels, u first -> RESHAPE
+    (1, Hp/8+3, Wp/8+2, 64) -> grouped CONV_2D (2, 1), 8 groups (one per u) of 8 -> 8.
+    Chroma: input (2, Hp/2+12, Wp/2+12, 1) -> SPACE_TO_DEPTH 4 -> CONV_2D (2, 2) 16 -> 16.
+    Both: STRIDED_SLICE of channel 0 (the DC plane with its border blocks) -> coarse CONV_2D
+    (4, 4) stride 2.  Outputs ``<plane>_ac`` (all n*n coefficients incl. DC and border blocks)
+    and ``<plane>_coarse``.
+    """
     g = TFLiteGraph()
-    inputs, outputs = [], []
-    size = 64
-    for prefix, batch in (("luma", 1), ("chroma", 2)):
-        n = wts.PLANES[prefix][0]
-        hp = size if prefix == "luma" else size // 2
-        pad = 3 * n // 2
-        f = folded_filters(weights, steps, prefix)
-        # the input is the padded plane seen as runs of n pixels (a free view of the row-major
-        # plane), so the row stage is a 2-tap convolution over n channels
-        x = g.activation(prefix, (batch, hp + 2 * pad, (hp + 2 * pad) // n, n))
-        nb = hp // n + 2
-        r = g.conv(x, f"{prefix}_row", f["row"], (1, 1), (batch, hp + 2 * pad, nb, n))
-        c = g.conv(r, f"{prefix}_ac", f["col"], (n, 1), (batch, nb, nb, n * n), depthwise=True)
-        dc = g.channel0(c, f"{prefix}_dc")
-        k = g.conv(dc, f"{prefix}_coarse", f["coarse"], (2, 2), (batch, hp // (2 * n), hp // (2 * n), 4))
-        inputs.append(x)
-        outputs += [c, k]
-    meta = json.dumps({"version": 1, "steps": steps}).encode()
-    return g.serialize(inputs, outputs, description, {ana.DEQUANT_METADATA: meta})
+    f = folded_filters(weights, steps)
+    hp = wp = 64  # nominal frame
+    ly, lx = hp + 24, wp + 24
+    x = g.activation("luma", (ly // 8, 8, lx // 8, 8))
+    r = g.conv(x, "luma_row", f["luma_row"], (1, 1), (ly // 8, 8, wp // 8 + 2, 8))
+    t = g.transpose(r, "luma_rows", (0, 2, 3, 1))
+    blocks = g.reshape(t, ana.LUMA_BLOCKS_SHAPE.split("/")[0], (1, ly // 8, wp // 8 + 2, 64))
+    yac = g.conv(blocks, "luma_ac", f["luma_ac"], (1, 1), (1, hp // 8 + 2, wp // 8 + 2, 64))
+    yco = g.conv(g.channel0(yac, "luma_dc"), "luma_coarse", f["luma_coarse"], (2, 2), (1, hp // 16, wp // 16, 4))
+    ch, cw = hp // 2, wp // 2
+    xc = g.activation("chroma", (2, ch + 12, cw + 12, 1))
+    cells = g.space_to_depth(xc, "chroma_cells", 4)
+    cac = g.conv(cells, "chroma_ac", f["chroma_ac"], (1, 1), (2, ch // 4 + 2, cw // 4 + 2, 16))
+    cco = g.conv(g.channel0(cac, "chroma_dc"), "chroma_coarse", f["chroma_coarse"], (2, 2), (2, hp // 16, wp // 16, 4))
+    meta = json.dumps({"version": 2, "steps": steps}).encode()
+    return g.serialize([x, xc], [yac, yco, cac, cco], description, {ana.DEQUANT_METADATA: meta})
 
 
 def export(weights, planes, path: str, percentile: float = CALIB_PERCENTILE, label: str = "") -> dict:

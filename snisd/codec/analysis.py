@@ -1,11 +1,13 @@
 """SNIS-896 analysis transform at run time: the int8 LiteRT model on a whole frame, one call.
 
 The model (models/README.md, written by tools/export_model.py) takes the symmetric-padded int8
-residual of a frame -- luma (1, Hp+24, Wp+24, 1) and chroma U, V as a batch (2, Hp/2+12,
-Wp/2+12, 1), scale 1.0, zero point 0 -- and returns per plane the column-stage output (all 64 /
-16 coefficients of every block, one border block on each side) and the coarse latents.  Every
-activation has one int8 scale per tensor; the per-channel gains are folded into the weights and
-the per-channel dequantisation steps that undo them are stored in the model's metadata.
+residual of a frame (the int8 value is the residual: scale 1.0, zero point 0) and returns per
+plane all n*n coefficients of every block (one border block on each side) and the coarse
+latents.  Every activation has one int8 scale per tensor; the per-channel gains are folded into
+the weights, and the per-channel dequantisation steps that undo them are stored in the model's
+metadata.  Graph inputs: luma as (Hp/8+3, 8, (Wp+24)/8, 8) -- the padded plane as runs of 8
+pixels, block rows in the batch -- and chroma U, V as (2, Hp/2+12, Wp/2+12, 1); both are views of
+the plain row-major padded planes, so the caller's arrays are copied in as they are.
 
 :class:`AnalysisTransform` returns :class:`AnalysisOutput`: int8 views into the interpreter's
 output buffers (no copies), valid until the next call, with the per-channel steps and zero points.
@@ -35,7 +37,10 @@ LUMA_PAD = 12  # symmetric padding of the luma residual on every side (3n/2, n =
 CHROMA_PAD = 6  # chroma (n = 4)
 ALIGN = 16  # Hp and Wp must be multiples of this (one coarse latent per 16x16 luma pixels)
 DEQUANT_METADATA = "snis896.dequant"  # model metadata entry: per-channel dequantisation steps (JSON)
-_TENSORS = {"luma": (1, 8, 64), "chroma": (2, 4, 16)}  # input -> (batch, block, column-stage channels)
+_CHANNELS = {"luma": 64, "chroma": 16}  # coefficients per block
+# constant shape of the graph's one RESHAPE (luma rows of a block into the channels); it depends
+# on the frame width, so it is written into the model bytes for each frame size
+LUMA_BLOCKS_SHAPE = "luma_blocks/shape"
 
 
 @dataclass
@@ -81,75 +86,114 @@ def pad_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
     return q(y, LUMA_PAD), np.stack([q(u, CHROMA_PAD), q(v, CHROMA_PAD)])
 
 
-def model_metadata(data: bytes, name: str) -> bytes | None:
-    """The bytes of metadata entry `name` of a .tflite flatbuffer (None if absent).
+class TFLiteFile:
+    """A minimal read-only view of a .tflite flatbuffer (TFLite schema): metadata entries and the
+    byte span of a constant tensor's data, so the runtime needs nothing beyond the interpreter.
 
-    A minimal reader of the TFLite schema (Model.metadata -> Metadata{name, buffer} ->
-    Model.buffers[buffer].data), so the runtime needs nothing beyond the interpreter.
+    Every lookup returns None when the flatbuffer does not have what is asked for; malformed
+    offsets raise ModelError.
     """
-    def u32(pos):
-        return struct.unpack_from("<I", data, pos)[0]
 
-    def field(table, index):  # absolute position of a table field, or None
-        vtable = table - struct.unpack_from("<i", data, table)[0]
-        vsize = struct.unpack_from("<H", data, vtable)[0]
+    # field indices of the TFLite schema tables used here
+    _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 2, 4, 6
+    _SUBGRAPH_TENSORS, _TENSOR_BUFFER, _TENSOR_NAME = 0, 2, 3
+    _METADATA_NAME, _METADATA_BUFFER, _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 0, 1, 2
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.where = data, where
+        self.root = self._u32(0)
+
+    def _u32(self, pos: int) -> int:
+        try:
+            return struct.unpack_from("<I", self.data, pos)[0]
+        except struct.error:
+            raise ModelError(f"{self.where}: truncated or malformed flatbuffer (offset {pos})") from None
+
+    def _field(self, table: int, index: int) -> int | None:
+        vtable = table - struct.unpack_from("<i", self.data, table)[0]
+        vsize = struct.unpack_from("<H", self.data, vtable)[0]
         if 4 + 2 * index >= vsize:
             return None
-        off = struct.unpack_from("<H", data, vtable + 4 + 2 * index)[0]
+        off = struct.unpack_from("<H", self.data, vtable + 4 + 2 * index)[0]
         return table + off if off else None
 
-    def vector(pos):  # (length, position of element 0)
-        vec = pos + u32(pos)
-        return u32(vec), vec + 4
+    def _vector(self, pos: int | None) -> tuple[int, int]:  # (length, position of element 0)
+        if pos is None:
+            return 0, 0
+        vec = pos + self._u32(pos)
+        return self._u32(vec), vec + 4
 
-    try:
-        root = u32(0)
-        meta_pos, buffers_pos = field(root, 6), field(root, 4)
-        if meta_pos is None or buffers_pos is None:
+    def _tables(self, pos: int | None) -> list[int]:
+        count, first = self._vector(pos)
+        return [first + 4 * i + self._u32(first + 4 * i) for i in range(count)]
+
+    def _string(self, pos: int | None) -> str | None:
+        if pos is None:
             return None
-        count, first = vector(meta_pos)
-        for i in range(count):
-            entry = first + 4 * i + u32(first + 4 * i)
-            name_pos, buf_pos = field(entry, 0), field(entry, 1)
-            if name_pos is None:
-                continue
-            nlen, nstart = vector(name_pos)
-            if data[nstart : nstart + nlen].decode("utf-8", "replace") != name:
-                continue
-            index = u32(buf_pos) if buf_pos is not None else 0
-            bcount, bfirst = vector(buffers_pos)
-            if index >= bcount:
+        length, start = self._vector(pos)
+        return self.data[start : start + length].decode("utf-8", "replace")
+
+    def _buffer_span(self, index: int) -> tuple[int, int] | None:
+        buffers = self._tables(self._field(self.root, self._MODEL_BUFFERS))
+        if not 0 <= index < len(buffers):
+            return None
+        buf = buffers[index]
+        data_pos = self._field(buf, self._BUFFER_DATA)
+        if data_pos is not None:
+            length, start = self._vector(data_pos)
+            return start, length
+        off_pos, size_pos = self._field(buf, self._BUFFER_OFFSET), self._field(buf, self._BUFFER_SIZE)
+        if off_pos is None or size_pos is None:  # large models keep buffer data after the flatbuffer
+            return None
+        return struct.unpack_from("<Q", self.data, off_pos)[0], struct.unpack_from("<Q", self.data, size_pos)[0]
+
+    def _guard(self, fn, *args):
+        try:
+            return fn(*args)
+        except (struct.error, IndexError):
+            raise ModelError(f"{self.where}: truncated or malformed flatbuffer") from None
+
+    def metadata(self, name: str) -> bytes | None:
+        """The bytes of metadata entry `name` (Model.metadata -> Model.buffers[...].data)."""
+        def find():
+            for entry in self._tables(self._field(self.root, self._MODEL_METADATA)):
+                if self._string(self._field(entry, self._METADATA_NAME)) == name:
+                    pos = self._field(entry, self._METADATA_BUFFER)
+                    span = self._buffer_span(self._u32(pos) if pos is not None else 0)
+                    return None if span is None else bytes(self.data[span[0] : span[0] + span[1]])
+            return None
+
+        return self._guard(find)
+
+    def tensor_data_span(self, name: str) -> tuple[int, int] | None:
+        """(start, length) in the file of the constant data of the first subgraph's tensor `name`."""
+        def find():
+            subgraphs = self._tables(self._field(self.root, self._MODEL_SUBGRAPHS))
+            if not subgraphs:
                 return None
-            buf = bfirst + 4 * index + u32(bfirst + 4 * index)
-            data_pos = field(buf, 0)
-            if data_pos is not None:
-                dlen, dstart = vector(data_pos)
-                return bytes(data[dstart : dstart + dlen])
-            off_pos, size_pos = field(buf, 1), field(buf, 2)  # large models: data after the flatbuffer
-            if off_pos is None or size_pos is None:
-                return None
-            off, size = struct.unpack_from("<Q", data, off_pos)[0], struct.unpack_from("<Q", data, size_pos)[0]
-            return bytes(data[off : off + size])
-    except (struct.error, IndexError):
-        return None
-    return None
+            for t in self._tables(self._field(subgraphs[0], self._SUBGRAPH_TENSORS)):
+                if self._string(self._field(t, self._TENSOR_NAME)) == name:
+                    pos = self._field(t, self._TENSOR_BUFFER)
+                    return self._buffer_span(self._u32(pos)) if pos is not None else None
+            return None
+
+        return self._guard(find)
 
 
 def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
-    raw = model_metadata(data, DEQUANT_METADATA)
+    raw = TFLiteFile(data, where).metadata(DEQUANT_METADATA)
     if raw is None:
         raise ModelError(f"{where}: no {DEQUANT_METADATA} metadata (not a whole-frame SNIS-896 analysis model)")
     try:
         steps = json.loads(raw)["steps"]
-        out = {p: {k: np.asarray(steps[p][k], np.float64) for k in ("row", "col", "coarse")}
-               for p in ("luma", "chroma")}
-    except (ValueError, KeyError, TypeError) as exc:
+        out = {p: {k: np.asarray(v, np.float64) for k, v in steps[p].items()} for p in ("luma", "chroma")}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{where}: malformed {DEQUANT_METADATA} metadata ({exc})") from None
-    for p, ch in (("luma", 64), ("chroma", 16)):
+    for p, ch in _CHANNELS.items():
         s = out[p]
-        if s["col"].shape != (ch,) or s["coarse"].shape != (4,) or not all(
+        if s.get("col", np.zeros(0)).shape != (ch,) or s.get("coarse", np.zeros(0)).shape != (4,) or not all(
                 np.all(np.isfinite(a) & (a > 0)) for a in s.values()):
-            raise ModelError(f"{where}: {DEQUANT_METADATA}: bad {p} steps")
+            raise ModelError(f"{where}: {DEQUANT_METADATA}: bad {p} steps {sorted(s)}")
     return out
 
 
@@ -171,44 +215,52 @@ class AnalysisTransform:
             "c_ac": steps["chroma"]["col"][1:], "c_coarse": steps["chroma"]["coarse"],
         }
         self._size: tuple[int, int] | None = None
-        self._open()
+        self._model_for(ALIGN, ALIGN)  # the model is checked now, not at the first frame
+        self._open(self._data)
 
     # -- interpreter -------------------------------------------------------------
-    def _open(self) -> None:
+    def _open(self, data: bytes, shapes: dict[str, list[int]] | None = None) -> None:
+        """A new interpreter on `data`, inputs resized to `shapes` (name -> shape), allocated."""
         path = self.model_path
         try:
-            interp = _Interpreter(model_content=self._data, num_threads=self.num_threads)
+            interp = _Interpreter(model_content=data, num_threads=self.num_threads)
+            for d in interp.get_input_details():
+                if shapes and d["name"] in shapes:
+                    interp.resize_tensor_input(d["index"], shapes[d["name"]], strict=False)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:  # what the interpreter raises on a bad flatbuffer
             raise ModelError(f"{path}: cannot load TFLite model ({exc})") from None
         ins = {d["name"]: d for d in interp.get_input_details()}
         outs = {d["name"]: d for d in interp.get_output_details()}
-        if set(ins) != set(_TENSORS) or set(outs) != {f"{p}_{k}" for p in _TENSORS for k in ("ac", "coarse")}:
+        if set(ins) != set(_CHANNELS) or set(outs) != {f"{p}_{k}" for p in _CHANNELS for k in ("ac", "coarse")}:
             raise ModelError(f"{path}: expected inputs luma, chroma and outputs <plane>_ac, <plane>_coarse; "
                              f"found {sorted(ins)} -> {sorted(outs)}")
-        for name, (batch, n, ch) in _TENSORS.items():
-            for d, want in ((ins[name], n), (outs[f"{name}_ac"], ch), (outs[f"{name}_coarse"], 4)):
-                if d["dtype"] != np.int8 or d["shape"][0] != batch or d["shape"][3] != want:
-                    raise ModelError(f"{path}: tensor {d['name']} is {d['dtype'].__name__} {tuple(d['shape'])}")
-                if tuple(d["quantization"]) != (1.0, 0):
-                    raise ModelError(f"{path}: tensor {d['name']} quantisation {d['quantization']}, expected (1.0, 0)")
-        self._interp = interp
+        for d, last in ((ins["luma"], 8), (ins["chroma"], 1), (outs["luma_ac"], 64), (outs["chroma_ac"], 16),
+                        (outs["luma_coarse"], 4), (outs["chroma_coarse"], 4)):
+            if d["dtype"] != np.int8 or len(d["shape"]) != 4 or d["shape"][3] != last:
+                raise ModelError(f"{path}: tensor {d['name']} is {d['dtype'].__name__} {tuple(d['shape'])}")
+            if tuple(d["quantization"]) != (1.0, 0):
+                raise ModelError(f"{path}: tensor {d['name']} quantisation {d['quantization']}, expected (1.0, 0)")
+        self._interp, self._model_bytes = interp, data
         self._in = {k: d["index"] for k, d in ins.items()}
         self._out = {k: d["index"] for k, d in outs.items()}
-        self._size = None
+
+    def _model_for(self, hp: int, wp: int) -> bytes:
+        """The model bytes with the frame-size dependent RESHAPE target filled in."""
+        span = TFLiteFile(self._data, self.model_path).tensor_data_span(LUMA_BLOCKS_SHAPE)
+        if span is None or span[1] != 16:
+            raise ModelError(f"{self.model_path}: no 4-element constant {LUMA_BLOCKS_SHAPE} tensor")
+        data = bytearray(self._data)
+        struct.pack_into("<4i", data, span[0], 1, hp // 8 + 3, wp // 8 + 2, 64)
+        return bytes(data)
 
     def _resize(self, hp: int, wp: int) -> None:
-        # a fresh interpreter per frame size: views handed out for the old size keep the old
-        # interpreter (and its buffers) alive instead of pointing into freed memory
-        if self._size is not None:
-            self._open()
-        interp = self._interp
-        # inputs: the padded planes as runs of n pixels, (batch, rows, cols / n, n)
+        # a fresh interpreter per frame size (the RESHAPE target is part of the model bytes);
+        # views handed out for the old size keep the old interpreter and its buffers alive
         ly, lx = hp + 2 * LUMA_PAD, wp + 2 * LUMA_PAD
         cy, cx = hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD
-        interp.resize_tensor_input(self._in["luma"], [1, ly, lx // 8, 8], strict=False)
-        interp.resize_tensor_input(self._in["chroma"], [2, cy, cx // 4, 4], strict=False)
-        interp.allocate_tensors()
+        self._open(self._model_for(hp, wp), {"luma": [ly // 8, 8, lx // 8, 8], "chroma": [2, cy, cx, 1]})
+        interp = self._interp
         self._y_in = interp.tensor(self._in["luma"])().reshape(ly, lx)
         self._uv_in = interp.tensor(self._in["chroma"])().reshape(2, cy, cx)
         ya, yc = interp.tensor(self._out["luma_ac"])()[0], interp.tensor(self._out["luma_coarse"])()[0]
@@ -217,6 +269,9 @@ class AnalysisTransform:
             raise ModelError(f"{self.model_path}: luma outputs {ya.shape}, {yc.shape} for a {hp}x{wp} frame")
         if ca.shape != (2, hp // 8 + 2, wp // 8 + 2, 16) or cc.shape != (2, hp // 16, wp // 16, 4):
             raise ModelError(f"{self.model_path}: chroma outputs {ca.shape}, {cc.shape} for a {hp}x{wp} frame")
+        if not (np.shares_memory(self._y_in, interp.tensor(self._in["luma"])())
+                and np.shares_memory(self._uv_in, interp.tensor(self._in["chroma"])())):
+            raise ModelError(f"{self.model_path}: input tensors are not contiguous")  # pragma: no cover
         zeros = {k: np.zeros(len(s), np.int32) for k, s in self._scales.items()}
         self._output = AnalysisOutput(
             y_ac=ya[1:-1, 1:-1, 1:], y_coarse=yc, c_ac=ca[:, 1:-1, 1:-1, 1:], c_coarse=cc,
