@@ -1,74 +1,156 @@
-"""Shipped SNIS-896 models: parameter counts, int8 analysis + float synthesis fidelity, errors.
+"""Shipped SNIS-896 models: the 896 parameters inside the int8 graph, int8 fidelity, runtime contract.
 
-Runs the real LiteRT interpreter on the models in models/ (no mocks, no clip files).
+Runs the real LiteRT interpreter on the models in models/ and natural frames from tests/data.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
+import importlib.resources
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from snisd.codec import analysis as ana
+from snisd.codec import reference as ref
+from snisd.codec import weights as wts
 from snisd.errors import ModelError
 
-MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
+MODELS = Path(__file__).resolve().parents[1] / "models"
+DATA = Path(__file__).parent / "data"
+PAIRS = [("snis896.tflite", "snis896_analysis_float.npz", "snis896_synthesis.npz"),
+         ("dct8.tflite", None, "dct8_synthesis.npz")]
 
 
-def _conv_weight_count(model_path: str) -> int:
-    """Trainable parameters of a .tflite analysis model, read from the model itself.
+def _analysis_weights(npz):
+    return ref.dct_weights() if npz is None else wts.load_weights(MODELS / npz)
 
-    The interpreter lists every operator with its input tensor indices.  For CONV_2D and
-    DEPTHWISE_CONV_2D the TFLite operator layout is (input, filter, bias): input 1 is the
-    weight (filter) tensor, input 2 the optional bias.  The model has no biases by design,
-    but the converter may attach an all-zero int32 bias tensor; we assert those are zero
-    (so they are not parameters) and count the filter elements.
+
+def _filters(model: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every conv operator's filter as stored: name -> (dequantised float filter, per-channel scale).
+
+    Also asserts the model's conv operators have all-zero biases (the transform has none).
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    it = Interpreter(model_path=model_path)
+    it = Interpreter(model_path=str(MODELS / model))
     it.allocate_tensors()
     details = {d["index"]: d for d in it.get_tensor_details()}
-    total = 0
-    n_conv = 0
+    out = {}
     for op in it._get_ops_details():
-        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        if op["op_name"] in ("DELEGATE",):
             continue
-        n_conv += 1
-        inputs = list(op["inputs"])
-        total += int(np.prod(details[inputs[1]]["shape"]))
-        if len(inputs) > 2 and inputs[2] >= 0:
-            bias = it.get_tensor(inputs[2])
-            assert not np.any(bias), "conv bias must be zero (the transform has no biases)"
-    assert n_conv > 0
-    return total
+        assert op["op_name"] in ("CONV_2D", "STRIDED_SLICE", "TRANSPOSE", "RESHAPE", "SPACE_TO_DEPTH"), op
+        if op["op_name"] != "CONV_2D":
+            continue
+        w = details[op["inputs"][1]]
+        q = w["quantization_parameters"]
+        axis = q["quantized_dimension"]
+        shape = [1] * len(w["shape"])
+        shape[axis] = -1
+        assert not np.any(q["zero_points"])
+        out[w["name"].split("/")[0]] = (it.get_tensor(w["index"]) * q["scales"].reshape(shape), q["scales"])
+        assert not np.any(it.get_tensor(op["inputs"][2])), "conv bias must be zero (the transform has no biases)"
+    return out
 
 
-@pytest.mark.parametrize("name", ["snis896.tflite", "dct8.tflite"])
-def test_tflite_has_896_parameters(name):
-    assert _conv_weight_count(os.path.join(MODELS, name)) == 896
+def _steps(model: str):
+    return ana._steps_from((MODELS / model).read_bytes(), model)
+
+
+def _expected_filters(w, steps):
+    """The relation the export promises: the 896 parameters, group-shared, times folded gains.
+
+    Luma row u: A_row[u] / step_row[u]; luma column (u, v): A_col[g(u)][v] * step_row[u] /
+    step_col[u, v]; chroma coefficient (u, v): the 2-D filter A_col[h(u)][v] (x) A_row[u] /
+    step_col[u, v]; coarse k: A_coarse[k] * step_col[DC] / step_coarse[k].
+    Returned in the operators' filter layouts (see tools/export_model.py).
+    """
+    out = {}
+    for prefix, (n, groups) in wts.PLANES.items():
+        s = steps[prefix]
+        a_row = np.asarray(w[f"{prefix}_row"], np.float64)
+        a_col = np.asarray(w[f"{prefix}_col"], np.float64)
+        a_coarse = np.asarray(w[f"{prefix}_coarse"], np.float64)
+        if prefix == "luma":
+            row = np.zeros((n, 1, 2, n))
+            col = np.zeros((n * n, 2 * n))
+            for u in range(n):
+                row[u, 0] = (a_row[u] / s["row"][u]).reshape(2, n)  # [p, q]: tap n*p + q
+                for v in range(n):
+                    col[u * n + v] = a_col[groups[u]][v] * s["row"][u] / s["col"][u * n + v]
+            out["luma_row"] = row
+            out["luma_ac"] = col.reshape(n * n, 2, 1, n)  # [u*n+v, p, 0, t]: tap n*p + t
+        else:
+            f = np.zeros((n * n, 2, 2, n * n))
+            for u in range(n):
+                for v in range(n):
+                    full = np.outer(a_col[groups[u]][v], a_row[u]) / s["col"][u * n + v]  # [row tap, column tap]
+                    for p in range(2):
+                        for q in range(2):
+                            f[u * n + v, p, q] = full[n * p : n * p + n, n * q : n * q + n].reshape(-1)
+            out["chroma_ac"] = f  # [u*n+v, p, q, n*t+s] (SPACE_TO_DEPTH cell order)
+        coarse = a_coarse * (s["col"][0] / s["coarse"])[:, None, None]
+        out[f"{prefix}_coarse"] = coarse[..., None]
+    return out
+
+
+@pytest.mark.parametrize("model,npz,_synth", PAIRS)
+def test_tflite_filters_are_the_896_parameters(model, npz, _synth):
+    """Every filter element of the graph is one of the 896 parameters (or, for the chroma 2-D
+    filters, a product of a column and a row parameter) times a folded gain, within half an
+    int8 weight step: the int8 model has exactly the 896 free parameters of the float arrays."""
+    w = _analysis_weights(npz)
+    assert sum(w[k].size for k in wts.WEIGHT_NAMES) == wts.PARAMETERS == 896
+    stored = _filters(model)
+    expected = _expected_filters(w, _steps(model))
+    assert set(stored) == set(expected) == {"luma_row", "luma_ac", "luma_coarse", "chroma_ac", "chroma_coarse"}
+    for name, want in expected.items():
+        got, scale = stored[name]
+        assert got.shape == want.shape, name
+        tol = 0.5 * scale.reshape((-1,) + (1,) * (got.ndim - 1)) + 1e-9
+        assert np.all(np.abs(got - want) <= tol), name
+
+
+def test_filter_relation_tells_the_models_apart():
+    """The check above is not vacuous: the learned graph does not match the DCT parameters."""
+    stored = _filters("snis896.tflite")
+    expected = _expected_filters(ref.dct_weights(), _steps("snis896.tflite"))
+    for name in ("luma_row", "luma_ac", "chroma_ac"):
+        got, scale = stored[name]
+        assert np.any(np.abs(got - expected[name]) > 0.5 * scale.reshape((-1,) + (1,) * (got.ndim - 1))), name
 
 
 @pytest.mark.parametrize("name", ["snis896_synthesis.npz", "dct8_synthesis.npz", "snis896_analysis_float.npz"])
 def test_npz_has_896_parameters(name):
-    w = ana.load_synthesis_weights(os.path.join(MODELS, name))
+    w = wts.load_weights(MODELS / name)
     assert sum(a.size for a in w.values()) == 896
-    for k, shape in ana.WEIGHT_SHAPES.items():
+    for k, shape in wts.WEIGHT_SHAPES.items():
         assert w[k].shape == shape
 
 
-def _smooth_image(h: int, w: int, seed: int, amp: float = 90.0) -> np.ndarray:
-    """A natural-ish smooth residual: sum of low-frequency sinusoids plus a little noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    img = np.zeros((h, w))
-    for _ in range(6):
-        fy, fx = rng.uniform(-0.06, 0.06, 2)
-        img += rng.uniform(0.3, 1.0) * np.cos(2 * np.pi * (fy * yy + fx * xx) + rng.uniform(0, 2 * np.pi))
-    img *= amp / np.abs(img).max()
-    img += rng.normal(0.0, 1.5, (h, w))
-    return np.clip(np.rint(img), -255, 255).astype(np.int16)
+def _natural_residuals():
+    """Two natural test cases from tests/data: an intra frame (pixel - 128) and a frame difference."""
+    from snisd.capture.file import iter_frames
+
+    frames = list(iter_frames(DATA / "bikes_12f.mp4", max_frames=6))
+
+    def planes(f):
+        return [np.asarray(p, np.int16) for p in (f.y, f.u, f.v)]
+
+    cur, prev = planes(frames[5]), planes(frames[4])
+    h, w = (cur[0].shape[0] // 16) * 16, (cur[0].shape[1] // 16) * 16
+
+    def crop(ps):
+        return [np.clip(ps[0][:h, :w], -128, 127), *(np.clip(p[: h // 2, : w // 2], -128, 127) for p in ps[1:])]
+
+    return {"intra": crop([p - 128 for p in cur]), "residual": crop([a - b for a, b in zip(cur, prev)])}
+
+
+@pytest.fixture(scope="module")
+def natural():
+    return _natural_residuals()
 
 
 def _psnr(a, b) -> float:
@@ -76,95 +158,133 @@ def _psnr(a, b) -> float:
     return 10 * np.log10(255.0**2 / max(mse, 1e-12))
 
 
-@pytest.mark.parametrize(
-    "model,synth", [("snis896.tflite", "snis896_synthesis.npz"), ("dct8.tflite", "dct8_synthesis.npz")]
-)
-def test_int8_analysis_float_synthesis_reconstructs(model, synth):
-    h, w = 192, 256
-    y = _smooth_image(h, w, 1)
-    u = _smooth_image(h // 2, w // 2, 2, amp=50.0)
-    v = _smooth_image(h // 2, w // 2, 3, amp=50.0)
-    tr = ana.AnalysisTransform(os.path.join(MODELS, model))
-    lat = tr(y, u, v)
-    assert lat.y_coarse.shape == (h // 16, w // 16, 4)
-    assert lat.y_ac.shape == (h // 8, w // 8, 63)
-    assert lat.c_coarse.shape == (2, h // 16, w // 16, 4)
-    assert lat.c_ac.shape == (2, h // 8, w // 8, 15)
-    weights = ana.load_synthesis_weights(os.path.join(MODELS, synth))
-    ry, ru, rv = ana.synthesize_reference(lat, weights)
-    assert _psnr(ry, y) > 40.0
-    assert _psnr(ru, u) > 40.0 and _psnr(rv, v) > 40.0
-    # frame edges included: the 8-pixel border alone is reconstructed well too
-    border = np.ones((h, w), bool)
-    border[8:-8, 8:-8] = False
-    assert _psnr(ry[border], y[border]) > 38.0
-    # the same frame size again (no resize) and a new size both work
-    lat2 = tr(y, u, v)
-    np.testing.assert_array_equal(lat2.y_ac, lat.y_ac)
-    lat3 = tr(y[:64, :128], u[:32, :64], v[:32, :64])
-    assert lat3.y_ac.shape == (8, 16, 63)
+@pytest.mark.parametrize("model,npz,synth", PAIRS)
+def test_int8_latents_match_float_reference(natural, model, npz, synth):
+    """Dequantised int8 latents stay within ~an int8 step of the float analysis, on natural frames."""
+    w = _analysis_weights(npz)
+    tr = ana.AnalysisTransform(MODELS / model)
+    for kind, (y, u, v) in natural.items():
+        out = tr(*ana.pad_planes(y, u, v))
+        want = ref.analyze_reference(y, u, v, w)
+        got = out.dequantized()
+        scales = (out.y_coarse_scale, out.y_ac_scale, out.c_coarse_scale, out.c_ac_scale)
+        for g, f, s in zip(got, ("y_coarse", "y_ac", "c_coarse", "c_ac"), scales):
+            ref_arr = getattr(want, f)
+            err = np.sqrt(np.mean((g - ref_arr) ** 2, axis=tuple(range(g.ndim - 1))))  # per channel
+            assert np.all(err < 1.0 * s + 0.1), (kind, f, np.max(err / s))
+        # and the frame comes back through the float synthesis (int8 analysis ceiling ~50 dB)
+        rec = ref.synthesize_reference(ref.Latents(*got), wts.load_weights(MODELS / synth))
+        assert _psnr(rec[0], y) > 46.0, kind
+        assert min(_psnr(rec[1], u), _psnr(rec[2], v)) > 50.0, kind
 
 
-def test_int8_model_matches_float_reference():
-    y = _smooth_image(128, 128, 4)
-    u = _smooth_image(64, 64, 5, amp=40.0)
-    v = _smooth_image(64, 64, 6, amp=40.0)
-    with np.load(os.path.join(MODELS, "snis896_analysis_float.npz")) as z:
-        wa = {k: z[k] for k in ana.WEIGHT_NAMES}
-    ref = ana.analyze_reference(y, u, v, wa)
-    lat = ana.AnalysisTransform(os.path.join(MODELS, "snis896.tflite"))(y, u, v)
-    for f in ("y_coarse", "y_ac", "c_coarse", "c_ac"):
-        a, b = getattr(lat, f), getattr(ref, f)
-        err = np.sqrt(np.mean((a - b) ** 2))
-        assert err < 0.05 * np.sqrt(np.mean(b**2)) + 4.0, f
-
-
-def test_default_model_loads():
+def test_output_layout_views_and_resize(natural):
+    y, u, v = natural["intra"]
+    h, w = y.shape
     tr = ana.AnalysisTransform()
-    lat = tr(np.zeros((64, 64), np.int16), np.zeros((32, 32), np.int16), np.zeros((32, 32), np.int16))
-    assert np.abs(lat.y_ac).max() < 8
-    assert set(ana.load_synthesis_weights()) == set(ana.WEIGHT_NAMES)
+    yp, uvp = ana.pad_planes(y, u, v)
+    out = tr(yp, uvp)
+    assert out.y_ac.shape == (h // 8, w // 8, 63) and out.y_ac.dtype == np.int8
+    assert out.y_coarse.shape == (h // 16, w // 16, 4)
+    assert out.c_ac.shape == (2, h // 8, w // 8, 15)
+    assert out.c_coarse.shape == (2, h // 16, w // 16, 4)
+    for a in (out.y_ac, out.y_coarse, out.c_ac, out.c_coarse):
+        assert a.strides[-1] == 1
+    for s, zp, ch in ((out.y_ac_scale, out.y_ac_zp, 63), (out.c_ac_scale, out.c_ac_zp, 15),
+                      (out.y_coarse_scale, out.y_coarse_zp, 4), (out.c_coarse_scale, out.c_coarse_zp, 4)):
+        assert s.shape == zp.shape == (ch,) and s.dtype == np.float64 and zp.dtype == np.int32
+    first = out.y_ac.copy()
+    # the same buffers again (views, no copies) and the same result for the same input
+    out2 = tr(yp, uvp)
+    assert np.shares_memory(out2.y_ac, out.y_ac)
+    np.testing.assert_array_equal(out2.y_ac, first)
+    # zero-copy input: writing into the interpreter's input views gives the same latents
+    yin, uvin = tr.input_buffers(h, w)
+    yin[...], uvin[...] = yp, uvp
+    np.testing.assert_array_equal(tr(yin, uvin).y_ac, first)
+    # non-contiguous inputs are accepted (copied in)
+    big = np.zeros((yp.shape[0], 2 * yp.shape[1]), np.int8)
+    big[:, ::2] = yp
+    np.testing.assert_array_equal(tr(big[:, ::2], uvp).y_ac, first)
+    # a new size, then back: the views of the old size stay readable memory
+    small = tr(*ana.pad_planes(y[:64, :96], u[:32, :48], v[:32, :48]))
+    assert small.y_ac.shape == (8, 12, 63)
+    np.testing.assert_array_equal(small.y_ac, ref_int8_ac(y[:64, :96], u[:32, :48], v[:32, :48]))
+    assert int(out.y_ac.astype(np.int64).sum()) == int(first.astype(np.int64).sum())  # old view still readable
+    np.testing.assert_array_equal(tr(yp, uvp).y_ac, first)
 
 
-def test_corrupt_model_raises(tmp_path):
+def ref_int8_ac(y, u, v):
+    """The luma AC of a fresh transform (no resize history)."""
+    return ana.AnalysisTransform()(*ana.pad_planes(y, u, v)).y_ac.copy()
+
+
+def test_zero_residual_gives_zero_latents():
+    tr = ana.AnalysisTransform()
+    out = tr(np.zeros((64 + 24, 64 + 24), np.int8), np.zeros((2, 32 + 12, 32 + 12), np.int8))
+    for a in (out.y_ac, out.y_coarse, out.c_ac, out.c_coarse):
+        assert not np.any(a)
+
+
+def test_bad_inputs_raise_model_error():
+    tr = ana.AnalysisTransform(MODELS / "dct8.tflite")
+    uv = np.zeros((2, 32 + 12, 32 + 12), np.int8)
+    with pytest.raises(ModelError, match="int8"):
+        tr(np.zeros((88, 88), np.int16), uv)
+    with pytest.raises(ModelError, match="chroma"):
+        tr(np.zeros((88, 88), np.int8), uv[:, :-2])
+    with pytest.raises(ModelError, match="multiple of 16"):
+        tr(np.zeros((84 + 24, 64 + 24), np.int8), np.zeros((2, 42 + 12, 32 + 12), np.int8))
+
+
+def test_corrupt_and_foreign_models_raise(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(b"TFL3" + bytes(range(256)) * 4)
     with pytest.raises(ModelError, match="bad.tflite"):
         ana.AnalysisTransform(bad)
     with pytest.raises(ModelError, match="not found"):
         ana.AnalysisTransform(tmp_path / "missing.tflite")
+    # a valid flatbuffer without the dequantisation steps (metadata renamed)
+    data = (MODELS / "snis896.tflite").read_bytes()
+    assert data.count(ana.DEQUANT_METADATA.encode()) == 1
+    foreign = tmp_path / "foreign.tflite"
+    foreign.write_bytes(data.replace(ana.DEQUANT_METADATA.encode(), b"x" * len(ana.DEQUANT_METADATA)))
+    with pytest.raises(ModelError, match="metadata"):
+        ana.AnalysisTransform(foreign)
+
+
+def test_weights_loader(tmp_path):
+    w = wts.load_weights()
+    assert set(w) == set(wts.WEIGHT_NAMES)
+    data = (MODELS / wts.SYNTHESIS_WEIGHTS).read_bytes()
+    assert wts.model_hash() == hashlib.sha256(data).digest()[:8]
+    assert wts.model_hash(MODELS / "dct8_synthesis.npz") != wts.model_hash()
     badnpz = tmp_path / "bad.npz"
     badnpz.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="bad.npz"):
-        ana.load_synthesis_weights(badnpz)
+        wts.load_weights(badnpz)
+    with pytest.raises(ModelError, match="not found"):
+        wts.load_weights(tmp_path / "missing.npz")
+    short = dict(w)
+    del short["chroma_coarse"]
+    np.savez(tmp_path / "short.npz", **short)
+    with pytest.raises(ModelError, match="chroma_coarse"):
+        wts.load_weights(tmp_path / "short.npz")
+    wrong = dict(w, luma_row=np.zeros((8, 15), np.float32))
+    np.savez(tmp_path / "wrong.npz", **wrong)
+    with pytest.raises(ModelError, match="luma_row"):
+        wts.load_weights(tmp_path / "wrong.npz")
+    with pytest.raises(ModelError, match="nothing.bin"):
+        wts.model_file("nothing.bin")
 
 
-def test_wrong_frame_size_raises():
-    tr = ana.AnalysisTransform(os.path.join(MODELS, "dct8.tflite"))
-    with pytest.raises(ModelError):
-        tr(np.zeros((60, 64), np.int16), np.zeros((30, 32), np.int16), np.zeros((30, 32), np.int16))
+def test_model_files_found_without_the_models_package(monkeypatch):
+    """A source checkout run without installing has no snisd.models: models/ beside snisd/ is used."""
+    def no_package(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
 
-
-@pytest.mark.parametrize("name", ["snis896.tflite", "dct8.tflite"])
-def test_input_is_the_residual_and_clipped(name):
-    """int8 input scale 1.0 / zero point 0; residuals beyond [-128, 127] are clipped."""
-    tr = ana.AnalysisTransform(os.path.join(MODELS, name))
-    for d in tr._interp.get_input_details():
-        assert d["quantization"] == (1.0, 0)
-    y = _smooth_image(64, 128, 7, amp=250.0)
-    u = _smooth_image(32, 64, 8, amp=200.0)
-    v = _smooth_image(32, 64, 9, amp=60.0)
-    a = tr(y, u, v)
-    b = tr(*(np.clip(p, -128, 127) for p in (y, u, v)))
-    for f in ("y_coarse", "y_ac", "c_coarse", "c_ac"):
-        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
-
-
-def test_output_spec_covers_all_channels():
-    for prefix, channels in (("luma", 63), ("chroma", 15)):
-        n = 8 if prefix == "luma" else 4
-        got = []
-        for _, p, us, vs in ana.output_spec():
-            if p == prefix and us is not None:
-                got += [u * n + v - 1 for u in us for v in vs]
-        assert sorted(got) == list(range(channels))
+    monkeypatch.setattr(importlib.resources, "files", no_package)
+    path = wts.model_file(wts.ANALYSIS_MODEL)
+    assert path == MODELS / wts.ANALYSIS_MODEL
+    assert wts.load_weights()["luma_row"].shape == (8, 16)
+    ana.AnalysisTransform()  # the default model loads too

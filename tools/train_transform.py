@@ -45,7 +45,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from snisd.codec import analysis as ana  # noqa: E402  (numpy-only reference code)
+from snisd.codec import reference as ref
+from snisd.codec import weights as wts
 
 SEED = 896
 TRAIN_CLIPS = ("tree.avi", "cockatoo.mp4", "bikes.mp4", "vtest.avi")
@@ -125,7 +126,7 @@ class CropSampler:
         self.p = area / area.sum()
 
     def sample(self, batch: int, luma_crop: int = LUMA_CROP):
-        LUMA_CROP, CHROMA_CROP = luma_crop, luma_crop // 2  # noqa: N806
+        LUMA_CROP, CHROMA_CROP = luma_crop, luma_crop // 2
         ly = np.empty((batch, LUMA_CROP, LUMA_CROP), np.float32)
         lc = np.empty((batch, 2, CHROMA_CROP, CHROMA_CROP), np.float32)
         rng = self.rng
@@ -185,7 +186,6 @@ def tf_analysis(tf, x, a_row, a_col_full, a_coarse, n):
 
 def tf_synthesis(tf, coef, coarse, s_row, s_col_full, s_coarse, n):
     """Inverse structure of tf_analysis (overlap-add); coef's DC slot is replaced from coarse."""
-    taps = 2 * n
     c = tf.einsum("bIJk,kac->bIaJc", coarse, s_coarse)  # (B, nI, a, nJ, b)
     c = tf.signal.overlap_and_add(c, 2)  # (B, nI, a, nbx)
     c = tf.transpose(c, [0, 3, 1, 2])  # (B, nbx, nI, a)
@@ -223,12 +223,12 @@ def train(args) -> dict[str, dict[str, np.ndarray]]:
     print("loading training frames", flush=True)
     clips = load_training_frames(args.media)
     sampler = CropSampler(clips, SEED)
-    w0 = ana.dct_weights()
+    w0 = ref.dct_weights()
     par = parity_masks(w0)
     va = {k: tf.Variable(v, name="a_" + k) for k, v in w0.items()}
     vs = {k: tf.Variable(v, name="s_" + k) for k, v in w0.items()}
-    lg = tf.constant(ana.LUMA_GROUPS)
-    cg = tf.constant(ana.CHROMA_GROUPS)
+    lg = tf.constant(wts.LUMA_GROUPS)
+    cg = tf.constant(wts.CHROMA_GROUPS)
     opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
     variables = list(va.values()) + list(vs.values())
     lam = tf.constant(args.lam, tf.float32)
@@ -275,7 +275,7 @@ def train(args) -> dict[str, dict[str, np.ndarray]]:
     def step_fn(ly, lc, step, nly, nky, nlc, nkc):
         with tf.GradientTape() as tape:
             se_y, n_y, r_y, a_y = plane_loss(ly, "luma", lg, 8, step, nly, nky, False)
-            se_c, n_c, r_c, a_c = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, False)
+            se_c, n_c, r_c, _ = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, False)
             mse = (se_y + se_c) / (n_y + n_c)
             if args.ste > 0:
                 # mix in the distortion under hard rounding (straight-through gradient)
@@ -339,11 +339,11 @@ def _entropy_bits(q: np.ndarray) -> float:
     return float(total)
 
 
-def quantise_latents(lat: ana.Latents, step: float) -> tuple[ana.Latents, float]:
+def quantise_latents(lat: ref.Latents, step: float) -> tuple[ref.Latents, float]:
     """Hard-round the latents at step; return dequantised latents and their coded bits."""
     qs = [np.rint(a / step) for a in (lat.y_coarse, lat.y_ac, lat.c_coarse, lat.c_ac)]
     bits = sum(_entropy_bits(q) for q in qs)
-    return ana.Latents(*[(q * step).astype(np.float32) for q in qs]), bits
+    return ref.Latents(*[(q * step).astype(np.float32) for q in qs]), bits
 
 
 def psnr(mse: float) -> float:
@@ -362,7 +362,7 @@ def evaluate(samples, analyse, synthesis, steps=EVAL_STEPS):
     def mse_of(lat_list):
         se, n = 0.0, 0
         for lat, (_, y, u, v) in zip(lat_list, samples):
-            rec = ana.synthesize_reference(lat, synthesis)
+            rec = ref.synthesize_reference(lat, synthesis)
             for r, x in zip(rec, (y, u, v)):
                 se += float(np.sum((r.astype(np.float64) - x) ** 2))
                 n += x.size
@@ -409,11 +409,11 @@ def main(argv=None) -> int:
     print(f"wrote {args.out}/snis896_analysis_float.npz and {args.out}/snis896_synthesis.npz")
     if not args.no_eval:
         samples = heldout_samples(args.media)
-        d = ana.dct_weights()
-        rows, clean = evaluate(samples, lambda y, u, v: ana.analyze_reference(y, u, v, d), d)
+        d = ref.dct_weights()
+        rows, clean = evaluate(samples, lambda y, u, v: ref.analyze_reference(y, u, v, d), d)
         print(format_rows("DCT init (float)", rows, clean))
         rows, clean = evaluate(
-            samples, lambda y, u, v: ana.analyze_reference(y, u, v, w["analysis"]), w["synthesis"]
+            samples, lambda y, u, v: ref.analyze_reference(y, u, v, w["analysis"]), w["synthesis"]
         )
         print(format_rows("learned (float)", rows, clean))
     return 0
