@@ -70,7 +70,7 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         if (show_tiers == ntiers) {
             loop_output(&l->ref, &l->p, out);
         } else {
-            loop_picture_of_tiers(l, show_tiers, &l->recon);
+            loop_picture_of_tiers(l, &l->motion, show_tiers, &l->recon);
             loop_output(&l->recon, &l->p, out);
         }
     }

@@ -5,6 +5,7 @@
 
 #include "loop.h"
 #include "rangecoder.h"
+#include "simd.h"
 
 struct snis_encoder {
     loop_t l;
@@ -117,31 +118,35 @@ SNIS_HOT static void residual_row(void *arg, int mby)
     res_job *j = (res_job *)arg;
     snis_encoder *e = j->e;
     loop_t *l = &e->l;
-    uint32_t msad[8192 / MB];
     int mbw = l->mbw;
-    memset(msad, 0, sizeof(uint32_t) * (size_t)mbw);
     for (int c = 0; c < 3; c++) {
         const plane_t *x = &e->cur.p[c], *pr = &l->pred.p[c];
-        int size = c ? MB / 2 : MB, ctx = c ? SNIS_CHROMA_CTX : SNIS_LUMA_CTX;
+        int size = c ? MB / 2 : MB, ctx = c ? SNIS_CHROMA_CTX : SNIS_LUMA_CTX, w = x->w;
         int8_t *base = c ? e->uvpad + (c - 1) * e->uvps : e->ypad;
         ptrdiff_t rs = c ? e->uvs : e->ys;
         for (int y = mby * size; y < (mby + 1) * size; y++) {
             const uint8_t *xr = x->data + y * x->stride, *pp = pr->data + y * pr->stride;
             int8_t *o = base + (y + ctx) * rs + ctx;
-            for (int mbx = 0; mbx < mbw; mbx++) {
-                uint32_t s = 0;
-                for (int xx = mbx * size; xx < (mbx + 1) * size; xx++) {
-                    int d = xr[xx] - pp[xx];
-                    s += (uint32_t)(d < 0 ? -d : d);
-                    o[xx] = (int8_t)clampi(d, -128, 127);
-                }
-                msad[mbx] += s;
+            for (int xx = 0; xx < w; xx++) {
+                int d = xr[xx] - pp[xx];
+                o[xx] = (int8_t)(d < -128 ? -128 : (d > 127 ? 127 : d));
             }
         }
     }
     for (int mbx = 0; mbx < mbw; mbx++) {
         int i = mby * mbw + mbx;
-        l->motion.skip[i] = (uint8_t)(j->allow_skip && msad[mbx] < j->skip_sad);
+        uint32_t sad = 0;
+        if (j->allow_skip) {
+            const plane_t *x = &e->cur.p[0], *pr = &l->pred.p[0];
+            sad = sad32(x->data + mby * MB * x->stride + mbx * MB, x->stride,
+                        pr->data + mby * MB * pr->stride + mbx * MB, pr->stride, MB, 1);
+            for (int c = 1; c < 3 && sad < j->skip_sad; c++) {
+                const plane_t *xc = &e->cur.p[c], *pc = &l->pred.p[c];
+                sad += sad16(xc->data + mby * (MB / 2) * xc->stride + mbx * (MB / 2), xc->stride,
+                             pc->data + mby * (MB / 2) * pc->stride + mbx * (MB / 2), pc->stride, MB / 2, 1);
+            }
+        }
+        l->motion.skip[i] = (uint8_t)(j->allow_skip && sad < j->skip_sad);
     }
 }
 
@@ -224,71 +229,106 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
 /* ------------------------------------------------------------------------------------------ */
 /* Stage 2: quantisation of every tier (embedded: tier k quantises what tiers < k left). */
 
+/* Per-tier steps of one kind of block. The encoder's quantisation is single-precision float
+ * (+, *, conversions only, no contraction: -ffp-contract=off), which every IEEE platform computes
+ * identically, so x86 and aarch64 still write the same bits; the decoder side is integer. */
 typedef struct {
     int32_t steps[SNIS_MAX_TIERS][64];
-    uint32_t inv[SNIS_MAX_TIERS][64];
-    int32_t off[SNIS_MAX_TIERS][64];
+    float inv[SNIS_MAX_TIERS][64];  /* 1 / step */
+    int32_t mmax[SNIS_MAX_TIERS][64]; /* largest level whose dequantised value stays in int32 */
+    float rnd[SNIS_MAX_TIERS];      /* dead-zone rounding offset, in steps */
+    float scale16[64];              /* int8 latent -> 1/16 pixel */
+    int16_t thr8[64];               /* |int8 latent - zp| below this quantises to 0 in every tier */
+    int tiers, nch;
 } step_table;
 
 typedef struct {
     snis_encoder *e;
     const snis_latents *lat;
-    step_table ac_y, ac_c, coarse;
+    step_table ac_y, ac_c, coarse, coarse_c;
 } quant_job;
 
-static void make_table(step_table *t, int n, const snis_encoder *e, int coarse)
+static inline int quant1(float a, float inv, float rnd, int32_t mmax)
+{
+    int m = (int)(a * inv + rnd);
+    return m > mmax ? mmax : m;
+}
+
+static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, const snis_latent_tensor *lt)
 {
     const loop_t *l = &e->l;
     int key = e->frame_type == SNIS_FRAME_I;
+    int nch = coarse ? 4 : n * n - 1;
+    t->tiers = l->p.tiers;
+    t->nch = nch;
     for (int k = 0; k < l->p.tiers; k++) {
         int s16 = snis_step16(e->qp, k, l->p.tiers, l->p.tier_step_log2);
         int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
         if (coarse) {
             for (int c = 0; c < 4; c++)
                 t->steps[k][c] = s16;
-            if (key)
-                rnd = e->t.round_intra;
         } else {
             channel_steps(s16, n, t->steps[k]);
         }
-        int nch = coarse ? 4 : n * n - 1;
+        t->rnd[k] = (float)rnd / 64.0f;
         for (int c = 0; c < nch; c++) {
-            t->inv[k][c] = (uint32_t)((1u << 24) / (uint32_t)t->steps[k][c] + 1);
-            t->off[k][c] = (int32_t)(((int64_t)rnd * t->steps[k][c]) >> 6);
+            t->inv[k][c] = 1.0f / (float)t->steps[k][c];
+            int32_t mm = (int32_t)((1 << 30) / t->steps[k][c]);
+            t->mmax[k][c] = mm < 32767 ? mm : 32767;
         }
+    }
+    for (int c = 0; c < nch; c++) {
+        t->scale16[c] = (float)lt->mult[c] * (1.0f / 65536.0f);
+        int d = 0;
+        while (d < 256) {
+            float a = (float)d * t->scale16[c];
+            a = a < 0 ? -a : a;
+            int zero = 1;
+            for (int k = 0; k < l->p.tiers && zero; k++)
+                zero = quant1(a, t->inv[k][c], t->rnd[k], t->mmax[k][c]) == 0;
+            if (!zero)
+                break;
+            d++;
+        }
+        t->thr8[c] = (int16_t)d;
     }
 }
 
-/* Quantise one block of nch latents into every tier; returns nothing, sets the tier flags. */
-static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int nch, int stride,
-                        size_t b, int16_t *(*dst)(latents_t *, size_t), uint8_t *(*flag)(latents_t *),
-                        const step_table *st)
+/* Quantise one block of nch latents into every tier (tier k quantises what tiers < k left). */
+SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int stride,
+                                 size_t b, int16_t *(*dst)(latents_t *, size_t), uint8_t *(*flag)(latents_t *),
+                                 const step_table *st)
 {
     loop_t *l = &e->l;
-    int any = 0;
-    for (int c = 0; c < nch; c++)
-        any |= src[c] - t->zp[c];
+    int nch = st->nch, any = 0;
+    int32_t d8[64];
+    for (int c = 0; c < nch; c++) {
+        d8[c] = src[c] - t->zp[c];
+        any |= (d8[c] < 0 ? -d8[c] : d8[c]) >= st->thr8[c];
+    }
     if (!any) {
-        for (int k = 0; k < l->p.tiers; k++)
+        for (int k = 0; k < st->tiers; k++)
             flag(&l->q[k])[b] = 0;
         return;
     }
-    int32_t r[64];
+    float r[64];
     for (int c = 0; c < nch; c++)
-        r[c] = (int32_t)(((int64_t)(src[c] - t->zp[c]) * t->mult[c] + 32768) >> 16);
-    for (int k = 0; k < l->p.tiers; k++) {
+        r[c] = (float)d8[c] * st->scale16[c];
+    for (int k = 0; k < st->tiers; k++) {
         int16_t *q = dst(&l->q[k], b);
         int nz = 0;
+        const float *inv = st->inv[k];
+        const int32_t *steps = st->steps[k], *mmax = st->mmax[k];
+        float rnd = st->rnd[k];
         for (int c = 0; c < nch; c++) {
-            int32_t v = r[c], a = v < 0 ? -v : v;
-            int32_t m = (int32_t)(((uint64_t)(uint32_t)(a + st->off[k][c]) * st->inv[k][c]) >> 24);
-            if (m > 32767)
-                m = 32767;
-            int qv = v < 0 ? -m : m;
+            float a = r[c] < 0 ? -r[c] : r[c];
+            int32_t m = (int32_t)(a * inv[c] + rnd);
+            m = m > mmax[c] ? mmax[c] : m;
+            int32_t dq = (m * steps[c]) >> 2; /* dequant1() of the level, exact in int32 here */
+            int32_t qv = r[c] < 0 ? -m : m;
             q[c] = (int16_t)qv;
-            nz |= qv;
-            if (qv)
-                r[c] = v - 4 * dequant1(qv, st->steps[k][c]);
+            nz |= m;
+            r[c] -= (float)(r[c] < 0 ? -4 * dq : 4 * dq);
         }
         for (int c = nch; c < stride; c++)
             q[c] = 0;
@@ -328,11 +368,11 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_ac;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, 63, LAT_Y, b, d_yac, f_yac, &j->ac_y);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &j->ac_y);
                 t = &lat->c_ac;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, 15, LAT_C, b, d_c0, f_c0, &j->ac_c);
-                quant_block(e, t, s0 + t->stride_p, 15, LAT_C, b, d_c1, f_c1, &j->ac_c);
+                quant_block(e, t, s0, LAT_C, b, d_c0, f_c0, &j->ac_c);
+                quant_block(e, t, s0 + t->stride_p, LAT_C, b, d_c1, f_c1, &j->ac_c);
             }
         for (int yy = 0; yy < 2; yy++)
             for (int xx = 0; xx < 2; xx++) {
@@ -344,11 +384,11 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_coarse;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, 4, LAT_K, b, d_yk, f_yk, &j->coarse);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &j->coarse);
                 t = &lat->c_coarse;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, 4, LAT_K, b, d_k0, f_k0, &j->coarse);
-                quant_block(e, t, s0 + t->stride_p, 4, LAT_K, b, d_k1, f_k1, &j->coarse);
+                quant_block(e, t, s0, LAT_K, b, d_k0, f_k0, &j->coarse_c);
+                quant_block(e, t, s0 + t->stride_p, LAT_K, b, d_k1, f_k1, &j->coarse_c);
             }
     }
 }
@@ -388,11 +428,13 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     loop_t *l = &e->l;
     double t0 = now_us();
     quant_job qj;
+    memset(&qj, 0, sizeof(qj));
     qj.e = e;
     qj.lat = lat;
-    make_table(&qj.ac_y, 8, e, 0);
-    make_table(&qj.ac_c, 4, e, 0);
-    make_table(&qj.coarse, 4, e, 1);
+    make_table(&qj.ac_y, 8, e, 0, &lat->y_ac);
+    make_table(&qj.ac_c, 4, e, 0, &lat->c_ac);
+    make_table(&qj.coarse, 4, e, 1, &lat->y_coarse);
+    make_table(&qj.coarse_c, 4, e, 1, &lat->c_coarse);
     pool_run(l->pool, l->mbh, quant_row, &qj);
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)
@@ -438,9 +480,7 @@ int snis_encoder_reconstruction(snis_encoder *e, int tiers, snis_image_out *out)
         loop_output(&e->l.ref, &e->l.p, out);
         return SNIS_OK;
     }
-    /* the prediction of the last frame is still in l->pred; l->motion was swapped out, but the
-       tiers' latents are intact */
-    loop_picture_of_tiers(&e->l, tiers, &e->l.recon);
+    loop_picture_of_tiers(&e->l, &e->l.prev_motion, tiers, &e->l.recon); /* prev_motion: the last frame's */
     loop_output(&e->l.recon, &e->l.p, out);
     return SNIS_OK;
 }

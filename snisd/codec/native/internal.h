@@ -117,7 +117,8 @@ typedef struct {
     ptrdiff_t cstride;
     int32_t *dc;        /* hb * wb */
     uint8_t *nz;        /* hb * wb: block has any non-zero coefficient after the DC stage */
-    uint8_t *touched;   /* per macroblock row / column of the plane: any block written */
+    uint8_t *touched;   /* per block tile of the plane: some coded block's window reaches it */
+    int blocks;         /* blocks synthesised by the last call */
 } synth_plane;
 
 int synth_plane_alloc(synth_plane *s, int w, int h, int n);

@@ -75,14 +75,21 @@ void loop_free(loop_t *l)
 }
 
 typedef struct {
-    loop_t *l;
+    const motion_t *m;
     const picture_t *ref;
+    picture_t *dst;
 } mc_job;
 
 static void mc_row(void *arg, int mby)
 {
     mc_job *j = (mc_job *)arg;
-    motion_compensate_row(&j->l->motion, j->ref, &j->l->pred, mby);
+    motion_compensate_row(j->m, j->ref, j->dst, mby);
+}
+
+static void compensate(loop_t *l, const motion_t *m, const picture_t *ref, picture_t *dst)
+{
+    mc_job j = {m, ref, dst};
+    pool_run(l->pool, l->mbh, mc_row, &j);
 }
 
 void loop_predict(loop_t *l, int frame_type)
@@ -91,8 +98,7 @@ void loop_predict(loop_t *l, int frame_type)
         memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
         memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
     }
-    mc_job j = {l, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref};
-    pool_run(l->pool, l->mbh, mc_row, &j);
+    compensate(l, &l->motion, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref, &l->pred);
 }
 
 static void synth_sum(loop_t *l, picture_t *dst)
@@ -109,9 +115,10 @@ static void sum_tiers(loop_t *l, int from, int to, int qp)
         dequantize_add(&l->sum, &l->q[k], snis_step16(qp, k, l->p.tiers, l->p.tier_step_log2), k == 0);
 }
 
-void loop_picture_of_tiers(loop_t *l, int tiers, picture_t *dst)
+void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
-    picture_copy(dst, &l->pred);
+    /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
+    compensate(l, m, l->frame_type == SNIS_FRAME_K ? &l->keynew : &l->pred, dst);
     sum_tiers(l, 0, tiers, l->qp);
     synth_sum(l, dst);
 }
@@ -122,22 +129,21 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
     int key = frame_type != SNIS_FRAME_P;
     l->frame_type = frame_type;
     l->qp = qp;
-    picture_copy(&l->recon, &l->pred);
     sum_tiers(l, 0, 1, qp);
-    if (key) {
-        /* the key reference: prediction plus the base tier alone */
+    if (key && ntiers == 1) {
+        synth_sum(l, &l->pred);
         picture_copy(&l->keynew, &l->pred);
-        synth_sum(l, &l->keynew);
-        if (ntiers == 1)
-            picture_copy(&l->recon, &l->keynew);
-    }
-    if (!key || ntiers > 1) {
+    } else {
+        if (key) { /* the key reference: the prediction plus the base tier alone */
+            picture_copy(&l->keynew, &l->pred);
+            synth_sum(l, &l->keynew);
+        }
         sum_tiers(l, 1, ntiers, qp);
-        synth_sum(l, &l->recon);
+        synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
     }
     picture_t t = l->ref;
-    l->ref = l->recon;
-    l->recon = t;
+    l->ref = l->pred;
+    l->pred = t;
     picture_extend(&l->ref);
     if (key) {
         t = l->keyref;
@@ -146,6 +152,8 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
         picture_extend(&l->keyref);
     }
     l->stats.synthesis_us = now_us() - t0;
+    l->stats.synth_blocks = l->sy.blocks;
+    l->stats.total_blocks = l->hb * l->wb;
 }
 
 void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out)

@@ -33,8 +33,8 @@ void loop_free(loop_t *l);
 void loop_predict(loop_t *l, int frame_type);
 /* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. */
 void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers);
-/* The picture of the first `tiers` tiers of the last frame over its prediction, into dst. */
-void loop_picture_of_tiers(loop_t *l, int tiers, picture_t *dst);
+/* The picture of the first `tiers` tiers of the last frame (motion m) over its prediction. */
+void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst);
 void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out);
 
 #endif

@@ -124,10 +124,29 @@ static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, 
 
 static uint32_t sad_half(const plane_t *cur, const plane_t *ref, int x0, int y0, int mvy, int mvx)
 {
-    uint8_t tmp[MB * MB];
-    luma_block(ref, x0, y0, mvy, mvx, MB, tmp, MB);
+    /* interpolate only the rows the SAD reads (every other one); the encoder's vectors stay
+       inside the reference border, so no clamping is needed */
+    uint8_t tmp[MB / 2 * MB];
     const uint8_t *c = cur->data + y0 * cur->stride + x0;
-    return 2 * sad32(c, cur->stride, tmp, MB, MB, 2);
+    int iy = mvy >> 1, ix = mvx >> 1, fy = mvy & 1, fx = mvx & 1;
+    const uint8_t *r = ref->data + (y0 + iy) * ref->stride + x0 + ix;
+    ptrdiff_t rs = ref->stride;
+    for (int y = 0; y < MB / 2; y++) {
+        const uint8_t *r0 = r + 2 * y * rs, *r1 = r0 + rs;
+        uint8_t *d = tmp + y * MB;
+        if (!fy && !fx)
+            memcpy(d, r0, MB);
+        else if (!fy)
+            for (int x = 0; x < MB; x++)
+                d[x] = (uint8_t)((r0[x] + r0[x + 1] + 1) >> 1);
+        else if (!fx)
+            for (int x = 0; x < MB; x++)
+                d[x] = (uint8_t)((r0[x] + r1[x] + 1) >> 1);
+        else
+            for (int x = 0; x < MB; x++)
+                d[x] = (uint8_t)((r0[x] + r0[x + 1] + r1[x] + r1[x + 1] + 2) >> 2);
+    }
+    return 2 * sad32(c, 2 * cur->stride, tmp, MB, MB / 2, 1);
 }
 
 static void wait_row(volatile int *row_done, int row, int need)

@@ -42,23 +42,20 @@ void channel_steps(int step16, int n, int32_t *steps)
 
 static inline int16_t clamp_sum(int32_t v) { return (int16_t)clampi(v, -DEQ_LIMIT, DEQ_LIMIT); }
 
-static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, size_t blocks, int stride,
-                      int nch, const int32_t *steps, int first)
+SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, size_t blocks,
+                               int stride, int nch, const int32_t *steps, int first)
 {
+    if (first)
+        memset(fsum, 0, blocks);
     for (size_t b = 0; b < blocks; b++) {
-        if (!fq[b]) {
-            if (first)
-                fsum[b] = 0;
+        if (!fq[b])
             continue;
-        }
         int16_t *s = sum + b * (size_t)stride;
         const int16_t *x = q + b * (size_t)stride;
-        if (first || !fsum[b]) {
-            for (int c = 0; c < nch; c++)
-                s[c] = clamp_sum(dequant1(x[c], steps[c]));
-        } else {
-            for (int c = 0; c < nch; c++)
-                s[c] = clamp_sum(s[c] + dequant1(x[c], steps[c]));
+        int fresh = !fsum[b];
+        for (int c = 0; c < nch; c++) {
+            int32_t v = dequant1(x[c], steps[c]);
+            s[c] = clamp_sum(fresh ? v : s[c] + v);
         }
         fsum[b] = 1;
     }

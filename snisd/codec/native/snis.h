@@ -100,6 +100,7 @@ typedef struct {
 typedef struct {
     double motion_us, predict_us, quantize_us, entropy_us, synthesis_us;
     int skipped_mbs, intra_mbs, total_mbs;
+    int synth_blocks, total_blocks; /* luma blocks the last synthesis touched, of all */
     int error_tier; /* decoder: the tier whose payload failed in the last call, or -1 */
 } snis_stats;
 

@@ -86,60 +86,71 @@ typedef struct {
     plane_t *dst;
 } synth_job;
 
+/* One block of size N (8 luma, 4 chroma): column then row stage into a local 2N x 2N window,
+ * added to the canvas once. N is a compile-time constant in each instance. */
+static inline __attribute__((always_inline)) void synth_block(const plane_weights *pw, const int16_t *a, int has_ac,
+                                                              int32_t dc, int32_t *cv, ptrdiff_t cs, const int N)
+{
+    const int T = 2 * N;
+    uint32_t blk[16][16];
+    int used = 0;
+    for (int u = 0; u < N; u++) {
+        int32_t cf[8];
+        int any = 0;
+        for (int v = 0; v < N; v++) {
+            int c = u * N + v;
+            cf[v] = c == 0 ? dc : (has_ac ? a[c - 1] : 0);
+            any |= cf[v];
+        }
+        if (!any)
+            continue;
+        uint32_t tu[16] = {0};
+        for (int v = 0; v < N; v++) {
+            if (!cf[v])
+                continue;
+            const int32_t *k = pw->col[u][v];
+            for (int yy = 0; yy < T; yy++)
+                tu[yy] += (uint32_t)k[yy] * (uint32_t)cf[v];
+        }
+        const int32_t *r = pw->row[u];
+        for (int yy = 0; yy < T; yy++) {
+            uint32_t tv = (uint32_t)((int32_t)(tu[yy] + (1u << (SNIS_FRAC - 1))) >> SNIS_FRAC);
+            if (!used)
+                for (int xx = 0; xx < T; xx++)
+                    blk[yy][xx] = (uint32_t)r[xx] * tv;
+            else
+                for (int xx = 0; xx < T; xx++)
+                    blk[yy][xx] += (uint32_t)r[xx] * tv;
+        }
+        used = 1;
+    }
+    if (!used)
+        return;
+    for (int yy = 0; yy < T; yy++) {
+        int32_t *row = cv + yy * cs;
+        for (int xx = 0; xx < T; xx++)
+            row[xx] = (int32_t)((uint32_t)row[xx] + blk[yy][xx]);
+    }
+}
+
 SNIS_HOT static void synth_block_row(void *arg, int index)
 {
     synth_job *job = (synth_job *)arg;
     synth_plane *s = job->s;
     const plane_weights *pw = job->pw;
-    int n = pw->n, taps = 2 * n, i = 2 * index + job->parity;
+    int n = pw->n, i = 2 * index + job->parity;
     if (i >= s->hb)
         return;
-    int32_t coef[8][8];
-    int32_t t[8][16];
-    int us[8];
     for (int j = 0; j < s->wb; j++) {
         int b = i * s->wb + j;
         if (!s->nz[b])
             continue;
         const int16_t *a = job->ac + (size_t)b * job->stride_ac;
-        int has_ac = job->f_ac[b];
-        coef[0][0] = s->dc[b];
-        for (int c = 1; c < n * n; c++)
-            coef[c / n][c % n] = has_ac ? a[c - 1] : 0; /* a block without AC flag holds stale values */
-        int nu = 0;
-        for (int u = 0; u < n; u++) {
-            int any = 0;
-            for (int v = 0; v < n; v++)
-                any |= coef[u][v];
-            if (!any)
-                continue;
-            int32_t *tu = t[nu];
-            for (int yy = 0; yy < taps; yy++)
-                tu[yy] = 0;
-            for (int v = 0; v < n; v++) {
-                int32_t cv = coef[u][v];
-                if (!cv)
-                    continue;
-                const int32_t *k = pw->col[u][v];
-                for (int yy = 0; yy < taps; yy++)
-                    tu[yy] = wadd(tu[yy], wmul(k[yy], cv));
-            }
-            for (int yy = 0; yy < taps; yy++)
-                tu[yy] = wadd(tu[yy], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
-            us[nu++] = u;
-        }
         int32_t *cv0 = s->canvas + (ptrdiff_t)(i * n) * s->cstride + j * n;
-        for (int m = 0; m < nu; m++) {
-            const int32_t *r = pw->row[us[m]];
-            for (int yy = 0; yy < taps; yy++) {
-                int32_t tv = t[m][yy];
-                if (!tv)
-                    continue;
-                int32_t *row = cv0 + yy * s->cstride;
-                for (int xx = 0; xx < taps; xx++)
-                    row[xx] = (int32_t)((uint32_t)row[xx] + (uint32_t)r[xx] * (uint32_t)tv);
-            }
-        }
+        if (n == 8)
+            synth_block(pw, a, job->f_ac[b], s->dc[b], cv0, s->cstride, 8);
+        else
+            synth_block(pw, a, job->f_ac[b], s->dc[b], cv0, s->cstride, 4);
     }
 }
 
@@ -150,18 +161,27 @@ SNIS_HOT static void synth_readback_row(void *arg, int i)
     int n = job->pw->n, half = n / 2;
     const int shift = SNIS_FRAC + 2;
     const int32_t rnd = 1 << (shift - 1);
-    for (int j = 0; j < s->wb; j++) {
-        if (!s->touched[i * s->wb + j])
+    uint8_t *touched = s->touched + i * s->wb;
+    for (int j0 = 0; j0 < s->wb;) {
+        if (!touched[j0]) {
+            j0++;
             continue;
-        s->touched[i * s->wb + j] = 0;
+        }
+        int j1 = j0;
+        while (j1 < s->wb && touched[j1])
+            touched[j1++] = 0;
+        /* a run of touched tiles: one contiguous span per picture row */
+        int x0 = j0 * n, len = (j1 - j0) * n;
         for (int y = i * n; y < i * n + n; y++) {
-            int32_t *cv = s->canvas + (ptrdiff_t)(y + half) * s->cstride + half + j * n;
-            uint8_t *d = job->dst->data + y * job->dst->stride + j * n;
-            for (int x = 0; x < n; x++) {
-                d[x] = clip8(d[x] + (wadd(cv[x], rnd) >> shift));
+            int32_t *cv = s->canvas + (ptrdiff_t)(y + half) * s->cstride + half + x0;
+            uint8_t *d = job->dst->data + y * job->dst->stride + x0;
+            for (int x = 0; x < len; x++) {
+                int v = d[x] + ((int32_t)((uint32_t)cv[x] + (uint32_t)rnd) >> shift);
+                d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
                 cv[x] = 0;
             }
         }
+        j0 = j1;
     }
 }
 
@@ -193,8 +213,9 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
     for (int b = 0; b < hb * wb; b++) {
         s->dc[b] = wadd(s->dc[b], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
         s->nz[b] = (uint8_t)(f_ac[b] || s->dc[b]);
-        any |= s->nz[b];
+        any += s->nz[b];
     }
+    s->blocks = any;
     if (!any)
         return;
     /* 2. mark the tiles each coded block's window touches */
