@@ -178,7 +178,7 @@ class RecordSink:
     """
 
     def __init__(self, path: str, seq: SequenceHeader, fsync: bool = False) -> None:
-        from .container.fmp4 import Fmp4Writer
+        from .container import Fmp4Writer
         from .errors import ContainerError
 
         self.name = f"record:{path}"

@@ -20,7 +20,7 @@ import pytest
 
 from snisd.capture.synthetic import SyntheticSource
 from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
-from snisd.container.fmp4 import read_fmp4
+from snisd.container import read_fmp4
 from snisd.frame import Frame
 from snisd.metrics import MetricsServer, families_from_snapshot, render
 from snisd.pipeline import Closed, LatestQueue, Pipeline, RateMeter, RecordSink
