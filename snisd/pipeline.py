@@ -10,7 +10,8 @@ encoder stage also keeps the bit rate of each tier. :meth:`Pipeline.snapshot` ga
 the log, systemd's STATUS= line and the metrics endpoint.
 
 Sinks receive every encoded frame in order: ``write(EncodedFrame)`` and ``close()``. The fMP4
-recording is one; the WebRTC sender will be another with the same two methods.
+recording (:class:`RecordSink`) is one, the WebRTC sender (``snisd.transport.whip.WhipSender``)
+another.
 """
 
 from __future__ import annotations
