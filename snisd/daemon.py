@@ -187,17 +187,17 @@ class Daemon:
         return run_sender(cfg.transport, seq)
 
     def _start_metrics(self, cfg: Config) -> None:
-        from .metrics import MetricsServer, families_from_snapshot, render
+        from .metrics import MetricsServer, snapshot_registry
 
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
         if cfg.metrics.enabled:
-            def text() -> str:
+            def snapshot() -> dict | None:
                 p = self.pipeline
-                return render(families_from_snapshot(p.snapshot())) if p is not None else ""
+                return p.snapshot() if p is not None else None
             try:
-                self.metrics = MetricsServer(cfg.metrics.listen, text).start()
+                self.metrics = MetricsServer(cfg.metrics.listen, snapshot_registry(snapshot)).start()
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", cfg.metrics.listen, exc)
 

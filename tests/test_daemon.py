@@ -22,7 +22,6 @@ from snisd.capture.synthetic import SyntheticSource
 from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
 from snisd.container import read_fmp4
 from snisd.frame import Frame
-from snisd.metrics import MetricsServer, families_from_snapshot, render
 from snisd.pipeline import Closed, LatestQueue, Pipeline, RateMeter, RecordSink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,36 +201,6 @@ def test_record_sink_writes_a_readable_file(tmp_path):
     other = RecordSink(path, SequenceHeader(32, 32, 30, 1, 3))
     other.close()
     assert other.moved_aside and os.path.exists(other.moved_aside)
-
-
-# -- metrics ------------------------------------------------------------------------------------
-
-def test_metrics_text_and_http():
-    snap = {"stages": {"encode": {"in": 5, "out": 4, "dropped": 1, "p50_ms": 2.5, "p95_ms": 7.0}},
-            "fps": 29.97, "tier_bitrate_bps": [100000, 50000], "tiers": 2, "uptime_s": 3.0,
-            "rss_bytes": 1000, "camera": {"state": "reconnecting", "reopens": 1, "failures": 2}}
-    text = render(families_from_snapshot(snap))
-    assert '# TYPE snisd_stage_frames_dropped_total counter' in text
-    assert 'snisd_stage_frames_dropped_total{stage="encode"} 1\n' in text
-    assert 'snisd_stage_ms_p95{stage="encode"} 7\n' in text
-    assert 'snisd_tier_bitrate_bps{tier="1"} 50000\n' in text
-    assert 'snisd_camera_up{state="reconnecting"} 0\n' in text
-    for line in text.splitlines():  # every sample line: name{labels} value
-        if not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            float(value)
-            assert name.startswith("snisd_")
-    srv = MetricsServer("127.0.0.1:0", lambda: text).start()
-    try:
-        host, port = srv.address
-        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=5) as r:
-            assert r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert r.read().decode() == text
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(f"http://{host}:{port}/other", timeout=5)
-        assert err.value.code == 404
-    finally:
-        srv.close()
 
 
 # -- the daemon as a process --------------------------------------------------------------------
