@@ -38,7 +38,7 @@ def _gauge(name: str, help_text: str, labels: Iterable[str] = ()) -> GaugeMetric
 def families_from_snapshot(snap: dict[str, Any]) -> list[Metric]:
     """Turn a :meth:`snisd.pipeline.Pipeline.snapshot` into metric families."""
     stages = snap.get("stages", {})
-    per_stage = [
+    per_stage: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
         (_counter("snisd_stage_frames_in_total", "Frames that entered a pipeline stage.", ["stage"]), "in"),
         (_counter("snisd_stage_frames_out_total", "Frames a pipeline stage passed on.", ["stage"]), "out"),
         (_counter("snisd_stage_frames_dropped_total",
@@ -163,7 +163,7 @@ class MetricsServer:
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="snisd-metrics", daemon=True)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics", *self.address)
         return self

@@ -7,13 +7,32 @@ naming the absolute byte offset and the box type. The incremental driver is stre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 from ..codec.bitstream import MAX_TIERS, EncodedFrame, FrameHeader, SequenceHeader
 from ..errors import BitstreamError, ContainerError
 from .boxes import BoxHeader, Cursor, check_nesting, children_by_type, parse_header
-from .layout import (COLORSPACES, CONFIG_VERSION, NON_SYNC_FLAGS, TFHD_BASE_IS_MOOF, TFHD_BASE_OFFSET,
-                     TFHD_DESC_INDEX, TFHD_DURATION, TFHD_FLAGS, TFHD_SIZE, TRUN_CTO, TRUN_DATA_OFFSET,
-                     TRUN_DURATION, TRUN_FIRST_FLAGS, TRUN_FLAGS, TRUN_SIZE, Fragment, InitInfo, Sample, ticks_to_us)
+from .layout import (
+    COLORSPACES,
+    CONFIG_VERSION,
+    NON_SYNC_FLAGS,
+    TFHD_BASE_IS_MOOF,
+    TFHD_BASE_OFFSET,
+    TFHD_DESC_INDEX,
+    TFHD_DURATION,
+    TFHD_FLAGS,
+    TFHD_SIZE,
+    TRUN_CTO,
+    TRUN_DATA_OFFSET,
+    TRUN_DURATION,
+    TRUN_FIRST_FLAGS,
+    TRUN_FLAGS,
+    TRUN_SIZE,
+    Fragment,
+    InitInfo,
+    Sample,
+    ticks_to_us,
+)
 
 
 def parse_ftyp(buf, hdr: BoxHeader, base: int) -> None:
@@ -157,7 +176,7 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
     found: dict[int, Sample] = {}
     data_end = moof.start
     payload_start, payload_end = mdat.payload, mdat.end
-    spans = []
+    spans: list[tuple[int, int]] = []
     for traf in kids.get("traf", []):
         tk = children_by_type(buf, traf, base=base)
         c = Cursor(buf, _only(tk, "tfhd", traf, base), base=base)
@@ -218,10 +237,10 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
                              base + moof.start, "moof")
     spans.sort()
     if sum(e - s for s, e in spans) != payload_end - payload_start or any(
-            a[1] > b[0] for a, b in zip(spans, spans[1:])):
+            a[1] > b[0] for a, b in pairwise(spans)):
         raise ContainerError(
-            f"sample sizes {[e - s for s, e in spans]} do not tile the {payload_end - payload_start}-byte 'mdat' payload",
-            base + mdat.start, "mdat")
+            f"sample sizes {[e - s for s, e in spans]} do not tile the "
+            f"{payload_end - payload_start}-byte 'mdat' payload", base + mdat.start, "mdat")
     return Fragment(seqno, tuple(found[t] for t in range(len(found))), base + moof.start, base + mdat.end)
 
 

@@ -102,7 +102,7 @@ class InitInfo:
         for name, code in COLORSPACES.items():
             if code == self.nclx:
                 return name
-        return "nclx:%d/%d/%d" % self.nclx
+        return "nclx:{}/{}/{}".format(*self.nclx)
 
 
 @dataclass(frozen=True)

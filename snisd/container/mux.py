@@ -8,9 +8,25 @@ from collections.abc import Sequence
 from ..codec.bitstream import EncodedFrame, SequenceHeader
 from ..errors import ContainerError
 from .boxes import box, full_box
-from .layout import (BASE_ENTRY, COLORSPACES, CONFIG_BOX, CONFIG_VERSION, ENHANCEMENT_ENTRY, NON_SYNC_FLAGS,
-                     TFHD_BASE_IS_MOOF, TRUN_DATA_OFFSET, TRUN_DURATION, TRUN_FLAGS, TRUN_SIZE, InitInfo, Sample,
-                     frame_duration, sample_flags, timescale_for, us_to_ticks)
+from .layout import (
+    BASE_ENTRY,
+    COLORSPACES,
+    CONFIG_BOX,
+    CONFIG_VERSION,
+    ENHANCEMENT_ENTRY,
+    NON_SYNC_FLAGS,
+    TFHD_BASE_IS_MOOF,
+    TRUN_DATA_OFFSET,
+    TRUN_DURATION,
+    TRUN_FLAGS,
+    TRUN_SIZE,
+    InitInfo,
+    Sample,
+    frame_duration,
+    sample_flags,
+    timescale_for,
+    us_to_ticks,
+)
 
 _UNITY_MATRIX = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
 

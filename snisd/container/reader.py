@@ -70,7 +70,7 @@ class Fmp4Reader:
         for i, frag in enumerate(self.fragments()):
             yield fragment_to_frame(frag, self.init, i)
 
-    def __enter__(self) -> "Fmp4Reader":
+    def __enter__(self) -> Fmp4Reader:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -39,7 +39,7 @@ class Fmp4Writer:
 
     @classmethod
     def resume(cls, path: str | os.PathLike, seq: SequenceHeader | None = None, *, fsync: bool = False,
-               colorspace: str = "bt709", timescale: int | None = None) -> "Fmp4Writer":
+               colorspace: str = "bt709", timescale: int | None = None) -> Fmp4Writer:
         """Re-open a recording after a crash or restart.
 
         Everything after the last complete fragment is cut off. The next frame gets the next
@@ -55,7 +55,8 @@ class Fmp4Writer:
         reader = Fmp4Reader(path)
         last: Fragment | None = None
         frames = 0
-        for last in reader.fragments():
+        for frag in reader.fragments():
+            last = frag
             frames += 1
         info = reader.init
         if info is None:
@@ -116,7 +117,7 @@ class Fmp4Writer:
             self._f.close()
             self._f = None
 
-    def __enter__(self) -> "Fmp4Writer":
+    def __enter__(self) -> Fmp4Writer:
         return self
 
     def __exit__(self, *exc: object) -> None:
