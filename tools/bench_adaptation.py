@@ -26,6 +26,7 @@ at the end. tests/test_adaptation.py runs short versions of the same scenarios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -82,7 +83,7 @@ def replay(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT))
     import logging
 
-    from snisd.codec.bitstream import EncodedFrame
+    from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.transport.ice import restrict_host_addresses
     from snisd.transport.whip import WhipSender
 
@@ -110,7 +111,8 @@ def replay(args: argparse.Namespace) -> int:
             src = coded[1 + p % (len(coded) - 1)]
             p += 1
         fno = i & 0xFFFF
-        base = bytes((src.tiers[0][0], fno >> 8, fno & 0xFF)) + src.tiers[0][3:]
+        head = dataclasses.replace(FrameHeader.from_bytes(src.tiers[0]), frame_no=fno)
+        base = head.to_bytes() + src.tiers[0][FrameHeader.SIZE:]
         ef = EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (base, *src.tiers[1:]))
         time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
         ctl = sender.controller
