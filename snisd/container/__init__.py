@@ -14,17 +14,17 @@ This package owns the fMP4 bytes; other packages use the names below, never slic
 from .demux import fragment_to_frame, frame_from_samples, parse_fragment, parse_init
 from .extract import extract_tiers
 from .layout import (
-                     COLORSPACES,
-                     NON_SYNC_FLAGS,
-                     SYNC_FLAGS,
-                     Fragment,
-                     InitInfo,
-                     Sample,
-                     frame_duration,
-                     sample_flags,
-                     ticks_to_us,
-                     timescale_for,
-                     us_to_ticks,
+    COLORSPACES,
+    NON_SYNC_FLAGS,
+    SYNC_FLAGS,
+    Fragment,
+    InitInfo,
+    Sample,
+    frame_duration,
+    sample_flags,
+    ticks_to_us,
+    timescale_for,
+    us_to_ticks,
 )
 from .mux import build_fragment, build_init_segment, fragment_bytes, frame_samples, init_segment, make_init_info
 from .reader import Fmp4Reader, open_fmp4, read_fmp4
