@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .errors import InputError, SnisError
 
@@ -14,9 +14,11 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode a video file (.y4m or anything PyAV reads) to SNIS")
     p.add_argument("input", help="input video: .y4m, or any file PyAV can read")
     p.add_argument("-o", "--output", required=True, help="output: .snis elementary stream or .mp4")
-    p.add_argument("--qp", type=int, default=28, help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)")
+    p.add_argument("--qp", type=int, default=28,
+                   help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)")
     p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
-    p.add_argument("--tier-ratio", type=int, default=8, help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
+    p.add_argument("--tier-ratio", type=int, default=8,
+                   help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
     p.add_argument("--keyint", type=int, default=None,
                    help="frames between keyframes (default: 10 s worth; 0: only the first frame)")
     p.add_argument("--switch-int", type=int, default=None,
@@ -61,7 +63,8 @@ def _cmd_receive(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from .demo import add_demo_arguments
 
-    p = sub.add_parser("demo", help="receiver + daemon on the synthetic camera over loopback, then decode the recording")
+    p = sub.add_parser("demo",
+                       help="receiver + daemon on the synthetic camera over loopback, then decode the recording")
     add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 

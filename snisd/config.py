@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import yaml
 
@@ -63,7 +64,8 @@ class CodecConfig:
 
 @dataclass
 class RecordConfig:
-    path: str | None = _opt(None, "optstr", "a file path ending in .mp4, or null", lambda v: v is None or v.endswith(".mp4"))
+    path: str | None = _opt(None, "optstr", "a file path ending in .mp4, or null",
+                            lambda v: v is None or v.endswith(".mp4"))
     fsync: bool = _opt(False, "bool", "true or false")
 
 
@@ -97,7 +99,7 @@ class Config:
     log_level: str = _opt("info", "str", f"one of {', '.join(LOG_LEVELS)}", lambda v: v in LOG_LEVELS)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Config:
         cfg = cls()
         if data is None:
             return cfg
@@ -107,7 +109,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def override(self, updates: Mapping[str, Any]) -> "Config":
+    def override(self, updates: Mapping[str, Any]) -> Config:
         """A copy with dotted keys replaced (``{"camera.fps": 15}``); None values are ignored."""
         cfg = Config.from_dict(self.to_dict())
         for key, value in updates.items():

@@ -19,11 +19,15 @@ import sys
 import threading
 import time
 from fractions import Fraction
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import DEFAULT_PATH, LOG_LEVELS, Config, load_config
 from .errors import SnisError
 from .systemd import Notifier, Watchdog, watchdog_interval
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer
+    from .pipeline import Pipeline
 
 log = logging.getLogger("snisd")
 
@@ -53,9 +57,12 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)")
     g.add_argument("--record", dest="daemon_record", metavar="PATH",
                    help="record to this fragmented MP4 (config: record.path); continued if it holds the same stream")
-    g.add_argument("--width", dest="daemon_width", type=int, metavar="W", help="picture width (config: camera.width, default 1280)")
-    g.add_argument("--height", dest="daemon_height", type=int, metavar="H", help="picture height (config: camera.height, default 720)")
-    g.add_argument("--fps", dest="daemon_fps", type=float, metavar="FPS", help="frame rate (config: camera.fps, default 30)")
+    g.add_argument("--width", dest="daemon_width", type=int, metavar="W",
+                   help="picture width (config: camera.width, default 1280)")
+    g.add_argument("--height", dest="daemon_height", type=int, metavar="H",
+                   help="picture height (config: camera.height, default 720)")
+    g.add_argument("--fps", dest="daemon_fps", type=float, metavar="FPS",
+                   help="frame rate (config: camera.fps, default 30)")
     g.add_argument("--qp", dest="daemon_qp", type=int, metavar="QP",
                    help="quantizer of the top tier 0..63 (config: codec.qp, default 28)")
     g.add_argument("--tiers", dest="daemon_tiers", type=int, metavar="K",
@@ -122,9 +129,9 @@ class Daemon:
         self.args = args
         self.cfg = cfg
         self.notifier = Notifier()
-        self.pipeline = None
+        self.pipeline: Pipeline | None = None
         self.generation = 0
-        self.metrics = None
+        self.metrics: MetricsServer | None = None
         self._wake = threading.Event()
         self._stop_requested = False
         self._reload_requested = False
@@ -187,17 +194,17 @@ class Daemon:
         return run_sender(cfg.transport, seq)
 
     def _start_metrics(self, cfg: Config) -> None:
-        from .metrics import MetricsServer, families_from_snapshot, render
+        from .metrics import MetricsServer, snapshot_registry
 
         if self.metrics is not None:
             self.metrics.close()
             self.metrics = None
         if cfg.metrics.enabled:
-            def text() -> str:
+            def snapshot() -> dict | None:
                 p = self.pipeline
-                return render(families_from_snapshot(p.snapshot())) if p is not None else ""
+                return p.snapshot() if p is not None else None
             try:
-                self.metrics = MetricsServer(cfg.metrics.listen, text).start()
+                self.metrics = MetricsServer(cfg.metrics.listen, snapshot_registry(snapshot)).start()
             except OSError as exc:
                 log.error("metrics: cannot listen on %s: %s", cfg.metrics.listen, exc)
 

@@ -31,8 +31,7 @@ def _free_port() -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .cli import build_parser
-    from .daemon import run_daemon
+    from .daemon import add_daemon_arguments, run_daemon
     from .errors import InputError
     from .files import decode_file
 
@@ -61,7 +60,9 @@ def run_demo(args: argparse.Namespace) -> int:
                 time.sleep(0.3)
         print(f"snisd demo: live view at http://127.0.0.1:{port}/ while the demo runs", flush=True)
         frames = max(1, int(args.seconds * args.fps))
-        daemon_args = build_parser().parse_args([
+        daemon_parser = argparse.ArgumentParser(prog="snisd")
+        add_daemon_arguments(daemon_parser)
+        daemon_args = daemon_parser.parse_args([
             "--camera", "synthetic", "--width", str(width), "--height", str(height), "--fps", str(args.fps),
             "--peer", f"http://127.0.0.1:{port}/whip", "--record", str(out / "local.mp4"),
             "--max-frames", str(frames)])

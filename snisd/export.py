@@ -95,9 +95,9 @@ def export_file(src: str, dst: str, *, tiers: int | None = None, model: str | No
 
         def put(picture, pts: int) -> None:
             nonlocal last_pts
-            for plane, arr in zip(vf.planes, (picture.y, picture.u, picture.v)):
+            for plane, arr in zip(vf.planes, (picture.y, picture.u, picture.v), strict=True):
                 h, w = arr.shape
-                view = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+                view = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)  # type: ignore[call-overload]  # PyAV planes are buffers
                 view[:h, :w] = arr
             pts = max(pts, last_pts + 1)
             vf.pts = pts

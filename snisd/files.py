@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 from .capture.file import iter_frames, probe
 from .codec.bitstream import EncodedFrame, SequenceHeader, read_es, write_es_frame, write_es_header

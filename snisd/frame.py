@@ -39,17 +39,5 @@ class Frame:
     def height(self) -> int:
         return int(self.y.shape[0])
 
-    @classmethod
-    def from_i420(cls, data: bytes | np.ndarray, width: int, height: int, pts_us: int = 0) -> "Frame":
-        """Split a packed I420 buffer (Y then U then V) into planes without copying."""
-        buf = np.frombuffer(data, dtype=np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
-        ys, cs = width * height, (width // 2) * (height // 2)
-        if buf.size != ys + 2 * cs:
-            raise InputError(f"I420 buffer of {buf.size} bytes does not match {width}x{height}")
-        y = buf[:ys].reshape(height, width)
-        u = buf[ys : ys + cs].reshape(height // 2, width // 2)
-        v = buf[ys + cs :].reshape(height // 2, width // 2)
-        return cls(y, u, v, pts_us)
-
     def to_i420(self) -> bytes:
         return self.y.tobytes() + self.u.tobytes() + self.v.tobytes()

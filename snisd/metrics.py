@@ -1,115 +1,126 @@
-"""Prometheus text-format metrics over HTTP (stdlib only), served from a background thread.
+"""Prometheus metrics over HTTP, rendered by prometheus_client, served from a background thread.
 
 Off by default (``metrics.enabled``); listens on localhost. ``GET /metrics`` renders a fresh
-snapshot of the pipeline's counters on every request; anything else is 404.
+snapshot of the pipeline's counters on every request; anything else is 404. Each server has its
+own registry (nothing is registered in prometheus_client's global one), holding one collector that
+turns the pipeline snapshot into metric families when scraped.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import socket
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from .hostport import parse_host_port
 
 log = logging.getLogger("snisd.metrics")
 
+#: The classic text exposition format, which generate_latest writes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _escape(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _counter(name: str, help_text: str, labels: Iterable[str] = ()) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_text, labels=list(labels))
 
 
-def _labels(labels: dict[str, object]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+def _gauge(name: str, help_text: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, labels=list(labels))
 
 
-class MetricFamily:
-    """One metric name with HELP, TYPE and any number of labelled samples."""
-
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.name, self.kind, self.help = name, kind, help_text
-        self.samples: list[tuple[dict[str, object], float]] = []
-
-    def add(self, value: float, **labels: object) -> "MetricFamily":
-        self.samples.append((labels, float(value)))
-        return self
-
-    def render(self) -> str:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} {self.kind}"]
-        for labels, value in self.samples:
-            if not math.isfinite(value):
-                text = "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
-            elif value == int(value) and abs(value) < 1e15:
-                text = str(int(value))
-            else:
-                text = repr(value)
-            lines.append(f"{self.name}{_labels(labels)} {text}")
-        return "\n".join(lines) + "\n"
-
-
-def render(families: Iterable[MetricFamily]) -> str:
-    return "".join(f.render() for f in families)
-
-
-def families_from_snapshot(snap: dict[str, Any]) -> list[MetricFamily]:
+def families_from_snapshot(snap: dict[str, Any]) -> list[Metric]:
     """Turn a :meth:`snisd.pipeline.Pipeline.snapshot` into metric families."""
-    fams = {
-        "in": MetricFamily("snisd_stage_frames_in_total", "counter", "Frames that entered a pipeline stage."),
-        "out": MetricFamily("snisd_stage_frames_out_total", "counter", "Frames a pipeline stage passed on."),
-        "dropped": MetricFamily("snisd_stage_frames_dropped_total", "counter",
-                                "Frames dropped in front of a stage because it fell behind (oldest first)."),
-        "p50": MetricFamily("snisd_stage_ms_p50", "gauge", "Median processing time per frame, milliseconds."),
-        "p95": MetricFamily("snisd_stage_ms_p95", "gauge", "95th-percentile processing time per frame, milliseconds."),
-    }
-    for stage, st in snap.get("stages", {}).items():
-        fams["in"].add(st["in"], stage=stage)
-        fams["out"].add(st["out"], stage=stage)
-        fams["dropped"].add(st["dropped"], stage=stage)
-        fams["p50"].add(st["p50_ms"], stage=stage)
-        fams["p95"].add(st["p95_ms"], stage=stage)
-    out = list(fams.values())
-    rate = MetricFamily("snisd_tier_bitrate_bps", "gauge", "Bit rate of each tier over the last seconds.")
+    stages = snap.get("stages", {})
+    per_stage: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
+        (_counter("snisd_stage_frames_in_total", "Frames that entered a pipeline stage.", ["stage"]), "in"),
+        (_counter("snisd_stage_frames_out_total", "Frames a pipeline stage passed on.", ["stage"]), "out"),
+        (_counter("snisd_stage_frames_dropped_total",
+                  "Frames dropped in front of a stage because it fell behind (oldest first).", ["stage"]), "dropped"),
+        (_gauge("snisd_stage_ms_p50", "Median processing time per frame, milliseconds.", ["stage"]), "p50_ms"),
+        (_gauge("snisd_stage_ms_p95", "95th-percentile processing time per frame, milliseconds.", ["stage"]),
+         "p95_ms"),
+    ]
+    out: list[Metric] = []
+    for family, key in per_stage:
+        for stage, st in stages.items():
+            family.add_metric([str(stage)], st[key])
+        out.append(family)
+    rate = _gauge("snisd_tier_bitrate_bps", "Bit rate of each tier over the last seconds.", ["tier"])
     for tier, bps in enumerate(snap.get("tier_bitrate_bps", [])):
-        rate.add(bps, tier=tier)
+        rate.add_metric([str(tier)], bps)
     out.append(rate)
-    out.append(MetricFamily("snisd_fps", "gauge", "Frames per second leaving the encoder.").add(snap.get("fps", 0.0)))
-    out.append(MetricFamily("snisd_tiers", "gauge", "Tiers being coded.").add(snap.get("tiers", 0)))
+    out.append(GaugeMetricFamily("snisd_fps", "Frames per second leaving the encoder.", value=snap.get("fps", 0.0)))
+    out.append(GaugeMetricFamily("snisd_tiers", "Tiers being coded.", value=snap.get("tiers", 0)))
     cam = snap.get("camera", {})
     if cam:
-        out.append(MetricFamily("snisd_camera_up", "gauge", "1 while the camera delivers frames.")
-                   .add(1 if cam.get("state") == "open" else 0, state=cam.get("state", "")))
-        out.append(MetricFamily("snisd_camera_reopens_total", "counter", "Times the camera was reopened.")
-                   .add(cam.get("reopens", 0)))
-        out.append(MetricFamily("snisd_camera_failures_total", "counter", "Camera failures (vanished or stalled).")
-                   .add(cam.get("failures", 0)))
-    out.append(MetricFamily("snisd_uptime_seconds", "gauge", "Seconds since the pipeline started.")
-               .add(snap.get("uptime_s", 0.0)))
+        up = _gauge("snisd_camera_up", "1 while the camera delivers frames.", ["state"])
+        up.add_metric([str(cam.get("state", ""))], 1 if cam.get("state") == "open" else 0)
+        out.append(up)
+        out.append(CounterMetricFamily("snisd_camera_reopens_total", "Times the camera was reopened.",
+                                       value=cam.get("reopens", 0)))
+        out.append(CounterMetricFamily("snisd_camera_failures_total", "Camera failures (vanished or stalled).",
+                                       value=cam.get("failures", 0)))
+    out.append(GaugeMetricFamily("snisd_uptime_seconds", "Seconds since the pipeline started.",
+                                 value=snap.get("uptime_s", 0.0)))
     if "rss_bytes" in snap:
-        out.append(MetricFamily("snisd_resident_memory_bytes", "gauge", "Resident set size of the daemon.")
-                   .add(snap["rss_bytes"]))
+        out.append(GaugeMetricFamily("snisd_resident_memory_bytes", "Resident set size of the daemon.",
+                                     value=snap["rss_bytes"]))
     tr = snap.get("transport")
     if tr:
-        out.append(MetricFamily("snisd_transport_connected", "gauge", "1 while a WebRTC session to the peer is up.")
-                   .add(1 if tr.get("state") == "connected" else 0, state=tr.get("state") or ""))
-        out.append(MetricFamily("snisd_transport_sessions_total", "counter", "WebRTC sessions opened.")
-                   .add(tr.get("sessions") or 0))
-        out.append(MetricFamily("snisd_transport_frames_sent_total", "counter", "Frames sent to the peer.")
-                   .add(tr.get("frames_sent") or 0))
-        sent = MetricFamily("snisd_transport_bytes_sent_total", "counter", "Bytes sent to the peer per tier.")
+        connected = _gauge("snisd_transport_connected", "1 while a WebRTC session to the peer is up.", ["state"])
+        connected.add_metric([str(tr.get("state") or "")], 1 if tr.get("state") == "connected" else 0)
+        out.append(connected)
+        out.append(CounterMetricFamily("snisd_transport_sessions_total", "WebRTC sessions opened.",
+                                       value=tr.get("sessions") or 0))
+        out.append(CounterMetricFamily("snisd_transport_frames_sent_total", "Frames sent to the peer.",
+                                       value=tr.get("frames_sent") or 0))
+        sent = _counter("snisd_transport_bytes_sent_total", "Bytes sent to the peer per tier.", ["tier"])
         for tier, b in enumerate(tr.get("bytes_sent") or []):
-            sent.add(b, tier=tier)
+            sent.add_metric([str(tier)], b)
         out.append(sent)
     if "recorded_frames" in snap:
-        out.append(MetricFamily("snisd_recorded_frames_total", "counter", "Frames written to the recording.")
-                   .add(snap["recorded_frames"]))
+        out.append(CounterMetricFamily("snisd_recorded_frames_total", "Frames written to the recording.",
+                                       value=snap["recorded_frames"]))
     return out
+
+
+class SnapshotCollector(Collector):
+    """Collects the metric families of ``snapshot()`` at scrape time (nothing while it returns None)."""
+
+    def __init__(self, snapshot: Callable[[], dict[str, Any] | None]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot()
+        if snap is not None:
+            yield from families_from_snapshot(snap)
+
+
+def snapshot_registry(snapshot: Callable[[], dict[str, Any] | None]) -> CollectorRegistry:
+    """A registry of its own (not prometheus_client's global one) holding a SnapshotCollector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    return registry
+
+
+def render(families: Iterable[Metric]) -> str:
+    """The text exposition of `families`, as the endpoint serves it."""
+    return generate_latest(_Families(list(families))).decode("utf-8")
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
 
 
 class _Server(ThreadingHTTPServer):
@@ -121,10 +132,10 @@ class _Server6(_Server):
 
 
 class MetricsServer:
-    """HTTP server thread answering ``GET /metrics`` with ``text()``'s output."""
+    """HTTP server thread answering ``GET /metrics`` with the text exposition of ``registry``."""
 
-    def __init__(self, listen: str, text: Callable[[], str]) -> None:
-        self.text = text
+    def __init__(self, listen: str, registry: Collector) -> None:
+        self.registry = registry
         host, port = parse_host_port(listen, default_host="127.0.0.1")
         server_self = self
 
@@ -134,7 +145,7 @@ class MetricsServer:
                     self.send_error(404, "only /metrics is served")
                     return
                 try:
-                    body = server_self.text().encode("utf-8")
+                    body = generate_latest(server_self.registry)
                 except Exception as exc:  # never let a metrics bug kill the thread
                     log.exception("rendering metrics failed")
                     self.send_error(500, str(exc))
@@ -152,7 +163,7 @@ class MetricsServer:
         self.address = self.httpd.server_address[:2]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="snisd-metrics", daemon=True)
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread.start()
         log.info("metrics on http://%s:%d/metrics", *self.address)
         return self

@@ -10,7 +10,8 @@ encoder stage also keeps the bit rate of each tier. :meth:`Pipeline.snapshot` ga
 the log, systemd's STATUS= line and the metrics endpoint.
 
 Sinks receive every encoded frame in order: ``write(EncodedFrame)`` and ``close()``. The fMP4
-recording is one; the WebRTC sender will be another with the same two methods.
+recording (:class:`RecordSink`) is one, the WebRTC sender (``snisd.transport.whip.WhipSender``)
+another.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Callable, Deque, Generic, Iterable, Protocol, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -46,7 +48,7 @@ class LatestQueue(Generic[T]):
         if maxsize < 1:
             raise ValueError("maxsize must be >= 1")
         self.maxsize = maxsize
-        self._items: Deque[T] = collections.deque()
+        self._items: collections.deque[T] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
         self.dropped = 0
@@ -99,7 +101,7 @@ class StageStats:
         self.frames_in = 0
         self.frames_out = 0
         self.dropped = 0
-        self._times: Deque[float] = collections.deque(maxlen=window)
+        self._times: collections.deque[float] = collections.deque(maxlen=window)
         self._lock = threading.Lock()
 
     def record(self, ms: float) -> None:
@@ -130,7 +132,7 @@ class RateMeter:
 
     def __init__(self, seconds: float = 2.0) -> None:
         self.seconds = seconds
-        self._events: Deque[tuple[float, tuple[int, ...]]] = collections.deque()
+        self._events: collections.deque[tuple[float, tuple[int, ...]]] = collections.deque()
         self._lock = threading.Lock()
 
     def add(self, sizes: tuple[int, ...], now: float | None = None) -> None:
@@ -178,7 +180,7 @@ class RecordSink:
     """
 
     def __init__(self, path: str, seq: SequenceHeader, fsync: bool = False) -> None:
-        from .container.fmp4 import Fmp4Writer
+        from .container import Fmp4Writer
         from .errors import ContainerError
 
         self.name = f"record:{path}"
@@ -261,7 +263,7 @@ class Pipeline:
 
     # -- control -------------------------------------------------------------------------------
 
-    def start(self) -> "Pipeline":
+    def start(self) -> Pipeline:
         self._started = time.monotonic()
         self._running = 3
         for name, target in (("capture", self._run_capture), ("encode", self._run_encode),
@@ -409,7 +411,7 @@ class Pipeline:
                               "last_error": status.last_error}
         with self._sinks_lock:
             recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
-            senders = [s for s in self.sinks if callable(getattr(s, "stats", None))]
+            senders: list[Any] = [s for s in self.sinks if callable(getattr(s, "stats", None))]
         if senders:
             st = senders[0].stats()
             snap["transport"] = {k: st.get(k) for k in ("peer", "state", "sessions", "frames_sent", "bytes_sent",

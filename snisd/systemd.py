@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable, Mapping
 
 log = logging.getLogger("snisd.systemd")
 
@@ -45,7 +45,7 @@ class Notifier:
 
     def notify(self, *fields: str) -> bool:
         """Send one datagram with the given ``KEY=value`` lines; False if not sent."""
-        if self._sock is None:
+        if self._sock is None or self.address is None:
             return False
         msg = "\n".join(f.replace("\n", " ") for f in fields).encode("utf-8")
         with self._lock:
@@ -78,16 +78,16 @@ class Notifier:
             self._sock = None
 
 
-def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
+def watchdog_interval(env: Mapping[str, str] | None = None) -> float | None:
     """Seconds between pings: half of ``$WATCHDOG_USEC``, or None when no watchdog is asked for.
 
     ``$WATCHDOG_PID``, when set, must be this process (otherwise the watchdog is for someone else).
     """
-    env = os.environ if env is None else env
-    usec = env.get("WATCHDOG_USEC")
+    environ: Mapping[str, str] = os.environ if env is None else env
+    usec = environ.get("WATCHDOG_USEC")
     if not usec:
         return None
-    pid = env.get("WATCHDOG_PID")
+    pid = environ.get("WATCHDOG_PID")
     if pid and pid.isdigit() and int(pid) != os.getpid():
         return None
     try:
@@ -98,9 +98,9 @@ def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
 
 
 class Watchdog:
-    """Pings the systemd watchdog from its own thread while ``progress()`` keeps increasing."""
+    """Pings the systemd watchdog from its own thread while ``progress()`` keeps changing."""
 
-    def __init__(self, notifier: Notifier, progress: Callable[[], int], interval: float) -> None:
+    def __init__(self, notifier: Notifier, progress: Callable[[], object], interval: float) -> None:
         self.notifier = notifier
         self.progress = progress
         self.interval = interval

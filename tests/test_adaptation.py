@@ -1,5 +1,5 @@
-"""Bandwidth-adaptive tiers (DESIGN.md section 5): the tier controller alone, then short link
-scenarios between two network namespaces made (and removed) here.
+"""Bandwidth-adaptive tiers (the tier controller, docs/TRANSPORT.md "Tier controller"): the
+controller alone, then short link scenarios between two network namespaces made (and removed) here.
 
 The link is a veth pair shaped by `tc tbf` on the sender's side, with random loss added by
 nftables on the receiver's input. The sender replays a pre-encoded clip at its real frame rate

@@ -28,7 +28,7 @@ pytest.importorskip("aiortc")
 pytest.importorskip("aiohttp")
 
 from snisd.codec.bitstream import EncodedFrame, SequenceHeader  # noqa: E402
-from snisd.container.fmp4 import make_init_info, _init_bytes, read_fmp4  # noqa: E402
+from snisd.container import init_segment, make_init_info, read_fmp4  # noqa: E402
 from snisd.transport import channels  # noqa: E402
 from snisd.transport.errors import TransportError, WhipError  # noqa: E402
 from snisd.transport.whip import WhipClient  # noqa: E402
@@ -69,7 +69,7 @@ def test_reassembler_is_bounded_and_rejects_garbage():
 def test_tier_fragments_round_trip():
     seq = SequenceHeader(64, 48, 10, 1, tiers=3)
     info = make_init_info(seq)
-    assert channels.parse_init_segment(_init_bytes(info)) == info
+    assert channels.parse_init_segment(init_segment(info)) == info
     chunks = (b"\x00\x00\x05\x1c" + b"base", bytes([0x15]) + b"one", bytes([0x25]) + b"two" * 10)
     ef = EncodedFrame(5, 500_000, True, True, chunks)
     for tier in range(3):

@@ -28,7 +28,7 @@
 #   --shell       after the run, open a shell in the root (with /proc, /sys, /dev mounted)
 #
 # Default test subset (emulation runs numba's compiler and LiteRT about 10-30x slower than the
-# host): tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/test_container.py.
+# host): tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container/.
 # The daemon, capture and systemd tests are left out: they spawn processes and wait on
 # wall-clock timeouts that emulation does not meet, and they test nothing architecture specific.
 #
@@ -44,7 +44,7 @@ suite=bookworm
 cache=/var/tmp/snisd-arm64
 ref=HEAD
 worktree=no
-tests="tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/test_container.py"
+tests="tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container"
 cpu=cortex-a72
 frames=4
 run_tests=yes

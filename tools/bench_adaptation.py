@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Bandwidth adaptation of the WebRTC transport under real link conditions (DESIGN.md section 5).
+"""Bandwidth adaptation of the WebRTC transport under real link conditions (the tier controller of
+docs/TRANSPORT.md, "Tier controller").
 
 Two network namespaces joined by a veth pair; the link is shaped on the sender's side with a
 `tc tbf` token bucket (its rate changed during a run for the step scenarios) and random loss is
@@ -25,6 +26,7 @@ at the end. tests/test_adaptation.py runs short versions of the same scenarios.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pickle
@@ -81,7 +83,7 @@ def replay(args: argparse.Namespace) -> int:
     sys.path.insert(0, str(ROOT))
     import logging
 
-    from snisd.codec.bitstream import EncodedFrame
+    from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.transport.ice import restrict_host_addresses
     from snisd.transport.whip import WhipSender
 
@@ -109,7 +111,8 @@ def replay(args: argparse.Namespace) -> int:
             src = coded[1 + p % (len(coded) - 1)]
             p += 1
         fno = i & 0xFFFF
-        base = bytes((src.tiers[0][0], fno >> 8, fno & 0xFF)) + src.tiers[0][3:]
+        head = dataclasses.replace(FrameHeader.from_bytes(src.tiers[0]), frame_no=fno)
+        base = head.to_bytes() + src.tiers[0][FrameHeader.SIZE:]
         ef = EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (base, *src.tiers[1:]))
         time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
         ctl = sender.controller
@@ -598,7 +601,8 @@ def write_doc(path: Path, results: list[dict], rates: list[float], args) -> None
     text = [
         "# Bandwidth adaptation under real link conditions",
         "",
-        "Measured with `tools/bench_adaptation.py` (DESIGN.md section 5): two network namespaces joined by a veth",
+        "Measured with `tools/bench_adaptation.py` (the tier controller of docs/TRANSPORT.md): two network",
+        "namespaces joined by a veth",
         "pair, the link shaped with `tc tbf` on the sender's side (queue limit 400 ms), random loss of UDP packets",
         "on the receiver's input with nftables. The sender replays a pre-encoded clip "
         f"({CLIP_SIZE}, qp {CLIP_QP}, {CLIP_FPS:g} fps) so that the link, not the encoder, is measured; the",

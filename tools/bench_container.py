@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header  # noqa: E402
-from snisd.container.fmp4 import (Fmp4StreamParser, Fmp4Writer, build_fragment, build_init_segment,  # noqa: E402
-                                  open_fmp4)
+from snisd.container import (Fmp4StreamParser, Fmp4Writer, build_fragment, build_init_segment,  # noqa: E402
+                             open_fmp4)
 
 
 def frames(n: int, seed: int) -> list[EncodedFrame]:

@@ -27,6 +27,7 @@ The second form measures the transport alone at a real frame rate (see replay_on
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import socket
@@ -115,7 +116,7 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     non-decoding receiver; latency is write() -> frame released on the receiver."""
     sys.path.insert(0, str(ROOT))
     from snisd.capture.synthetic import SyntheticScene
-    from snisd.codec.bitstream import EncodedFrame
+    from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.codec.encoder import Encoder, EncoderConfig
     from snisd.transport.ice import restrict_host_addresses
     from snisd.transport.whip import WhipSender
@@ -149,7 +150,8 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
             key, want_key[0] = want_key[0], False
             src = coded[0] if key else coded[1 + i % (len(coded) - 1)]
             fno = i & 0xFFFF
-            base = bytes((src.tiers[0][0], fno >> 8, fno & 0xFF)) + src.tiers[0][3:]
+            head = dataclasses.replace(FrameHeader.from_bytes(src.tiers[0]), frame_no=fno)
+            base = head.to_bytes() + src.tiers[0][FrameHeader.SIZE:]
             ef = EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (base, *src.tiers[1:]))
             time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
             written[fno] = time.time()

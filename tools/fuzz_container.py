@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header  # noqa: E402
-from snisd.container.fmp4 import Fmp4StreamParser, build_fragment, build_init_segment  # noqa: E402
+from snisd.container import Fmp4StreamParser, build_fragment, build_init_segment  # noqa: E402
 from snisd.errors import ContainerError  # noqa: E402
 
 TYPES = [b"free", b"moof", b"mdat", b"moov", b"trak", b"traf", b"trun", b"tfhd", b"tfdt", b"mfhd", b"mvhd",

@@ -32,8 +32,9 @@ from pathlib import Path
 TOOLS = Path(__file__).resolve().parent
 REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
+sys.path.insert(0, str(REPO))
 
-from bd_rate import bd_rate, rate_at_quality  # noqa: E402
+from snisd.bdrate import bd_rate, rate_at_quality  # noqa: E402
 from rdlib import (StepFailed, ffmpeg_exe, ivf_payload_bytes, make_reference, psnr_y, run,  # noqa: E402
                    vmaf, y4m_frame_count, y4m_info, VMAF_MODEL)
 

@@ -14,8 +14,8 @@ than I420 are converted by FFmpeg's swscale (a file is not the board's camera pa
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from fractions import Fraction
-from typing import Iterator
 
 import av
 import numpy as np
@@ -25,7 +25,7 @@ from ..frame import Frame
 from .source import Pacer, Source, SourceError
 
 
-def _open(path: str) -> "av.container.InputContainer":
+def _open(path: str) -> av.container.InputContainer:
     if not os.path.exists(path):
         raise InputError("no such file", path)
     try:
@@ -38,14 +38,14 @@ def _open(path: str) -> "av.container.InputContainer":
     return container
 
 
-def _stream_fps(stream: "av.video.stream.VideoStream") -> Fraction:
+def _stream_fps(stream: av.video.stream.VideoStream) -> Fraction:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate and rate > 0:
             return Fraction(rate)
     return Fraction(30)
 
 
-def video_frame_to_frame(vf: "av.VideoFrame", pts_us: int, width: int = 0, height: int = 0) -> Frame:
+def video_frame_to_frame(vf: av.VideoFrame, pts_us: int, width: int = 0, height: int = 0) -> Frame:
     """Convert one decoded PyAV frame to an I420 Frame, scaled to width x height if given.
 
     Without a target size the picture keeps its own size, cropped to even dimensions.
@@ -61,7 +61,7 @@ def video_frame_to_frame(vf: "av.VideoFrame", pts_us: int, width: int = 0, heigh
     planes = []
     for i, (pw, ph) in enumerate(((w, h), (w // 2, h // 2), (w // 2, h // 2))):
         plane = vf.planes[i]
-        rows = np.frombuffer(plane, dtype=np.uint8)
+        rows = np.frombuffer(plane, dtype=np.uint8)  # type: ignore[call-overload]  # PyAV planes are buffers
         stride = plane.line_size
         rows = rows[: stride * ((vf.height + (1 if i else 0)) // (2 if i else 1))]
         rows = rows.reshape(-1, stride)

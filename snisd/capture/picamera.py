@@ -3,15 +3,25 @@
 The ISP delivers YUV420 (I420) directly, so no colour conversion happens on the board: the planes
 are cut out of the request buffer using the stride libcamera reports.
 
-UNTESTED HERE: the build machine has no Pi camera and no picamera2. This module is imported only
-where ``picamera2`` exists (Raspberry Pi OS: ``apt install python3-picamera2``; a virtualenv needs
-``--system-site-packages`` to see it). What is tested is the plane extraction from a strided buffer.
+NOT RUN ON A CAMERA HERE: the build machine has no Pi camera and no picamera2. ``picamera2`` is
+imported only where it exists (Raspberry Pi OS: ``apt install python3-picamera2``; a virtualenv
+needs ``--system-site-packages`` to see it). What the tests cover is the plane extraction from a
+strided buffer and this module's use of picamera2's job queue, against a fake ``Picamera2`` that
+queues jobs and hands out requests as picamera2 documents it.
+
+A frame is fetched in picamera2's asynchronous form: ``capture_request(wait=False)`` queues a job,
+``wait(job, timeout)`` waits for it. A job that timed out stays queued in picamera2 and would take
+the next completed request for nobody to release (the camera stalls once its buffers are all
+held), so a timeout clears the queue with ``cancel_all_and_flush()`` and releases a request the job
+got in the meantime.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +30,9 @@ from ..frame import Frame
 from .source import Source, SourceError, SourceTimeout
 
 log = logging.getLogger("snisd.capture")
+
+#: How long a cancelled job may take to hand over a request it completed just before the flush.
+_LATE_RESULT_WAIT = 0.5
 
 
 def available() -> bool:
@@ -64,7 +77,7 @@ class PiCameraSource(Source):
         self.index = index
         self.name = f"picamera:{index}"
         self.width, self.height, self.fps = width, height, float(fps)
-        self._cam = None
+        self._cam: Any = None
         self._stride = width
 
     def open(self) -> None:
@@ -88,13 +101,19 @@ class PiCameraSource(Source):
         self._cam = cam
 
     def read(self, timeout: float = 2.0) -> Frame:
-        if self._cam is None:
+        cam = self._cam
+        if cam is None:
             raise SourceError("camera is not open", self.name)
+        job = None
         try:
-            request = self._cam.capture_request(wait=timeout)
-        except TimeoutError:
+            job = cam.capture_request(wait=False)
+            request = cam.wait(job, timeout=timeout)
+        # concurrent.futures.TimeoutError is the builtin TimeoutError only from Python 3.11 on.
+        except (TimeoutError, concurrent.futures.TimeoutError):
+            if job is not None:
+                self._abandon(job)
             raise SourceTimeout(f"no frame for {timeout:g} s", self.name) from None
-        except Exception as exc:
+        except Exception as exc:  # libcamera errors are not typed
             raise SourceError(f"capture failed: {exc}", self.name) from None
         try:
             meta = request.get_metadata()
@@ -104,6 +123,23 @@ class PiCameraSource(Source):
             return i420_from_strided(buf, self.width, self.height, self._stride, pts_us)
         finally:
             request.release()
+
+    def _abandon(self, job: Any) -> None:
+        """Take a timed-out capture job off picamera2's queue, and release what it got if it won the race."""
+        cam = self._cam
+        try:
+            cam.cancel_all_and_flush()
+        except Exception as exc:  # the camera may be gone; closing it follows
+            log.debug("%s: cancel_all_and_flush failed: %s", self.name, exc)
+            return
+        # Cancelled, the job raises CancelledError at once. If it completed between the timeout and
+        # the flush, it is off the queue and holds a request, delivered as soon as picamera2 signals it.
+        try:
+            late = cam.wait(job, timeout=_LATE_RESULT_WAIT)
+        except Exception:  # CancelledError (the usual case), or no result after all
+            return
+        if late is not None:
+            late.release()
 
     def close(self) -> None:
         cam, self._cam = self._cam, None

@@ -11,8 +11,8 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import InputError
 from ..frame import Frame
@@ -53,7 +53,7 @@ class Source(ABC):
         """Frames the source itself skipped because the reader was late (0 if unknown)."""
         return 0
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         self.open()
         return self
 

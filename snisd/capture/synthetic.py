@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..errors import InputError
 from ..frame import Frame
 from .source import Pacer, Source
 
@@ -95,7 +96,7 @@ class SyntheticScene:
 
     def __init__(self, width: int, height: int, fps: float = 30.0, seed: int = 0, noise: float = 2.0) -> None:
         if width % 2 or height % 2 or width < 16 or height < 16:
-            raise ValueError(f"synthetic size must be even and at least 16x16, got {width}x{height}")
+            raise InputError(f"synthetic size must be even and at least 16x16, got {width}x{height}")
         self.width, self.height, self.fps = width, height, fps
         rng = np.random.default_rng(seed)
         # Background: a periodic texture one frame in size; a (2h, 2w) tiling makes every window a

@@ -46,9 +46,8 @@ def yuyv_to_i420(data: bytes | np.ndarray, width: int, height: int, pts_us: int 
         raise InputError(f"YUYV size {width}x{height} must be even")
     pix = buf[:need].reshape(height, width // 2, 4)
     y = np.ascontiguousarray(pix[:, :, 0::2].reshape(height, width))
-    uv = pix[:, :, 1::2].astype(np.uint16)  # (h, w/2, 2): U and V for every pixel pair
-    uv = (uv[0::2] + uv[1::2] + 1) >> 1
-    uv = uv.astype(np.uint8)
+    pairs = pix[:, :, 1::2].astype(np.uint16)  # (h, w/2, 2): U and V for every pixel pair
+    uv = ((pairs[0::2] + pairs[1::2] + 1) >> 1).astype(np.uint8)
     return Frame(y, np.ascontiguousarray(uv[:, :, 0]), np.ascontiguousarray(uv[:, :, 1]), pts_us)
 
 
@@ -92,8 +91,8 @@ class V4l2Source(Source):
         if pixel_format == "auto":
             pixel_format = "mjpeg" if width * height > 640 * 480 else "yuyv"
         self.pixel_format = pixel_format
-        self._container = None
-        self._stream = None
+        self._container: av.container.InputContainer | None = None
+        self._stream: av.video.stream.VideoStream | None = None
         self._mjpeg: MjpegDecoder | None = None
         self._t0 = 0.0
 
@@ -107,11 +106,12 @@ class V4l2Source(Source):
             "fflags": "nonblock",  # read() polls so that a stalled camera times out
         }
         try:
-            self._container = av.open(self.device, format="v4l2", options=options)
+            container = av.open(self.device, format="v4l2", options=options)
         except (av.error.FFmpegError, OSError) as exc:
             raise SourceError(f"cannot open camera: {exc}", self.device) from None
-        self._stream = self._container.streams.video[0]
-        cc = self._stream.codec_context
+        self._container = container
+        self._stream = stream = container.streams.video[0]
+        cc = stream.codec_context
         if (cc.width, cc.height) != (self.width, self.height):
             got = f"{cc.width}x{cc.height}"
             self.close()

@@ -9,7 +9,7 @@ absolute byte offset and the box type.
 from __future__ import annotations
 
 import struct
-from typing import Iterator
+from collections.abc import Iterator
 
 from ..errors import ContainerError
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from ..codec.bitstream import EncodedFrame
 from ..container.boxes import parse_header
-from ..container.fmp4 import (NON_SYNC_FLAGS, SYNC_FLAGS, Fmp4StreamParser, InitInfo, Sample, _fragment_bytes,
-                              parse_fragment)
+from ..container import (NON_SYNC_FLAGS, SYNC_FLAGS, Fmp4StreamParser, InitInfo, Sample, fragment_bytes,
+                         parse_fragment)
 from ..errors import ContainerError
 from .errors import TransportError
 
@@ -161,7 +161,7 @@ def tier_fragment(frame: EncodedFrame, tier: int, sequence: int, info: InitInfo,
     """A `moof`+`mdat` holding only `tier` of `frame`, in that tier's track of `info`."""
     flags = SYNC_FLAGS if frame.keyframe else NON_SYNC_FLAGS
     sample = Sample(tier, decode_time, info.default_duration, flags, bytes(frame.tiers[tier]))
-    return _fragment_bytes(sequence, [sample], info.tracks)
+    return fragment_bytes(sequence, [sample], info.tracks)
 
 
 def single_track_info(info: InitInfo, tier: int) -> InitInfo:
@@ -191,7 +191,7 @@ def parse_tier_fragment(data: bytes, info: InitInfo, tier: int) -> tuple[int, Sa
 
 def parse_init_segment(data: bytes) -> InitInfo:
     """Parse a complete init segment (`ftyp` + `moov`)."""
-    p = Fmp4StreamParser(_init_only=True)
+    p = Fmp4StreamParser(init_only=True)
     try:
         p.feed_fragments(data)
     except ContainerError as exc:

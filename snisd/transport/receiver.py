@@ -32,7 +32,7 @@ import time
 from typing import Any
 
 from ..codec.bitstream import EncodedFrame
-from ..container.fmp4 import _NON_SYNC_BIT, InitInfo, ticks_to_us
+from ..container import InitInfo, ticks_to_us
 from .channels import (CONTROL_LABEL, KIND_INIT, Reassembler, clock_ms, label_tier,
                        parse_init_segment, parse_tier_fragment)
 from ..hostport import parse_host_port
@@ -254,7 +254,7 @@ class Stream:
         log.info("stream %s: %dx%d %.3g fps, %d tiers", self.id, seq.width, seq.height, seq.fps, seq.tiers)
         rdir = self.receiver.record_dir
         if rdir:
-            from ..container.fmp4 import Fmp4Writer
+            from ..container import Fmp4Writer
 
             os.makedirs(rdir, exist_ok=True)
             self.record_path = os.path.join(rdir, f"{self.id}.mp4")
@@ -307,7 +307,7 @@ class Stream:
             chunks.append(slot.samples[t].data)
         s0 = slot.samples[0]
         ef = EncodedFrame(self.frames_released, ticks_to_us(s0.decode_time, self.info.timescale),
-                          not s0.flags & _NON_SYNC_BIT, bool(s0.data and s0.data[0] & 4), tuple(chunks))
+                          s0.is_sync, bool(s0.data and s0.data[0] & 4), tuple(chunks))
         self.frames_released += 1
         self.tier_histogram[len(chunks)] += 1
         if self.writer is not None:

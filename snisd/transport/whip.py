@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterable
 from urllib.parse import urljoin
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
-from ..container.fmp4 import _init_bytes, make_init_info, us_to_ticks
+from ..container import init_segment, make_init_info, us_to_ticks
 from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, split, tier_fragment, tier_label
 from .errors import TransportError, WhipError
 from .feedback import TierController
@@ -146,7 +146,7 @@ class WhipSender:
         self.backoff_max = backoff_max
         self.stream_name = stream_name
         self.info = make_init_info(seq, colorspace=colorspace)
-        self.init_segment = _init_bytes(self.info)
+        self.init_segment = init_segment(self.info)
         self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
         self.controller = TierController(seq.tiers) if adapt else None
         self._tier_size: list[float | None] = [None] * seq.tiers  # bytes per P-frame and tier, smoothed

@@ -1,18 +1,13 @@
-"""Unit tests for the Bjøntegaard delta implementation in tools/bd_rate.py (no media needed)."""
+"""Unit tests for the Bjøntegaard delta implementation in snisd/bdrate.py (no media needed)."""
 
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from bd_rate import (bd_quality, bd_rate, monotone_curve, pchip_eval,  # noqa: E402
-                     pchip_integral, pchip_slopes, rate_at_quality)
+from snisd.bdrate import bd_quality, bd_rate, monotone_curve, pchip_eval, pchip_integral, pchip_slopes, rate_at_quality
 
 
 def _curve(q):

@@ -22,14 +22,13 @@ quality.  The interpolant is integrated exactly (closed form of the cubic
 Hermite basis), so a curve whose rates are all multiplied by a constant c
 yields exactly (c - 1) x 100 %.
 
-Only numpy is used; the module is importable from the tools directory
-(``from bd_rate import bd_rate``).
+Only numpy is used. The RD benchmark (tools/rd_benchmark.py) and the tests import it from here.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -56,7 +55,7 @@ def monotone_curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np
     r, q = r[order], q[order]
     keep_r: list[float] = []
     keep_q: list[float] = []
-    for ri, qi in zip(r, q):
+    for ri, qi in zip(r, q, strict=True):
         if keep_q and qi <= keep_q[-1]:
             continue
         keep_r.append(ri)
