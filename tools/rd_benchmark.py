@@ -3,11 +3,11 @@
 
 Quick run (first 60 frames, baselines only):
 
-    python tools/rd_benchmark.py --frames 60 --no-snis --out /tmp/rd_quick.md
+    python tools/rd_benchmark.py --media DIR --frames 60 --no-snis --out /tmp/rd_quick.md
 
 Full run (all frames, all codecs; writes docs/rd_results.md and docs/rd_results.json):
 
-    python tools/rd_benchmark.py
+    python tools/rd_benchmark.py --media DIR
 
 See docs/RD.md for what is measured and how.
 """
@@ -456,7 +456,8 @@ def int_list(s: str) -> list[int]:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--media", default=None, help="directory with the clips (default: ../shared/media from the repo root)")
+    ap.add_argument("--media", required=True, help="directory with the test clips (vtest.avi, cockatoo.mp4, bikes.mp4; "
+                    "provenance in docs/RD.md)")
     ap.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names or file names "
                     f"(default: {','.join(CLIPS)})")
     ap.add_argument("--frames", type=int, default=0, help="use only the first N frames of each clip (0: all)")
@@ -488,7 +489,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     t_start = time.time()
-    media = Path(args.media) if args.media else (REPO / ".." / "shared" / "media")
+    media = Path(args.media)
     out_md = Path(args.out) if args.out else REPO / "docs" / "rd_results.md"
     out_json = out_md.with_suffix(".json")
     overrides: dict[str, list[int]] = {}

@@ -229,16 +229,16 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
 /* ------------------------------------------------------------------------------------------ */
 /* Stage 2: quantisation of every tier (embedded: tier k quantises what tiers < k left). */
 
-/* Per-tier steps of one kind of block. The encoder's quantisation is single-precision float
- * (+, *, conversions only, no contraction: -ffp-contract=off), which every IEEE platform computes
- * identically, so x86 and aarch64 still write the same bits; the decoder side is integer. */
+/* Per-tier steps of one kind of block. The encoder's quantisation is integer like everything
+ * that reaches the bitstream, in 32-bit lanes the compiler vectorises: latents in 1/16 pixel from
+ * an 8-bit fixed-point multiplier, levels from a 16-bit reciprocal of the step. */
 typedef struct {
     int32_t steps[SNIS_MAX_TIERS][64];
-    float inv[SNIS_MAX_TIERS][64];  /* 1 / step */
-    int32_t mmax[SNIS_MAX_TIERS][64]; /* largest level whose dequantised value stays in int32 */
-    float rnd[SNIS_MAX_TIERS];      /* dead-zone rounding offset, in steps */
-    float scale16[64];              /* int8 latent -> 1/16 pixel */
-    int16_t thr8[64];               /* |int8 latent - zp| below this quantises to 0 in every tier */
+    uint32_t inv[SNIS_MAX_TIERS][64];  /* ceil(2^16 / step), at most 2^16 - 1 */
+    uint32_t off[SNIS_MAX_TIERS][64];  /* dead-zone rounding offset, 1/16 pixel */
+    int32_t mmax[SNIS_MAX_TIERS][64];  /* largest level whose dequantised value stays in int32 */
+    int32_t mult8[64];                 /* int8 latent -> 1/16 pixel, 8 fractional bits */
+    int16_t thr8[64];                  /* |int8 latent - zp| below this quantises to 0 in every tier */
     int tiers, nch;
 } step_table;
 
@@ -248,9 +248,15 @@ typedef struct {
     step_table ac_y, ac_c, coarse, coarse_c;
 } quant_job;
 
-static inline int quant1(float a, float inv, float rnd, int32_t mmax)
+#define A_MAX 0xFFFF /* |latent| + offset is clamped to 16 bits (real latents stay below 2^15) */
+
+static inline int32_t to16(int32_t d, int32_t mult8) { return (d * mult8 + 128) >> 8; }
+
+static inline int32_t level(uint32_t a, uint32_t off, uint32_t inv, int32_t mmax)
 {
-    int m = (int)(a * inv + rnd);
+    uint32_t x = a + off;
+    x = x > A_MAX ? A_MAX : x;
+    int32_t m = (int32_t)((x * inv) >> 16);
     return m > mmax ? mmax : m;
 }
 
@@ -270,22 +276,25 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
         } else {
             channel_steps(s16, n, t->steps[k]);
         }
-        t->rnd[k] = (float)rnd / 64.0f;
         for (int c = 0; c < nch; c++) {
-            t->inv[k][c] = 1.0f / (float)t->steps[k][c];
-            int32_t mm = (int32_t)((1 << 30) / t->steps[k][c]);
+            uint32_t st = (uint32_t)t->steps[k][c];
+            uint32_t inv = (65536u + st - 1) / st;
+            t->inv[k][c] = inv > 0xFFFF ? 0xFFFF : inv;
+            t->off[k][c] = (uint32_t)(((uint64_t)rnd * st) >> 6);
+            int32_t mm = (int32_t)((1 << 30) / (int32_t)st);
             t->mmax[k][c] = mm < 32767 ? mm : 32767;
         }
     }
     for (int c = 0; c < nch; c++) {
-        t->scale16[c] = (float)lt->mult[c] * (1.0f / 65536.0f);
+        int64_t m8 = ((int64_t)lt->mult[c] + 128) >> 8; /* 16 -> 8 fractional bits */
+        t->mult8[c] = (int32_t)(m8 > (1 << 22) ? (1 << 22) : m8);
         int d = 0;
         while (d < 256) {
-            float a = (float)d * t->scale16[c];
-            a = a < 0 ? -a : a;
+            int32_t a = to16(d, t->mult8[c]), b = -to16(-d, t->mult8[c]);
+            uint32_t m = (uint32_t)(a > b ? a : b);
             int zero = 1;
             for (int k = 0; k < l->p.tiers && zero; k++)
-                zero = quant1(a, t->inv[k][c], t->rnd[k], t->mmax[k][c]) == 0;
+                zero = level(m, t->off[k][c], t->inv[k][c], t->mmax[k][c]) == 0;
             if (!zero)
                 break;
             d++;
@@ -301,34 +310,30 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
 {
     loop_t *l = &e->l;
     int nch = st->nch, any = 0;
-    int32_t d8[64];
+    int32_t r[64];
     for (int c = 0; c < nch; c++) {
-        d8[c] = src[c] - t->zp[c];
-        any |= (d8[c] < 0 ? -d8[c] : d8[c]) >= st->thr8[c];
+        int32_t d = src[c] - t->zp[c];
+        any |= (d < 0 ? -d : d) >= st->thr8[c];
+        r[c] = to16(d, st->mult8[c]);
     }
     if (!any) {
         for (int k = 0; k < st->tiers; k++)
             flag(&l->q[k])[b] = 0;
         return;
     }
-    float r[64];
-    for (int c = 0; c < nch; c++)
-        r[c] = (float)d8[c] * st->scale16[c];
     for (int k = 0; k < st->tiers; k++) {
         int16_t *q = dst(&l->q[k], b);
-        int nz = 0;
-        const float *inv = st->inv[k];
+        int32_t nz = 0;
+        const uint32_t *inv = st->inv[k], *off = st->off[k];
         const int32_t *steps = st->steps[k], *mmax = st->mmax[k];
-        float rnd = st->rnd[k];
         for (int c = 0; c < nch; c++) {
-            float a = r[c] < 0 ? -r[c] : r[c];
-            int32_t m = (int32_t)(a * inv[c] + rnd);
-            m = m > mmax[c] ? mmax[c] : m;
-            int32_t dq = (m * steps[c]) >> 2; /* dequant1() of the level, exact in int32 here */
-            int32_t qv = r[c] < 0 ? -m : m;
-            q[c] = (int16_t)qv;
+            int32_t v = r[c];
+            uint32_t a = (uint32_t)(v < 0 ? -v : v);
+            int32_t m = level(a, off[c], inv[c], mmax[c]);
+            int32_t dq = 4 * ((m * steps[c]) >> 2); /* dequant1() of the level, exact in int32 here */
+            q[c] = (int16_t)(v < 0 ? -m : m);
             nz |= m;
-            r[c] -= (float)(r[c] < 0 ? -4 * dq : 4 * dq);
+            r[c] = v < 0 ? v + dq : v - dq;
         }
         for (int c = nch; c < stride; c++)
             q[c] = 0;
