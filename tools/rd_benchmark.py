@@ -41,6 +41,7 @@ from rdlib import (StepFailed, ffmpeg_exe, ivf_payload_bytes, make_reference, ps
 ANCHOR = "x264-ultrafast"
 CLIPS = {"vtest": "vtest.avi", "cockatoo": "cockatoo.mp4", "bikes": "bikes.mp4"}
 VMAF_TARGETS = (85.0, 70.0)
+VARIANT_ARGS: dict[str, list[str]] = {}  # SNIS variant name -> extra `snisd encode` arguments (--variant)
 
 
 # ----------------------------------------------------------------------------- codecs
@@ -260,6 +261,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
                  "--frames", str(clip.frames)]
     if model:
         cmd += ["--model", str(model)]
+    cmd += VARIANT_ARGS.get(name, [])
     try:
         r_enc = run(cmd, f"SNIS encode ({name} qp={q} tiers={tiers})", cwd=REPO, env=snis_env(),
                          timeout=args.snis_timeout)
@@ -469,6 +471,10 @@ def parse_args(argv=None):
     ap.add_argument("--snis-tiers", type=int, default=3, help="tier count K of the scalable SNIS encodes (default 3)")
     ap.add_argument("--snis-qps", default="26,30,34,38,42,46", help="SNIS --qp sweep (default 26,30,34,38,42,46)")
     ap.add_argument("--no-single-tier", action="store_true", help="skip the single-tier SNIS encodes")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
+                    help="also encode K tiers with extra encoder arguments, e.g. --variant 'sw0=--switch-int 0'; "
+                         "reported as snis_NAME and compared with the single tier")
+    ap.add_argument("--no-default-snis", action="store_true", help="skip the default K-tier SNIS encodes")
     ap.add_argument("--no-ablation", action="store_true", help="skip the DCT-8 ablation encodes")
     ap.add_argument("--ablation-all-tiers", action="store_true",
                     help="decode the DCT-8 ablation at every tier count (default: full tiers only)")
@@ -553,10 +559,22 @@ def main(argv=None) -> int:
         codec_order += [f"snis-K{K}-t{k}" for k in range(1, K + 1)] if K > 1 else [full]
         dct_model = (REPO / args.dct_model) if not Path(args.dct_model).is_absolute() else Path(args.dct_model)
         dct_synth = (REPO / args.dct_synthesis) if not Path(args.dct_synthesis).is_absolute() else Path(args.dct_synthesis)
-        for clip in clips:
-            for q in snis_qps:
-                tasks.append((run_snis, (col, clip, "snis", "SNIS-896 (shipped model)", q, K,
-                                         list(range(1, K + 1)), None, None, work, args)))
+        if not args.no_default_snis:
+            for clip in clips:
+                for q in snis_qps:
+                    tasks.append((run_snis, (col, clip, "snis", "SNIS-896 (shipped model)", q, K,
+                                             list(range(1, K + 1)), None, None, work, args)))
+        for spec in args.variant:
+            vname, _, vargs = spec.partition("=")
+            name = f"snis_{vname.strip()}"
+            VARIANT_ARGS[name] = shlex.split(vargs)
+            codec_order += [f"{name}-K{K}-t{k}" for k in range(1, K + 1)]
+            snis_pairs.append((f"scalability overhead of {vname.strip()} ({vargs.strip()})", "snis-K1",
+                               f"{name}-K{K}-t{K}"))
+            for clip in clips:
+                for q in snis_qps:
+                    tasks.append((run_snis, (col, clip, name, f"SNIS-896 {vargs.strip()}", q, K,
+                                             list(range(1, K + 1)), None, None, work, args)))
         if not args.no_single_tier and K > 1:
             codec_order.append("snis-K1")
             snis_pairs.append(("scalability overhead (K tiers vs single tier)", "snis-K1", full))
