@@ -18,8 +18,8 @@ What it does, on the host it runs on:
    construction (one code path serves both directions, see rangecoder.py).  The same child counts
    the multiply-accumulates the integer synthesis actually performs (it skips all-zero blocks and
    all-zero frequency rows), from the latents handed to it;
-4. **from the model**: MACs per luma pixel of the int8 analysis, read from the CONV_2D operators
-   of the .tflite (tile context included), next to the ideal count of the lapped transform;
+4. **from the model**: MACs per frame pixel of the int8 analysis, counted from the conv operators
+   of the whole-frame .tflite graph (tools/bench_analysis.py), next to the ideal separable count;
 5. **estimated**: bytes read + written per frame per stage, from the array sizes (compulsory
    traffic of each stage's inputs and outputs; caches and re-reads ignored), and the LiteRT
    tensor arena from the interpreter's tensor list.
@@ -171,40 +171,11 @@ def _synthesis_macs(ac: np.ndarray, coarse: np.ndarray, bs: int, taps: int) -> i
 
 
 # --------------------------------------------------------------------------- model MACs
-def analysis_macs(model_path: str | None = None) -> dict:
-    from ai_edge_litert.interpreter import Interpreter
+def analysis_macs(model_path: str | None = None, wp: int = 1920, hp: int = 1088) -> dict:
+    """MACs of the whole-frame int8 analysis graph, counted from its operators (bench_analysis.py)."""
+    from bench_analysis import frame_graph_macs
 
-    from snisd.codec.analysis import MODEL_FILE, _resource_path
-
-    path = model_path or _resource_path(MODEL_FILE)
-    it = Interpreter(model_path=path)
-    # one luma tile and its two chroma tiles, as the codec feeds them (chroma batch = 2 x luma):
-    # an operator's output batch then tells which plane it belongs to
-    for d in it.get_input_details():
-        it.resize_tensor_input(d["index"], [1 if d["shape"][1] == 88 else 2] + list(d["shape"][1:]))
-    it.allocate_tensors()
-    td = {t["index"]: t for t in it.get_tensor_details()}
-    luma = chroma = 0
-    for op in it._get_ops_details():
-        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            continue
-        wt = td[op["inputs"][1]]["shape"]
-        out = td[op["outputs"][0]]["shape"]
-        k = int(np.prod(wt[1:])) if op["op_name"] == "CONV_2D" else int(wt[1] * wt[2])
-        if out[0] == 1:
-            luma += int(np.prod(out)) * k
-        else:
-            chroma += int(np.prod(out)) * k
-    arena = sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in td.values())
-    px = 64 * 64  # luma pixels per tile; the chroma input holds one 32x32 tile of U or V
-    per_px = (luma + chroma) / px
-    # the lapped transform itself, without the 12-pixel tile context (analysis.py geometry)
-    ideal_luma = 16 + 16 + 64 / 256  # row 2n taps, column 2n taps, coarse 4x4x4 per 16x16
-    ideal_chroma = 8 + 8 + 64 / 64
-    return {"model": os.path.basename(path), "macs_per_luma_px": per_px,
-            "luma_macs_per_tile": luma, "chroma_macs_per_tile": chroma,
-            "ideal_macs_per_luma_px": ideal_luma + 2 * ideal_chroma / 4,
-            "tensor_arena_bytes_per_tile": arena}
+    return frame_graph_macs(model_path, hp, wp)
 
 
 def synthesis_dense_macs_per_px() -> float:
@@ -215,20 +186,18 @@ def synthesis_dense_macs_per_px() -> float:
 
 
 # --------------------------------------------------------------------------- bytes touched
-def bytes_touched(wp: int, hp: int, tiers: int, arena_per_tile: int) -> dict:
+def bytes_touched(wp: int, hp: int, tiers: int, arena: int) -> dict:
     """Compulsory bytes read + written per frame and stage (array sizes; estimates)."""
     px = wp * hp
     pic8 = px * 3 // 2  # an I420 picture, uint8
     lat = px * (63 / 64 + 4 / 256) + 2 * (px / 4) * (15 / 16 + 4 / 64)  # latents per frame
-    tiles = (wp // 64) * (hp // 64)
-    ctx = (88 * 88 + 2 * 44 * 44) / (64 * 64 + 2 * 32 * 32)  # tile context blow-up
+    ctx = ((hp + 24) * (wp + 24) + 2 * (hp // 2 + 12) * (wp // 2 + 12)) / pic8  # padded model input
     b = {}
     b["motion"] = 2 * px + px // 64  # current and reference luma (search window reuse assumed)
     # per tier: reference (+ lower) picture in, prediction out; residual int16 out
     b["prediction"] = tiers * (2 * pic8 + pic8 + (pic8 + pic8 + 2 * pic8))
-    # per tier: int16 residual in, int8 LUT + padding + tiles, interpreter arena, int8 out,
-    # float32 latents out (dequantised, reassembled)
-    b["analysis"] = int(tiers * (2 * pic8 + pic8 + 2 * ctx * pic8 + tiles * arena_per_tile + lat + 2 * 4 * lat))
+    # per tier: int16 residual in, padded int8 input, interpreter tensors, float32 latents out
+    b["analysis"] = int(tiers * (2 * pic8 + 2 * ctx * pic8 + arena + 2 * 4 * lat))
     b["quantize"] = int(tiers * (4 * lat + 4 * lat))
     b["entropy"] = int(tiers * (2 * 4 * lat))  # this tier's and the lower tier's int32 latents
     # per tier: dequantise int32 -> int32, int64 canvas (with margins) written and re-read,
@@ -320,10 +289,10 @@ def main(argv=None) -> int:
                "--tiers", str(args.tiers)]
         counted = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
     measured = measure(args)
-    model = analysis_macs()
     wp, hp = measured["padded"]
+    model = analysis_macs(None, wp, hp)
     w, h = args.size
-    traffic = bytes_touched(wp, hp, args.tiers, model["tensor_arena_bytes_per_tile"])
+    traffic = bytes_touched(wp, hp, args.tiers, model["tensor_bytes"])
 
     res = {"versions": versions(), "size": [w, h], "padded": [wp, hp], "qp": args.qp, "tiers": args.tiers,
            "input": os.path.basename(args.input), "model": model,
@@ -335,8 +304,8 @@ def main(argv=None) -> int:
           f"ai-edge-litert {v['ai-edge-litert']}, av {v['av']}")
     print(f"input: {res['input']} scaled to {w}x{h} (Lanczos), padded {wp}x{hp}, {args.frames} frames, "
           f"qp {args.qp}, {args.tiers} tiers; JIT warm-up {measured['warmup_s']:.1f} s (not counted)")
-    print(f"\nanalysis MACs / luma pixel: {model['macs_per_luma_px']:.1f} as the int8 model runs "
-          f"(64x64 tiles with 12 px context), {model['ideal_macs_per_luma_px']:.2f} ideal; per tier")
+    print(f"\nanalysis MACs / frame pixel: {model['macs_per_frame_px']:.1f} as the int8 whole-frame graph runs "
+          f"(border blocks included), {model['ideal_macs_per_frame_px']:.2f} ideal separable; per tier")
     px = wp * hp
     sm = [f["synthesis_macs"] for f in counted["frames"]]
     print(f"synthesis MACs / luma pixel: {res['synthesis_dense_macs_per_luma_px']:.2f} dense bound per tier; "
