@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,16 @@ def test_corrupt_and_foreign_models_raise(tmp_path):
     foreign.write_bytes(data.replace(ana.DEQUANT_METADATA.encode(), b"x" * len(ana.DEQUANT_METADATA)))
     with pytest.raises(ModelError, match="metadata"):
         ana.AnalysisTransform(foreign)
+    # truncated at any point: a typed error naming the file, never a crash or a hang
+    for cut in (3, 16, 200, len(data) // 2, len(data) - 40):
+        short = tmp_path / f"short{cut}.tflite"
+        short.write_bytes(data[:cut])
+        with pytest.raises(ModelError, match=f"short{cut}.tflite"):
+            ana.AnalysisTransform(short)
+    # a vector whose length field claims 2^31 elements is refused before anything is built
+    crafted = struct.pack("<II", 4, 0x7FFFFFFF) + bytes(8)
+    with pytest.raises(ModelError, match="malformed"):
+        ana.TFLiteFile(crafted, "crafted")._tables(0)
 
 
 def test_weights_loader(tmp_path):

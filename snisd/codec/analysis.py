@@ -90,8 +90,8 @@ class TFLiteFile:
     """A minimal read-only view of a .tflite flatbuffer (TFLite schema): metadata entries and the
     byte span of a constant tensor's data, so the runtime needs nothing beyond the interpreter.
 
-    Every lookup returns None when the flatbuffer does not have what is asked for; malformed
-    offsets raise ModelError.
+    Every lookup returns None when the flatbuffer does not have what is asked for; offsets or
+    lengths outside the data raise ModelError.
     """
 
     # field indices of the TFLite schema tables used here
@@ -103,28 +103,36 @@ class TFLiteFile:
         self.data, self.where = data, where
         self.root = self._u32(0)
 
+    def _bad(self, pos: int) -> ModelError:
+        return ModelError(f"{self.where}: truncated or malformed flatbuffer (offset {pos})")
+
+    def _unpack(self, fmt: str, pos: int) -> int:
+        if pos < 0 or pos + struct.calcsize(fmt) > len(self.data):
+            raise self._bad(pos)
+        return struct.unpack_from(fmt, self.data, pos)[0]
+
     def _u32(self, pos: int) -> int:
-        try:
-            return struct.unpack_from("<I", self.data, pos)[0]
-        except struct.error:
-            raise ModelError(f"{self.where}: truncated or malformed flatbuffer (offset {pos})") from None
+        return self._unpack("<I", pos)
 
     def _field(self, table: int, index: int) -> int | None:
-        vtable = table - struct.unpack_from("<i", self.data, table)[0]
-        vsize = struct.unpack_from("<H", self.data, vtable)[0]
+        vtable = table - self._unpack("<i", table)
+        vsize = self._unpack("<H", vtable)
         if 4 + 2 * index >= vsize:
             return None
-        off = struct.unpack_from("<H", self.data, vtable + 4 + 2 * index)[0]
+        off = self._unpack("<H", vtable + 4 + 2 * index)
         return table + off if off else None
 
-    def _vector(self, pos: int | None) -> tuple[int, int]:  # (length, position of element 0)
+    def _vector(self, pos: int | None, item: int = 1) -> tuple[int, int]:  # (length, position of element 0)
         if pos is None:
             return 0, 0
         vec = pos + self._u32(pos)
-        return self._u32(vec), vec + 4
+        length = self._u32(vec)
+        if vec + 4 + length * item > len(self.data):
+            raise self._bad(vec)
+        return length, vec + 4
 
     def _tables(self, pos: int | None) -> list[int]:
-        count, first = self._vector(pos)
+        count, first = self._vector(pos, 4)
         return [first + 4 * i + self._u32(first + 4 * i) for i in range(count)]
 
     def _string(self, pos: int | None) -> str | None:
@@ -145,39 +153,30 @@ class TFLiteFile:
         off_pos, size_pos = self._field(buf, self._BUFFER_OFFSET), self._field(buf, self._BUFFER_SIZE)
         if off_pos is None or size_pos is None:  # large models keep buffer data after the flatbuffer
             return None
-        return struct.unpack_from("<Q", self.data, off_pos)[0], struct.unpack_from("<Q", self.data, size_pos)[0]
-
-    def _guard(self, fn, *args):
-        try:
-            return fn(*args)
-        except (struct.error, IndexError):
-            raise ModelError(f"{self.where}: truncated or malformed flatbuffer") from None
+        off, size = self._unpack("<Q", off_pos), self._unpack("<Q", size_pos)
+        if off + size > len(self.data):
+            raise self._bad(off)
+        return off, size
 
     def metadata(self, name: str) -> bytes | None:
         """The bytes of metadata entry `name` (Model.metadata -> Model.buffers[...].data)."""
-        def find():
-            for entry in self._tables(self._field(self.root, self._MODEL_METADATA)):
-                if self._string(self._field(entry, self._METADATA_NAME)) == name:
-                    pos = self._field(entry, self._METADATA_BUFFER)
-                    span = self._buffer_span(self._u32(pos) if pos is not None else 0)
-                    return None if span is None else bytes(self.data[span[0] : span[0] + span[1]])
-            return None
-
-        return self._guard(find)
+        for entry in self._tables(self._field(self.root, self._MODEL_METADATA)):
+            if self._string(self._field(entry, self._METADATA_NAME)) == name:
+                pos = self._field(entry, self._METADATA_BUFFER)
+                span = self._buffer_span(self._u32(pos) if pos is not None else 0)
+                return None if span is None else bytes(self.data[span[0] : span[0] + span[1]])
+        return None
 
     def tensor_data_span(self, name: str) -> tuple[int, int] | None:
         """(start, length) in the file of the constant data of the first subgraph's tensor `name`."""
-        def find():
-            subgraphs = self._tables(self._field(self.root, self._MODEL_SUBGRAPHS))
-            if not subgraphs:
-                return None
-            for t in self._tables(self._field(subgraphs[0], self._SUBGRAPH_TENSORS)):
-                if self._string(self._field(t, self._TENSOR_NAME)) == name:
-                    pos = self._field(t, self._TENSOR_BUFFER)
-                    return self._buffer_span(self._u32(pos)) if pos is not None else None
+        subgraphs = self._tables(self._field(self.root, self._MODEL_SUBGRAPHS))
+        if not subgraphs:
             return None
-
-        return self._guard(find)
+        for t in self._tables(self._field(subgraphs[0], self._SUBGRAPH_TENSORS)):
+            if self._string(self._field(t, self._TENSOR_NAME)) == name:
+                pos = self._field(t, self._TENSOR_BUFFER)
+                return self._buffer_span(self._u32(pos)) if pos is not None else None
+        return None
 
 
 def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
