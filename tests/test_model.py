@@ -16,6 +16,7 @@ import pytest
 from snisd.codec import analysis as ana
 from snisd.codec import reference as ref
 from snisd.codec import weights as wts
+from snisd.codec.tflite_file import TFLiteFile
 from snisd.errors import ModelError
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -267,7 +268,7 @@ def test_corrupt_and_foreign_models_raise(tmp_path):
     # a vector whose length field claims 2^31 elements is refused before anything is built
     crafted = struct.pack("<II", 4, 0x7FFFFFFF) + bytes(8)
     with pytest.raises(ModelError, match="malformed"):
-        ana.TFLiteFile(crafted, "crafted")._tables(0)
+        TFLiteFile(crafted, "crafted")._tables(0)
 
 
 def test_weights_loader(tmp_path):

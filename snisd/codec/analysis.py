@@ -10,7 +10,8 @@ pixels, block rows in the batch -- and chroma U, V as (2, Hp/2+12, Wp/2+12, 1); 
 the plain row-major padded planes, so the caller's arrays are copied in as they are.
 
 :class:`AnalysisTransform` returns :class:`AnalysisOutput`: int8 views into the interpreter's
-output buffers (no copies), valid until the next call, with the per-channel steps and zero points.
+output buffers (no copies), valid until the next call at that frame size, with the per-channel
+steps and zero points.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import ModelError
+from .tflite_file import TFLiteFile
 from .weights import ANALYSIS_MODEL, read_model_bytes
 
 try:  # LiteRT first, the legacy tflite-runtime wheel as fallback
@@ -48,7 +51,7 @@ class AnalysisOutput:
     """Latents of one frame as int8 (channel axis contiguous), plus how to dequantise them.
 
     latent (pixel units, as the float reference) = (q - zp[channel]) * scale[channel].
-    The arrays are views into the interpreter's buffers, valid until the next call.
+    The arrays are views into the interpreter's buffers, valid until the next call at that size.
     """
 
     y_ac: np.ndarray  # (Hp/8, Wp/8, 63), channel u*8+v-1
@@ -86,99 +89,6 @@ def pad_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
     return q(y, LUMA_PAD), np.stack([q(u, CHROMA_PAD), q(v, CHROMA_PAD)])
 
 
-class TFLiteFile:
-    """A minimal read-only view of a .tflite flatbuffer (TFLite schema): metadata entries and the
-    byte span of a constant tensor's data, so the runtime needs nothing beyond the interpreter.
-
-    Every lookup returns None when the flatbuffer does not have what is asked for; offsets or
-    lengths outside the data raise ModelError.
-    """
-
-    # field indices of the TFLite schema tables used here
-    _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 2, 4, 6
-    _SUBGRAPH_TENSORS, _TENSOR_BUFFER, _TENSOR_NAME = 0, 2, 3
-    _METADATA_NAME, _METADATA_BUFFER, _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 0, 1, 2
-
-    def __init__(self, data: bytes, where: str) -> None:
-        self.data, self.where = data, where
-        self.root = self._u32(0)
-
-    def _bad(self, pos: int) -> ModelError:
-        return ModelError(f"{self.where}: truncated or malformed flatbuffer (offset {pos})")
-
-    def _unpack(self, fmt: str, pos: int) -> int:
-        if pos < 0 or pos + struct.calcsize(fmt) > len(self.data):
-            raise self._bad(pos)
-        return struct.unpack_from(fmt, self.data, pos)[0]
-
-    def _u32(self, pos: int) -> int:
-        return self._unpack("<I", pos)
-
-    def _field(self, table: int, index: int) -> int | None:
-        vtable = table - self._unpack("<i", table)
-        vsize = self._unpack("<H", vtable)
-        if 4 + 2 * index >= vsize:
-            return None
-        off = self._unpack("<H", vtable + 4 + 2 * index)
-        return table + off if off else None
-
-    def _vector(self, pos: int | None, item: int = 1) -> tuple[int, int]:  # (length, position of element 0)
-        if pos is None:
-            return 0, 0
-        vec = pos + self._u32(pos)
-        length = self._u32(vec)
-        if vec + 4 + length * item > len(self.data):
-            raise self._bad(vec)
-        return length, vec + 4
-
-    def _tables(self, pos: int | None) -> list[int]:
-        count, first = self._vector(pos, 4)
-        return [first + 4 * i + self._u32(first + 4 * i) for i in range(count)]
-
-    def _string(self, pos: int | None) -> str | None:
-        if pos is None:
-            return None
-        length, start = self._vector(pos)
-        return self.data[start : start + length].decode("utf-8", "replace")
-
-    def _buffer_span(self, index: int) -> tuple[int, int] | None:
-        buffers = self._tables(self._field(self.root, self._MODEL_BUFFERS))
-        if not 0 <= index < len(buffers):
-            return None
-        buf = buffers[index]
-        data_pos = self._field(buf, self._BUFFER_DATA)
-        if data_pos is not None:
-            length, start = self._vector(data_pos)
-            return start, length
-        off_pos, size_pos = self._field(buf, self._BUFFER_OFFSET), self._field(buf, self._BUFFER_SIZE)
-        if off_pos is None or size_pos is None:  # large models keep buffer data after the flatbuffer
-            return None
-        off, size = self._unpack("<Q", off_pos), self._unpack("<Q", size_pos)
-        if off + size > len(self.data):
-            raise self._bad(off)
-        return off, size
-
-    def metadata(self, name: str) -> bytes | None:
-        """The bytes of metadata entry `name` (Model.metadata -> Model.buffers[...].data)."""
-        for entry in self._tables(self._field(self.root, self._MODEL_METADATA)):
-            if self._string(self._field(entry, self._METADATA_NAME)) == name:
-                pos = self._field(entry, self._METADATA_BUFFER)
-                span = self._buffer_span(self._u32(pos) if pos is not None else 0)
-                return None if span is None else bytes(self.data[span[0] : span[0] + span[1]])
-        return None
-
-    def tensor_data_span(self, name: str) -> tuple[int, int] | None:
-        """(start, length) in the file of the constant data of the first subgraph's tensor `name`."""
-        subgraphs = self._tables(self._field(self.root, self._MODEL_SUBGRAPHS))
-        if not subgraphs:
-            return None
-        for t in self._tables(self._field(subgraphs[0], self._SUBGRAPH_TENSORS)):
-            if self._string(self._field(t, self._TENSOR_NAME)) == name:
-                pos = self._field(t, self._TENSOR_BUFFER)
-                return self._buffer_span(self._u32(pos)) if pos is not None else None
-        return None
-
-
 def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
     raw = TFLiteFile(data, where).metadata(DEQUANT_METADATA)
     if raw is None:
@@ -200,7 +110,7 @@ def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
 class _Sized:
     """The interpreter of one frame size with its input and output views."""
 
-    interp: object
+    interp: Any  # ai_edge_litert (or tflite_runtime) Interpreter
     y_in: np.ndarray
     uv_in: np.ndarray
     output: AnalysisOutput
