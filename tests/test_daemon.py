@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def shipped_model_present() -> bool:
-    from snisd.codec import analysis
+    from snisd.codec import weights
 
-    return (ROOT / "models" / analysis.MODEL_FILE).exists()
+    return (ROOT / "models" / weights.ANALYSIS_MODEL).exists()
 
 
 # -- the daemon as a process --------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.resources
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import pytest
 from snisd.codec import analysis as ana
 from snisd.codec import reference as ref
 from snisd.codec import weights as wts
+from snisd.codec.tflite_file import TFLiteFile
 from snisd.errors import ModelError
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -206,12 +208,18 @@ def test_output_layout_views_and_resize(natural):
     big = np.zeros((yp.shape[0], 2 * yp.shape[1]), np.int8)
     big[:, ::2] = yp
     np.testing.assert_array_equal(tr(big[:, ::2], uvp).y_ac, first)
-    # a new size, then back: the views of the old size stay readable memory
+    # another size on the same instance (a warm-up encoder sharing it), then back: each size
+    # keeps its interpreter, so the first size's input views and output object stay live
     small = tr(*ana.pad_planes(y[:64, :96], u[:32, :48], v[:32, :48]))
     assert small.y_ac.shape == (8, 12, 63)
     np.testing.assert_array_equal(small.y_ac, ref_int8_ac(y[:64, :96], u[:32, :48], v[:32, :48]))
-    assert int(out.y_ac.astype(np.int64).sum()) == int(first.astype(np.int64).sum())  # old view still readable
-    np.testing.assert_array_equal(tr(yp, uvp).y_ac, first)
+    yin2, uvin2 = tr.input_buffers(h, w)
+    assert np.shares_memory(yin2, yin) and np.shares_memory(uvin2, uvin)
+    yin[...] = 0
+    yin[...] = yp
+    again = tr(yin, uvin)
+    assert again is out
+    np.testing.assert_array_equal(again.y_ac, first)
 
 
 def ref_int8_ac(y, u, v):
@@ -251,6 +259,16 @@ def test_corrupt_and_foreign_models_raise(tmp_path):
     foreign.write_bytes(data.replace(ana.DEQUANT_METADATA.encode(), b"x" * len(ana.DEQUANT_METADATA)))
     with pytest.raises(ModelError, match="metadata"):
         ana.AnalysisTransform(foreign)
+    # truncated at any point: a typed error naming the file, never a crash or a hang
+    for cut in (3, 16, 200, len(data) // 2, len(data) - 40):
+        short = tmp_path / f"short{cut}.tflite"
+        short.write_bytes(data[:cut])
+        with pytest.raises(ModelError, match=f"short{cut}.tflite"):
+            ana.AnalysisTransform(short)
+    # a vector whose length field claims 2^31 elements is refused before anything is built
+    crafted = struct.pack("<II", 4, 0x7FFFFFFF) + bytes(8)
+    with pytest.raises(ModelError, match="malformed"):
+        TFLiteFile(crafted, "crafted")._tables(0)
 
 
 def test_weights_loader(tmp_path):

@@ -80,23 +80,36 @@ def calibration_planes(media: str, per_clip: int = CALIB_FRAMES):
     return out
 
 
-def channel_ranges(weights, planes, percentile: float = CALIB_PERCENTILE) -> dict[str, dict[str, np.ndarray]]:
-    """Per-channel range of |row|, |column| and |coarse| outputs of each plane kind."""
+def channel_ranges(weights, planes, percentile: float | dict[str, float] = CALIB_PERCENTILE, keep: int = 4096):
+    """Per-channel range of the row, column and coarse outputs of each plane kind (float reference).
+
+    The range is the given percentile of |value| over all calibration samples of the channel
+    (100 = the maximum); `percentile` may be one number or one per stage ("row", "col", "coarse").
+    Only the `keep` largest values per channel and frame are kept, which is exact for every
+    percentile whose tail is shorter than that.
+    """
+    pct = percentile if isinstance(percentile, dict) else dict.fromkeys(("row", "col", "coarse"), percentile)
     res: dict[str, dict[str, np.ndarray]] = {}
     for prefix, (n, _) in wts.PLANES.items():
-        acc = {"row": [], "col": [], "coarse": []}
+        tops: dict[str, list[np.ndarray]] = {"row": [], "col": [], "coarse": []}
+        counts = dict.fromkeys(tops, 0)
         for y, c in planes:
             for x in ([y] if prefix == "luma" else c):
                 xp = np.pad(x.astype(np.float64), 3 * n // 2, mode="symmetric")
                 r, coef, coarse = ref.analyze_plane_stages(xp, weights, prefix)
-                acc["row"].append(np.abs(r).reshape(-1, n))
-                acc["col"].append(np.abs(coef).reshape(-1, n * n))
-                acc["coarse"].append(np.abs(coarse).reshape(-1, 4))
+                for k, a in (("row", r.reshape(-1, n)), ("col", coef.reshape(-1, n * n)), ("coarse", coarse.reshape(-1, 4))):
+                    a = np.abs(a)
+                    counts[k] += a.shape[0]
+                    if a.shape[0] > keep:
+                        a = np.partition(a, a.shape[0] - keep, axis=0)[-keep:]
+                    tops[k].append(a)
         res[prefix] = {}
-        for k, parts in acc.items():
-            a = np.concatenate(parts)
-            rng = a.max(axis=0) if percentile >= 100 else np.percentile(a, percentile, axis=0)
-            res[prefix][k] = np.maximum(rng, 1e-3)
+        for k, parts in tops.items():
+            a = -np.sort(-np.concatenate(parts), axis=0)  # descending per channel
+            rank = int(np.floor(counts[k] * (1.0 - pct[k] / 100.0)))
+            if rank >= a.shape[0]:
+                raise ValueError(f"percentile {pct[k]} of {prefix} {k} needs more than the kept tail ({keep} per frame)")
+            res[prefix][k] = np.maximum(a[rank], 1e-3)
     return res
 
 

@@ -3,7 +3,7 @@
 
 Command (from the repository root, about 9 CPU-minutes, fully seeded):
 
-    python tools/train_transform.py --media ../shared/media
+    python tools/train_transform.py --media DIR      # DIR: the clips listed in models/README.md
 
 It writes models/snis896_analysis_float.npz and models/snis896_synthesis.npz and prints a
 float before/after comparison on held-out frames.  tools/export_model.py then builds the
@@ -391,7 +391,7 @@ def format_rows(title, rows, clean):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--media", default="../shared/media", help="directory with the clips (default ../shared/media)")
+    ap.add_argument("--media", required=True, help="directory with the clips (models/README.md lists them)")
     ap.add_argument("--out", default="models", help="output directory (default models)")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=12)

@@ -10,7 +10,8 @@ pixels, block rows in the batch -- and chroma U, V as (2, Hp/2+12, Wp/2+12, 1); 
 the plain row-major padded planes, so the caller's arrays are copied in as they are.
 
 :class:`AnalysisTransform` returns :class:`AnalysisOutput`: int8 views into the interpreter's
-output buffers (no copies), valid until the next call, with the per-channel steps and zero points.
+output buffers (no copies), valid until the next call at that frame size, with the per-channel
+steps and zero points.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ import json
 import os
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..errors import ModelError
+from .tflite_file import TFLiteFile
 from .weights import ANALYSIS_MODEL, read_model_bytes
 
 try:  # LiteRT first, the legacy tflite-runtime wheel as fallback
@@ -48,7 +51,7 @@ class AnalysisOutput:
     """Latents of one frame as int8 (channel axis contiguous), plus how to dequantise them.
 
     latent (pixel units, as the float reference) = (q - zp[channel]) * scale[channel].
-    The arrays are views into the interpreter's buffers, valid until the next call.
+    The arrays are views into the interpreter's buffers, valid until the next call at that size.
     """
 
     y_ac: np.ndarray  # (Hp/8, Wp/8, 63), channel u*8+v-1
@@ -86,100 +89,6 @@ def pad_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
     return q(y, LUMA_PAD), np.stack([q(u, CHROMA_PAD), q(v, CHROMA_PAD)])
 
 
-class TFLiteFile:
-    """A minimal read-only view of a .tflite flatbuffer (TFLite schema): metadata entries and the
-    byte span of a constant tensor's data, so the runtime needs nothing beyond the interpreter.
-
-    Every lookup returns None when the flatbuffer does not have what is asked for; malformed
-    offsets raise ModelError.
-    """
-
-    # field indices of the TFLite schema tables used here
-    _MODEL_SUBGRAPHS, _MODEL_BUFFERS, _MODEL_METADATA = 2, 4, 6
-    _SUBGRAPH_TENSORS, _TENSOR_BUFFER, _TENSOR_NAME = 0, 2, 3
-    _METADATA_NAME, _METADATA_BUFFER, _BUFFER_DATA, _BUFFER_OFFSET, _BUFFER_SIZE = 0, 1, 0, 1, 2
-
-    def __init__(self, data: bytes, where: str) -> None:
-        self.data, self.where = data, where
-        self.root = self._u32(0)
-
-    def _u32(self, pos: int) -> int:
-        try:
-            return struct.unpack_from("<I", self.data, pos)[0]
-        except struct.error:
-            raise ModelError(f"{self.where}: truncated or malformed flatbuffer (offset {pos})") from None
-
-    def _field(self, table: int, index: int) -> int | None:
-        vtable = table - struct.unpack_from("<i", self.data, table)[0]
-        vsize = struct.unpack_from("<H", self.data, vtable)[0]
-        if 4 + 2 * index >= vsize:
-            return None
-        off = struct.unpack_from("<H", self.data, vtable + 4 + 2 * index)[0]
-        return table + off if off else None
-
-    def _vector(self, pos: int | None) -> tuple[int, int]:  # (length, position of element 0)
-        if pos is None:
-            return 0, 0
-        vec = pos + self._u32(pos)
-        return self._u32(vec), vec + 4
-
-    def _tables(self, pos: int | None) -> list[int]:
-        count, first = self._vector(pos)
-        return [first + 4 * i + self._u32(first + 4 * i) for i in range(count)]
-
-    def _string(self, pos: int | None) -> str | None:
-        if pos is None:
-            return None
-        length, start = self._vector(pos)
-        return self.data[start : start + length].decode("utf-8", "replace")
-
-    def _buffer_span(self, index: int) -> tuple[int, int] | None:
-        buffers = self._tables(self._field(self.root, self._MODEL_BUFFERS))
-        if not 0 <= index < len(buffers):
-            return None
-        buf = buffers[index]
-        data_pos = self._field(buf, self._BUFFER_DATA)
-        if data_pos is not None:
-            length, start = self._vector(data_pos)
-            return start, length
-        off_pos, size_pos = self._field(buf, self._BUFFER_OFFSET), self._field(buf, self._BUFFER_SIZE)
-        if off_pos is None or size_pos is None:  # large models keep buffer data after the flatbuffer
-            return None
-        return struct.unpack_from("<Q", self.data, off_pos)[0], struct.unpack_from("<Q", self.data, size_pos)[0]
-
-    def _guard(self, fn, *args):
-        try:
-            return fn(*args)
-        except (struct.error, IndexError):
-            raise ModelError(f"{self.where}: truncated or malformed flatbuffer") from None
-
-    def metadata(self, name: str) -> bytes | None:
-        """The bytes of metadata entry `name` (Model.metadata -> Model.buffers[...].data)."""
-        def find():
-            for entry in self._tables(self._field(self.root, self._MODEL_METADATA)):
-                if self._string(self._field(entry, self._METADATA_NAME)) == name:
-                    pos = self._field(entry, self._METADATA_BUFFER)
-                    span = self._buffer_span(self._u32(pos) if pos is not None else 0)
-                    return None if span is None else bytes(self.data[span[0] : span[0] + span[1]])
-            return None
-
-        return self._guard(find)
-
-    def tensor_data_span(self, name: str) -> tuple[int, int] | None:
-        """(start, length) in the file of the constant data of the first subgraph's tensor `name`."""
-        def find():
-            subgraphs = self._tables(self._field(self.root, self._MODEL_SUBGRAPHS))
-            if not subgraphs:
-                return None
-            for t in self._tables(self._field(subgraphs[0], self._SUBGRAPH_TENSORS)):
-                if self._string(self._field(t, self._TENSOR_NAME)) == name:
-                    pos = self._field(t, self._TENSOR_BUFFER)
-                    return self._buffer_span(self._u32(pos)) if pos is not None else None
-            return None
-
-        return self._guard(find)
-
-
 def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
     raw = TFLiteFile(data, where).metadata(DEQUANT_METADATA)
     if raw is None:
@@ -197,11 +106,24 @@ def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+@dataclass
+class _Sized:
+    """The interpreter of one frame size with its input and output views."""
+
+    interp: Any  # ai_edge_litert (or tflite_runtime) Interpreter
+    y_in: np.ndarray
+    uv_in: np.ndarray
+    output: AnalysisOutput
+
+
 class AnalysisTransform:
     """The int8 analysis model, one interpreter call per frame (see module docstring).
 
-    Not thread-safe: one instance per encoding thread.
+    One interpreter per frame size, the last SIZES_KEPT sizes kept (an encoder and a small
+    warm-up encoder may share an instance).  Not thread-safe: one instance per encoding thread.
     """
+
+    SIZES_KEPT = 4
 
     def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 1) -> None:
         if _Interpreter is None:
@@ -214,13 +136,14 @@ class AnalysisTransform:
             "y_ac": steps["luma"]["col"][1:], "y_coarse": steps["luma"]["coarse"],
             "c_ac": steps["chroma"]["col"][1:], "c_coarse": steps["chroma"]["coarse"],
         }
-        self._size: tuple[int, int] | None = None
+        self._sizes: dict[tuple[int, int], _Sized] = {}  # insertion order = least recently used first
         self._model_for(ALIGN, ALIGN)  # the model is checked now, not at the first frame
-        self._open(self._data)
+        self._interp = self._open(self._data)[0]
 
     # -- interpreter -------------------------------------------------------------
-    def _open(self, data: bytes, shapes: dict[str, list[int]] | None = None) -> None:
-        """A new interpreter on `data`, inputs resized to `shapes` (name -> shape), allocated."""
+    def _open(self, data: bytes, shapes: dict[str, list[int]] | None = None):
+        """A new interpreter on `data`, inputs resized to `shapes` (name -> shape), allocated and
+        checked; returns (interpreter, input indices by name, output indices by name)."""
         path = self.model_path
         try:
             interp = _Interpreter(model_content=data, num_threads=self.num_threads)
@@ -241,9 +164,7 @@ class AnalysisTransform:
                 raise ModelError(f"{path}: tensor {d['name']} is {d['dtype'].__name__} {tuple(d['shape'])}")
             if tuple(d["quantization"]) != (1.0, 0):
                 raise ModelError(f"{path}: tensor {d['name']} quantisation {d['quantization']}, expected (1.0, 0)")
-        self._interp, self._model_bytes = interp, data
-        self._in = {k: d["index"] for k, d in ins.items()}
-        self._out = {k: d["index"] for k, d in outs.items()}
+        return interp, {k: d["index"] for k, d in ins.items()}, {k: d["index"] for k, d in outs.items()}
 
     def _model_for(self, hp: int, wp: int) -> bytes:
         """The model bytes with the frame-size dependent RESHAPE target filled in."""
@@ -254,44 +175,54 @@ class AnalysisTransform:
         struct.pack_into("<4i", data, span[0], 1, hp // 8 + 3, wp // 8 + 2, 64)
         return bytes(data)
 
-    def _resize(self, hp: int, wp: int) -> None:
-        # a fresh interpreter per frame size (the RESHAPE target is part of the model bytes);
-        # views handed out for the old size keep the old interpreter and its buffers alive
+    def _sized(self, hp: int, wp: int) -> _Sized:
+        """The interpreter for an hp x wp frame (made on first use; the RESHAPE target is part of
+        the model bytes).  Views of an evicted size keep its interpreter and buffers alive."""
+        if hp <= 0 or wp <= 0 or hp % ALIGN or wp % ALIGN:
+            raise ModelError(f"{self.model_path}: frame {hp}x{wp} is not a positive multiple of {ALIGN}")
+        key = (hp, wp)
+        state = self._sizes.pop(key, None)
+        if state is None:
+            state = self._make(hp, wp)
+            while len(self._sizes) >= self.SIZES_KEPT:
+                self._sizes.pop(next(iter(self._sizes)))
+        self._sizes[key] = state  # most recently used last
+        self._interp = state.interp
+        return state
+
+    def _make(self, hp: int, wp: int) -> _Sized:
         ly, lx = hp + 2 * LUMA_PAD, wp + 2 * LUMA_PAD
         cy, cx = hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD
-        self._open(self._model_for(hp, wp), {"luma": [ly // 8, 8, lx // 8, 8], "chroma": [2, cy, cx, 1]})
-        interp = self._interp
-        self._y_in = interp.tensor(self._in["luma"])().reshape(ly, lx)
-        self._uv_in = interp.tensor(self._in["chroma"])().reshape(2, cy, cx)
-        ya, yc = interp.tensor(self._out["luma_ac"])()[0], interp.tensor(self._out["luma_coarse"])()[0]
-        ca, cc = interp.tensor(self._out["chroma_ac"])(), interp.tensor(self._out["chroma_coarse"])()
+        interp, ins, outs = self._open(self._model_for(hp, wp), {"luma": [ly // 8, 8, lx // 8, 8],
+                                                                 "chroma": [2, cy, cx, 1]})
+        y_in = interp.tensor(ins["luma"])().reshape(ly, lx)
+        uv_in = interp.tensor(ins["chroma"])().reshape(2, cy, cx)
+        ya, yc = interp.tensor(outs["luma_ac"])()[0], interp.tensor(outs["luma_coarse"])()[0]
+        ca, cc = interp.tensor(outs["chroma_ac"])(), interp.tensor(outs["chroma_coarse"])()
         if ya.shape != (hp // 8 + 2, wp // 8 + 2, 64) or yc.shape != (hp // 16, wp // 16, 4):
             raise ModelError(f"{self.model_path}: luma outputs {ya.shape}, {yc.shape} for a {hp}x{wp} frame")
         if ca.shape != (2, hp // 8 + 2, wp // 8 + 2, 16) or cc.shape != (2, hp // 16, wp // 16, 4):
             raise ModelError(f"{self.model_path}: chroma outputs {ca.shape}, {cc.shape} for a {hp}x{wp} frame")
-        if not (np.shares_memory(self._y_in, interp.tensor(self._in["luma"])())
-                and np.shares_memory(self._uv_in, interp.tensor(self._in["chroma"])())):
+        if not (np.shares_memory(y_in, interp.tensor(ins["luma"])())
+                and np.shares_memory(uv_in, interp.tensor(ins["chroma"])())):
             raise ModelError(f"{self.model_path}: input tensors are not contiguous")  # pragma: no cover
         zeros = {k: np.zeros(len(s), np.int32) for k, s in self._scales.items()}
-        self._output = AnalysisOutput(
+        output = AnalysisOutput(
             y_ac=ya[1:-1, 1:-1, 1:], y_coarse=yc, c_ac=ca[:, 1:-1, 1:-1, 1:], c_coarse=cc,
             y_ac_scale=self._scales["y_ac"], y_coarse_scale=self._scales["y_coarse"],
             c_ac_scale=self._scales["c_ac"], c_coarse_scale=self._scales["c_coarse"],
             y_ac_zp=zeros["y_ac"], y_coarse_zp=zeros["y_coarse"], c_ac_zp=zeros["c_ac"],
             c_coarse_zp=zeros["c_coarse"])
-        self._size = (hp, wp)
+        return _Sized(interp, y_in, uv_in, output)
 
     def input_buffers(self, hp: int, wp: int) -> tuple[np.ndarray, np.ndarray]:
         """Writable int8 views of the model inputs for an Hp x Wp frame: (y, uv) as __call__ takes.
 
         A caller that writes the padded residual straight into them saves the input copy;
-        __call__ recognises them.  Valid until the frame size changes.
+        __call__ recognises them.  They stay the inputs of that frame size while it is kept.
         """
-        if hp <= 0 or wp <= 0 or hp % ALIGN or wp % ALIGN:
-            raise ModelError(f"{self.model_path}: frame {hp}x{wp} is not a positive multiple of {ALIGN}")
-        if self._size != (hp, wp):
-            self._resize(hp, wp)
-        return self._y_in, self._uv_in
+        state = self._sized(hp, wp)
+        return state.y_in, state.uv_in
 
     # -- running -------------------------------------------------------------------
     def __call__(self, y: np.ndarray, uv: np.ndarray) -> AnalysisOutput:
@@ -304,16 +235,16 @@ class AnalysisTransform:
         if not isinstance(uv, np.ndarray) or uv.dtype != np.int8 or uv.shape != want:
             raise ModelError(f"chroma input must be int8 {want} for luma {y.shape}, got "
                              f"{getattr(uv, 'dtype', type(uv))} {np.shape(uv)}")
-        y_in, uv_in = self.input_buffers(hp, wp)
-        if not (y.ctypes.data == y_in.ctypes.data and y.strides == y_in.strides):
-            y_in[...] = y
-        if not (uv.ctypes.data == uv_in.ctypes.data and uv.strides == uv_in.strides):
-            uv_in[...] = uv
+        state = self._sized(hp, wp)
+        if not (y.ctypes.data == state.y_in.ctypes.data and y.strides == state.y_in.strides):
+            state.y_in[...] = y
+        if not (uv.ctypes.data == state.uv_in.ctypes.data and uv.strides == state.uv_in.strides):
+            state.uv_in[...] = uv
         # Interpreter.invoke() refuses to run while numpy views of its buffers exist (a guard
         # for calls that may reallocate); invoking does not reallocate once tensors are
         # allocated, and the views are the point of this class, so call the wrapped Invoke.
         try:
-            self._interp._interpreter.Invoke()
+            state.interp._interpreter.Invoke()
         except RuntimeError as exc:  # pragma: no cover - interpreter failure
             raise ModelError(f"{self.model_path}: invoke failed ({exc})") from None
-        return self._output
+        return state.output
