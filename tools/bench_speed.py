@@ -54,7 +54,7 @@ def x264(frames, qp: int) -> tuple[list[float], list[float], int]:
     times, packets = [], []
     for i, f in enumerate(frames):
         vf = av.VideoFrame(1920, 1080, "yuv420p")
-        for plane, arr in zip(vf.planes, (f.y, f.u, f.v)):
+        for plane, arr in zip(vf.planes, (f.y, f.u, f.v), strict=True):
             buf = np.frombuffer(plane, dtype=np.uint8).reshape(-1, plane.line_size)
             buf[: arr.shape[0], : arr.shape[1]] = arr
         vf.pts = i

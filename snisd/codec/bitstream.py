@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from ..errors import BitstreamError
 
@@ -72,7 +73,7 @@ class SequenceHeader:
         )
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "SequenceHeader":
+    def from_bytes(cls, data: bytes) -> SequenceHeader:
         if len(data) < 6:
             raise BitstreamError(f"sequence header truncated: {len(data)} bytes", 0)
         if data[:4] != SEQ_MAGIC:
@@ -125,7 +126,7 @@ class FrameHeader:
         return bytes((flags, (self.frame_no >> 8) & 0xFF, self.frame_no & 0xFF, self.qp))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "FrameHeader":
+    def from_bytes(cls, data: bytes) -> FrameHeader:
         if len(data) < cls.SIZE:
             raise BitstreamError(f"tier-0 chunk truncated: {len(data)} bytes, frame header needs {cls.SIZE}", 0)
         flags = data[0]
@@ -173,7 +174,7 @@ class EncodedFrame:
     def size(self) -> int:
         return sum(len(t) for t in self.tiers)
 
-    def thinned(self, k: int) -> "EncodedFrame":
+    def thinned(self, k: int) -> EncodedFrame:
         """The same frame keeping only tiers < k (a byte operation)."""
         return EncodedFrame(self.index, self.pts_us, self.keyframe, self.switch_point, self.tiers[:k])
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError
 from ..frame import Frame
 from . import _native
+from .analysis import AnalysisTransform
 from .bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header
 from .synthesis import SynthesisTransform
 
@@ -116,12 +117,13 @@ def fixed_multipliers(scale: np.ndarray) -> np.ndarray:
 class Encoder:
     """Encodes frames of one fixed size into a progressive SNIS stream."""
 
-    def __init__(self, config: EncoderConfig, analysis=None, synthesis: SynthesisTransform | None = None) -> None:
-        from .analysis import AnalysisTransform
-
+    def __init__(self, config: EncoderConfig, analysis: AnalysisTransform | None = None,
+                 synthesis: SynthesisTransform | None = None) -> None:
         self.config = config
         self.analysis = analysis if analysis is not None else AnalysisTransform(config.model, config.threads)
-        self.synthesis = synthesis if synthesis is not None else SynthesisTransform.load(synthesis_path_for(config.model))
+        if synthesis is None:
+            synthesis = SynthesisTransform.load(synthesis_path_for(config.model))
+        self.synthesis = synthesis
         self.wp, self.hp = padded_size(config.width, config.height)
         self.sequence_header = SequenceHeader(
             config.width, config.height, config.fps_num, config.fps_den, config.tiers, config.tier_ratio,

@@ -29,12 +29,12 @@ class SynthesisTransform:
     path: str
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None) -> "SynthesisTransform":
+    def load(cls, path: str | os.PathLike | None = None) -> SynthesisTransform:
         data, where = read_model_bytes(path, SYNTHESIS_WEIGHTS)
         return cls.from_bytes(data, str(where))
 
     @classmethod
-    def from_bytes(cls, data: bytes, where: str = "<bytes>") -> "SynthesisTransform":
+    def from_bytes(cls, data: bytes, where: str = "<bytes>") -> SynthesisTransform:
         import hashlib
 
         w = weights_from_bytes(data, where)
