@@ -19,6 +19,9 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
     p.add_argument("--tier-ratio", type=int, default=8,
                    help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
+    p.add_argument("--key-tier-ratio", type=int, default=None,
+                   help="step ratio between tiers at keyframes and key pictures (default 0: the base tier carries "
+                        "them at full quality; see docs/CODEC.md)")
     p.add_argument("--keyint", type=int, default=None,
                    help="frames between keyframes (default: 10 s worth; 0: only the first frame)")
     p.add_argument("--switch-int", type=int, default=None,
@@ -103,7 +106,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .files import encode_file
 
     report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                         keyint=args.keyint, switch_int=args.switch_int, max_frames=args.frames, model=args.model,
+                         keyint=args.keyint, switch_int=args.switch_int, key_tier_ratio=args.key_tier_ratio, max_frames=args.frames, model=args.model,
                          threads=args.threads)
     print(report)
     return 0

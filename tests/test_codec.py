@@ -73,10 +73,15 @@ def test_thinned_stream_drift_is_bounded_and_gone_at_each_key_picture(coded, syn
 
 
 def test_quality_rises_with_every_tier_on_natural_video(coded, natural_frames):
+    """Every tier adds quality; at keyframes and key pictures the base tier carries (nearly) all of
+    it by default (key_tier_ratio 0), so the tiers above add little there."""
     enc, frames, recons = coded
     for i, f in enumerate(natural_frames):
         p = [psnr(f.y, recons[i][k].y) for k in range(3)]
-        assert p[0] < p[1] < p[2], (i, p)
+        if frames[i].switch_point:
+            assert p[0] <= p[1] <= p[2], (i, p)
+        else:
+            assert p[0] + 0.3 < p[1] < p[2], (i, p)
         assert p[0] > 30, (i, p)
     sizes = np.sum([[len(c) for c in ef.tiers] for ef in frames], axis=0)
     assert np.all(sizes > 10)
@@ -136,6 +141,17 @@ def test_on_request_keyframes_only(natural_frames, analysis, synthesis):
     keys = [enc.encode(f).keyframe for f in natural_frames]
     assert keys == [True] + [False] * (len(natural_frames) - 1)
     assert enc.sequence_header.keyframe_interval == 0
+
+
+def test_key_tier_ratio_spreads_key_pictures_over_the_tiers(natural_frames, analysis, synthesis):
+    enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, key_tier_ratio=8)
+    ef = enc.encode(natural_frames[0])
+    assert enc.sequence_header.key_step_log2 == 8
+    p = [psnr(natural_frames[0].y, enc.reconstruction(k).y) for k in (1, 2, 3)]
+    assert p[0] + 1 < p[1] + 0.5 < p[2], p
+    assert len(ef.tiers[2]) > len(ef.tiers[0]) // 4
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    assert same(dec.decode(ef), enc.reconstruction())
 
 
 def test_single_tier_and_full_tier_top_quality_match(natural_frames, analysis, synthesis):

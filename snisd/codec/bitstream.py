@@ -23,7 +23,7 @@ MAX_DIMENSION = 8192
 FRAME_I = 0
 FRAME_P = 1
 
-_SEQ = struct.Struct(">4sBBHHIIBBHH16s8s")
+_SEQ = struct.Struct(">4sBBHHIIBBBHH16s8s")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class SequenceHeader:
     tier_step_log2: int = 8  # step ratio between tiers, in 1/8 octaves (8 = each tier halves the step)
     keyframe_interval: int = 0  # informative: frames between periodic keyframes (0 = on request only)
     switch_interval: int = 0  # informative: frames between key pictures (switch points; 0 = keyframes only)
+    key_step_log2: int = 8  # the tier step ratio at keyframes and key pictures, 1/8 octaves
     model_id: str = "snis896"
     model_hash: bytes = field(default=b"\0" * 8)
     version: int = BITSTREAM_VERSION
@@ -51,8 +52,9 @@ class SequenceHeader:
             raise BitstreamError(f"tier count {self.tiers} out of range 1..{MAX_TIERS}")
         if self.fps_num <= 0 or self.fps_den <= 0:
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not positive")
-        if not 0 <= self.tier_step_log2 <= 64:
-            raise BitstreamError(f"tier step ratio {self.tier_step_log2} out of range 0..64 (1/8 octaves)")
+        if not (0 <= self.tier_step_log2 <= 64 and 0 <= self.key_step_log2 <= 64):
+            raise BitstreamError(f"tier step ratios {self.tier_step_log2}/{self.key_step_log2} out of range 0..64 "
+                                 "(1/8 octaves)")
         if not (0 <= self.keyframe_interval <= 0xFFFF and 0 <= self.switch_interval <= 0xFFFF):
             raise BitstreamError(f"intervals {self.keyframe_interval}/{self.switch_interval} out of range 0..65535")
         if len(self.model_hash) != 8:
@@ -68,7 +70,7 @@ class SequenceHeader:
             raise BitstreamError(f"model id {self.model_id!r} longer than 16 bytes")
         return _SEQ.pack(
             SEQ_MAGIC, self.version, _SEQ.size, self.width, self.height, self.fps_num, self.fps_den,
-            self.tiers, self.tier_step_log2, self.keyframe_interval, self.switch_interval,
+            self.tiers, self.tier_step_log2, self.key_step_log2, self.keyframe_interval, self.switch_interval,
             mid.ljust(16, b"\0"), self.model_hash,
         )
 
@@ -82,12 +84,12 @@ class SequenceHeader:
             raise BitstreamError(f"unsupported bitstream version {data[4]} (this decoder reads {BITSTREAM_VERSION})", 4)
         if len(data) < _SEQ.size or data[5] != _SEQ.size:
             raise BitstreamError(f"sequence header of {len(data)} bytes, size field {data[5]}, expected {_SEQ.size}", 5)
-        (_, ver, _, w, h, fn, fd, tiers, ratio, kint, sint, mid, mhash) = _SEQ.unpack_from(data)
+        (_, ver, _, w, h, fn, fd, tiers, ratio, kratio, kint, sint, mid, mhash) = _SEQ.unpack_from(data)
         try:
             model_id = mid.rstrip(b"\0").decode("ascii")
         except UnicodeDecodeError:
             raise BitstreamError(f"model id {mid!r} is not ASCII", 24) from None
-        return cls(w, h, fn, fd, tiers, ratio, kint, sint, model_id, bytes(mhash), ver)
+        return cls(w, h, fn, fd, tiers, ratio, kint, sint, kratio, model_id, bytes(mhash), ver)
 
 
 # ---------------------------------------------------------------------------------------------

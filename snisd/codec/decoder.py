@@ -36,7 +36,7 @@ class Decoder:
                 f"stream was coded with model {seq.model_id} #{seq.model_hash.hex()}, "
                 f"but the synthesis weights {self.synthesis.path} are #{self.synthesis.model_hash.hex()}")
         self._core = _native.Decoder(seq.width, seq.height, seq.tiers, seq.tier_step_log2, threads,
-                                     self.synthesis.packed)
+                                     self.synthesis.packed, seq.key_step_log2)
         self.valid_tiers = 0  # tiers the reference holds (0: no reference)
         self._key_index: int | None = None  # of the last decoded keyframe / key picture
         self.expected_frame_no: int | None = None

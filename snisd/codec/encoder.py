@@ -23,6 +23,7 @@ from .bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHead
 from .synthesis import SynthesisTransform
 
 MAX_QP = 63
+KEY_TIER_RATIO = 0  # default step ratio between tiers at keyframes and key pictures (docs/CODEC.md)
 FRAME_K = 2  # the core's frame type of a key picture (a P-frame with the switch flag)
 
 
@@ -49,9 +50,14 @@ class Tuning:
 class EncoderConfig:
     """Everything the encoder needs to know; `model` is the analysis .tflite (default: shipped).
 
+    tier_ratio: quantiser step ratio between adjacent tiers, 1/8 octaves (8: each tier halves it);
+    key_tier_ratio: the same at keyframes and key pictures, whose base tier is the reference of the
+    next key picture for every decoder (a finer base there costs base-tier bits once a second and
+    saves the upper tiers more); None = KEY_TIER_RATIO.
     keyframe_interval: frames between periodic keyframes; None = every 10 s, 0 = on request only.
     switch_interval: frames between key pictures (where tiers may be added and a decoder that
-    lost frames resumes); None = every second, 0 = at keyframes only.
+    lost frames resumes); None = every second with several tiers, keyframes only with one tier
+    (there is no tier to add, and a key picture costs bits); 0 = at keyframes only.
     """
 
     width: int
@@ -61,6 +67,7 @@ class EncoderConfig:
     tiers: int = 3
     qp: int = 28
     tier_ratio: int = 8
+    key_tier_ratio: int | None = None
     keyframe_interval: int | None = None
     switch_interval: int | None = None
     model: str | None = None
@@ -82,7 +89,11 @@ class EncoderConfig:
         if self.keyframe_interval is None:
             self.keyframe_interval = max(1, round(10 * fps))
         if self.switch_interval is None:
-            self.switch_interval = max(1, round(fps))
+            self.switch_interval = max(1, round(fps)) if self.tiers > 1 else 0
+        if self.key_tier_ratio is None:
+            self.key_tier_ratio = min(KEY_TIER_RATIO, self.tier_ratio)
+        if not 0 <= self.key_tier_ratio <= 64:
+            raise InputError(f"key tier ratio {self.key_tier_ratio} out of range 0..64 (1/8 octaves)")
         if self.keyframe_interval < 0 or self.switch_interval < 0:
             raise InputError(f"intervals must be >= 0, got {self.keyframe_interval} / {self.switch_interval}")
 
@@ -127,10 +138,11 @@ class Encoder:
         self.wp, self.hp = padded_size(config.width, config.height)
         self.sequence_header = SequenceHeader(
             config.width, config.height, config.fps_num, config.fps_den, config.tiers, config.tier_ratio,
-            min(config.keyframe_interval or 0, 0xFFFF), min(config.switch_interval or 0, 0xFFFF), "snis896",
-            self.synthesis.model_hash)
+            keyframe_interval=min(config.keyframe_interval or 0, 0xFFFF),
+            switch_interval=min(config.switch_interval or 0, 0xFFFF), key_step_log2=config.key_tier_ratio,
+            model_id="snis896", model_hash=self.synthesis.model_hash)
         self._core = _native.Encoder(config.width, config.height, config.tiers, config.tier_ratio, config.threads,
-                                     self.synthesis.packed, config.tuning.as_tuple())
+                                     self.synthesis.packed, config.tuning.as_tuple(), config.key_tier_ratio)
         self._ypad, self._uvpad = self.analysis.input_buffers(self.hp, self.wp)
         self._scales: tuple | None = None
         self.index = 0

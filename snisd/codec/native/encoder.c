@@ -185,8 +185,9 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     e->uvps = uv_plane_stride;
     load_input(e, frame);
     picture_extend(&e->cur);
-    int top = snis_step16(qp, l->p.tiers - 1, l->p.tiers, l->p.tier_step_log2);
-    int base = snis_step16(qp, 0, l->p.tiers, l->p.tier_step_log2);
+    int ratio = snis_frame_ratio(&l->p, frame_type);
+    int top = snis_step16(qp, l->p.tiers - 1, l->p.tiers, ratio);
+    int base = snis_step16(qp, 0, l->p.tiers, ratio);
     /* skip threshold: mean |residual| per sample below skip_sad_q4/16 of the top step (in pixels) */
     uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q4 / 256);
     if (frame_type != SNIS_FRAME_I) {
@@ -268,7 +269,7 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     t->tiers = l->p.tiers;
     t->nch = nch;
     for (int k = 0; k < l->p.tiers; k++) {
-        int s16 = snis_step16(e->qp, k, l->p.tiers, l->p.tier_step_log2);
+        int s16 = snis_step16(e->qp, k, l->p.tiers, snis_frame_ratio(&l->p, e->frame_type));
         int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
         if (coarse) {
             for (int c = 0; c < 4; c++)

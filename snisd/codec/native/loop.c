@@ -18,7 +18,7 @@ int loop_init(loop_t *l, const snis_params *p, const snis_weights *w)
     memset(l, 0, sizeof(*l));
     if (!p || !w || p->width < 16 || p->height < 16 || p->width > 8192 || p->height > 8192 || p->width % 2 ||
         p->height % 2 || p->tiers < 1 || p->tiers > SNIS_MAX_TIERS || p->tier_step_log2 < 0 ||
-        p->tier_step_log2 > 64 || p->threads < 1 || p->threads > SNIS_MAX_THREADS || !weights_valid(w))
+        p->tier_step_log2 > 64 || p->key_step_log2 < 0 || p->key_step_log2 > 64 || p->threads < 1 || p->threads > SNIS_MAX_THREADS || !weights_valid(w))
         return SNIS_E_ARG;
     l->p = *p;
     l->wp = (p->width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
@@ -109,17 +109,18 @@ static void synth_sum(loop_t *l, picture_t *dst)
     synthesize_add(l->pool, &l->sv, &l->wc, s->c_ac[1], s->f_c_ac[1], LAT_C, s->c_k[1], s->f_c_k[1], &dst->p[2]);
 }
 
-static void sum_tiers(loop_t *l, int from, int to, int qp)
+static void sum_tiers(loop_t *l, int from, int to, int qp, int frame_type)
 {
+    int ratio = snis_frame_ratio(&l->p, frame_type);
     for (int k = from; k < to; k++)
-        dequantize_add(&l->sum, &l->q[k], snis_step16(qp, k, l->p.tiers, l->p.tier_step_log2), k == 0);
+        dequantize_add(&l->sum, &l->q[k], snis_step16(qp, k, l->p.tiers, ratio), k == 0);
 }
 
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
     /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
     compensate(l, m, l->frame_type == SNIS_FRAME_K ? &l->keynew : &l->pred, dst);
-    sum_tiers(l, 0, tiers, l->qp);
+    sum_tiers(l, 0, tiers, l->qp, l->frame_type);
     synth_sum(l, dst);
 }
 
@@ -129,7 +130,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
     int key = frame_type != SNIS_FRAME_P;
     l->frame_type = frame_type;
     l->qp = qp;
-    sum_tiers(l, 0, 1, qp);
+    sum_tiers(l, 0, 1, qp, frame_type);
     if (key && ntiers == 1) {
         synth_sum(l, &l->pred);
         picture_copy(&l->keynew, &l->pred);
@@ -138,7 +139,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
             picture_copy(&l->keynew, &l->pred);
             synth_sum(l, &l->keynew);
         }
-        sum_tiers(l, 1, ntiers, qp);
+        sum_tiers(l, 1, ntiers, qp, frame_type);
         synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
     }
     picture_t t = l->ref;

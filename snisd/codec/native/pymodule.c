@@ -98,12 +98,16 @@ typedef struct {
 
 static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", "tuning", NULL};
+    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", "tuning",
+                            "key_step_log2", NULL};
     PyObject *wobj, *tobj = Py_None;
     snis_params p;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO|O", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
-                                     &p.threads, &wobj, &tobj))
+    p.key_step_log2 = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO|Oi", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
+                                     &p.threads, &wobj, &tobj, &p.key_step_log2))
         return -1;
+    if (p.key_step_log2 < 0)
+        p.key_step_log2 = p.tier_step_log2;
     snis_weights w;
     if (parse_weights(wobj, &w) < 0)
         return -1;
@@ -361,12 +365,16 @@ typedef struct {
 
 static int Decoder_init(DecoderObject *self, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", NULL};
+    static char *names[] = {"width", "height", "tiers", "tier_step_log2", "threads", "weights", "key_step_log2",
+                            NULL};
     PyObject *wobj;
     snis_params p;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
-                                     &p.threads, &wobj))
+    p.key_step_log2 = -1;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "iiiiiO|i", names, &p.width, &p.height, &p.tiers, &p.tier_step_log2,
+                                     &p.threads, &wobj, &p.key_step_log2))
         return -1;
+    if (p.key_step_log2 < 0)
+        p.key_step_log2 = p.tier_step_log2;
     snis_weights w;
     if (parse_weights(wobj, &w) < 0)
         return -1;

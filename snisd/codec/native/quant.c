@@ -29,6 +29,11 @@ int snis_step16(int qp, int tier, int tiers, int tier_step_log2)
     return v < 1 ? 1 : (int)v;
 }
 
+int snis_frame_ratio(const snis_params *p, int frame_type)
+{
+    return frame_type == SNIS_FRAME_P ? p->tier_step_log2 : p->key_step_log2;
+}
+
 /* Per-channel steps of an n x n block (channel u*n+v-1): step * (1 + (u+v) / (2(n-1))). */
 void channel_steps(int step16, int n, int32_t *steps)
 {

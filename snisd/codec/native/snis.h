@@ -54,6 +54,8 @@ typedef struct {
     int width, height;  /* luma size, even */
     int tiers;          /* 1..SNIS_MAX_TIERS */
     int tier_step_log2; /* step ratio between adjacent tiers in 1/8 octaves, 0..64 */
+    int key_step_log2;  /* the same ratio at keyframes and key pictures (whose base tier every
+                           decoder's next key picture predicts from), 0..64 */
     int threads;        /* 1..SNIS_MAX_THREADS; the output does not depend on it */
 } snis_params;
 
@@ -110,6 +112,8 @@ typedef struct snis_decoder snis_decoder;
 void snis_default_tuning(snis_tuning *t);
 /* Quantiser step of a tier in 1/16 pixel units (exact integer, the same everywhere). */
 int snis_step16(int qp, int tier, int tiers, int tier_step_log2);
+/* The step ratio a frame of this type uses. */
+int snis_frame_ratio(const snis_params *p, int frame_type);
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t,
                                   int *status);
