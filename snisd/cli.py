@@ -106,7 +106,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     from .files import encode_file
 
     report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                         keyint=args.keyint, switch_int=args.switch_int, key_tier_ratio=args.key_tier_ratio, max_frames=args.frames, model=args.model,
+                         keyint=args.keyint, switch_int=args.switch_int, key_tier_ratio=args.key_tier_ratio,
+                         max_frames=args.frames, model=args.model,
                          threads=args.threads)
     print(report)
     return 0

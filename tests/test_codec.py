@@ -215,7 +215,7 @@ def test_corrupt_and_truncated_chunks_raise_typed_errors(coded, synthesis):
 def test_random_payloads_give_only_typed_errors(coded, synthesis):
     enc, frames, _ = coded
     rng = np.random.default_rng(7)
-    for trial in range(60):
+    for _ in range(60):
         dec = Decoder(enc.sequence_header, synthesis=synthesis)
         for ef in frames[:3]:
             chunks = [bytearray(c) for c in ef.tiers]
