@@ -111,6 +111,7 @@ class FrameHeader:
     frame_no: int  # 16-bit wrapping frame counter
     qp: int  # quantizer index of the top tier for this frame
     key_index: int = 0  # 4-bit counter of keyframes and key pictures
+    coarse_key: bool = False  # key picture whose tiers use the normal step ratio, not the key ratio
 
     SIZE = 4
 
@@ -124,7 +125,8 @@ class FrameHeader:
         return self.frame_type == FRAME_I or self.switch_point
 
     def to_bytes(self) -> bytes:
-        flags = (self.frame_type & 3) | (4 if self.switch_point else 0) | ((self.key_index & 15) << 3)
+        flags = ((self.frame_type & 3) | (4 if self.switch_point else 0) | ((self.key_index & 15) << 3)
+                 | (0x80 if self.coarse_key else 0))
         return bytes((flags, (self.frame_no >> 8) & 0xFF, self.frame_no & 0xFF, self.qp))
 
     @classmethod
@@ -132,11 +134,12 @@ class FrameHeader:
         if len(data) < cls.SIZE:
             raise BitstreamError(f"tier-0 chunk truncated: {len(data)} bytes, frame header needs {cls.SIZE}", 0)
         flags = data[0]
-        if flags & 0x80 or (flags & 3) > FRAME_P:
+        if (flags & 3) > FRAME_P or (flags & 0x80 and (flags & 7) != (FRAME_P | 4)):
             raise BitstreamError(f"bad frame header flags 0x{flags:02x}", 0)
         if data[3] > 63:
             raise BitstreamError(f"frame qp {data[3]} out of range 0..63", 3)
-        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3], (flags >> 3) & 15)
+        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3], (flags >> 3) & 15,
+                   bool(flags & 0x80))
 
 
 def enhancement_header(tier: int, frame_no: int) -> bytes:

@@ -77,7 +77,7 @@ class Decoder:
         h, w = self.seq.height, self.seq.width
         out = Frame(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
                     np.empty((h // 2, w // 2), np.uint8), pts)
-        ftype = 0 if fh.keyframe else (2 if fh.switch_point else 1)
+        ftype = 0 if fh.keyframe else ((3 if fh.coarse_key else 2) if fh.switch_point else 1)
         while True:
             try:
                 self._core.decode(ftype, fh.qp, payloads[:n], min(show_tiers or n, n), out.y, out.u, out.v)

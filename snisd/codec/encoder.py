@@ -25,13 +25,15 @@ from .synthesis import SynthesisTransform
 MAX_QP = 63
 KEY_TIER_RATIO = 0  # default step ratio between tiers at keyframes and key pictures (docs/CODEC.md)
 FRAME_K = 2  # the core's frame type of a key picture (a P-frame with the switch flag)
+FRAME_KC = 3  # a key picture the core coded with a coarse base
 
 
 @dataclass(frozen=True)
 class Tuning:
     """Encoder-only choices (the decoder never sees them): dead-zone rounding in 1/64 of a step,
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
-    threshold (mean |residual| in 1/16 of the top step) and the full-pel search range."""
+    threshold (mean |residual| in 1/16 of the top step), the full-pel search range, and the mean
+    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never)."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -40,10 +42,11 @@ class Tuning:
     intra_bias: int = 96
     skip_sad_q4: int = 2
     search_range: int = 64
+    key_sad_q4: int = 48
 
     def as_tuple(self) -> tuple[int, ...]:
         return (self.round_intra, self.round_inter, self.round_lower, self.lambda_q4, self.intra_bias,
-                self.skip_sad_q4, self.search_range)
+                self.skip_sad_q4, self.search_range, self.key_sad_q4)
 
 
 @dataclass
@@ -191,12 +194,13 @@ class Encoder:
         mults, zps = self._multipliers(out)
         payloads = self._core.code((out.y_ac, out.y_coarse, out.c_ac, out.c_coarse), mults, zps)
         t3 = time.perf_counter()
+        st = self._core.stats()
         if switch:
             self._key_index = (self._key_index + 1) & 15
-        fh = FrameHeader(FRAME_I if key else FRAME_P, switch, self.index & 0xFFFF, qp, self._key_index)
+        coarse = st["frame_type"] == FRAME_KC
+        fh = FrameHeader(FRAME_I if key else FRAME_P, switch, self.index & 0xFFFF, qp, self._key_index, coarse)
         chunks = tuple((fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)) + p
                        for k, p in enumerate(payloads))
-        st = self._core.stats()
         st["analysis_us"] = (t2 - t1) * 1e6
         st["core_us"] = ((t1 - t0) + (t3 - t2)) * 1e6
         self.times.stages.append(st)

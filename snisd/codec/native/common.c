@@ -146,7 +146,8 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
     m->intra = (uint8_t *)calloc(n, 1);
     m->mv = (int16_t *)calloc(n * 2, sizeof(int16_t));
     m->skip = (uint8_t *)calloc(n, 1);
-    if (!m->intra || !m->mv || !m->skip) {
+    m->sad = (uint32_t *)calloc(n, sizeof(uint32_t));
+    if (!m->intra || !m->mv || !m->skip || !m->sad) {
         motion_free(m);
         return SNIS_E_NOMEM;
     }
@@ -158,6 +159,8 @@ void motion_free(motion_t *m)
     free(m->intra);
     free(m->mv);
     free(m->skip);
+    free(m->sad);
+    m->sad = NULL;
     m->intra = NULL;
     m->mv = NULL;
     m->skip = NULL;

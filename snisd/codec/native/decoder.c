@@ -35,7 +35,7 @@ void snis_decoder_destroy(snis_decoder *d)
 int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, const uint8_t *const payload[],
                         const size_t len[], int show_tiers, snis_image_out *out)
 {
-    if (!d || !payload || !len || frame_type < 0 || frame_type > 2 || qp < 0 || qp > 63)
+    if (!d || !payload || !len || frame_type < 0 || frame_type > SNIS_FRAME_KC || qp < 0 || qp > 63)
         return SNIS_E_ARG;
     loop_t *l = &d->l;
     if (ntiers < 1 || ntiers > l->p.tiers || show_tiers < 1 || show_tiers > ntiers)

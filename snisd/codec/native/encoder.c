@@ -29,6 +29,7 @@ void snis_default_tuning(snis_tuning *t)
     t->intra_bias = 96;
     t->skip_sad_q4 = 2;  /* mean |residual| below 1/8 of the top step */
     t->search_range = 64;
+    t->key_sad_q4 = 48;  /* 3 pixels */
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
@@ -136,17 +137,18 @@ SNIS_HOT static void residual_row(void *arg, int mby)
     for (int mbx = 0; mbx < mbw; mbx++) {
         int i = mby * mbw + mbx;
         uint32_t sad = 0;
-        if (j->allow_skip) {
+        {
             const plane_t *x = &e->cur.p[0], *pr = &l->pred.p[0];
             sad = sad32(x->data + mby * MB * x->stride + mbx * MB, x->stride,
                         pr->data + mby * MB * pr->stride + mbx * MB, pr->stride, MB, 1);
-            for (int c = 1; c < 3 && sad < j->skip_sad; c++) {
+            for (int c = 1; c < 3 && sad < j->skip_sad; c++) { /* chroma only matters near the threshold */
                 const plane_t *xc = &e->cur.p[c], *pc = &l->pred.p[c];
                 sad += sad16(xc->data + mby * (MB / 2) * xc->stride + mbx * (MB / 2), xc->stride,
                              pc->data + mby * (MB / 2) * pc->stride + mbx * (MB / 2), pc->stride, MB / 2, 1);
             }
         }
         l->motion.skip[i] = (uint8_t)(j->allow_skip && sad < j->skip_sad);
+        l->motion.sad[i] = sad;
     }
 }
 
@@ -169,7 +171,7 @@ static void pad_symmetric(int8_t *base, ptrdiff_t rs, int w, int h, int ctx)
 int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_type, int qp, int8_t *ypad,
                          ptrdiff_t ypad_stride, int8_t *uvpad, ptrdiff_t uv_stride, ptrdiff_t uv_plane_stride)
 {
-    if (!e || !frame || !ypad || !uvpad || frame_type < 0 || frame_type > 2 || qp < 0 || qp > 63)
+    if (!e || !frame || !ypad || !uvpad || frame_type < 0 || frame_type > SNIS_FRAME_K || qp < 0 || qp > 63)
         return SNIS_E_ARG;
     loop_t *l = &e->l;
     if (ypad_stride < l->wp + 2 * SNIS_LUMA_CTX || uv_stride < l->wp / 2 + 2 * SNIS_CHROMA_CTX ||
@@ -203,7 +205,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
             lambda = 1;
         for (int r2 = 0; r2 < l->mbh; r2++)
             e->row_done[r2] = 0;
-        me_job job = {&e->cur, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
+        me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, e->t.intra_bias, e->t.search_range, (int)(skip_sad * 2 / 3), e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
     }
@@ -219,6 +221,15 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         skipped += l->motion.skip[i];
         intra += l->motion.intra[i];
     }
+    if (frame_type == SNIS_FRAME_K && e->t.key_sad_q4 > 0) {
+        /* moving content: the key picture's base stays coarse (see snis_tuning.key_sad_q4) */
+        uint64_t sad = 0;
+        for (int i = 0; i < l->mbw * l->mbh; i++)
+            sad += l->motion.sad[i];
+        if (sad * 16 > (uint64_t)e->t.key_sad_q4 * (uint64_t)l->wp * l->hp)
+            e->frame_type = SNIS_FRAME_KC;
+    }
+    l->stats.frame_type = e->frame_type;
     l->stats.skipped_mbs = skipped;
     l->stats.intra_mbs = intra;
     l->stats.motion_us = t1 - t0;

@@ -78,6 +78,7 @@ typedef struct {
     uint8_t *intra;   /* 1: predicts flat grey */
     int16_t *mv;      /* (dy, dx) in half-pels */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
+    uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
 } motion_t;
 
 int motion_alloc(motion_t *m, int mbw, int mbh);

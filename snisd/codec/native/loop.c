@@ -98,7 +98,7 @@ void loop_predict(loop_t *l, int frame_type)
         memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
         memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
     }
-    compensate(l, &l->motion, frame_type == SNIS_FRAME_K ? &l->keyref : &l->ref, &l->pred);
+    compensate(l, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
 }
 
 static void synth_sum(loop_t *l, picture_t *dst)
@@ -119,7 +119,7 @@ static void sum_tiers(loop_t *l, int from, int to, int qp, int frame_type)
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
     /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
-    compensate(l, m, l->frame_type == SNIS_FRAME_K ? &l->keynew : &l->pred, dst);
+    compensate(l, m, SNIS_IS_KEY_PICTURE(l->frame_type) ? &l->keynew : &l->pred, dst);
     sum_tiers(l, 0, tiers, l->qp, l->frame_type);
     synth_sum(l, dst);
 }

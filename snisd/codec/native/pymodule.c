@@ -58,11 +58,11 @@ static int parse_weights(PyObject *obj, snis_weights *w)
 
 static PyObject *stats_dict(const snis_stats *s)
 {
-    return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
+    return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
                          s->predict_us, "quantize_us", s->quantize_us, "entropy_us", s->entropy_us, "synthesis_us",
                          s->synthesis_us, "skipped_mbs", s->skipped_mbs, "intra_mbs", s->intra_mbs, "total_mbs",
                          s->total_mbs, "error_tier", s->error_tier, "synth_blocks", s->synth_blocks, "total_blocks",
-                         s->total_blocks);
+                         s->total_blocks, "frame_type", s->frame_type);
 }
 
 static int planes_out(PyObject *y, PyObject *u, PyObject *v, Py_buffer views[3], snis_image_out *img, int w, int h)
@@ -113,8 +113,9 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     snis_tuning t;
     snis_default_tuning(&t);
-    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
-                                             &t.lambda_q4, &t.intra_bias, &t.skip_sad_q4, &t.search_range))
+    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
+                                             &t.lambda_q4, &t.intra_bias, &t.skip_sad_q4, &t.search_range,
+                                             &t.key_sad_q4))
         return -1;
     int st;
     snis_encoder *e;

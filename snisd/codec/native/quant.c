@@ -31,7 +31,7 @@ int snis_step16(int qp, int tier, int tiers, int tier_step_log2)
 
 int snis_frame_ratio(const snis_params *p, int frame_type)
 {
-    return frame_type == SNIS_FRAME_P ? p->tier_step_log2 : p->key_step_log2;
+    return frame_type == SNIS_FRAME_P || frame_type == SNIS_FRAME_KC ? p->tier_step_log2 : p->key_step_log2;
 }
 
 /* Per-channel steps of an n x n block (channel u*n+v-1): step * (1 + (u+v) / (2(n-1))). */

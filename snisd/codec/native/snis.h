@@ -38,7 +38,9 @@ enum snis_frame_type {
     SNIS_FRAME_I = 0, /* keyframe: no prediction across frames */
     SNIS_FRAME_P = 1, /* predicted from the previous reconstruction */
     SNIS_FRAME_K = 2, /* key picture: predicted from the base tier of the last I or K frame */
+    SNIS_FRAME_KC = 3, /* the same with a coarse base: tiers spread by tier_step_log2, not key_step_log2 */
 };
+#define SNIS_IS_KEY_PICTURE(t) ((t) == SNIS_FRAME_K || (t) == SNIS_FRAME_KC)
 
 /* Synthesis weights in SNIS_FRAC-bit fixed point; |w| < 2.0 (checked). */
 typedef struct {
@@ -69,6 +71,9 @@ typedef struct {
     int skip_sad_q4;  /* a macroblock whose residual SAD per pixel is below this (1/16 of the
                          base step) codes nothing and is not quantised */
     int search_range; /* integer-pel search limit */
+    int key_sad_q4;   /* a key picture whose mean |residual| exceeds this (1/16 pixel) gets a coarse
+                         base (SNIS_FRAME_KC): moving content, where a full-quality base from a
+                         one-second-old reference costs more than it saves; 0: never */
 } snis_tuning;
 
 typedef struct {
@@ -104,6 +109,7 @@ typedef struct {
     int skipped_mbs, intra_mbs, total_mbs;
     int synth_blocks, total_blocks; /* luma blocks the last synthesis touched, of all */
     int error_tier; /* decoder: the tier whose payload failed in the last call, or -1 */
+    int frame_type; /* encoder: the type the last frame was coded as (a K may become a KC) */
 } snis_stats;
 
 typedef struct snis_encoder snis_encoder;
