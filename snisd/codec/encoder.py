@@ -32,21 +32,23 @@ FRAME_KC = 3  # a key picture the core coded with a coarse base
 class Tuning:
     """Encoder-only choices (the decoder never sees them): dead-zone rounding in 1/64 of a step,
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
-    threshold (mean |residual| in 1/16 of the top step), the full-pel search range, and the mean
-    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never)."""
+    threshold (mean |residual| in 1/256 of the top step), the full-pel search range, the mean
+    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never)
+    and the one (1/16 pixel) below which the motion search stops at the predicted vector."""
 
     round_intra: int = 24
     round_inter: int = 10
     round_lower: int = 10
     lambda_q4: int = 16
     intra_bias: int = 96
-    skip_sad_q4: int = 2
+    skip_sad_q8: int = 8
     search_range: int = 64
     key_sad_q4: int = 48
+    me_exit_q4: int = 12
 
     def as_tuple(self) -> tuple[int, ...]:
         return (self.round_intra, self.round_inter, self.round_lower, self.lambda_q4, self.intra_bias,
-                self.skip_sad_q4, self.search_range, self.key_sad_q4)
+                self.skip_sad_q8, self.search_range, self.key_sad_q4, self.me_exit_q4)
 
 
 @dataclass

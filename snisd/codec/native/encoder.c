@@ -27,7 +27,8 @@ void snis_default_tuning(snis_tuning *t)
     t->round_lower = 10;
     t->lambda_q4 = 16;   /* 1.0 x step */
     t->intra_bias = 96;
-    t->skip_sad_q4 = 2;  /* mean |residual| below 1/8 of the top step */
+    t->skip_sad_q8 = 8;  /* mean |residual| below 1/32 of the top step */
+    t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
     t->key_sad_q4 = 48;  /* 3 pixels */
 }
@@ -190,8 +191,9 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     int ratio = snis_frame_ratio(&l->p, frame_type);
     int top = snis_step16(qp, l->p.tiers - 1, l->p.tiers, ratio);
     int base = snis_step16(qp, 0, l->p.tiers, ratio);
-    /* skip threshold: mean |residual| per sample below skip_sad_q4/16 of the top step (in pixels) */
-    uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q4 / 256);
+    /* skip threshold: mean |residual| per sample below skip_sad_q8/256 of the top step (in pixels) */
+    uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q8 / 4096);
+    uint32_t me_exit = (uint32_t)((uint64_t)MB * MB * (uint64_t)e->t.me_exit_q4 / 16);
     if (frame_type != SNIS_FRAME_I) {
         /* lambda = scale * sqrt(base * top step), in SAD per bit */
         double lam = e->t.lambda_q4 / 16.0;
@@ -206,7 +208,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         for (int r2 = 0; r2 < l->mbh; r2++)
             e->row_done[r2] = 0;
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
-                      lambda, e->t.intra_bias, e->t.search_range, (int)(skip_sad * 2 / 3), e->row_done};
+                      lambda, e->t.intra_bias, e->t.search_range, (int)me_exit, e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
     }
     double t1 = now_us();

@@ -97,7 +97,7 @@ typedef struct {
     const picture_t *cur, *ref;
     const motion_t *prev;
     motion_t *out;
-    int lambda, intra_bias, range, skip_sad; /* skip_sad: per macroblock, full-pel SAD */
+    int lambda, intra_bias, range, exit_sad; /* exit_sad: luma SAD of a macroblock that stops the search */
     volatile int *row_done; /* wavefront progress, one counter per macroblock row */
 } me_job;
 void motion_estimate_row(me_job *job, int mby);

@@ -197,14 +197,14 @@ void motion_estimate_row(me_job *job, int mby)
             uint32_t s = sad_int(cur, ref, x0, y0, cy, cx);
             if (c == 0 && (cand[0][0] & 1 || cand[0][1] & 1) && cand[0][0] >> 1 == cy && cand[0][1] >> 1 == cx) {
                 uint32_t sh = sad_half(cur, ref, x0, y0, cand[0][0], cand[0][1]);
-                if (sh < (uint32_t)job->skip_sad) { /* the predicted half-pel vector is already right */
+                if (sh < (uint32_t)job->exit_sad) { /* the predicted half-pel vector is already right */
                     hy = cand[0][0];
                     hx = cand[0][1];
                     done = 1;
                     break;
                 }
             }
-            if (c == 0 && s < (uint32_t)job->skip_sad) {
+            if (c == 0 && s < (uint32_t)job->exit_sad) {
                 hy = 2 * cy;
                 hx = 2 * cx;
                 done = 1;

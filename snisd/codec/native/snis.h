@@ -68,8 +68,10 @@ typedef struct {
     int round_lower;  /* tiers below the top, which later tiers refine */
     int lambda_q4;    /* motion lambda per unit of quantiser step, in 1/16 */
     int intra_bias;   /* lambda-weighted bits an intra macroblock must win by */
-    int skip_sad_q4;  /* a macroblock whose residual SAD per pixel is below this (1/16 of the
-                         base step) codes nothing and is not quantised */
+    int skip_sad_q8;  /* a macroblock whose mean |residual| is below this (1/256 of the top step)
+                         codes nothing and is not quantised */
+    int me_exit_q4;   /* motion search stops at the predicted vector when its mean |residual| is
+                         below this (1/16 pixel) */
     int search_range; /* integer-pel search limit */
     int key_sad_q4;   /* a key picture whose mean |residual| exceeds this (1/16 pixel) gets a coarse
                          base (SNIS_FRAME_KC): moving content, where a full-quality base from a
