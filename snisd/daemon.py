@@ -181,7 +181,7 @@ class Daemon:
         if missing:  # the transport imports them lazily, on its own thread: check here
             log.error("%s Missing: %s.", PEER_UNAVAILABLE, ", ".join(missing))
             return None
-        from .transport.whip import run_sender
+        from .transport.sender import run_sender
 
         # connecting happens on the sender's own thread; failures are retried and reported there
         return run_sender(cfg.transport, seq)

@@ -1,4 +1,4 @@
-"""Bandwidth-adaptive tiers (DESIGN.md section 5): the tier controller alone, then short link
+"""Bandwidth-adaptive tiers (docs/TRANSPORT.md, tier control): the tier controller alone, then short link
 scenarios between two network namespaces made (and removed) here.
 
 The link is a veth pair shaped by `tc tbf` on the sender's side, with random loss added by
