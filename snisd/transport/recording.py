@@ -39,12 +39,15 @@ class Recorder:
         self.frames = 0
         self.stopped: str | None = None
         self._writer: Fmp4Writer | None = None
-        reason = self._limit_reached(0)
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            reason = self._limit_reached(0)
+            if not reason:
+                self._writer = Fmp4Writer(path, seq)
+        except OSError as exc:
+            reason = f"cannot record to {path}: {exc}"
         if reason:
             self._stop(reason)
-            return
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        self._writer = Fmp4Writer(path, seq)
 
     @property
     def active(self) -> bool:
@@ -62,7 +65,10 @@ class Recorder:
         if lim.max_bytes and self.bytes + incoming > lim.max_bytes:
             return f"recording size limit of {lim.max_bytes} bytes reached"
         if lim.min_free_bytes:
-            free = self._disk_free(os.path.dirname(self.path) or ".")
+            try:
+                free = self._disk_free(os.path.dirname(self.path) or ".")
+            except OSError as exc:
+                return f"cannot read the free disk space: {exc}"
             if free - incoming < lim.min_free_bytes:
                 return f"free disk space {free} bytes is below the floor of {lim.min_free_bytes} bytes"
         return None
