@@ -49,6 +49,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         "(config: transport.peer; needs aiortc and aiohttp)")
     g.add_argument("--token", dest="daemon_token", metavar="TOKEN",
                    help="bearer token for the WHIP endpoint (config: transport.token)")
+    g.add_argument("--ca-file", dest="daemon_ca_file", metavar="PEM",
+                   help="CA certificates that sign an https:// WHIP endpoint's certificate, when not a public CA "
+                        "(config: transport.ca_file)")
     g.add_argument("--config", dest="daemon_config", metavar="PATH",
                    help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)")
     g.add_argument("--record", dest="daemon_record", metavar="PATH",
@@ -88,6 +91,7 @@ def effective_config(args: argparse.Namespace) -> Config:
         "record.path": args.daemon_record,
         "transport.peer": args.daemon_peer,
         "transport.token": args.daemon_token,
+        "transport.ca_file": args.daemon_ca_file,
         "log_level": args.daemon_log_level,
     }
     if args.daemon_metrics:

@@ -29,7 +29,7 @@ def bitrate_for(width: int, height: int) -> int:
     return int(min(6_000_000, max(300_000, width * height * 25 * 0.06)))
 
 
-def _codec_context(codec: str, width: int, height: int):
+def _codec_context(codec: str, width: int, height: int, fps: float):
     import av
 
     if codec == "h264":
@@ -47,6 +47,9 @@ def _codec_context(codec: str, width: int, height: int):
     ctx.width, ctx.height = width, height
     ctx.pix_fmt = "yuv420p"
     ctx.time_base = VIDEO_CLOCK
+    # the rate control spends bit_rate / framerate per picture: without the frame rate libx264
+    # takes the 90 kHz clock for one and codes flat grey pictures
+    ctx.framerate = Fraction(fps).limit_denominator(1001)
     ctx.bit_rate = bitrate_for(width, height)
     ctx.gop_size = 100000  # keyframes only when asked (here)
     ctx.thread_count = 2
@@ -134,7 +137,7 @@ class LiveEncoder:
             t0 = time.perf_counter()
             h, w = frame.y.shape
             if ctx is None or (ctx.width, ctx.height) != (w, h):
-                ctx = _codec_context(self.codec, w, h)
+                ctx = _codec_context(self.codec, w, h, self.fps)
                 key = True
             planes = np.concatenate((frame.y.ravel(), frame.u.ravel(), frame.v.ravel()))
             vf = av.VideoFrame.from_ndarray(planes.reshape(h * 3 // 2, w), format="yuv420p")

@@ -66,7 +66,10 @@ class Receiver:
 
     def _on_decoded(self, stream: Stream, frame, t_released: float) -> None:
         """Decoder thread: hand the picture to the re-encoder (it keeps the latest) and the view."""
-        self.fanout(stream).put(frame)
+        fan = self.fanout(stream)
+        if stream.info is not None:
+            fan.encoder.fps = stream.info.sequence_header.fps  # made before the init segment: 25 until now
+        fan.put(frame)
         if self.liveview is not None:
             self.liveview.on_frame(stream, frame, t_released)
 
