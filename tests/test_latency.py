@@ -65,6 +65,7 @@ def test_capture_to_display_latency_with_an_offset_sender_clock(tmp_path):
     assert seen, rx.stderr_path.read_text()[-2000:]
     last = seen[-1]
     # the offset is found to within the round trip, though the clocks are two hours apart
+    assert last["e2e_latency_from"] == "capture"
     assert abs(last["clock_offset_ms"] - offset) <= max(20.0, last["clock_rtt_ms"]), last
     # capture-to-display: at least the sender's own capture-to-send time, well below a second here
     sent = [json.loads(x) for x in tx_log.read_text().splitlines()]

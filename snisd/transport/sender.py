@@ -402,7 +402,8 @@ class WhipSender:
                 s.control.send(json.dumps({"type": "sender", "frames_sent": self.frames_sent,
                                            "tier_sent": self.tier_sent, "tier_dropped": self.tier_dropped,
                                            "base_dropped": self.base_dropped, "max_tiers": self.max_tiers,
-                                           "capture_epoch_ms": self.capture_epoch_ms()}))
+                                           "capture_epoch_ms": self.capture_epoch_ms(),
+                                           "capture_epoch_from": "capture" if self.capture_ms else "send"}))
                 next_status = now + 1.0
             if s.dropped.is_set() or not s.is_open():
                 raise TransportError(f"{self.peer}: session closed by the peer or the network")

@@ -287,7 +287,10 @@ class Stream:
         return {"e2e_latency_p50_ms": None if p50 is None else round(p50, 1),
                 "e2e_latency_p95_ms": None if p95 is None else round(p95, 1),
                 "clock_offset_ms": None if best is None else round(best.offset_ms, 2),
-                "clock_rtt_ms": None if best is None else round(best.rtt_ms, 2)}
+                "clock_rtt_ms": None if best is None else round(best.rtt_ms, 2),
+                # "capture": from the sender's capture times; "send": from when frames reached its
+                # sink (a lower bound that leaves out capture and encoding)
+                "e2e_latency_from": self.sender_report.get("capture_epoch_from")}
 
     def _threadsafe_keyframe(self, reason: str) -> None:
         try:
