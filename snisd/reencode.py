@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from fractions import Fraction
-from typing import Callable
+from typing import Any, Callable
 
 log = logging.getLogger("snisd.reencode")
 
@@ -71,7 +71,7 @@ class LiveEncoder:
         self.fps = fps or 25.0
         self.codec = codec
         self._cond = threading.Condition()
-        self._latest = None
+        self._latest: Any = None  # the latest decoded picture (a Frame)
         self._seq = 0
         self._keyframe = True
         self._running = False

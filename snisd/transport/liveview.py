@@ -95,7 +95,7 @@ class StreamView:
     def stats(self) -> dict[str, Any]:
         s = self.stream
         kbps, fps = self.rates.update(time.monotonic(), s.bytes, s.frames_decoded)
-        cum = []
+        cum: list[float] = []
         for k in kbps:
             cum.append(round((cum[-1] if cum else 0) + k, 1))
         queue_ms = s.delay.queueing()
