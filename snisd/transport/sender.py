@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
-from ..container.fmp4 import _init_bytes, make_init_info, us_to_ticks
+from ..container.fmp4 import build_init_segment, make_init_info, us_to_ticks
 from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, split, tier_fragment, tier_label
 from .clocksync import pong
 from .errors import TransportError, WhipError
@@ -122,7 +122,7 @@ class WhipSender:
         self.capture_ms = capture_ms
         self._epochs: collections.deque[float] = collections.deque(maxlen=CAPTURE_EPOCH_WINDOW)
         self.info = make_init_info(seq, colorspace=colorspace)
-        self.init_segment = _init_bytes(self.info)
+        self.init_segment = build_init_segment(seq, colorspace=colorspace)
         self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
         self.controller = TierController(seq.tiers) if p.adapt else None
         self._tier_size: list[float | None] = [None] * seq.tiers  # bytes per P-frame and tier, smoothed
