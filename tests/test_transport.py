@@ -364,3 +364,44 @@ def test_narrow_link_drops_enhancements_not_the_base(tmp_path, veth_pair):
     late = sorted(frames, key=lambda r: r["frame_no"])[len(frames) * 6 // 10:]
     delays = sorted(r["t_released"] - sent[r["frame_no"]]["t_encoded"] for r in late)
     assert delays and delays[len(delays) // 2] < 0.4, delays
+
+
+@pytest.mark.slow
+def test_sender_asks_again_while_it_waits_for_a_keyframe(tmp_path):
+    """A keyframe request the sender received must not be lost: while frames wait for a keyframe
+    it asks the encoder again (about once a second), even when the first request was swallowed by
+    the 0.25-s rate limit or its keyframe is gone."""
+    from snisd.capture.synthetic import SyntheticScene
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.transport.ice import restrict_host_addresses
+    from snisd.transport.sender import WhipSender
+
+    enc = Encoder(EncoderConfig(64, 48, 10, 1, tiers=2, keyframe_interval=1000))
+    scene = SyntheticScene(64, 48, 10.0)
+    coded = [enc.encode(scene.render(n)) for n in range(6)]
+    port = free_port()
+    rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}")
+    restrict_host_addresses(["127.0.0.1"])
+    asked: list[float] = []
+    sender = WhipSender(f"http://127.0.0.1:{port}/whip", enc.sequence_header,
+                        request_keyframe=lambda: asked.append(time.monotonic())).start()
+    try:
+        deadline = time.monotonic() + 20
+        while sender.state != "connected" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for ef in (coded[0], coded[1], coded[4]):  # frame 4 after 1: a gap, the receiver wants a keyframe
+            sender.write(ef)
+            time.sleep(0.1)
+        n_before = len(asked)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.5:  # only P-frames: the encoder "ignores" the requests
+            sender.write(coded[5])
+            time.sleep(0.1)
+        st = sender.stats()
+    finally:
+        sender.close()
+        rx.stop()
+    assert st["frames_waiting_key"] >= 20, st
+    assert len(asked) - n_before >= 2, (asked, st)  # asked again while waiting
+    gaps = [b - a for a, b in zip(asked[n_before:], asked[n_before + 1:])]
+    assert all(g >= 0.9 for g in gaps), gaps  # but not more than about once a second

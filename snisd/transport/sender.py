@@ -39,6 +39,7 @@ from .whip import WhipClient
 
 log = logging.getLogger("snisd.transport.sender")
 
+KEY_REPEAT_S = 1.0  # while frames wait for a keyframe, ask the encoder again this often
 CAPTURE_EPOCH_WINDOW = 64  # frames over which the capture epoch's minimum is taken
 
 
@@ -409,6 +410,10 @@ class WhipSender:
                 raise TransportError(f"{self.peer}: session closed by the peer or the network")
             if time.monotonic() - s.last_feedback > self.feedback_timeout:
                 raise TransportError(f"{self.peer}: no receiver feedback for {self.feedback_timeout:.1f} s")
+            if self._need_key and now - self._last_key_request >= KEY_REPEAT_S:
+                # a request that came within 0.25 s of the previous one was not passed on, and the
+                # keyframe the encoder made for that one may have been sent already: ask again
+                self._want_keyframe("still waiting for a keyframe")
             try:
                 await asyncio.wait_for(self._stop_event.wait(), 0.2)
             except asyncio.TimeoutError:
