@@ -2,14 +2,15 @@
 """Receiver ingest under load: N publishers and M live viewers on one `snisd receive`.
 
 The receiver runs as its own process (decoding, recording off); the publishers are WhipSenders in
-this process replaying a few pre-encoded frames of the synthetic camera at --fps (frame numbers
-rewritten, a keyframe whenever the receiver asks), so the benchmark loads the receiver, not the
-encoder; the viewers are aiortc WHEP clients in this process, spread over the streams, that
+this process replaying 2 s of pre-encoded frames of the synthetic camera at --fps (from the
+keyframe again when they run out or the receiver asks for one), so the benchmark loads the
+receiver, not the encoder; the viewers are aiortc WHEP clients in this process, spread over the streams, that
 receive and decode the live view's VP8. Everything runs on this machine over loopback, so the
 publishers and viewers share its cores with the receiver. Reported:
 
-* per stream: frames sent, released and decoded by the receiver; dropped = sent - decoded
-  (skipped by a decoder that fell behind, or never completed);
+* frames due (publishers x fps x duration), sent (the replay and the senders keep up or not),
+  released and decoded by the receiver, all streams together; dropped = sent - decoded (never
+  completed, or skipped by a decoder that fell behind);
 * the receiver process's CPU (user+system seconds per second of streaming; 1.0 = one core) and
   peak RSS (sampled every 0.5 s);
 * frames each viewer received.
@@ -123,23 +124,24 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
     w, h = (int(v) for v in size.split("x"))
     enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000))
     scene = SyntheticScene(w, h, fps)
-    # a valid stream to replay: a keyframe and 2 s of P-frames, restarted at the keyframe when it
-    # ends or when the receiver asks for one
+    # a valid stream to replay: a keyframe and 2 s of P-frames, restarted at the keyframe (frame
+    # numbers as coded) when it ends or when the receiver asks for one
     coded = [enc.encode(scene.render(n)) for n in range(int(2 * fps))]
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
                            "--token", TOKEN, "--ice-address", "127.0.0.1", "--stats-interval", "60",
-                           "--log-level", "warning"],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                           "--log-level", os.environ.get("BENCH_RX_LEVEL", "warning")],
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(os.environ.get("BENCH_RX_LOG", os.devnull), "w"), text=True)
     summaries: list[dict] = []
     try:
         assert rx.stdout is not None
         if "WHIP endpoint" not in rx.stdout.readline():
             raise RuntimeError("receiver did not start")
-        threading.Thread(target=lambda: summaries.extend(json.loads(x) for x in rx.stdout if x.startswith("{")),
-                         daemon=True).start()
+        reader = threading.Thread(target=lambda: summaries.extend(json.loads(x) for x in rx.stdout
+                                                                  if x.startswith("{")), daemon=True)
+        reader.start()
         restrict_host_addresses(["127.0.0.1"])
         want = [[True] for _ in range(publishers)]
         pos = [0] * publishers
@@ -157,9 +159,7 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
                 src = coded[pos[k]]
                 pos[k] = (pos[k] + 1) % len(coded)
                 key = src.keyframe
-                fno = i & 0xFFFF
-                b = bytes((src.tiers[0][0], fno >> 8, fno & 0xFF)) + src.tiers[0][3:]
-                s.write(EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (b, *src.tiers[1:])))
+                s.write(EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, src.tiers))
 
         # the streams exist once their first frames are in; then the viewers join
         for i in range(int(fps)):
@@ -188,16 +188,19 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
         time.sleep(1.0)
     finally:
         rx.terminate()
-        rx.wait(30)
-    time.sleep(0.5)
-    streams = [{"sent": sent[k] if k < len(sent) else None, "released": s["released"], "decoded": s["decoded"],
-                "decode_skipped": s["decode_skipped"], "keyframe_requests": s["keyframe_requests"]}
-               for k, s in enumerate(sorted(summaries, key=lambda x: x["stream"]))]
+        rx.wait(60)
+    reader.join(10)
+    released = sum(x["released"] for x in summaries)
+    decoded = sum(x["decoded"] for x in summaries)
     return {"size": size, "fps": fps, "tiers": tiers, "publishers": publishers, "viewers": viewers,
             "duration_s": duration, "kbytes_per_frame": round(sum(c.size for c in coded) / len(coded) / 1000, 2),
             "receiver_cpu_cores": round(cpu, 2), "receiver_peak_rss_mb": round(rss, 1),
-            "streams": streams, "frames_dropped": [s["sent"] - s["decoded"] for s in streams if s["sent"]],
-            "viewer_frames": view_frames, "live_streams_at_end": len(live)}
+            "frames_due": publishers * (n + int(fps)), "frames_sent": sum(sent), "frames_released": released,
+            "frames_decoded": decoded, "frames_dropped": sum(sent) - decoded,
+            "decode_skipped": sum(x["decode_skipped"] for x in summaries),
+            "keyframe_requests": sum(x["keyframe_requests"] for x in summaries),
+            "decoded_per_stream": [x["decoded"] for x in summaries], "viewer_frames": view_frames,
+            "live_streams_at_end": len(live)}
 
 
 def main(argv: list[str] | None = None) -> int:
