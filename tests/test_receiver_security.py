@@ -281,3 +281,25 @@ def test_oversized_messages_are_refused():
     with pytest.raises(TE):  # a piece announced larger than the bound
         r.add(split(b"x" * (200 << 10), 1, 1, 1)[0])
     assert all(len(m) <= MAX_MESSAGE for m in split(b"y" * 50_000, 1, 0, 2))
+
+
+def test_recorder_stops_at_the_floor_mid_stream_and_keeps_a_valid_file(tmp_path):
+    """The free space falls while recording: the recording stops at the floor, its file reads back."""
+    from snisd.capture.synthetic import SyntheticScene
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.container.fmp4 import read_fmp4
+    from snisd.transport.recording import Recorder, RecordingLimits
+
+    enc = Encoder(EncoderConfig(64, 48, 10, 1, tiers=2))
+    scene = SyntheticScene(64, 48, 10.0)
+    free = [10_000_000]
+    rec = Recorder(str(tmp_path / "r" / "s.mp4"), enc.sequence_header, RecordingLimits(min_free_bytes=9_000_000),
+                   disk_free=lambda _: free[0])
+    written = []
+    for n in range(10):
+        written.append(rec.write(enc.encode(scene.render(n))))
+        free[0] -= 300_000  # something else fills the disk
+    assert written[:4] == [True] * 4 and not any(written[5:]), written
+    assert "below the floor" in rec.stopped and not rec.active
+    _, frames, truncated = read_fmp4(tmp_path / "r" / "s.mp4")
+    assert len(frames) == rec.frames == sum(written) and not truncated

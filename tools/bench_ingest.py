@@ -133,7 +133,8 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
     rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
                            "--token", TOKEN, "--ice-address", "127.0.0.1", "--stats-interval", "60",
                            "--log-level", os.environ.get("BENCH_RX_LEVEL", "warning")],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=open(os.environ.get("BENCH_RX_LOG", os.devnull), "w"), text=True)
+                          cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=open(os.environ.get("BENCH_RX_LOG", os.devnull), "w"), text=True)
     summaries: list[dict] = []
     try:
         assert rx.stdout is not None

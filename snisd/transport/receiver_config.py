@@ -131,7 +131,8 @@ def parse_receiver_config(data: Any) -> ReceiverConfig:
             e = _keys(entry, path, allowed)
             token = _token(e.get("token"), f"{path}.token")
             if token in seen:
-                raise ConfigError(f"{path}.token", "a token no other publisher or viewer uses", f"same as {seen[token]}")
+                raise ConfigError(f"{path}.token", "a token no other publisher or viewer uses",
+                                  f"same as {seen[token]}")
             seen[token] = path
             cfg.grants.append(Grant(str(name), token, frozenset((scope,))))
             if e.get("forward") is not None:

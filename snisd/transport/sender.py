@@ -235,7 +235,8 @@ class WhipSender:
             "max_tiers": self.max_tiers, "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
             "delivered_kbps": (round(self.controller.delivered_bps / 1e3, 1)
                                if self.controller and self.controller.delivered_bps is not None else None),
-            "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
+            "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None,
+            "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
             "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
             "last_report": self.last_report,
         }
@@ -315,7 +316,8 @@ class WhipSender:
                 log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %s", self.name, exc)
             except Exception as exc:  # aiortc raises assorted errors on broken sessions
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("%s: session failed: %s", self.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
+                log.warning("%s: session failed: %s", self.name, self.last_error,
+                            exc_info=log.isEnabledFor(logging.DEBUG))
             finally:
                 if session is not None:
                     await self._end_session(session)

@@ -114,7 +114,8 @@ class Stream:
 
     @property
     def record_path(self) -> str | None:
-        return self.recorder.path if self.recorder is not None and (self.recorder.frames or self.recorder.active) else None
+        r = self.recorder
+        return r.path if r is not None and (r.frames or r.active) else None
 
     @property
     def frames_recorded(self) -> int:

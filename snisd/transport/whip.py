@@ -73,7 +73,8 @@ class WhipClient:
         except WhipError:
             raise
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise TransportError(f"WHIP endpoint {self.url}: certificate not trusted: {exc.certificate_error}") from None
+            raise TransportError(f"WHIP endpoint {self.url}: certificate not trusted: "
+                                 f"{exc.certificate_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransportError(f"cannot reach WHIP endpoint {self.url}: {type(exc).__name__}: {exc}") from None
 
