@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bandwidth adaptation of the WebRTC transport under real link conditions (DESIGN.md section 5).
+"""Bandwidth adaptation of the WebRTC transport under real link conditions (the tier controller, docs/TRANSPORT.md).
 
 Two network namespaces joined by a veth pair; the link is shaped on the sender's side with a
 `tc tbf` token bucket (its rate changed during a run for the step scenarios) and random loss is
@@ -598,7 +598,7 @@ def write_doc(path: Path, results: list[dict], rates: list[float], args) -> None
     text = [
         "# Bandwidth adaptation under real link conditions",
         "",
-        "Measured with `tools/bench_adaptation.py` (DESIGN.md section 5): two network namespaces joined by a veth",
+        "Measured with `tools/bench_adaptation.py` (the tier controller, docs/TRANSPORT.md): two network namespaces joined by a veth",
         "pair, the link shaped with `tc tbf` on the sender's side (queue limit 400 ms), random loss of UDP packets",
         "on the receiver's input with nftables. The sender replays a pre-encoded clip "
         f"({CLIP_SIZE}, qp {CLIP_QP}, {CLIP_FPS:g} fps) so that the link, not the encoder, is measured; the",
