@@ -303,3 +303,11 @@ def test_recorder_stops_at_the_floor_mid_stream_and_keeps_a_valid_file(tmp_path)
     assert "below the floor" in rec.stopped and not rec.active
     _, frames, truncated = read_fmp4(tmp_path / "r" / "s.mp4")
     assert len(frames) == rec.frames == sum(written) and not truncated
+
+
+def test_bad_receiver_config_names_the_key_and_nothing_listens(tmp_path):
+    cfg = write_config(tmp_path, "publishers:\n  cam1: {token: short}\n")
+    r = subprocess.run([sys.executable, "-m", "snisd", "receive", "--config", str(cfg), "--no-decode"], cwd=ROOT,
+                       env=env(), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "publishers.cam1.token" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "WHIP endpoint at" not in r.stdout
