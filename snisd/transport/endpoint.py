@@ -138,7 +138,9 @@ class Receiver:
             return web.Response(status=400, text=f"cannot use this offer: {exc}\n")
         log.info("stream %s: publisher %s connected from %s", sid, grant.name or "(open)", request.remote)
         target = self.forwards.get(grant.name)
-        if target is not None and self.settings.decode:
+        if target is not None and not self.settings.decode:
+            log.warning("stream %s: not forwarded to %s: the receiver runs with --no-decode", sid, target.url)
+        elif target is not None:
             fw = Forwarder(sid, target, self.fanout(stream), ice_servers=self.ice_servers)
             self.forwarders[sid] = fw
             fw.start()
