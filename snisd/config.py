@@ -73,6 +73,7 @@ class RecordConfig:
 class TransportConfig:
     peer: str | None = _opt(None, "optstr", "an http(s):// WHIP endpoint URL, or null", _peer_ok)
     token: str | None = _opt(None, "optstr", "a bearer token string, or null")
+    ca_file: str | None = _opt(None, "optstr", "a path to PEM CA certificates for an https:// peer, or null")
     ice_servers: list = _opt([], "ice", "a list of URLs (stun:/turn:) or {urls, username, credential} maps")
 
 

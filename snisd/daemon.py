@@ -53,6 +53,9 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
                         "(config: transport.peer; needs aiortc and aiohttp)")
     g.add_argument("--token", dest="daemon_token", metavar="TOKEN",
                    help="bearer token for the WHIP endpoint (config: transport.token)")
+    g.add_argument("--ca-file", dest="daemon_ca_file", metavar="PEM",
+                   help="CA certificates that sign an https:// WHIP endpoint's certificate, when not a public CA "
+                        "(config: transport.ca_file)")
     g.add_argument("--config", dest="daemon_config", metavar="PATH",
                    help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)")
     g.add_argument("--record", dest="daemon_record", metavar="PATH",
@@ -95,6 +98,7 @@ def effective_config(args: argparse.Namespace) -> Config:
         "record.path": args.daemon_record,
         "transport.peer": args.daemon_peer,
         "transport.token": args.daemon_token,
+        "transport.ca_file": args.daemon_ca_file,
         "log_level": args.daemon_log_level,
     }
     if args.daemon_metrics:
@@ -188,7 +192,7 @@ class Daemon:
         if missing:  # the transport imports them lazily, on its own thread: check here
             log.error("%s Missing: %s.", PEER_UNAVAILABLE, ", ".join(missing))
             return None
-        from .transport.whip import run_sender
+        from .transport.sender import run_sender
 
         # connecting happens on the sender's own thread; failures are retried and reported there
         return run_sender(cfg.transport, seq)

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -46,7 +47,12 @@ def run_demo(args: argparse.Namespace) -> int:
     os.environ["SNISD_ICE_ADDRESSES"] = "127.0.0.1"
     receiver = subprocess.Popen(
         [sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}", "--record-dir",
-         str(out / "received"), "--ice-address", "127.0.0.1", "--stats-interval", "2"], env=env)
+         str(out / "received"), "--ice-address", "127.0.0.1", "--stats-interval", "2"], env=env,
+        stdout=subprocess.PIPE, text=True)
+    # the receiver prints one JSON summary per stream when it ends: its own live counts
+    live: list[dict] = []
+    reader = threading.Thread(target=_relay, args=(receiver.stdout, live), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:  # wait until the endpoint accepts connections
@@ -74,13 +80,35 @@ def run_demo(args: argparse.Namespace) -> int:
             receiver.wait(timeout=10)
         except subprocess.TimeoutExpired:
             receiver.kill()
+    reader.join(5.0)
     recordings = sorted((out / "received").glob("*.mp4"), key=lambda p: p.stat().st_mtime)
     summary = {"daemon_exit": rc, "local_recording": str(out / "local.mp4"),
                "received_recordings": [str(p) for p in recordings]}
+    # what the receiver did live (its own counts), then a decode of its recording afterwards
+    summary["receiver_recorded_frames"] = sum(s.get("recorded", 0) for s in live)
+    summary["receiver_live_decoded_frames"] = sum(s.get("decoded", 0) for s in live)
+    summary["receiver_decode_errors"] = sum(s.get("decode_errors", 0) for s in live)
+    failed = [s["decoder_failed"] for s in live if s.get("decoder_failed")]
+    if failed:
+        summary["receiver_decoder_failed"] = failed
     if recordings:
         rep = decode_file(str(recordings[-1]), str(out / "received.y4m"))
-        summary["received_decoded_frames"] = rep.frames
-        summary["received_decoded_tiers"] = rep.tiers
+        summary["recording_decoded_afterwards_frames"] = rep.frames
+        summary["recording_decoded_afterwards_tiers"] = rep.tiers
         summary["decoded_to"] = str(out / "received.y4m")
     print(json.dumps(summary, indent=1))
-    return 0 if rc == 0 and recordings else 1
+    live_ok = summary["receiver_live_decoded_frames"] > 0 and not failed
+    return 0 if rc == 0 and recordings and live_ok else 1
+
+
+def _relay(stream, summaries: list[dict]) -> None:
+    """Echo the receiver's output and keep its per-stream JSON summaries."""
+    for line in stream:
+        if line.startswith("{"):
+            try:
+                summaries.append(json.loads(line))
+                continue
+            except ValueError:
+                pass
+        sys.stdout.write(line)
+        sys.stdout.flush()

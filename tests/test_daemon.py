@@ -183,7 +183,7 @@ def test_daemon_streams_to_the_receiver(tmp_path):
     received.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), SNISD_ICE_ADDRESSES="127.0.0.1")
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "snisd.transport", "receive", "--listen", f"127.0.0.1:{port}",
+        [sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
          "--record-dir", str(received), "--no-decode", "--ice-address", "127.0.0.1"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     config = tmp_path / "config.yaml"

@@ -275,11 +275,12 @@ def test_headless_chromium_plays_the_view_page(live, tmp_path):
 
 def test_one_encoder_fans_out_to_every_viewer():
     from snisd.capture.synthetic import SyntheticScene
-    from snisd.transport import liveview
+    from snisd import reencode
+    from snisd.transport import fanout
 
     async def main():
         loop = asyncio.get_running_loop()
-        track_cls = liveview._packet_track_class()
+        track_cls = fanout.packet_track_class()
         viewers = [track_cls() for _ in range(3)]
         keys = []
 
@@ -288,7 +289,7 @@ def test_one_encoder_fans_out_to_every_viewer():
             for v in viewers:
                 v.offer(packets, keyframe)
 
-        enc = liveview.LiveEncoder(loop, fan_out, 10.0)
+        enc = reencode.LiveEncoder(loop, fan_out, 10.0)
         scene = SyntheticScene(128, 96, 10.0)
         enc.start()
         for n in range(6):
@@ -307,7 +308,7 @@ def test_one_encoder_fans_out_to_every_viewer():
         late = track_cls()
         assert late.offer([object()], False) is False and late.queue.empty()
         assert late.offer(["k"], True) and late.queue.qsize() == 1
-        for _ in range(liveview.VIEWER_QUEUE):
+        for _ in range(fanout.VIEWER_QUEUE):
             late.offer(["p"], False)
         assert late.offer(["p"], False) is False and late.waiting_key and late.queue.empty()
         late.stop()

@@ -1,7 +1,7 @@
 """WebRTC transport: message framing, WHIP signalling, and real sender/receiver processes.
 
-The stream tests run `python -m snisd.transport send` (paced synthetic camera -> encoder ->
-WhipSender) and `python -m snisd.transport receive` (the `snisd receive` endpoint) as separate
+The stream tests run `tools/transport_harness.py send` (paced synthetic camera -> encoder ->
+WhipSender) and `python -m snisd receive` (the `snisd receive` endpoint) as separate
 processes over loopback, or across two network namespaces joined by a veth pair. Both sides
 write one JSON line per frame: the sender the hash of its own reconstruction for every tier
 count, the receiver the hash of what it decoded and with how many tiers; they must agree.
@@ -34,6 +34,7 @@ from snisd.transport.errors import TransportError, WhipError  # noqa: E402
 from snisd.transport.whip import WhipClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "tools" / "transport_harness.py"  # run as a program, never imported
 SIZE = "256x144"
 FPS = "10"
 
@@ -97,14 +98,14 @@ def env() -> dict[str, str]:
 
 
 class ReceiverProc:
-    """`python -m snisd.transport receive` in the background, stdout collected."""
+    """`python -m snisd receive` in the background, stdout collected."""
 
     def __init__(self, tmp: Path, listen: str, *extra: str, prefix: list[str] | None = None,
                  ice_address: str = "127.0.0.1", tag: str = "rx") -> None:
         self.frame_log = tmp / f"{tag}.jsonl"
         self.record_dir = tmp / f"{tag}-rec"
         self.stderr_path = tmp / f"{tag}.err"
-        cmd = [*(prefix or []), sys.executable, "-m", "snisd.transport", "receive", "--listen", listen,
+        cmd = [*(prefix or []), sys.executable, "-m", "snisd", "receive", "--listen", listen,
                "--ice-address", ice_address, "--record-dir", str(self.record_dir),
                "--frame-log", str(self.frame_log), "--stats-interval", "2", "--hold-ms", "300", *extra]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
@@ -144,7 +145,7 @@ class ReceiverProc:
 def run_sender(tmp: Path, peer: str, duration: float, *extra: str, prefix: list[str] | None = None,
                ice_address: str = "127.0.0.1", tag: str = "tx", background: bool = False):
     log = tmp / f"{tag}.jsonl"
-    cmd = [*(prefix or []), sys.executable, "-m", "snisd.transport", "send", "--peer", peer, "--size", SIZE,
+    cmd = [*(prefix or []), sys.executable, str(HARNESS), "send", "--peer", peer, "--size", SIZE,
            "--fps", FPS, "--duration", str(duration), "--ice-address", ice_address, "--frame-log", str(log),
            *extra]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{tag}.err", "w"),
@@ -320,7 +321,7 @@ def veth_pair():
 def test_stream_across_network_namespaces(tmp_path, veth_pair):
     tx_ns, tx_addr, rx_ns, rx_addr, _ = veth_pair
     port = 18000 + os.getpid() % 1000
-    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
+    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
     try:
         stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 6.0,
                                    prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr)
@@ -341,7 +342,7 @@ def test_narrow_link_drops_enhancements_not_the_base(tmp_path, veth_pair):
     if r.returncode != 0:
         pytest.skip(f"tc tbf failed: {r.stderr.strip()}")
     port = 18000 + os.getpid() % 1000
-    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
+    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
     try:
         stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 10.0,
                                    prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr)
@@ -363,3 +364,44 @@ def test_narrow_link_drops_enhancements_not_the_base(tmp_path, veth_pair):
     late = sorted(frames, key=lambda r: r["frame_no"])[len(frames) * 6 // 10:]
     delays = sorted(r["t_released"] - sent[r["frame_no"]]["t_encoded"] for r in late)
     assert delays and delays[len(delays) // 2] < 0.4, delays
+
+
+@pytest.mark.slow
+def test_sender_asks_again_while_it_waits_for_a_keyframe(tmp_path):
+    """A keyframe request the sender received must not be lost: while frames wait for a keyframe
+    it asks the encoder again (about once a second), even when the first request was swallowed by
+    the 0.25-s rate limit or its keyframe is gone."""
+    from snisd.capture.synthetic import SyntheticScene
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.transport.ice import restrict_host_addresses
+    from snisd.transport.sender import WhipSender
+
+    enc = Encoder(EncoderConfig(64, 48, 10, 1, tiers=2, keyframe_interval=1000))
+    scene = SyntheticScene(64, 48, 10.0)
+    coded = [enc.encode(scene.render(n)) for n in range(6)]
+    port = free_port()
+    rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}")
+    restrict_host_addresses(["127.0.0.1"])
+    asked: list[float] = []
+    sender = WhipSender(f"http://127.0.0.1:{port}/whip", enc.sequence_header,
+                        request_keyframe=lambda: asked.append(time.monotonic())).start()
+    try:
+        deadline = time.monotonic() + 20
+        while sender.state != "connected" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for ef in (coded[0], coded[1], coded[4]):  # frame 4 after 1: a gap, the receiver wants a keyframe
+            sender.write(ef)
+            time.sleep(0.1)
+        n_before = len(asked)
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 3.5:  # only P-frames: the encoder "ignores" the requests
+            sender.write(coded[5])
+            time.sleep(0.1)
+        st = sender.stats()
+    finally:
+        sender.close()
+        rx.stop()
+    assert st["frames_waiting_key"] >= 20, st
+    assert len(asked) - n_before >= 2, (asked, st)  # asked again while waiting
+    gaps = [b - a for a, b in zip(asked[n_before:], asked[n_before + 1:])]
+    assert all(g >= 0.9 for g in gaps), gaps  # but not more than about once a second

@@ -85,10 +85,10 @@ def replay(args: argparse.Namespace) -> int:
 
     from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.transport.ice import restrict_host_addresses
-    from snisd.transport.whip import WhipSender
+    from snisd.transport.sender import WhipSender
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("snisd.transport.whip").setLevel(logging.INFO)
+    logging.getLogger("snisd.transport.sender").setLevel(logging.INFO)
     with open(args.clip, "rb") as f:
         clip = pickle.load(f)
     seq, coded, fps = clip["seq"], clip["frames"], clip["fps"]
@@ -255,8 +255,8 @@ def run_scenario(sc: Scenario, clip: Path, tmp: Path, link: Link | None = None, 
     try:
         link.set_loss(0)
         link.set_rate(sc.phases[0][1])
-        rx = subprocess.Popen([*link.ns("rx"), sys.executable, "-m", "snisd.transport", "receive", "--listen",
-                               f"{link.rx_addr}:{port}", "--ice-address", link.rx_addr, "--no-decode",
+        rx = subprocess.Popen([*link.ns("rx"), sys.executable, "-m", "snisd", "receive", "--listen",
+                               f"{link.rx_addr}:{port}", "--allow-open", "--ice-address", link.rx_addr, "--no-decode",
                                "--frame-log", str(rx_log), "--stats-interval", "60", "--hold-ms", "150",
                                "--log-level", "warning"],
                               cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{sc.name}-rx.err", "w"),

@@ -59,7 +59,7 @@ def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Pa
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     port = free_port()
     rx_log, tx_log = tmp / f"rx-{size}.jsonl", tmp / f"tx-{size}.jsonl"
-    rx = subprocess.Popen([sys.executable, "-m", "snisd.transport", "receive", "--listen", f"127.0.0.1:{port}",
+    rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
                            "--ice-address", "127.0.0.1", "--frame-log", str(rx_log), "--stats-interval", "30"],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
@@ -67,7 +67,7 @@ def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Pa
         line = rx.stdout.readline()
         if "WHIP endpoint" not in line:
             raise RuntimeError(f"receiver did not start: {line!r}")
-        out = subprocess.run([sys.executable, "-m", "snisd.transport", "send", "--peer",
+        out = subprocess.run([sys.executable, str(ROOT / "tools" / "transport_harness.py"), "send", "--peer",
                               f"http://127.0.0.1:{port}/whip", "--ice-address", "127.0.0.1", "--size", size,
                               "--fps", str(fps), "--duration", str(duration), "--tiers", str(tiers), "--qp", str(qp),
                               "--frame-log", str(tx_log), "--log-level", "warning"],
@@ -119,7 +119,7 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.codec.encoder import Encoder, EncoderConfig
     from snisd.transport.ice import restrict_host_addresses
-    from snisd.transport.whip import WhipSender
+    from snisd.transport.sender import WhipSender
 
     w, h = (int(v) for v in size.split("x"))
     enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000))
@@ -128,7 +128,7 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     port = free_port()
     rx_log = tmp / f"replay-rx-{size}.jsonl"
-    rx = subprocess.Popen([sys.executable, "-m", "snisd.transport", "receive", "--listen", f"127.0.0.1:{port}",
+    rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
                            "--ice-address", "127.0.0.1", "--frame-log", str(rx_log), "--no-decode",
                            "--stats-interval", "30"],
                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

@@ -1,6 +1,6 @@
 """Which tiers to send: a small controller driven by the receiver's reports and the send queue.
 
-It implements the rule of DESIGN.md section 5 in its simplest form: step down one tier quickly
+The rule (docs/TRANSPORT.md, "Tier controller"; measured in docs/ADAPTATION.md): step down one tier quickly
 when a queue builds up (on the path, seen by the receiver as rising one-way delay; or in the
 sender's own channel buffers), step up one tier slowly once the path has been calm for a while,
 and wait longer before probing again each time a step up had to be undone (from the second

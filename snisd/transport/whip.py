@@ -1,40 +1,19 @@
-"""WHIP client (RFC 9725) and the WebRTC sender sink.
+"""WHIP signalling (RFC 9725): POST an SDP offer, read the `201 Created` answer and its
+`Location`, DELETE that resource at the end.
 
-`WhipClient` does the signalling: POST an SDP offer, read the `201 Created` answer and its
-`Location`, DELETE that resource at the end. `WhipSender` is a pipeline sink
-(``write(EncodedFrame)``, ``close()``): it owns a thread running an asyncio loop with the aiortc
-peer connection, reconnects with exponential backoff when the session drops, and sends the stream
-as fMP4 over data channels (docs/TRANSPORT.md):
-
-* ``snis-t0``  reliable, ordered: the init segment, then one tier-0 fragment per frame;
-* ``snis-tK``  one per enhancement tier, unordered and partially reliable (maxPacketLifeTime);
-* ``snis-control`` reliable, ordered, JSON text: receiver reports and keyframe requests.
-
-``write`` never blocks: it hands the frame to the loop through a small bounded queue. Send-side
-buffers are bounded by watching the channels' ``bufferedAmount``: from it the sender knows how
-long the oldest queued frame has waited. Past 150 ms, enhancement tiers are no longer sent; a
-tier-0 fragment is only dropped when even the base backlog is too old (2 s) or too large, and
-then the sender waits for a keyframe (and asks the encoder for one).
+Used by the sender sink (sender.py) and by the receiver's forwarder (forward.py). ``https://``
+endpoints are verified against the system's CA certificates, or against `ca_file`'s when given
+(a private CA).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import json
 import logging
-import random
-import threading
-import time
-from typing import Any, Callable, Iterable
-from urllib.parse import urljoin
+import ssl
+from urllib.parse import urljoin, urlparse
 
-from ..codec.bitstream import EncodedFrame, SequenceHeader
-from ..container import init_segment, make_init_info, us_to_ticks
-from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, split, tier_fragment, tier_label
 from .errors import TransportError, WhipError
-from .feedback import TierController
-from .ice import apply_environment, rtc_configuration
 
 log = logging.getLogger("snisd.transport.whip")
 
@@ -44,10 +23,21 @@ SDP_TYPE = "application/sdp"
 class WhipClient:
     """WHIP signalling against one endpoint URL."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0,
+                 ca_file: str | None = None) -> None:
+        scheme = urlparse(url).scheme
+        if scheme not in ("http", "https"):
+            raise TransportError(f"WHIP endpoint {url!r}: expected an http:// or https:// URL")
         self.url = url
         self.token = token
         self.timeout = timeout
+        self.ca_file = ca_file
+        self._ssl: ssl.SSLContext | None = None
+        if ca_file:
+            try:
+                self._ssl = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise TransportError(f"CA file {ca_file!r} is not usable: {exc}") from None
 
     def _headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         h = dict(extra or {})
@@ -55,12 +45,18 @@ class WhipClient:
             h["Authorization"] = f"Bearer {self.token}"
         return h
 
+    def _http(self, timeout: float):
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(ssl=self._ssl) if self._ssl is not None else None
+        return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), connector=connector)
+
     async def publish(self, offer_sdp: str) -> tuple[str, str]:
         """POST the offer; returns (answer SDP, absolute resource URL). Raises WhipError/TransportError."""
         import aiohttp
 
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
+            async with self._http(self.timeout) as http:
                 async with http.post(self.url, data=offer_sdp.encode(),
                                      headers=self._headers({"Content-Type": SDP_TYPE})) as resp:
                     body = await resp.text(errors="replace")
@@ -76,6 +72,9 @@ class WhipClient:
                     return body, urljoin(str(resp.url), location)
         except WhipError:
             raise
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise TransportError(f"WHIP endpoint {self.url}: certificate not trusted: "
+                                 f"{exc.certificate_error}") from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransportError(f"cannot reach WHIP endpoint {self.url}: {type(exc).__name__}: {exc}") from None
 
@@ -84,488 +83,9 @@ class WhipClient:
         import aiohttp
 
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+            async with self._http(timeout) as http:
                 async with http.delete(resource, headers=self._headers()) as resp:
                     return resp.status
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             log.debug("DELETE %s failed: %s", resource, exc)
             return None
-
-
-class _Session:
-    """One peer connection and its channels."""
-
-    def __init__(self, pc, control, tiers: list) -> None:
-        self.pc = pc
-        self.control = control
-        self.tiers = tiers
-        self.resource: str | None = None
-        self.opened = asyncio.Event()
-        self.dropped = asyncio.Event()
-        self.last_feedback = time.monotonic()
-        self.sequence = 0
-        self.started = time.monotonic()
-        self.bytes_queued = 0  # bytes handed to the tier channels in this session
-        self.marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes_queued) per frame
-
-    def is_open(self) -> bool:
-        return (self.opened.is_set() and not self.dropped.is_set() and self.control.readyState == "open"
-                and self.tiers[0].readyState == "open")
-
-
-class WhipSender:
-    """Pipeline sink that streams to a WHIP endpoint over aiortc data channels.
-
-    `request_keyframe` (settable after construction) is called, from any thread, when the
-    stream needs a keyframe: on (re)connection, after a dropped base fragment, and when the
-    receiver asks for one. Call :meth:`start` before the first write.
-    """
-
-    def __init__(self, peer: str, seq: SequenceHeader, *, token: str | None = None,
-                 ice_servers: Iterable | None = None, request_keyframe: Callable[[], None] | None = None,
-                 enhancement_lifetime_ms: int = 300, base_backlog: int = 4 << 20,
-                 enhancement_backlog: int = 1 << 20, enhancement_delay: float = 0.15,
-                 base_delay: float = 2.0, queue_frames: int = 8, adapt: bool = True,
-                 feedback_timeout: float = 3.0, connect_timeout: float = 10.0,
-                 backoff_initial: float = 0.5, backoff_max: float = 15.0, colorspace: str = "bt709",
-                 stream_name: str | None = None) -> None:
-        self.name = f"whip:{peer}"
-        self.peer = peer
-        self.seq = seq
-        self.client = WhipClient(peer, token, timeout=connect_timeout)
-        self.ice_servers = list(ice_servers or [])
-        self.request_keyframe = request_keyframe
-        self.enhancement_lifetime_ms = enhancement_lifetime_ms
-        self.base_backlog = base_backlog
-        self.enhancement_backlog = enhancement_backlog
-        self.enhancement_delay = enhancement_delay
-        self.base_delay = base_delay
-        self.feedback_timeout = feedback_timeout
-        self.connect_timeout = connect_timeout
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
-        self.stream_name = stream_name
-        self.info = make_init_info(seq, colorspace=colorspace)
-        self.init_segment = init_segment(self.info)
-        self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
-        self.controller = TierController(seq.tiers) if adapt else None
-        self._tier_size: list[float | None] = [None] * seq.tiers  # bytes per P-frame and tier, smoothed
-        # hand-off from the pipeline thread
-        self._queue: collections.deque[EncodedFrame] = collections.deque()
-        self._queue_frames = queue_frames
-        self._lock = threading.Lock()
-        self._scheduled = False
-        self._evicted = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._closing = False
-        self._stop_event: asyncio.Event | None = None
-        self._session: _Session | None = None
-        self._need_key = True
-        self._last_key_request = 0.0
-        # counters (read by stats(); written on the loop thread unless noted)
-        self.state = "new"
-        self.last_error: str | None = None
-        self.last_report: dict[str, Any] | None = None
-        self.frames_in = 0  # pipeline thread
-        self.frames_sent = 0
-        self.frames_evicted = 0  # pipeline thread: loop fell behind
-        self.frames_offline = 0  # no session
-        self.frames_waiting_key = 0  # skipped until the next keyframe
-        self.base_dropped = 0
-        self.sessions = 0
-        self.keyframe_requests = 0
-        self.tier_sent = [0] * seq.tiers
-        self.tier_dropped = [0] * seq.tiers
-        self.bytes_sent = [0] * seq.tiers
-        self.messages_sent = 0
-        self._cpu_clock: int | None = None
-        self._cpu_final: float | None = None  # CPU seconds of the loop thread, once it has ended
-        self._cpu_at_connect: float | None = None  # ... when the last session had opened
-        self.write_cpu_s = 0.0  # CPU seconds spent in write() on the pipeline thread
-        self.close_s: float | None = None
-
-    # -- pipeline side -------------------------------------------------------------------------
-
-    def start(self) -> "WhipSender":
-        if self._thread is None:
-            apply_environment()
-            ready = threading.Event()
-            self._thread = threading.Thread(target=self._thread_main, args=(ready,), name="snisd-whip", daemon=True)
-            self._thread.start()
-            ready.wait(5.0)
-        return self
-
-    def write(self, frame: EncodedFrame) -> None:
-        """Queue a frame for sending; never blocks. The oldest queued frame goes when full."""
-        t0 = time.thread_time()
-        self.frames_in += 1
-        try:
-            self._hand_off(frame)
-        finally:
-            self.write_cpu_s += time.thread_time() - t0
-
-    def _hand_off(self, frame: EncodedFrame) -> None:
-        loop = self._loop
-        if loop is None or self._closing:
-            return
-        with self._lock:
-            if len(self._queue) >= self._queue_frames:
-                self._queue.popleft()
-                self.frames_evicted += 1
-                self._evicted = True
-            self._queue.append(frame)
-            schedule = not self._scheduled
-            self._scheduled = True
-        if schedule:
-            try:
-                loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # loop already closed
-                pass
-
-    def close(self, timeout: float = 1.2) -> None:
-        """Flush what is queued (briefly), DELETE the WHIP resource and stop the loop thread."""
-        if self._closing:
-            return
-        t0 = time.monotonic()
-        self._closing = True
-        loop, thread = self._loop, self._thread
-        if loop is not None and self._stop_event is not None:
-            try:
-                loop.call_soon_threadsafe(self._stop_event.set)
-            except RuntimeError:
-                pass
-        if thread is not None:
-            thread.join(timeout)
-            if thread.is_alive():
-                log.warning("%s: transport thread did not stop within %.1f s", self.name, timeout)
-        self.close_s = time.monotonic() - t0
-
-    def stats(self) -> dict[str, Any]:
-        cpu = self._cpu_final
-        if cpu is None and self._cpu_clock is not None:
-            try:
-                cpu = time.clock_gettime(self._cpu_clock)
-            except OSError:
-                cpu = None
-        return {
-            "peer": self.peer, "state": self.state, "sessions": self.sessions, "frames_in": self.frames_in,
-            "frames_sent": self.frames_sent, "frames_evicted": self.frames_evicted,
-            "frames_offline": self.frames_offline, "frames_waiting_key": self.frames_waiting_key,
-            "base_dropped": self.base_dropped, "tier_sent": list(self.tier_sent),
-            "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
-            "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
-            "max_tiers": self.max_tiers, "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
-            "delivered_kbps": (round(self.controller.delivered_bps / 1e3, 1)
-                               if self.controller and self.controller.delivered_bps is not None else None),
-            "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None, "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
-            "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
-            "last_report": self.last_report,
-        }
-
-    def tier_rates(self) -> list[float]:
-        """Bits per second of the first 1, 2, ... tiers (P-frames, smoothed; [] before any frame)."""
-        if any(v is None for v in self._tier_size):
-            return []
-        out, total = [], 0.0
-        for v in self._tier_size:
-            total += v  # type: ignore[operator]
-            out.append(8.0 * total * self.seq.fps)
-        return out
-
-    # -- loop thread -----------------------------------------------------------------------------
-
-    def _thread_main(self, ready: threading.Event) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        self._stop_event = asyncio.Event()
-        try:
-            self._cpu_clock = time.pthread_getcpuclockid(threading.get_ident())
-        except (AttributeError, OSError):
-            self._cpu_clock = None
-        ready.set()
-        try:
-            loop.run_until_complete(self._run())
-        except Exception:
-            log.exception("%s: transport loop failed", self.name)
-        finally:
-            try:
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                if self._cpu_clock is not None:
-                    self._cpu_final = time.clock_gettime(self._cpu_clock)
-                self._loop = None
-                loop.close()
-                self.state = "closed"
-
-    def _want_keyframe(self, reason: str) -> None:
-        self._need_key = True
-        now = time.monotonic()
-        if now - self._last_key_request < 0.25:
-            return
-        self._last_key_request = now
-        self.keyframe_requests += 1
-        log.debug("%s: keyframe requested (%s)", self.name, reason)
-        cb = self.request_keyframe
-        if cb is not None:
-            try:
-                cb()
-            except Exception as exc:
-                log.warning("%s: keyframe request callback failed: %s", self.name, exc)
-
-    async def _run(self) -> None:
-        assert self._stop_event is not None
-        attempt = 0
-        while not self._closing:
-            session = None
-            try:
-                self.state = "connecting"
-                session = await self._connect()
-                attempt = 0
-                self.sessions += 1
-                self.state = "connected"
-                self.last_error = None
-                log.info("%s: connected (session %d, resource %s)", self.name, self.sessions, session.resource)
-                await self._serve(session)
-            except WhipError as exc:
-                self.last_error = str(exc)
-                level = logging.ERROR if exc.unauthorized or attempt == 0 else logging.WARNING
-                log.log(level, "%s: %s", self.name, exc)
-            except TransportError as exc:
-                self.last_error = str(exc)
-                quiet = attempt > 0 or self._closing
-                log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %s", self.name, exc)
-            except Exception as exc:  # aiortc raises assorted errors on broken sessions
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("%s: session failed: %s", self.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG))
-            finally:
-                if session is not None:
-                    await self._end_session(session)
-            if self._closing:
-                break
-            delay = min(self.backoff_max, self.backoff_initial * (2 ** attempt)) * random.uniform(0.8, 1.2)
-            attempt += 1
-            self.state = "waiting"
-            log.info("%s: reconnecting in %.1f s", self.name, delay)
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), delay)
-            except asyncio.TimeoutError:
-                pass
-        self.state = "closed"
-
-    async def _connect(self) -> _Session:
-        from aiortc import RTCPeerConnection, RTCSessionDescription
-
-        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-        control = pc.createDataChannel(CONTROL_LABEL, ordered=True)
-        tiers = [pc.createDataChannel(tier_label(0), ordered=True)]
-        for k in range(1, self.seq.tiers):
-            tiers.append(pc.createDataChannel(tier_label(k), ordered=False,
-                                              maxPacketLifeTime=self.enhancement_lifetime_ms))
-        s = _Session(pc, control, tiers)
-
-        def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                s.dropped.set()
-
-        pc.on("connectionstatechange", on_state)
-        opened = {"n": 0}
-
-        def on_open() -> None:
-            opened["n"] += 1
-            if opened["n"] == 1 + len(tiers):
-                s.opened.set()
-
-        for ch in (control, *tiers):
-            ch.on("open", on_open)
-            ch.on("close", lambda: s.dropped.set())
-        control.on("message", lambda m: self._on_control(s, m))
-        try:
-            await pc.setLocalDescription(await pc.createOffer())
-            answer, s.resource = await self.client.publish(pc.localDescription.sdp)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
-            done, _ = await asyncio.wait(
-                [asyncio.ensure_future(s.opened.wait()), asyncio.ensure_future(s.dropped.wait()),
-                 asyncio.ensure_future(self._stop_event.wait())],  # type: ignore[union-attr]
-                timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED)
-            for f in _:
-                f.cancel()
-            if not s.opened.is_set():
-                raise TransportError(f"{self.peer}: data channels did not open within {self.connect_timeout:.0f} s "
-                                     f"(ICE {pc.iceConnectionState}, connection {pc.connectionState})")
-        except BaseException:
-            await self._end_session(s)
-            raise
-        # the stream starts over: init segment, then frames from the next keyframe
-        s.last_feedback = time.monotonic()
-        self._session = s
-        if self._cpu_clock is not None:
-            self._cpu_at_connect = time.clock_gettime(self._cpu_clock)
-        hello = {"type": "hello", "version": 1, "tiers": self.seq.tiers, "stream": self.stream_name,
-                 "lifetime_ms": self.enhancement_lifetime_ms}
-        control.send(json.dumps(hello))
-        for msg in split(self.init_segment, KIND_INIT, 0, 0):
-            tiers[0].send(msg)
-            s.bytes_queued += len(msg)
-        self._need_key = True
-        self._last_key_request = 0.0
-        self._want_keyframe("new session")
-        if self.controller is not None:
-            self.controller.reset()
-            self.max_tiers = self.controller.current
-        return s
-
-    async def _serve(self, s: _Session) -> None:
-        assert self._stop_event is not None
-        next_status = 0.0
-        while not self._closing:
-            now = time.monotonic()
-            if now >= next_status and s.is_open():
-                # sender-side counters; also tells the receiver we are alive when frames are rare
-                s.control.send(json.dumps({"type": "sender", "frames_sent": self.frames_sent,
-                                           "tier_sent": self.tier_sent, "tier_dropped": self.tier_dropped,
-                                           "base_dropped": self.base_dropped, "max_tiers": self.max_tiers}))
-                next_status = now + 1.0
-            if s.dropped.is_set() or not s.is_open():
-                raise TransportError(f"{self.peer}: session closed by the peer or the network")
-            if time.monotonic() - s.last_feedback > self.feedback_timeout:
-                raise TransportError(f"{self.peer}: no receiver feedback for {self.feedback_timeout:.1f} s")
-            try:
-                await asyncio.wait_for(self._stop_event.wait(), 0.2)
-            except asyncio.TimeoutError:
-                pass
-        # closing: give queued data a moment to leave before tearing the session down
-        self._drain()
-        deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline and s.is_open() and any(
-                ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open"):
-            await asyncio.sleep(0.02)
-
-    async def _end_session(self, s: _Session) -> None:
-        if self._session is s:
-            self._session = None
-        self.state = "disconnected" if not self._closing else "closing"
-        if s.resource:
-            status = await self.client.delete(s.resource, timeout=0.5 if self._closing else 2.0)
-            log.debug("%s: DELETE %s -> %s", self.name, s.resource, status)
-            s.resource = None
-        try:
-            await asyncio.wait_for(s.pc.close(), 0.4 if self._closing else 2.0)
-        except Exception as exc:
-            log.debug("%s: closing the peer connection: %s", self.name, exc)
-
-    def _on_control(self, s: _Session, message: Any) -> None:
-        s.last_feedback = time.monotonic()
-        try:
-            msg = json.loads(message)
-        except (TypeError, ValueError):
-            log.debug("%s: unreadable control message %r", self.name, message[:80])
-            return
-        kind = msg.get("type") if isinstance(msg, dict) else None
-        if kind == "report":
-            self.last_report = msg
-            if self.controller is not None and s is self._session:
-                _, delay = self._queue_delay(s)
-                before = self.max_tiers
-                self.max_tiers = self.controller.update(msg, delay, rates=self.tier_rates())
-                if self.max_tiers != before:
-                    cap = self.controller.delivered_bps
-                    log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s, delivered %s kbit/s)",
-                             self.name, self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
-                             msg.get("delay_trend_ms_per_s"), "?" if cap is None else round(cap / 1e3))
-        elif kind == "keyframe":
-            self._want_keyframe(f"receiver: {msg.get('reason', '?')}")
-
-    def _drain(self) -> None:
-        with self._lock:
-            frames = list(self._queue)
-            self._queue.clear()
-            self._scheduled = False
-            evicted, self._evicted = self._evicted, False
-        if evicted:  # the frames lost in the hand-off break the receiver's prediction chain
-            self._want_keyframe("sender queue overflow")
-        for ef in frames:
-            try:
-                self._send_frame(ef)
-            except Exception as exc:  # a channel closing under us: the session loop notices
-                log.debug("%s: send failed: %s", self.name, exc)
-                self._want_keyframe(f"send failed: {exc}")
-
-    def _queue_delay(self, s: _Session) -> tuple[int, float]:
-        """(bytes waiting in the channels, seconds the oldest of them has waited).
-
-        aiortc keeps every channel's outgoing messages in one FIFO in front of SCTP, and a
-        channel's bufferedAmount counts its bytes still in there. Bytes handed over so far minus
-        bytes still buffered tells how far the FIFO has drained, and so which frame is at its head.
-        """
-        queued = sum(ch.bufferedAmount for ch in s.tiers)
-        drained = s.bytes_queued - queued
-        marks = s.marks
-        while marks and marks[0][1] <= drained:
-            marks.popleft()
-        return queued, (time.monotonic() - marks[0][0]) if marks else 0.0
-
-    def _send_frame(self, ef: EncodedFrame) -> None:
-        s = self._session
-        if s is None or not s.is_open():
-            self.frames_offline += 1
-            self._need_key = True
-            return
-        if self._need_key and not ef.keyframe:
-            self.frames_waiting_key += 1
-            return
-        if not ef.keyframe:
-            for t, chunk in enumerate(ef.tiers[:len(self._tier_size)]):
-                old = self._tier_size[t]
-                self._tier_size[t] = float(len(chunk)) if old is None else 0.9 * old + 0.1 * len(chunk)
-        base = s.tiers[0]
-        queued, delay = self._queue_delay(s)
-        if queued > self.base_backlog or delay > self.base_delay:
-            # the link cannot even carry the base tier: skip to the next keyframe
-            self.base_dropped += 1
-            self._want_keyframe(f"send queue {queued} bytes, {delay * 1e3:.0f} ms")
-            return
-        # enhancements only when what is queued is young: they are the first thing to give up
-        enh_ok = delay <= self.enhancement_delay and queued <= self.enhancement_backlog
-        if not enh_ok and self.controller is not None:
-            self.max_tiers = self.controller.update(None, delay, rates=self.tier_rates())
-        self._need_key = False
-        s.sequence += 1
-        seqno = s.sequence
-        dt = us_to_ticks(ef.pts_us, self.info.timescale)
-        count = 1
-        while count < min(len(ef.tiers), self.max_tiers) and enh_ok and s.tiers[count].readyState == "open":
-            count += 1
-        for t in range(count, len(ef.tiers)):
-            self.tier_dropped[t] += 1
-        now = None
-        for tier in range(count):
-            ch = s.tiers[tier]
-            piece = tier_fragment(ef, tier, seqno, self.info, dt)
-            msgs = split(piece, KIND_FRAGMENT, tier, seqno, now, frame_tiers=count)
-            now = HEADER_TIME(msgs[0])
-            for m in msgs:
-                ch.send(m)
-                s.bytes_queued += len(m)
-            self.messages_sent += len(msgs)
-            self.tier_sent[tier] += 1
-            self.bytes_sent[tier] += len(piece)
-        s.marks.append((time.monotonic(), s.bytes_queued))
-        self.frames_sent += 1
-
-
-def HEADER_TIME(message: bytes) -> int:
-    """The sender-clock field of a framed message (all tiers of a frame share it)."""
-    return int.from_bytes(message[10:14], "big")
-
-
-def run_sender(transport, seq: SequenceHeader, request_keyframe: Callable[[], None] | None = None,
-               **options: Any) -> WhipSender:
-    """The daemon's hook: a started WhipSender for `transport` (config.TransportConfig: peer,
-    token, ice_servers) streaming the sequence `seq`. Add it to the pipeline's sinks and set
-    ``sender.request_keyframe = pipeline.request_keyframe`` once the pipeline exists."""
-    if not transport.peer:
-        raise TransportError("no WHIP endpoint configured (transport.peer / --peer)")
-    return WhipSender(transport.peer, seq, token=transport.token, ice_servers=transport.ice_servers,
-                      request_keyframe=request_keyframe, **options).start()

@@ -1,7 +1,8 @@
-"""Stand-alone transport tool for tests and benchmarks, without the daemon:
+"""Transport harness for tests and benchmarks, without the daemon:
 
-    python -m snisd.transport receive --listen 127.0.0.1:8080 [--token T] [--record-dir DIR]
-    python -m snisd.transport send --peer http://127.0.0.1:8080/whip --size 320x240 --fps 10 --frames 100
+    python tools/transport_harness.py send --peer http://127.0.0.1:8080/whip --size 320x240 --fps 10 --frames 100
+
+(the other end is `snisd receive`, i.e. `python -m snisd receive`).
 
 `send` runs the real pipeline (paced synthetic camera -> encoder -> WhipSender) and can write one
 JSON line per encoded frame with the capture time and the hash of the encoder's own
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 
-from .receiver import add_receiver_arguments, frame_hash, run_receiver
+from snisd.transport.framelog import frame_hash
 
 
 class _TimedSource:
@@ -27,6 +28,7 @@ class _TimedSource:
         self.source = source
         self.name, self.width, self.height, self.fps = source.name, source.width, source.height, source.fps
         self.captured: dict[int, float] = {}
+        self._mono: dict[int, float] = {}
 
     @property
     def dropped(self) -> int:
@@ -35,7 +37,17 @@ class _TimedSource:
     def read(self, timeout: float = 2.0):
         f = self.source.read(timeout)
         self.captured[f.pts_us] = time.time()
+        self._mono[f.pts_us] = time.monotonic()
+        while len(self._mono) > 256:
+            self._mono.pop(next(iter(self._mono)))
         return f
+
+    def capture_ms(self, pts_us: int, clock) -> float | None:
+        """The capture time of frame `pts_us` on the sender's `clock` (ms)."""
+        t = self._mono.get(pts_us)
+        if t is None:
+            return None
+        return clock() - (time.monotonic() - t) * 1000.0
 
     def close(self) -> None:
         self.source.close()
@@ -67,12 +79,20 @@ class _LoggingEncoder:
             self._f.close()
 
 
+def _offset_clock(offset_ms: float):
+    """The sender's clock: monotonic ms, shifted by `offset_ms` (tests give it a foreign clock)."""
+    def clock() -> float:
+        return time.monotonic() * 1000.0 + offset_ms
+    return clock
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
-    from ..capture.synthetic import SyntheticSource
-    from ..codec.encoder import Encoder, EncoderConfig
-    from ..pipeline import Pipeline
-    from .ice import restrict_host_addresses
-    from .whip import WhipSender
+    from snisd.capture.synthetic import SyntheticSource
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.pipeline import Pipeline
+    from snisd.transport.ice import restrict_host_addresses
+    from snisd.transport.sender import WhipSender
+    from snisd.transport.warmup import warm_up_codec
 
     logging.basicConfig(level=getattr(logging, args.log_level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,16 +106,13 @@ def _cmd_send(args: argparse.Namespace) -> int:
     enc = Encoder(EncoderConfig(w, h, fps_num, fps_den, tiers=args.tiers, qp=args.qp,
                                 keyframe_interval=args.keyint, model=args.model))
     # compile the codec kernels before the camera starts (numba's cache may be cold or stale)
-    from ..capture.synthetic import SyntheticScene
-
-    warm = Encoder(EncoderConfig(64, 64, tiers=args.tiers, qp=args.qp, model=args.model), analysis=enc.analysis,
-                   synthesis=enc.synthesis)
-    scene = SyntheticScene(64, 64, 10.0)
-    for n in range(2):
-        warm.encode(scene.render(n))
+    warm_up_codec(args.model, tiers=args.tiers, qp=args.qp, decode=False, analysis=enc.analysis,
+                  synthesis=enc.synthesis)
     encoder = _LoggingEncoder(enc, source, args.frame_log)
+    clock = _offset_clock(args.clock_offset_ms)
     sender = WhipSender(args.peer, enc.sequence_header, token=args.token, ice_servers=args.ice_servers,
-                        stream_name="synthetic").start()
+                        stream_name="synthetic", ca_file=args.ca_file, clock=clock,
+                        capture_ms=lambda pts: source.capture_ms(pts, clock)).start()
     pipe = Pipeline(source, encoder, [sender], queue_size=2, max_frames=args.frames)
     sender.request_keyframe = pipe.request_keyframe
     # wait for the session before the camera starts, so the run measures streaming, not connecting
@@ -120,14 +137,14 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m snisd.transport")
+    parser = argparse.ArgumentParser(prog="tools/transport_harness.py")
     sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("receive", help="run the WHIP endpoint (same as `snisd receive`)")
-    add_receiver_arguments(r)
-    r.set_defaults(func=run_receiver)
     s = sub.add_parser("send", help="stream the synthetic camera to a WHIP endpoint")
     s.add_argument("--peer", required=True)
     s.add_argument("--token", default=None)
+    s.add_argument("--ca-file", default=None, help="CA certificates for an https:// peer")
+    s.add_argument("--clock-offset-ms", type=float, default=0.0,
+                   help="shift the sender's clock by this much (tests of the receiver's clock sync)")
     s.add_argument("--size", default="320x240")
     s.add_argument("--fps", type=float, default=10.0)
     s.add_argument("--frames", type=int, default=0, help="stop after N captured frames (0: --duration)")
