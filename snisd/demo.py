@@ -86,7 +86,8 @@ def run_demo(args: argparse.Namespace) -> int:
                "received_recordings": [str(p) for p in recordings]}
     # what the receiver did live (its own counts), then a decode of its recording afterwards
     summary["receiver_recorded_frames"] = sum(s.get("recorded", 0) for s in live)
-    summary["receiver_live_decoded_frames"] = sum(s.get("decoded", 0) for s in live)
+    live_decoded = sum(s.get("decoded", 0) for s in live)
+    summary["receiver_live_decoded_frames"] = live_decoded
     summary["receiver_decode_errors"] = sum(s.get("decode_errors", 0) for s in live)
     failed = [s["decoder_failed"] for s in live if s.get("decoder_failed")]
     if failed:
@@ -97,7 +98,7 @@ def run_demo(args: argparse.Namespace) -> int:
         summary["recording_decoded_afterwards_tiers"] = rep.tiers
         summary["decoded_to"] = str(out / "received.y4m")
     print(json.dumps(summary, indent=1))
-    live_ok = summary["receiver_live_decoded_frames"] > 0 and not failed
+    live_ok = live_decoded > 0 and not failed
     return 0 if rc == 0 and recordings and live_ok else 1
 
 

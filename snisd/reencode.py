@@ -13,8 +13,9 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 log = logging.getLogger("snisd.reencode")
 

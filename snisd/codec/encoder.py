@@ -135,6 +135,7 @@ class Encoder:
 
     def __init__(self, config: EncoderConfig, analysis: AnalysisTransform | None = None,
                  synthesis: SynthesisTransform | None = None) -> None:
+        assert config.key_tier_ratio is not None  # set by EncoderConfig.__post_init__
         self.config = config
         self.analysis = analysis if analysis is not None else AnalysisTransform(config.model, config.threads)
         if synthesis is None:

@@ -35,7 +35,7 @@ class Access:
         self.grants = tuple(grants)
 
     @classmethod
-    def single_token(cls, token: str | None) -> "Access":
+    def single_token(cls, token: str | None) -> Access:
         """`--token T`: one token for both scopes (no token: open)."""
         return cls([Grant("token", token, frozenset(SCOPES))] if token else [])
 

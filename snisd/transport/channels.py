@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 
 from ..codec.bitstream import EncodedFrame
+from ..container import NON_SYNC_FLAGS, SYNC_FLAGS, Fmp4StreamParser, InitInfo, Sample, fragment_bytes, parse_fragment
 from ..container.boxes import parse_header
-from ..container import (NON_SYNC_FLAGS, SYNC_FLAGS, Fmp4StreamParser, InitInfo, Sample, fragment_bytes,
-                         parse_fragment)
 from ..errors import ContainerError
 from .errors import TransportError
 

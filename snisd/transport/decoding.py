@@ -11,7 +11,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
 
@@ -70,7 +71,7 @@ class DecodeWorker:
         self._thread.join(timeout)
 
     def _main(self) -> None:
-        from ..codec.decoder import Decoder, ReferenceError
+        from ..codec.decoder import Decoder, MissingReferenceError
         from ..errors import SnisError
 
         try:
@@ -87,7 +88,7 @@ class DecodeWorker:
             t0 = time.perf_counter()
             try:
                 frame = decoder.decode(ef)
-            except ReferenceError as exc:
+            except MissingReferenceError as exc:
                 self.skipped += 1
                 self.on_trouble(str(exc))
                 continue

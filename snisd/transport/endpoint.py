@@ -18,7 +18,7 @@ from typing import Any
 
 from .auth import PUBLISH, VIEW, Access, refusal
 from .fanout import Fanout
-from .forward import ForwardTarget, Forwarder
+from .forward import Forwarder, ForwardTarget
 from .framelog import FrameLog
 from .ice import rtc_configuration
 from .stream import Stream, StreamSettings

@@ -64,7 +64,7 @@ class _Rates:
 class StreamView:
     """The live-view side of one Stream: its viewers and the figures its page shows."""
 
-    def __init__(self, view: "LiveView", stream, fanout) -> None:
+    def __init__(self, view: LiveView, stream, fanout) -> None:
         self.view = view
         self.stream = stream
         self.fanout = fanout

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
 

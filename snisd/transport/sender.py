@@ -25,8 +25,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
 from ..container import build_init_segment, make_init_info, us_to_ticks
@@ -164,7 +165,7 @@ class WhipSender:
 
     # -- pipeline side -------------------------------------------------------------------------
 
-    def start(self) -> "WhipSender":
+    def start(self) -> WhipSender:
         if self._thread is None:
             apply_environment()
             ready = threading.Event()

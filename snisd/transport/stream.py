@@ -19,15 +19,24 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..codec.bitstream import EncodedFrame, FrameHeader
 from ..container import Fragment, InitInfo, fragment_to_frame
 from ..errors import SnisError
 from .assembly import FrameAssembler, Slot
-from .channels import (CONTROL_LABEL, KIND_INIT, MAX_MESSAGE, Reassembler, clock_ms, label_tier,
-                       parse_init_segment, parse_tier_fragment)
+from .channels import (
+    CONTROL_LABEL,
+    KIND_INIT,
+    MAX_MESSAGE,
+    Reassembler,
+    clock_ms,
+    label_tier,
+    parse_init_segment,
+    parse_tier_fragment,
+)
 from .clocksync import ClockSync, Percentiles
 from .decoding import DecodeWorker
 from .delay import DelayTrend
@@ -69,8 +78,8 @@ class Stream:
 
     def __init__(self, sid: str, pc, settings: StreamSettings, *, publisher: str = "",
                  frame_log: FrameLog | None = None,
-                 on_decoded: Callable[["Stream", Any, float], None] | None = None,
-                 on_idle: Callable[["Stream", str], None] | None = None) -> None:
+                 on_decoded: Callable[[Stream, Any, float], None] | None = None,
+                 on_idle: Callable[[Stream, str], None] | None = None) -> None:
         self.id = sid
         self.pc = pc
         self.settings = settings
