@@ -253,7 +253,7 @@ typedef struct {
     int32_t mmax[SNIS_MAX_TIERS][64];  /* largest level whose dequantised value stays in int32 */
     int32_t mult8[64];                 /* int8 latent -> 1/16 pixel, 8 fractional bits */
     int16_t thr8[64];                  /* |int8 latent - zp| below this quantises to 0 in every tier */
-    int tiers, nch;
+    int tiers, nch, lanes; /* lanes: nch rounded up to the stored block width (dummy channels code 0) */
 } step_table;
 
 typedef struct {
@@ -281,6 +281,14 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     int nch = coarse ? 4 : n * n - 1;
     t->tiers = l->p.tiers;
     t->nch = nch;
+    t->lanes = coarse ? LAT_K : (n == 8 ? LAT_Y : LAT_C);
+    memset(t->steps, 0, sizeof(t->steps));
+    memset(t->inv, 0, sizeof(t->inv));
+    memset(t->off, 0, sizeof(t->off));
+    memset(t->mmax, 0, sizeof(t->mmax));
+    memset(t->mult8, 0, sizeof(t->mult8));
+    for (int c = 0; c < 64; c++)
+        t->thr8[c] = 256;
     for (int k = 0; k < l->p.tiers; k++) {
         int s16 = snis_step16(e->qp, k, l->p.tiers, snis_frame_ratio(&l->p, e->frame_type));
         int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
@@ -323,10 +331,13 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
                                  const step_table *st)
 {
     loop_t *l = &e->l;
-    int nch = st->nch, any = 0;
+    int nch = st->nch, lanes = st->lanes, any = 0;
     int32_t r[64];
-    for (int c = 0; c < nch; c++) {
-        int32_t d = src[c] - t->zp[c];
+    int8_t s8[64];
+    memcpy(s8, src, (size_t)nch);
+    memset(s8 + nch, 0, (size_t)(lanes - nch));
+    for (int c = 0; c < lanes; c++) {
+        int32_t d = s8[c] - t->zp[c];
         any |= (d < 0 ? -d : d) >= st->thr8[c];
         r[c] = to16(d, st->mult8[c]);
     }
@@ -340,7 +351,7 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
         int32_t nz = 0;
         const uint32_t *inv = st->inv[k], *off = st->off[k];
         const int32_t *steps = st->steps[k], *mmax = st->mmax[k];
-        for (int c = 0; c < nch; c++) {
+        for (int c = 0; c < lanes; c++) {
             int32_t v = r[c];
             uint32_t a = (uint32_t)(v < 0 ? -v : v);
             int32_t m = level(a, off[c], inv[c], mmax[c]);
@@ -349,8 +360,6 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
             nz |= m;
             r[c] = v < 0 ? v + dq : v - dq;
         }
-        for (int c = nch; c < stride; c++)
-            q[c] = 0;
         flag(&l->q[k])[b] = (uint8_t)(nz != 0);
     }
 }
