@@ -168,7 +168,9 @@ viewers:
         assert st["forward"]["sessions"] == 2 and st["forward"]["failures"] >= 1, st["forward"]
         req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {VIEWER}"})
         metrics = urllib.request.urlopen(req, timeout=5).read().decode()
-        assert 'snisd_receiver_forward_state{stream="' in metrics and 'state="connected"} 1' in metrics
+        connected = [ln for ln in metrics.splitlines() if ln.startswith("snisd_receiver_forward_state{")
+                     and 'state="connected"' in ln and 'stream="' in ln]
+        assert connected and float(connected[0].rsplit(" ", 1)[1]) == 1, metrics
     finally:
         proc.kill()
         proc.wait(10)

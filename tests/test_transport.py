@@ -163,14 +163,26 @@ def finish_sender(proc: subprocess.Popen, tmp: Path, tag: str = "tx") -> dict:
 
 
 def check_frames(tx_log: Path, rx_frames: list[dict]) -> dict[int, int]:
-    """Every decoded frame equals the sender's reconstruction with the same tier count."""
+    """Decoded frames equal the sender's reconstruction with the same tier count wherever the codec
+    guarantees it: every frame decoded with all tiers since the last key picture, and every
+    keyframe and key picture whatever its tiers. A P-frame decoded after tiers were dropped
+    predicts from a picture without them and drifts until the next key picture (docs/CODEC.md
+    measures that bound); such frames are counted, not compared."""
     sent = {r["frame_no"]: r for r in map(json.loads, tx_log.read_text().splitlines())}
     assert rx_frames, "the receiver decoded nothing"
     tiers: dict[int, int] = {}
+    full = len(next(iter(sent.values()))["hashes"])
+    exact_chain = False  # all tiers decoded since the last key picture
+    compared = 0
     for r in rx_frames:
         s = sent[r["frame_no"]]
-        assert r["hash"] == s["hashes"][r["tiers"] - 1], f"frame {r['frame_no']} with {r['tiers']} tiers differs"
+        key = s.get("key_picture", s["keyframe"])
+        exact_chain = r["tiers"] == full if key else exact_chain and r["tiers"] == full
+        if key or exact_chain:
+            assert r["hash"] == s["hashes"][r["tiers"] - 1], f"frame {r['frame_no']} with {r['tiers']} tiers differs"
+            compared += 1
         tiers[r["tiers"]] = tiers.get(r["tiers"], 0) + 1
+    assert compared > 0, "no frame could be compared"
     return tiers
 
 

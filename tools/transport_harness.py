@@ -69,6 +69,7 @@ class _LoggingEncoder:
             k = self.sequence_header.tiers
             hashes = [frame_hash(self.encoder.reconstruction(t)) for t in range(1, k + 1)]
             rec = {"index": ef.index, "frame_no": ef.index & 0xFFFF, "keyframe": ef.keyframe,
+                   "key_picture": ef.keyframe or ef.switch_point,
                    "t_capture": self.source.captured.pop(frame.pts_us, None), "t_encoded": time.time(),
                    "sizes": [len(c) for c in ef.tiers], "hashes": hashes}
             self._f.write(json.dumps(rec) + "\n")
