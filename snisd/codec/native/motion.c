@@ -218,8 +218,8 @@ void motion_estimate_row(me_job *job, int mby)
             }
         }
         if (!done) {
-            for (int step = 8; step >= 1; step >>= 1) {
-                for (int it = 0; it < 4; it++) {
+            for (int step = 4; step >= 1; step >>= 1) {
+                for (int it = 0; it < 2; it++) {
                     int moved = 0;
                     static const int dirs[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
                     for (int d = 0; d < 4; d++) {
