@@ -34,10 +34,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory of a process (VmHWM: its peak so far)."""
     try:
         with open(f"/proc/{pid}/status") as fh:
-            m = re.search(r"^VmRSS:\s+(\d+) kB", fh.read(), re.M)
+            m = re.search(rf"^{field}:\s+(\d+) kB", fh.read(), re.M)
     except OSError:
         return float("nan")
     return int(m.group(1)) / 1024 if m else float("nan")
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--csv", default=None, help="write the samples to this CSV file")
     ap.add_argument("--max-rss-growth-mb", type=float, default=32.0)
     ap.add_argument("--min-fps", type=float, default=0.0, help="fail below this average frame rate (default: off)")
+    ap.add_argument("--threads", type=int, default=1, help="codec threads (config codec.threads, default 1)")
+    ap.add_argument("--cores", type=int, default=0, help="pin the daemon to CPUs 0..N-1 (default: no pinning)")
     args = ap.parse_args(argv)
 
     port = free_port()
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         config = os.path.join(tmp, "soak.yaml")
         with open(config, "w") as fh:
             fh.write(f"camera: {{source: synthetic, width: {args.width}, height: {args.height}, fps: {args.fps}}}\n"
-                     f"codec: {{tiers: {args.tiers}, qp: {args.qp}}}\n"
+                     f"codec: {{tiers: {args.tiers}, qp: {args.qp}, threads: {args.threads}}}\n"
                      f"metrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n"
                      f"pipeline: {{status_interval_s: 60}}\n")
         cmd = [sys.executable, "-m", "snisd.daemon", "--config", config]
@@ -83,7 +86,20 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         log = open(os.path.join(tmp, "daemon.log"), "w+")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        t_start = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, set(range(args.cores))))
+                                if args.cores else None)
+        first_frame_s = None
+        while first_frame_s is None and time.monotonic() - t_start < 30 and proc.poll() is None:
+            try:
+                if scrape(port).get('snisd_stage_frames_out_total{stage="encode"}', 0.0) >= 1:
+                    first_frame_s = time.monotonic() - t_start
+            except OSError:
+                pass
+            time.sleep(0.02)
+        print(f"soak: first encoded frame {first_frame_s if first_frame_s is None else round(first_frame_s, 2)} s "
+              "after the process started", flush=True)
         print(f"soak: pid {proc.pid}, {args.width}x{args.height}@{args.fps:g}, {args.tiers} tiers, "
               f"{args.minutes:g} min; metrics on port {port}", flush=True)
         rows: list[dict[str, float]] = []
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     m = scrape(port)
                 except OSError:
-                    continue  # still starting (model load, numba compile)
+                    continue  # still starting
                 row = {
                     "t_s": round(time.monotonic() - t0, 1),
                     "rss_mb": round(rss_mb(proc.pid), 1),
@@ -124,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                     writer.writerow(row)
                     csv_fh.flush()
         finally:
+            peak_mb = rss_mb(proc.pid, "VmHWM")
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -149,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
               f"average {fps:.1f} fps, drops camera/encode/output "
               f"{rows[-1]['dropped_camera']:.0f}/{rows[-1]['dropped_encode']:.0f}/{rows[-1]['dropped_output']:.0f} "
               f"({100 * drops / max(frames, 1):.1f} %), RSS {rows[0]['rss_mb']:.0f} -> {rows[-1]['rss_mb']:.0f} MB "
-              f"(growth after warm-up {growth:+.1f} MB)")
+              f"(growth after warm-up {growth:+.1f} MB), peak RSS {peak_mb:.0f} MB, encode p50/p95 "
+              f"{rows[-1]['encode_p50_ms']:.1f}/{rows[-1]['encode_p95_ms']:.1f} ms")
         if growth > args.max_rss_growth_mb:
             failures.append(f"RSS grew {growth:.1f} MB > {args.max_rss_growth_mb:g} MB")
         if args.min_fps and fps < args.min_fps:

@@ -8,6 +8,9 @@
  * Compensation is bilinear in integers; references carry an edge-replicated border, so vectors
  * inside it need no clamping, and any other vector takes the clamped path with the same result.
  */
+#define _POSIX_C_SOURCE 200809L
+#include <sched.h>
+
 #include "internal.h"
 #include "simd.h"
 
@@ -151,8 +154,11 @@ static uint32_t sad_half(const plane_t *cur, const plane_t *ref, int x0, int y0,
 
 static void wait_row(volatile int *row_done, int row, int need)
 {
-    while (__atomic_load_n(&row_done[row], __ATOMIC_ACQUIRE) < need)
-        ;
+    /* spin a little (the row above is usually just ahead), then yield the core: on a busy board
+       the thread we wait for may be the one the scheduler has to run */
+    for (int spins = 0; __atomic_load_n(&row_done[row], __ATOMIC_ACQUIRE) < need; spins++)
+        if (spins > 256)
+            sched_yield();
 }
 
 void motion_estimate_row(me_job *job, int mby)
