@@ -116,8 +116,11 @@ class SyntheticScene:
         self.noise_on = noise > 0
         if self.noise_on:
             nh, nw = height + 64, width + 64
-            bank = rng.normal(0.0, noise, (_NOISE_BANK, nh, nw))
-            self._noise = np.clip(np.round(bank), -20, 20).astype(np.int8).view(np.uint8)
+            # one field at a time: a float64 bank of 1080p fields at once would be ~150 MB
+            self._noise = np.empty((_NOISE_BANK, nh, nw), np.uint8)
+            for i in range(_NOISE_BANK):
+                field = rng.normal(0.0, noise, (nh, nw))
+                self._noise[i] = np.clip(np.round(field), -20, 20).astype(np.int8).view(np.uint8)
 
     def pan(self, n: int) -> tuple[int, int]:
         """Camera offset for frame n: a slow drift plus a gentle sway, wrapped to the texture."""
