@@ -1,0 +1,65 @@
+#!/bin/bash
+# Build the native decoder's libFuzzer harness (clang, AddressSanitizer + UBSan) and run it.
+#
+#   tools/fuzz/run.sh [--time SECONDS | --runs N] [--out DIR] [--python PY] [-- LIBFUZZER_ARGS...]
+#
+# Default: a 60 s run (CI). `--runs 1000000` is the benchmark run of docs/BENCHMARKS.md.
+# The seed corpus and the weights header come from the Python encoder (tools/fuzz/make_seeds.py,
+# run with PY, default python3 with snisd importable); the corpus grows in DIR/corpus (default
+# build/fuzz). Every input has a time limit (-timeout); a crash, a sanitizer report, a hang or a
+# leak stops the run with a non-zero status and leaves the input in DIR/artifacts.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+out=$repo/build/fuzz
+python=python3
+limit=(-max_total_time=60)
+extra=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --time) limit=(-max_total_time="$2"); shift ;;
+        --runs) limit=(-runs="$2"); shift ;;
+        --out) out=$2; shift ;;
+        --python) python=$2; shift ;;
+        --) shift; extra=("$@"); break ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+clang=${CLANG:-clang}
+command -v "$clang" >/dev/null || { echo "run.sh: $clang not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
+
+mkdir -p "$out/corpus" "$out/artifacts"
+"$python" "$repo/tools/fuzz/make_seeds.py" "$out" 2>/dev/null
+native=$repo/snisd/codec/native
+core=()
+for f in "$native"/*.c; do
+    [ "$(basename "$f")" = pymodule.c ] || core+=("$f")
+done
+start=$(date +%s)
+# Sanitizers everywhere; libFuzzer's comparison tracing only in the parser (entropy.c, decoder.c
+# and the harness): in the pixel kernels it costs most of the time and guides nothing, as their
+# comparisons are on decoded values, not on input bytes.
+flags=(-g -O1 -std=c11 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+       -I"$native" -I"$out")
+objs=()
+pids=()
+for f in "${core[@]}"; do
+    o=$out/$(basename "${f%.c}").o
+    case "$(basename "$f")" in
+        entropy.c|decoder.c) cov=(-fsanitize=fuzzer-no-link) ;;
+        *) cov=(-fsanitize=fuzzer-no-link -fno-sanitize-coverage=trace-cmp) ;;
+    esac
+    "$clang" "${flags[@]}" "${cov[@]}" -c "$f" -o "$o" &
+    pids+=($!)
+    objs+=("$o")
+done
+for p in "${pids[@]}"; do wait "$p"; done
+"$clang" "${flags[@]}" -fsanitize=fuzzer "$repo/tools/fuzz/fuzz_decoder.c" "${objs[@]}" -pthread \
+    -o "$out/fuzz_decoder"
+echo "built $out/fuzz_decoder in $(( $(date +%s) - start )) s"
+cd "$out"
+# corpus first (it is where new inputs are written), then the seeds
+exec ./fuzz_decoder -timeout=5 -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
+    "${limit[@]}" "${extra[@]}" corpus seeds
