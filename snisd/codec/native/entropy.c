@@ -187,7 +187,8 @@ static void code_block(rangecoder *rc, tier_contexts *ctx, int base, bplane *q, 
             mag = 1;
         }
         int neg = rc_bypass(rc, v < 0);
-        vals[c] = (int16_t)(neg ? -mag : mag);
+        if (rc->decoding) /* encoding: the value is already there, and tier k+1 reads it meanwhile */
+            vals[c] = (int16_t)(neg ? -mag : mag);
         if (pos < n - 1) {
             int last = 1;
             if (!rc->decoding)
