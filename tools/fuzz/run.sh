@@ -7,7 +7,8 @@
 # The seed corpus and the weights header come from the Python encoder (tools/fuzz/make_seeds.py,
 # run with PY, default python3 with snisd importable); the corpus grows in DIR/corpus (default
 # build/fuzz). Every input has a time limit (-timeout); a crash, a sanitizer report, a hang or a
-# leak stops the run with a non-zero status and leaves the input in DIR/artifacts.
+# leak stops the run with a non-zero status and leaves the input in DIR/artifacts. Reproduce one
+# with DIR/fuzz_decoder DIR/artifacts/crash-...
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -31,7 +32,7 @@ clang=${CLANG:-clang}
 command -v "$clang" >/dev/null || { echo "run.sh: $clang not found (apt-get install clang libclang-rt-14-dev)" >&2; exit 1; }
 
 mkdir -p "$out/corpus" "$out/artifacts"
-"$python" "$repo/tools/fuzz/make_seeds.py" "$out" 2>/dev/null
+"$python" "$repo/tools/fuzz/make_seeds.py" "$out"
 native=$repo/snisd/codec/native
 core=()
 for f in "$native"/*.c; do
@@ -60,6 +61,14 @@ for p in "${pids[@]}"; do wait "$p"; done
     -o "$out/fuzz_decoder"
 echo "built $out/fuzz_decoder in $(( $(date +%s) - start )) s"
 cd "$out"
-# corpus first (it is where new inputs are written), then the seeds
-exec ./fuzz_decoder -timeout=5 -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
-    "${limit[@]}" "${extra[@]}" corpus seeds
+# corpus first (it is where new inputs are written), then the seeds; the full log stays in
+# DIR/fuzz.log, the summary (and on a failure the report) is printed
+status=0
+./fuzz_decoder -timeout=5 -max_len=16384 -print_final_stats=1 -artifact_prefix="$out/artifacts/" \
+    "${limit[@]}" "${extra[@]}" corpus seeds >"$out/fuzz.log" 2>&1 || status=$?
+grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^Done|^stat::' "$out/fuzz.log" || true
+if [ $status -ne 0 ]; then
+    tail -80 "$out/fuzz.log"
+    echo "run.sh: the fuzzer failed (status $status); the input is in $out/artifacts" >&2
+fi
+exit $status
