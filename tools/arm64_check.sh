@@ -27,8 +27,10 @@
 #   --no-tests    install and report versions only
 #   --shell       after the run, open a shell in the root (with /proc, /sys, /dev mounted)
 #
-# Default test subset (emulation runs numba's compiler and LiteRT about 10-30x slower than the
-# host): tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container/.
+# Default test subset (emulation runs LiteRT about 10-30x slower than the host):
+# tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container/
+# tests/test_native_core.py (the core's C checks, built with the root's gcc; their comparison with
+# x86 skips there, as the root has no qemu -- .ci/run makes that comparison on the host).
 # The daemon, capture and systemd tests are left out: they spawn processes and wait on
 # wall-clock timeouts that emulation does not meet, and they test nothing architecture specific.
 #
@@ -44,7 +46,7 @@ suite=bookworm
 cache=/var/tmp/snisd-arm64
 ref=HEAD
 worktree=no
-tests="tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container"
+tests="tests/test_rangecoder.py tests/test_codec.py tests/test_model.py tests/container tests/test_native_core.py"
 cpu=cortex-a72
 frames=4
 run_tests=yes
@@ -215,9 +217,10 @@ else
 fi
 say "   root: $root ($(du -sh --exclude=proc --exclude=sys --exclude=dev "$root" 2>/dev/null | cut -f1)), debootstrap $(fmt $(($(now) - t)))"
 
-# The board's packages (docs/BOARD.md): python3-venv, python3-dev; systemd for the unit and
-# `systemctl enable`.  Marker per package list, so a changed list re-runs apt.
-pkgs="python3 python3-venv python3-dev systemd"
+# The board's packages (docs/BOARD.md): build-essential and python3-dev (pip builds the native
+# core with the system compiler), python3-venv; systemd for the unit and `systemctl enable`.
+# Marker per package list, so a changed list re-runs apt.
+pkgs="python3 python3-venv python3-dev build-essential systemd"
 t=$(now)
 if [ "$(cat "$root/.snisd-apt" 2>/dev/null)" != "$pkgs" ]; then
     in_root "apt-get update -q && apt-get install -y -q --no-install-recommends $pkgs" >/dev/null
@@ -278,7 +281,9 @@ for p in ('numpy', 'numba', 'llvmlite', 'ai-edge-litert', 'av', 'pyyaml', 'aiort
         print(p, md.version(p))
     except md.PackageNotFoundError:
         print(p, 'missing')
-EOF" 2>&1) || fail "cannot run the virtualenv's python"
+import snisd.codec._native as native
+print('native-core', native.SIMD)
+EOF" 2>&1) || fail "cannot run the virtualenv's python (or import the native core)"
 say "   versions: $(echo "$versions" | paste -sd ' ' | sed 's/ \([a-z-]*\) / \1=/g; s/^python /python=/')"
 
 # ---------------------------------------------------------------- 4. tests and round trip

@@ -110,7 +110,9 @@ int rc_finish(rangecoder *rc, size_t *len)
     if (rc->error)
         return rc->error;
     size_t n = rc->pos;
-    while (n > 1 && rc->buf[n - 1] == 0)
+    /* the decoder reads omitted zeros as past-the-end bytes, and too many of those mean a
+       truncated payload: so only a few may be omitted */
+    while (n > 1 && rc->buf[n - 1] == 0 && rc->pos - n < MAX_TRIM)
         n--;
     /* drop the leading byte (always zero) */
     if (n > 0)

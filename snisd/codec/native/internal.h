@@ -165,6 +165,7 @@ typedef struct {
 } tier_job;
 int code_tier(rangecoder *rc, tier_job *job);
 #define MAX_OVERRUN 16
+#define MAX_TRIM 8 /* trailing zero bytes an encoder may omit: well inside MAX_OVERRUN */
 
 /* Quantisation (quant.c). */
 void channel_steps(int step16, int n, int32_t *steps);

@@ -23,6 +23,8 @@ int snis_step16(int qp, int tier, int tiers, int tier_step_log2)
         e = 0;
     uint64_t v = (uint64_t)10 * POW2_48[e % 48];
     int sh = e / 48;
+    if (sh >= 16 + 20) /* far beyond the cap (v >= 2^19): shifting would wrap */
+        return 1 << 20;
     v = sh >= 16 ? v << (sh - 16) : (v + ((uint64_t)1 << (15 - sh))) >> (16 - sh);
     if (v > 1u << 20)
         v = 1u << 20;
