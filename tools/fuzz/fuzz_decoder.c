@@ -5,9 +5,9 @@
  *
  *   byte 0        bits 0-1: tier count - 1 (3 reads as 0: one tier)
  *                 bit 2: picture size (0: 64x48, 1: 96x64)
- *                 bits 3-7: tier_step_log2 / 2
+ *                 bits 3-7: tier_step_log2 / 2 (bit 3 set: key_step_log2 0, else the same ratio)
  *   then frames, at most MAX_FRAMES, while bytes remain:
- *     byte        bits 0-1: frame type (0 I, 1 P, 2 K; 3 reads as P)
+ *     byte        bits 0-1: frame type (0 I, 1 P, 2 K, 3 KC)
  *                 bits 2-4: tiers given (1 + value mod tier count)
  *                 bits 5-7: tiers shown (1 + value mod tiers given)
  *     byte        qp (low 6 bits)
@@ -49,6 +49,7 @@ static void config_of(uint8_t b, snis_params *p)
     p->width = b & 4 ? 96 : 64;
     p->height = b & 4 ? 64 : 48;
     p->tier_step_log2 = (b >> 3) * 2;
+    p->key_step_log2 = b & 8 ? 0 : p->tier_step_log2;
     p->threads = 1;
 }
 
@@ -72,10 +73,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     snis_image_out out = {{pix, pix + ny, pix + ny + nc}, {w, w / 2, w / 2}};
     size_t pos = 1;
     for (int f = 0; f < MAX_FRAMES && pos + 2 <= size; f++) {
-        int ftype = data[pos] & 3, ntiers = 1 + ((data[pos] >> 2) & 7) % p.tiers;
+        int ftype = data[pos] & 3, ntiers = 1 + ((data[pos] >> 2) & 7) % p.tiers; /* 3: a coarse key picture */
         int show = 1 + (data[pos] >> 5) % ntiers, qp = data[pos + 1] & 63;
-        if (ftype == 3)
-            ftype = SNIS_FRAME_P;
         pos += 2;
         const uint8_t *payload[SNIS_MAX_TIERS];
         size_t len[SNIS_MAX_TIERS];

@@ -56,9 +56,10 @@ typedef struct {
     int width, height;  /* luma size, even */
     int tiers;          /* 1..SNIS_MAX_TIERS */
     int tier_step_log2; /* step ratio between adjacent tiers in 1/8 octaves, 0..64 */
-    int key_step_log2;  /* the same ratio at keyframes and key pictures (whose base tier every
-                           decoder's next key picture predicts from), 0..64 */
     int threads;        /* 1..SNIS_MAX_THREADS; the output does not depend on it */
+    int key_step_log2;  /* the same ratio at keyframes and key pictures (whose base tier every
+                           decoder's next key picture predicts from), 0..64; 0: the base tier
+                           carries them whole */
 } snis_params;
 
 /* Encoder choices that never change the decoder: the stream stays the same syntax. */
