@@ -78,7 +78,7 @@ def main() -> int:
         for i in keys:
             ax.axvline(i, color="0.8", lw=0.8, zorder=0)
         ax.set_xlabel("frame (grey lines: key pictures)")
-        ax.set_ylabel("PSNR-Y vs encoder's picture (dB, 60 = exact)")
+        ax.set_ylabel("PSNR-Y vs encoder (dB; 60: exact)")
         ax.set_title(f"Drift of thinned streams, {args.clip.rsplit('/', 1)[-1]}, qp {args.qp}")
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
