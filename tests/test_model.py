@@ -298,6 +298,8 @@ def test_weights_loader(tmp_path):
 
 def test_model_files_found_without_the_models_package(monkeypatch):
     """A source checkout run without installing has no snisd.models: models/ beside snisd/ is used."""
+    if not (Path(wts.__file__).resolve().parents[2] / "models").is_dir():
+        pytest.skip("snisd is imported from an installed copy here, not from a source checkout")
     def no_package(name):
         raise ModuleNotFoundError(f"No module named {name!r}")
 

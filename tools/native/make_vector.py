@@ -43,7 +43,7 @@ def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8,
     for frame in iter_frames(CLIP, frames, width, height):
         ef = enc.encode(frame)
         fh = FrameHeader.from_bytes(ef.tiers[0])
-        ftype = 0 if fh.keyframe else (2 if fh.switch_point else 1)
+        ftype = 0 if fh.keyframe else ((3 if fh.coarse_key else 2) if fh.switch_point else 1)
         parts.append(struct.pack("<3I", ftype, fh.qp, len(ef.tiers)))
         for k, chunk in enumerate(ef.tiers):
             p = tier_payload(chunk, k, fh.frame_no)
