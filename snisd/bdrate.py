@@ -32,8 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["bd_rate", "bd_quality", "monotone_curve", "pchip_slopes", "pchip_eval",
-           "pchip_integral", "rate_at_quality"]
+__all__ = ["bd_rate", "bd_quality", "monotone_curve", "pchip_slopes", "pchip_eval", "pchip_integral", "rate_at_quality"]
 
 
 def monotone_curve(rates: Sequence[float], quality: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -120,10 +119,7 @@ def pchip_eval(x: np.ndarray, y: np.ndarray, d: np.ndarray, v: float) -> float:
 
 def _antiderivative(t: float) -> tuple[float, float, float, float]:
     # closed-form integrals from 0 to t of the four cubic Hermite basis functions
-    return (t**4 / 2 - t**3 + t,
-            t**4 / 4 - 2 * t**3 / 3 + t**2 / 2,
-            -t**4 / 2 + t**3,
-            t**4 / 4 - t**3 / 3)
+    return (t**4 / 2 - t**3 + t, t**4 / 4 - 2 * t**3 / 3 + t**2 / 2, -(t**4) / 2 + t**3, t**4 / 4 - t**3 / 3)
 
 
 def pchip_integral(x: np.ndarray, y: np.ndarray, d: np.ndarray, lo: float, hi: float) -> float:
@@ -158,8 +154,9 @@ def _mean_gap(xa: np.ndarray, ya: np.ndarray, xb: np.ndarray, yb: np.ndarray) ->
     return (ib - ia) / (hi - lo)
 
 
-def bd_rate(rates_a: Sequence[float], quality_a: Sequence[float],
-            rates_b: Sequence[float], quality_b: Sequence[float]) -> float:
+def bd_rate(
+    rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
+) -> float:
     """BD-rate of curve b against anchor a, in percent (negative: b saves bits).
 
     Returns NaN when a curve has fewer than two usable points or the quality
@@ -170,8 +167,9 @@ def bd_rate(rates_a: Sequence[float], quality_a: Sequence[float],
     return (10.0 ** _mean_gap(qa, la, qb, lb) - 1.0) * 100.0
 
 
-def bd_quality(rates_a: Sequence[float], quality_a: Sequence[float],
-               rates_b: Sequence[float], quality_b: Sequence[float]) -> float:
+def bd_quality(
+    rates_a: Sequence[float], quality_a: Sequence[float], rates_b: Sequence[float], quality_b: Sequence[float]
+) -> float:
     """BD-quality (e.g. BD-PSNR, BD-VMAF): mean quality gain of b over a at equal log-rate.
 
     Same method with the roles of the axes swapped (quality as a function of log-rate).

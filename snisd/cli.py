@@ -14,18 +14,35 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode a video file (.y4m or anything PyAV reads) to SNIS")
     p.add_argument("input", help="input video: .y4m, or any file PyAV can read")
     p.add_argument("-o", "--output", required=True, help="output: .snis elementary stream or .mp4")
-    p.add_argument("--qp", type=int, default=28,
-                   help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)")
+    p.add_argument(
+        "--qp", type=int, default=28, help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)"
+    )
     p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
-    p.add_argument("--tier-ratio", type=int, default=8,
-                   help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)")
-    p.add_argument("--key-tier-ratio", type=int, default=None,
-                   help="step ratio between tiers at keyframes and key pictures (default 0: the base tier carries "
-                        "them at full quality; see docs/CODEC.md)")
-    p.add_argument("--keyint", type=int, default=None,
-                   help="frames between keyframes (default: 10 s worth; 0: only the first frame)")
-    p.add_argument("--switch-int", type=int, default=None,
-                   help="frames between key pictures, where tiers may be added (default: 1 s worth; 0: keyframes only)")
+    p.add_argument(
+        "--tier-ratio",
+        type=int,
+        default=8,
+        help="step ratio between tiers in 1/8 octaves (default 8: each tier halves the step)",
+    )
+    p.add_argument(
+        "--key-tier-ratio",
+        type=int,
+        default=None,
+        help="step ratio between tiers at keyframes and key pictures (default 0: the base tier carries "
+        "them at full quality; see docs/CODEC.md)",
+    )
+    p.add_argument(
+        "--keyint",
+        type=int,
+        default=None,
+        help="frames between keyframes (default: 10 s worth; 0: only the first frame)",
+    )
+    p.add_argument(
+        "--switch-int",
+        type=int,
+        default=None,
+        help="frames between key pictures, where tiers may be added (default: 1 s worth; 0: keyframes only)",
+    )
     p.add_argument("--frames", type=int, default=0, help="encode at most this many frames (0: all)")
     p.add_argument("--model", default=None, help="analysis model (.tflite); default: the shipped SNIS-896")
     p.add_argument("--threads", type=int, default=1, help="codec threads (the bitstream does not depend on it)")
@@ -66,8 +83,9 @@ def _cmd_receive(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     from .demo import add_demo_arguments
 
-    p = sub.add_parser("demo",
-                       help="receiver + daemon on the synthetic camera over loopback, then decode the recording")
+    p = sub.add_parser(
+        "demo", help="receiver + daemon on the synthetic camera over loopback, then decode the recording"
+    )
     add_demo_arguments(p)
     p.set_defaults(func=_cmd_demo)
 
@@ -105,10 +123,19 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 def _cmd_encode(args: argparse.Namespace) -> int:
     from .files import encode_file
 
-    report = encode_file(args.input, args.output, qp=args.qp, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                         keyint=args.keyint, switch_int=args.switch_int, key_tier_ratio=args.key_tier_ratio,
-                         max_frames=args.frames, model=args.model,
-                         threads=args.threads)
+    report = encode_file(
+        args.input,
+        args.output,
+        qp=args.qp,
+        tiers=args.tiers,
+        tier_ratio=args.tier_ratio,
+        keyint=args.keyint,
+        switch_int=args.switch_int,
+        key_tier_ratio=args.key_tier_ratio,
+        max_frames=args.frames,
+        model=args.model,
+        threads=args.threads,
+    )
     print(report)
     return 0
 
@@ -125,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .daemon import add_daemon_arguments
 
     parser = argparse.ArgumentParser(
-        prog="snisd", description="Live video for poor links with the SNIS-896 progressive codec. Without a "
-        "subcommand, snisd runs the daemon (capture, encode, record/stream).")
+        prog="snisd",
+        description="Live video for poor links with the SNIS-896 progressive codec. Without a "
+        "subcommand, snisd runs the daemon (capture, encode, record/stream).",
+    )
     add_daemon_arguments(parser)
     sub = parser.add_subparsers(dest="command", title="subcommands")
     _add_encode(sub)

@@ -39,12 +39,21 @@ def _peer_ok(v: str | None) -> bool:
 
 @dataclass
 class CameraConfig:
-    source: str = _opt("0", "str", "a camera spec: N, picamera:N, /dev/videoN, file:PATH or synthetic",
-                       lambda v: bool(v.strip()))
-    width: int = _opt(1280, "int", "an even integer 16..8192 (0 with file: keeps the clip's size)",
-                      lambda v: v == 0 or (16 <= v <= 8192 and v % 2 == 0))
-    height: int = _opt(720, "int", "an even integer 16..8192 (0 with file: keeps the clip's size)",
-                       lambda v: v == 0 or (16 <= v <= 8192 and v % 2 == 0))
+    source: str = _opt(
+        "0", "str", "a camera spec: N, picamera:N, /dev/videoN, file:PATH or synthetic", lambda v: bool(v.strip())
+    )
+    width: int = _opt(
+        1280,
+        "int",
+        "an even integer 16..8192 (0 with file: keeps the clip's size)",
+        lambda v: v == 0 or (16 <= v <= 8192 and v % 2 == 0),
+    )
+    height: int = _opt(
+        720,
+        "int",
+        "an even integer 16..8192 (0 with file: keeps the clip's size)",
+        lambda v: v == 0 or (16 <= v <= 8192 and v % 2 == 0),
+    )
     fps: float = _opt(30.0, "float", "a frame rate 1..120", lambda v: 1 <= v <= 120)
     pixel_format: str = _opt("auto", "str", f"one of {', '.join(PIXEL_FORMATS)}", lambda v: v in PIXEL_FORMATS)
     read_timeout_s: float = _opt(2.0, "float", "seconds 0.1..60", lambda v: 0.1 <= v <= 60)
@@ -55,8 +64,9 @@ class CodecConfig:
     qp: int = _opt(28, "int", "an integer 0..63", lambda v: 0 <= v <= 63)
     tiers: int = _opt(3, "int", "an integer 1..8", lambda v: 1 <= v <= 8)
     tier_ratio: int = _opt(8, "int", "an integer 1..32 (1/8 octaves)", lambda v: 1 <= v <= 32)
-    keyframe_interval_s: float = _opt(10.0, "float", "seconds >= 0 (0: keyframes on request only)",
-                                      lambda v: 0 <= v <= 3600)
+    keyframe_interval_s: float = _opt(
+        10.0, "float", "seconds >= 0 (0: keyframes on request only)", lambda v: 0 <= v <= 3600
+    )
     switch_interval_s: float = _opt(1.0, "float", "seconds >= 0 (0: at keyframes only)", lambda v: 0 <= v <= 3600)
     model: str | None = _opt(None, "optstr", "a path to a .tflite model, or null for the shipped one")
     threads: int = _opt(1, "int", "an integer 1..16", lambda v: 1 <= v <= 16)
@@ -64,8 +74,9 @@ class CodecConfig:
 
 @dataclass
 class RecordConfig:
-    path: str | None = _opt(None, "optstr", "a file path ending in .mp4, or null",
-                            lambda v: v is None or v.endswith(".mp4"))
+    path: str | None = _opt(
+        None, "optstr", "a file path ending in .mp4, or null", lambda v: v is None or v.endswith(".mp4")
+    )
     fsync: bool = _opt(False, "bool", "true or false")
 
 
@@ -193,12 +204,16 @@ def _check_ice(value: Any, path: str, expected: str) -> list:
             raise ConfigError(where, "a URL string or a {urls, username, credential} map", item)
         unknown = set(item) - {"urls", "username", "credential"}
         if unknown:
-            raise ConfigError(f"{where}.{sorted(unknown)[0]}", "one of the keys urls, username, credential",
-                              sorted(unknown)[0])
+            raise ConfigError(
+                f"{where}.{sorted(unknown)[0]}", "one of the keys urls, username, credential", sorted(unknown)[0]
+            )
         urls = item.get("urls")
         urls = [urls] if isinstance(urls, str) else urls
-        if not isinstance(urls, list) or not urls or not all(
-                isinstance(u, str) and re.match(r"(stun|stuns|turn|turns):\S+$", u) for u in urls):
+        if (
+            not isinstance(urls, list)
+            or not urls
+            or not all(isinstance(u, str) and re.match(r"(stun|stuns|turn|turns):\S+$", u) for u in urls)
+        ):
             raise ConfigError(f"{where}.urls", "one or more stun:/turn: URLs", item.get("urls"))
         entry: dict[str, Any] = {"urls": urls}
         for k in ("username", "credential"):

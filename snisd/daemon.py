@@ -33,9 +33,11 @@ log = logging.getLogger("snisd")
 
 STOP_BUDGET_S = 1.5  # SIGTERM -> exit; systemd's TimeoutStopSec is much longer, tests ask for 2 s
 READY_TIMEOUT_S = 60.0  # first frame (model load)
-PEER_UNAVAILABLE = ("the WebRTC transport (--peer / transport.peer) is not available in this "
-                    "installation (pip install aiortc aiohttp); nothing is streamed. Use --record PATH "
-                    "to keep the video.")
+PEER_UNAVAILABLE = (
+    "the WebRTC transport (--peer / transport.peer) is not available in this "
+    "installation (pip install aiortc aiohttp); nothing is streamed. Use --record PATH "
+    "to keep the video."
+)
 
 
 def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,40 +46,97 @@ def add_daemon_arguments(parser: argparse.ArgumentParser) -> None:
         "daemon mode (no subcommand)",
         f"Capture, encode and record/stream until stopped. Settings come from the YAML file "
         f"({DEFAULT_PATH} if it exists, or --config), every key documented in config.yaml; these "
-        f"flags override it. SIGHUP reloads the file, SIGTERM stops cleanly.")
-    g.add_argument("--camera", dest="daemon_camera", metavar="SPEC",
-                   help="camera: N (Pi camera N if present, else /dev/videoN), picamera:N, /dev/videoN, "
-                        "file:PATH (looped) or synthetic (config: camera.source, default 0)")
-    g.add_argument("--peer", dest="daemon_peer", metavar="URL",
-                   help="stream over WebRTC to this WHIP endpoint, e.g. http://host:8080/whip "
-                        "(config: transport.peer; needs aiortc and aiohttp)")
-    g.add_argument("--token", dest="daemon_token", metavar="TOKEN",
-                   help="bearer token for the WHIP endpoint (config: transport.token)")
-    g.add_argument("--ca-file", dest="daemon_ca_file", metavar="PEM",
-                   help="CA certificates that sign an https:// WHIP endpoint's certificate, when not a public CA "
-                        "(config: transport.ca_file)")
-    g.add_argument("--config", dest="daemon_config", metavar="PATH",
-                   help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)")
-    g.add_argument("--record", dest="daemon_record", metavar="PATH",
-                   help="record to this fragmented MP4 (config: record.path); continued if it holds the same stream")
-    g.add_argument("--width", dest="daemon_width", type=int, metavar="W",
-                   help="picture width (config: camera.width, default 1280)")
-    g.add_argument("--height", dest="daemon_height", type=int, metavar="H",
-                   help="picture height (config: camera.height, default 720)")
-    g.add_argument("--fps", dest="daemon_fps", type=float, metavar="FPS",
-                   help="frame rate (config: camera.fps, default 30)")
-    g.add_argument("--qp", dest="daemon_qp", type=int, metavar="QP",
-                   help="quantizer of the top tier 0..63 (config: codec.qp, default 28)")
-    g.add_argument("--tiers", dest="daemon_tiers", type=int, metavar="K",
-                   help="number of tiers 1..8 (config: codec.tiers, default 3)")
-    g.add_argument("--metrics", dest="daemon_metrics", metavar="HOST:PORT",
-                   help="serve Prometheus metrics at http://HOST:PORT/metrics (config: metrics.*; off by default)")
-    g.add_argument("--log-level", dest="daemon_log_level", choices=LOG_LEVELS,
-                   help="log level (config: log_level, default info)")
-    g.add_argument("--max-frames", dest="daemon_max_frames", type=int, default=0, metavar="N",
-                   help="stop after N frames (testing and benchmarks; default 0: run until stopped)")
-    g.add_argument("--check-config", dest="daemon_check_config", action="store_true",
-                   help="validate the configuration, print the effective settings and exit")
+        f"flags override it. SIGHUP reloads the file, SIGTERM stops cleanly.",
+    )
+    g.add_argument(
+        "--camera",
+        dest="daemon_camera",
+        metavar="SPEC",
+        help="camera: N (Pi camera N if present, else /dev/videoN), picamera:N, /dev/videoN, "
+        "file:PATH (looped) or synthetic (config: camera.source, default 0)",
+    )
+    g.add_argument(
+        "--peer",
+        dest="daemon_peer",
+        metavar="URL",
+        help="stream over WebRTC to this WHIP endpoint, e.g. http://host:8080/whip "
+        "(config: transport.peer; needs aiortc and aiohttp)",
+    )
+    g.add_argument(
+        "--token",
+        dest="daemon_token",
+        metavar="TOKEN",
+        help="bearer token for the WHIP endpoint (config: transport.token)",
+    )
+    g.add_argument(
+        "--ca-file",
+        dest="daemon_ca_file",
+        metavar="PEM",
+        help="CA certificates that sign an https:// WHIP endpoint's certificate, when not a public CA "
+        "(config: transport.ca_file)",
+    )
+    g.add_argument(
+        "--config",
+        dest="daemon_config",
+        metavar="PATH",
+        help=f"YAML configuration file (default: {DEFAULT_PATH} if it exists)",
+    )
+    g.add_argument(
+        "--record",
+        dest="daemon_record",
+        metavar="PATH",
+        help="record to this fragmented MP4 (config: record.path); continued if it holds the same stream",
+    )
+    g.add_argument(
+        "--width", dest="daemon_width", type=int, metavar="W", help="picture width (config: camera.width, default 1280)"
+    )
+    g.add_argument(
+        "--height",
+        dest="daemon_height",
+        type=int,
+        metavar="H",
+        help="picture height (config: camera.height, default 720)",
+    )
+    g.add_argument(
+        "--fps", dest="daemon_fps", type=float, metavar="FPS", help="frame rate (config: camera.fps, default 30)"
+    )
+    g.add_argument(
+        "--qp",
+        dest="daemon_qp",
+        type=int,
+        metavar="QP",
+        help="quantizer of the top tier 0..63 (config: codec.qp, default 28)",
+    )
+    g.add_argument(
+        "--tiers",
+        dest="daemon_tiers",
+        type=int,
+        metavar="K",
+        help="number of tiers 1..8 (config: codec.tiers, default 3)",
+    )
+    g.add_argument(
+        "--metrics",
+        dest="daemon_metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (config: metrics.*; off by default)",
+    )
+    g.add_argument(
+        "--log-level", dest="daemon_log_level", choices=LOG_LEVELS, help="log level (config: log_level, default info)"
+    )
+    g.add_argument(
+        "--max-frames",
+        dest="daemon_max_frames",
+        type=int,
+        default=0,
+        metavar="N",
+        help="stop after N frames (testing and benchmarks; default 0: run until stopped)",
+    )
+    g.add_argument(
+        "--check-config",
+        dest="daemon_check_config",
+        action="store_true",
+        help="validate the configuration, print the effective settings and exit",
+    )
 
 
 def wants_daemon(args: argparse.Namespace) -> bool:
@@ -112,8 +171,11 @@ def setup_logging(level: str) -> None:
     if not any(getattr(h, "_snisd", False) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         # journald adds its own timestamps; a terminal wants them
-        fmt = "%(levelname)s %(name)s: %(message)s" if os.environ.get("JOURNAL_STREAM") else \
-            "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        fmt = (
+            "%(levelname)s %(name)s: %(message)s"
+            if os.environ.get("JOURNAL_STREAM")
+            else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
         handler.setFormatter(logging.Formatter(fmt))
         handler._snisd = True  # type: ignore[attr-defined]
         root.addHandler(handler)
@@ -149,8 +211,9 @@ class Daemon:
         from .pipeline import Pipeline, RecordSink
 
         cam = cfg.camera
-        source = open_source(cam.source, cam.width, cam.height, cam.fps, pixel_format=cam.pixel_format,
-                             read_timeout=cam.read_timeout_s)
+        source = open_source(
+            cam.source, cam.width, cam.height, cam.fps, pixel_format=cam.pixel_format, read_timeout=cam.read_timeout_s
+        )
         sinks: list = []
         try:
             rate = fps_fraction(source.fps)
@@ -158,10 +221,21 @@ class Daemon:
             c = cfg.codec
             key = max(1, round(c.keyframe_interval_s * fps)) if c.keyframe_interval_s > 0 else 0
             switch = max(1, round(c.switch_interval_s * fps)) if c.switch_interval_s > 0 else 0
-            encoder = Encoder(EncoderConfig(
-                width=source.width, height=source.height, fps_num=rate.numerator, fps_den=rate.denominator,
-                tiers=c.tiers, qp=c.qp, tier_ratio=c.tier_ratio, keyframe_interval=key,
-                switch_interval=switch, model=c.model, threads=c.threads))
+            encoder = Encoder(
+                EncoderConfig(
+                    width=source.width,
+                    height=source.height,
+                    fps_num=rate.numerator,
+                    fps_den=rate.denominator,
+                    tiers=c.tiers,
+                    qp=c.qp,
+                    tier_ratio=c.tier_ratio,
+                    keyframe_interval=key,
+                    switch_interval=switch,
+                    model=c.model,
+                    threads=c.threads,
+                )
+            )
             if cfg.record.path:
                 sinks.append(RecordSink(cfg.record.path, encoder.sequence_header, cfg.record.fsync))
             sender = self._start_sender(cfg, encoder.sequence_header)
@@ -172,13 +246,24 @@ class Daemon:
                 sink.close()
             source.close()
             raise
-        pipeline = Pipeline(source, encoder, sinks, queue_size=cfg.pipeline.queue_size,
-                            max_frames=self.args.daemon_max_frames, read_timeout=cam.read_timeout_s)
+        pipeline = Pipeline(
+            source,
+            encoder,
+            sinks,
+            queue_size=cfg.pipeline.queue_size,
+            max_frames=self.args.daemon_max_frames,
+            read_timeout=cam.read_timeout_s,
+        )
         if sender is not None:
             sender.request_keyframe = pipeline.request_keyframe
-        log.info("camera %s, %d tiers at qp %d, %s%s", source.describe(), c.tiers, c.qp,
-                 f"recording to {cfg.record.path}" if cfg.record.path else "not recording",
-                 f", streaming to {cfg.transport.peer}" if sender is not None else "")
+        log.info(
+            "camera %s, %d tiers at qp %d, %s%s",
+            source.describe(),
+            c.tiers,
+            c.qp,
+            f"recording to {cfg.record.path}" if cfg.record.path else "not recording",
+            f", streaming to {cfg.transport.peer}" if sender is not None else "",
+        )
         return pipeline
 
     @staticmethod
@@ -204,9 +289,11 @@ class Daemon:
             self.metrics.close()
             self.metrics = None
         if cfg.metrics.enabled:
+
             def snapshot() -> dict | None:
                 p = self.pipeline
                 return p.snapshot() if p is not None else None
+
             try:
                 self.metrics = MetricsServer(cfg.metrics.listen, snapshot_registry(snapshot)).start()
             except OSError as exc:
@@ -256,7 +343,12 @@ class Daemon:
         if new.metrics != old.metrics:
             self._start_metrics(new)
         if (new.camera, new.codec, new.record, new.transport, new.pipeline.queue_size) != (
-                old.camera, old.codec, old.record, old.transport, old.pipeline.queue_size):
+            old.camera,
+            old.codec,
+            old.record,
+            old.transport,
+            old.pipeline.queue_size,
+        ):
             log.info("reload: camera/codec/recording/transport changed; restarting the pipeline")
             self._stop_pipeline()
             self.pipeline = None
@@ -280,8 +372,14 @@ class Daemon:
         cfg = self.cfg
         if not cfg.record.path and not cfg.transport.peer:
             log.warning("neither --record nor --peer given: frames are encoded and discarded")
-        old_handlers = {s: signal.signal(s, h) for s, h in (
-            (signal.SIGTERM, self._on_stop), (signal.SIGINT, self._on_stop), (signal.SIGHUP, self._on_reload))}
+        old_handlers = {
+            s: signal.signal(s, h)
+            for s, h in (
+                (signal.SIGTERM, self._on_stop),
+                (signal.SIGINT, self._on_stop),
+                (signal.SIGHUP, self._on_reload),
+            )
+        }
         watchdog = None
         try:
             self.pipeline = self._build_pipeline(cfg).start()

@@ -46,9 +46,24 @@ def run_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ, SNISD_ICE_ADDRESSES="127.0.0.1")
     os.environ["SNISD_ICE_ADDRESSES"] = "127.0.0.1"
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}", "--record-dir",
-         str(out / "received"), "--ice-address", "127.0.0.1", "--stats-interval", "2"], env=env,
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--record-dir",
+            str(out / "received"),
+            "--ice-address",
+            "127.0.0.1",
+            "--stats-interval",
+            "2",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     # the receiver prints one JSON summary per stream when it ends: its own live counts
     live: list[dict] = []
     reader = threading.Thread(target=_relay, args=(receiver.stdout, live), daemon=True)
@@ -68,10 +83,24 @@ def run_demo(args: argparse.Namespace) -> int:
         frames = max(1, int(args.seconds * args.fps))
         daemon_parser = argparse.ArgumentParser(prog="snisd")
         add_daemon_arguments(daemon_parser)
-        daemon_args = daemon_parser.parse_args([
-            "--camera", "synthetic", "--width", str(width), "--height", str(height), "--fps", str(args.fps),
-            "--peer", f"http://127.0.0.1:{port}/whip", "--record", str(out / "local.mp4"),
-            "--max-frames", str(frames)])
+        daemon_args = daemon_parser.parse_args(
+            [
+                "--camera",
+                "synthetic",
+                "--width",
+                str(width),
+                "--height",
+                str(height),
+                "--fps",
+                str(args.fps),
+                "--peer",
+                f"http://127.0.0.1:{port}/whip",
+                "--record",
+                str(out / "local.mp4"),
+                "--max-frames",
+                str(frames),
+            ]
+        )
         rc = run_daemon(daemon_args)
     finally:
         time.sleep(1.0)  # let the last fragments arrive
@@ -82,8 +111,11 @@ def run_demo(args: argparse.Namespace) -> int:
             receiver.kill()
     reader.join(5.0)
     recordings = sorted((out / "received").glob("*.mp4"), key=lambda p: p.stat().st_mtime)
-    summary = {"daemon_exit": rc, "local_recording": str(out / "local.mp4"),
-               "received_recordings": [str(p) for p in recordings]}
+    summary = {
+        "daemon_exit": rc,
+        "local_recording": str(out / "local.mp4"),
+        "received_recordings": [str(p) for p in recordings],
+    }
     # what the receiver did live (its own counts), then a decode of its recording afterwards
     summary["receiver_recorded_frames"] = sum(s.get("recorded", 0) for s in live)
     live_decoded = sum(s.get("decoded", 0) for s in live)

@@ -41,8 +41,9 @@ def _frame_ticks(pts_us: int, first_us: int, rate: Fraction) -> int:
     return round((pts_us - first_us) * rate / 1_000_000)
 
 
-def export_file(src: str, dst: str, *, tiers: int | None = None, model: str | None = None,
-                crf: int = 20, preset: str = "veryfast") -> ExportReport:
+def export_file(
+    src: str, dst: str, *, tiers: int | None = None, model: str | None = None, crf: int = 20, preset: str = "veryfast"
+) -> ExportReport:
     """Decode `src` (a SNIS .mp4 recording or .snis stream) and encode it to H.264 MP4 `dst`."""
     import av
     import numpy as np
@@ -149,11 +150,15 @@ def run_export(args: argparse.Namespace) -> int:
     """Entry point of `snisd export` (arguments from add_export_arguments); prints a JSON report."""
     if args.tiers < 0:
         raise InputError(f"--tiers must be at least 1 (or 0 for all), got {args.tiers}")
-    report = export_file(args.input, args.output, tiers=args.tiers or None, model=args.model,
-                         crf=args.crf, preset=args.preset)
+    report = export_file(
+        args.input, args.output, tiers=args.tiers or None, model=args.model, crf=args.crf, preset=args.preset
+    )
     if report.truncated:
-        print(f"snisd export: {args.input} is cut short (crash-cut recording?): exported the {report.frames} "
-              "frames of its complete fragments", file=sys.stderr)
+        print(
+            f"snisd export: {args.input} is cut short (crash-cut recording?): exported the {report.frames} "
+            "frames of its complete fragments",
+            file=sys.stderr,
+        )
     if report.frames == 0:
         print(f"snisd export: error: no decodable frame in {args.input}", file=sys.stderr)
         print(report)

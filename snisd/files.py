@@ -60,16 +60,37 @@ def _is_mp4(path: str | Path) -> bool:
     return str(path).lower().endswith((".mp4", ".m4v", ".m4s"))
 
 
-def encode_file(src: str, dst: str, *, qp: int = 28, tiers: int = 3, tier_ratio: int = 8, keyint: int | None = None,
-                switch_int: int | None = None, key_tier_ratio: int | None = None, max_frames: int = 0,
-                model: str | None = None,
-                threads: int = 1) -> EncodeReport:
+def encode_file(
+    src: str,
+    dst: str,
+    *,
+    qp: int = 28,
+    tiers: int = 3,
+    tier_ratio: int = 8,
+    keyint: int | None = None,
+    switch_int: int | None = None,
+    key_tier_ratio: int | None = None,
+    max_frames: int = 0,
+    model: str | None = None,
+    threads: int = 1,
+) -> EncodeReport:
     """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream."""
     width, height, fps = probe(src)
     fps = Fraction(fps).limit_denominator(1001)
-    cfg = EncoderConfig(width, height, fps.numerator, fps.denominator, tiers=tiers, qp=qp, tier_ratio=tier_ratio,
-                        keyframe_interval=keyint, switch_interval=switch_int, key_tier_ratio=key_tier_ratio,
-                        model=model, threads=threads)
+    cfg = EncoderConfig(
+        width,
+        height,
+        fps.numerator,
+        fps.denominator,
+        tiers=tiers,
+        qp=qp,
+        tier_ratio=tier_ratio,
+        keyframe_interval=keyint,
+        switch_interval=switch_int,
+        key_tier_ratio=key_tier_ratio,
+        model=model,
+        threads=threads,
+    )
     enc = Encoder(cfg)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp, [0] * tiers)
     t0 = time.perf_counter()
@@ -131,8 +152,11 @@ def read_stream(path: str) -> tuple[SequenceHeader, Iterator[EncodedFrame]]:
         def frames() -> Iterator[EncodedFrame]:
             yield from reader
             if reader.truncated:
-                raise ContainerError(f"{path}: recording ends in an incomplete fragment (crash-cut); "
-                                     "every complete frame before it was read")
+                raise ContainerError(
+                    f"{path}: recording ends in an incomplete fragment (crash-cut); "
+                    "every complete frame before it was read"
+                )
+
         return reader.sequence_header, frames()
     f = open(path, "rb")
     return read_es(f)

@@ -41,11 +41,16 @@ def families_from_snapshot(snap: dict[str, Any]) -> list[Metric]:
     per_stage: list[tuple[CounterMetricFamily | GaugeMetricFamily, str]] = [
         (_counter("snisd_stage_frames_in_total", "Frames that entered a pipeline stage.", ["stage"]), "in"),
         (_counter("snisd_stage_frames_out_total", "Frames a pipeline stage passed on.", ["stage"]), "out"),
-        (_counter("snisd_stage_frames_dropped_total",
-                  "Frames dropped in front of a stage because it fell behind (oldest first).", ["stage"]), "dropped"),
+        (
+            _counter(
+                "snisd_stage_frames_dropped_total",
+                "Frames dropped in front of a stage because it fell behind (oldest first).",
+                ["stage"],
+            ),
+            "dropped",
+        ),
         (_gauge("snisd_stage_ms_p50", "Median processing time per frame, milliseconds.", ["stage"]), "p50_ms"),
-        (_gauge("snisd_stage_ms_p95", "95th-percentile processing time per frame, milliseconds.", ["stage"]),
-         "p95_ms"),
+        (_gauge("snisd_stage_ms_p95", "95th-percentile processing time per frame, milliseconds.", ["stage"]), "p95_ms"),
     ]
     out: list[Metric] = []
     for family, key in per_stage:
@@ -63,31 +68,52 @@ def families_from_snapshot(snap: dict[str, Any]) -> list[Metric]:
         up = _gauge("snisd_camera_up", "1 while the camera delivers frames.", ["state"])
         up.add_metric([str(cam.get("state", ""))], 1 if cam.get("state") == "open" else 0)
         out.append(up)
-        out.append(CounterMetricFamily("snisd_camera_reopens_total", "Times the camera was reopened.",
-                                       value=cam.get("reopens", 0)))
-        out.append(CounterMetricFamily("snisd_camera_failures_total", "Camera failures (vanished or stalled).",
-                                       value=cam.get("failures", 0)))
-    out.append(GaugeMetricFamily("snisd_uptime_seconds", "Seconds since the pipeline started.",
-                                 value=snap.get("uptime_s", 0.0)))
+        out.append(
+            CounterMetricFamily(
+                "snisd_camera_reopens_total", "Times the camera was reopened.", value=cam.get("reopens", 0)
+            )
+        )
+        out.append(
+            CounterMetricFamily(
+                "snisd_camera_failures_total", "Camera failures (vanished or stalled).", value=cam.get("failures", 0)
+            )
+        )
+    out.append(
+        GaugeMetricFamily(
+            "snisd_uptime_seconds", "Seconds since the pipeline started.", value=snap.get("uptime_s", 0.0)
+        )
+    )
     if "rss_bytes" in snap:
-        out.append(GaugeMetricFamily("snisd_resident_memory_bytes", "Resident set size of the daemon.",
-                                     value=snap["rss_bytes"]))
+        out.append(
+            GaugeMetricFamily(
+                "snisd_resident_memory_bytes", "Resident set size of the daemon.", value=snap["rss_bytes"]
+            )
+        )
     tr = snap.get("transport")
     if tr:
         connected = _gauge("snisd_transport_connected", "1 while a WebRTC session to the peer is up.", ["state"])
         connected.add_metric([str(tr.get("state") or "")], 1 if tr.get("state") == "connected" else 0)
         out.append(connected)
-        out.append(CounterMetricFamily("snisd_transport_sessions_total", "WebRTC sessions opened.",
-                                       value=tr.get("sessions") or 0))
-        out.append(CounterMetricFamily("snisd_transport_frames_sent_total", "Frames sent to the peer.",
-                                       value=tr.get("frames_sent") or 0))
+        out.append(
+            CounterMetricFamily(
+                "snisd_transport_sessions_total", "WebRTC sessions opened.", value=tr.get("sessions") or 0
+            )
+        )
+        out.append(
+            CounterMetricFamily(
+                "snisd_transport_frames_sent_total", "Frames sent to the peer.", value=tr.get("frames_sent") or 0
+            )
+        )
         sent = _counter("snisd_transport_bytes_sent_total", "Bytes sent to the peer per tier.", ["tier"])
         for tier, b in enumerate(tr.get("bytes_sent") or []):
             sent.add_metric([str(tier)], b)
         out.append(sent)
     if "recorded_frames" in snap:
-        out.append(CounterMetricFamily("snisd_recorded_frames_total", "Frames written to the recording.",
-                                       value=snap["recorded_frames"]))
+        out.append(
+            CounterMetricFamily(
+                "snisd_recorded_frames_total", "Frames written to the recording.", value=snap["recorded_frames"]
+            )
+        )
     return out
 
 

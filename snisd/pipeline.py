@@ -118,8 +118,13 @@ class StageStats:
 
     def snapshot(self) -> dict[str, Any]:
         p50, p95 = self.percentiles()
-        return {"in": self.frames_in, "out": self.frames_out, "dropped": self.dropped,
-                "p50_ms": round(p50, 3), "p95_ms": round(p95, 3)}
+        return {
+            "in": self.frames_in,
+            "out": self.frames_out,
+            "dropped": self.dropped,
+            "p50_ms": round(p50, 3),
+            "p95_ms": round(p95, 3),
+        }
 
 
 class RateMeter:
@@ -239,8 +244,16 @@ def rss_bytes() -> int:
 class Pipeline:
     """Runs capture, encode and output threads until :meth:`stop` (or ``max_frames``)."""
 
-    def __init__(self, source: FrameSource, encoder: FrameEncoder, sinks: Iterable[Sink] = (), *,
-                 queue_size: int = 2, max_frames: int = 0, read_timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        source: FrameSource,
+        encoder: FrameEncoder,
+        sinks: Iterable[Sink] = (),
+        *,
+        queue_size: int = 2,
+        max_frames: int = 0,
+        read_timeout: float = 2.0,
+    ) -> None:
         self.source = source
         self.encoder = encoder
         self.sinks: list[Sink] = list(sinks)
@@ -266,8 +279,11 @@ class Pipeline:
     def start(self) -> Pipeline:
         self._started = time.monotonic()
         self._running = 3
-        for name, target in (("capture", self._run_capture), ("encode", self._run_encode),
-                             ("output", self._run_output)):
+        for name, target in (
+            ("capture", self._run_capture),
+            ("encode", self._run_encode),
+            ("output", self._run_output),
+        ):
             t = threading.Thread(target=self._guard(name, target), name=f"snisd-{name}", daemon=True)
             self._threads.append(t)
             t.start()
@@ -291,6 +307,7 @@ class Pipeline:
                     self._running -= 1
                     if self._running == 0:
                         self.done.set()
+
         return run
 
     def request_keyframe(self) -> None:
@@ -407,15 +424,21 @@ class Pipeline:
         }
         status = getattr(self.source, "status", None)
         if status is not None:
-            snap["camera"] = {"state": status.state, "reopens": status.reopens, "failures": status.failures,
-                              "last_error": status.last_error}
+            snap["camera"] = {
+                "state": status.state,
+                "reopens": status.reopens,
+                "failures": status.failures,
+                "last_error": status.last_error,
+            }
         with self._sinks_lock:
             recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
             senders: list[Any] = [s for s in self.sinks if callable(getattr(s, "stats", None))]
         if senders:
             st = senders[0].stats()
-            snap["transport"] = {k: st.get(k) for k in ("peer", "state", "sessions", "frames_sent", "bytes_sent",
-                                                         "tier_dropped", "last_error")}
+            snap["transport"] = {
+                k: st.get(k)
+                for k in ("peer", "state", "sessions", "frames_sent", "bytes_sent", "tier_dropped", "last_error")
+            }
         if recorded:
             snap["recorded_frames"] = recorded[0]
         return snap
@@ -424,9 +447,11 @@ class Pipeline:
         snap = self.snapshot()
         st = snap["stages"]
         kbps = "/".join(f"{b / 1000:.0f}" for b in snap["tier_bitrate_bps"]) or "0"
-        line = (f"{snap['fps']:.1f} fps, {snap['tiers']} tiers ({kbps} kbit/s), "
-                f"encode {st['encode']['p50_ms']:.1f}/{st['encode']['p95_ms']:.1f} ms p50/p95, "
-                f"dropped {st['capture']['dropped']}/{st['encode']['dropped']}/{st['output']['dropped']}")
+        line = (
+            f"{snap['fps']:.1f} fps, {snap['tiers']} tiers ({kbps} kbit/s), "
+            f"encode {st['encode']['p50_ms']:.1f}/{st['encode']['p95_ms']:.1f} ms p50/p95, "
+            f"dropped {st['capture']['dropped']}/{st['encode']['dropped']}/{st['output']['dropped']}"
+        )
         cam = snap.get("camera")
         if cam and cam["state"] != "open":
             line += f", camera {cam['state']} ({cam['last_error']})"

@@ -37,12 +37,21 @@ def _codec_context(codec: str, width: int, height: int, fps: float):
         ctx = av.CodecContext.create("libx264", "w")
         # Constrained baseline, Annex B with SPS/PPS before every keyframe: what WebRTC's H.264
         # packetization (packetization-mode 1) and a player joining mid-stream need.
-        ctx.options = {"preset": "ultrafast", "tune": "zerolatency", "profile": "baseline",
-                       "x264-params": "repeat-headers=1:bframes=0:keyint=100000"}
+        ctx.options = {
+            "preset": "ultrafast",
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "x264-params": "repeat-headers=1:bframes=0:keyint=100000",
+        }
     elif codec == "vp8":
         ctx = av.CodecContext.create("libvpx", "w")
-        ctx.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                       "error-resilient": "1", "static-thresh": "1"}
+        ctx.options = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "lag-in-frames": "0",
+            "error-resilient": "1",
+            "static-thresh": "1",
+        }
     else:
         raise ValueError(f"re-encoding codec must be one of {CODECS}, got {codec!r}")
     ctx.width, ctx.height = width, height
@@ -63,8 +72,9 @@ class LiveEncoder:
     `on_packets(packets, keyframe)` is called on `loop` with each encoded picture's packets.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_packets: Callable[[list, bool], None],
-                 fps: float, codec: str = "vp8") -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, on_packets: Callable[[list, bool], None], fps: float, codec: str = "vp8"
+    ) -> None:
         if codec not in CODECS:
             raise ValueError(f"re-encoding codec must be one of {CODECS}, got {codec!r}")
         self.loop = loop

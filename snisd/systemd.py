@@ -57,7 +57,7 @@ class Notifier:
         return True
 
     def ready(self, status: str | None = None) -> bool:
-        return self.notify("READY=1", *( [f"STATUS={status}"] if status else []), f"MAINPID={os.getpid()}")
+        return self.notify("READY=1", *([f"STATUS={status}"] if status else []), f"MAINPID={os.getpid()}")
 
     def status(self, text: str) -> bool:
         return self.notify(f"STATUS={text}")

@@ -14,8 +14,8 @@ class Y4mWriter:
     def __init__(self, out: BinaryIO, width: int, height: int, fps: Fraction) -> None:
         self.out = out
         self.size = (width, height)
-        out.write(f"YUV4MPEG2 W{width} H{height} F{fps.numerator}:{fps.denominator} Ip A1:1 C420 XCOLORRANGE=LIMITED\n"
-                  .encode("ascii"))
+        rate = f"F{fps.numerator}:{fps.denominator}"
+        out.write(f"YUV4MPEG2 W{width} H{height} {rate} Ip A1:1 C420 XCOLORRANGE=LIMITED\n".encode("ascii"))
 
     def write(self, frame: Frame) -> None:
         if (frame.width, frame.height) != self.size:

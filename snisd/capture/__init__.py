@@ -38,8 +38,9 @@ def parse_spec(spec: str) -> tuple[str, str]:
     raise InputError(f"unknown camera spec {spec!r}: use N, picamera:N, /dev/videoN, file:PATH or synthetic")
 
 
-def make_source(spec: str, width: int = 1280, height: int = 720, fps: float = 30.0,
-                pixel_format: str = "auto") -> Source:
+def make_source(
+    spec: str, width: int = 1280, height: int = 720, fps: float = 30.0, pixel_format: str = "auto"
+) -> Source:
     """The bare source for ``spec`` (not opened, no reconnect)."""
     kind, arg = parse_spec(spec)
     if kind == "auto":
@@ -66,8 +67,16 @@ def make_source(spec: str, width: int = 1280, height: int = 720, fps: float = 30
     return SyntheticSource(width, height, fps, seed=int(arg or 0))
 
 
-def open_source(spec: str, width: int = 1280, height: int = 720, fps: float = 30.0, *,
-                pixel_format: str = "auto", read_timeout: float = 2.0, reconnect: bool = True) -> Source:
+def open_source(
+    spec: str,
+    width: int = 1280,
+    height: int = 720,
+    fps: float = 30.0,
+    *,
+    pixel_format: str = "auto",
+    read_timeout: float = 2.0,
+    reconnect: bool = True,
+) -> Source:
     """Build the source for ``spec``, open it and return it.
 
     Live cameras (Pi and V4L2) come wrapped in :class:`ReconnectingSource`, so a camera that vanishes
@@ -76,8 +85,9 @@ def open_source(spec: str, width: int = 1280, height: int = 720, fps: float = 30
     """
     kind, _ = parse_spec(spec)
     if reconnect and kind in ("auto", "picamera", "v4l2"):
-        source: Source = ReconnectingSource(lambda: make_source(spec, width, height, fps, pixel_format),
-                                            read_timeout=read_timeout)
+        source: Source = ReconnectingSource(
+            lambda: make_source(spec, width, height, fps, pixel_format), read_timeout=read_timeout
+        )
     else:
         source = make_source(spec, width, height, fps, pixel_format)
     source.open()

@@ -65,8 +65,8 @@ def i420_from_strided(buf: np.ndarray | bytes, width: int, height: int, stride: 
     if data.size < ysize + 2 * csize or stride < width:
         raise InputError(f"YUV420 buffer of {data.size} bytes, stride {stride}, does not hold {width}x{height}")
     y = data[:ysize].reshape(height, stride)[:, :width]
-    u = data[ysize:ysize + csize].reshape(height // 2, cstride)[:, : width // 2]
-    v = data[ysize + csize:ysize + 2 * csize].reshape(height // 2, cstride)[:, : width // 2]
+    u = data[ysize : ysize + csize].reshape(height // 2, cstride)[:, : width // 2]
+    v = data[ysize + csize : ysize + 2 * csize].reshape(height // 2, cstride)[:, : width // 2]
     return Frame(np.ascontiguousarray(y), np.ascontiguousarray(u), np.ascontiguousarray(v), pts_us)
 
 

@@ -121,8 +121,15 @@ class ReconnectingSource(Source):
     failed, when that is non-zero).
     """
 
-    def __init__(self, factory: Callable[[], Source], *, read_timeout: float = 2.0,
-                 backoff_min: float = 0.5, backoff_max: float = 10.0, max_failures: int = 0) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], Source],
+        *,
+        read_timeout: float = 2.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 10.0,
+        max_failures: int = 0,
+    ) -> None:
         self.factory = factory
         self.read_timeout = read_timeout
         self.backoff_min = backoff_min
@@ -157,8 +164,7 @@ class ReconnectingSource(Source):
     def _adopt(self, inner: Source) -> None:
         if (inner.width, inner.height) != (self.width, self.height):
             inner.close()
-            raise SourceError(f"camera came back as {inner.width}x{inner.height}, "
-                              f"expected {self.width}x{self.height}")
+            raise SourceError(f"camera came back as {inner.width}x{inner.height}, expected {self.width}x{self.height}")
         self._inner = inner
 
     def _drop_inner(self) -> None:
@@ -190,12 +196,18 @@ class ReconnectingSource(Source):
                 self._adopt(inner)
             except Exception as exc:  # any failure to reopen is retried, with a longer wait
                 self.status.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("camera %s reopen attempt %d failed (%s); next in %.2f s",
-                            self.name, attempts, self.status.last_error, min(delay * 2, self.backoff_max))
+                log.warning(
+                    "camera %s reopen attempt %d failed (%s); next in %.2f s",
+                    self.name,
+                    attempts,
+                    self.status.last_error,
+                    min(delay * 2, self.backoff_max),
+                )
                 if self.max_failures and attempts >= self.max_failures:
                     self.status.state = "failed"
-                    raise SourceError(f"camera {self.name} did not come back after {attempts} attempts: "
-                                      f"{self.status.last_error}") from exc
+                    raise SourceError(
+                        f"camera {self.name} did not come back after {attempts} attempts: {self.status.last_error}"
+                    ) from exc
                 delay = min(delay * 2, self.backoff_max)
                 continue
             self.status.reopens += 1

@@ -20,8 +20,7 @@ _NOISE_BANK = 4
 _OBJECTS = 4
 
 
-def _fractal(shape: tuple[int, int], rng: np.random.Generator, slope: float = 1.6,
-             low_cut: float = 1.0) -> np.ndarray:
+def _fractal(shape: tuple[int, int], rng: np.random.Generator, slope: float = 1.6, low_cut: float = 1.0) -> np.ndarray:
     """Periodic noise with a 1/f**slope amplitude spectrum (natural images are close to slope 1..2).
 
     Returned as float32 scaled to zero mean and unit standard deviation. Because it is made in the
@@ -108,8 +107,7 @@ class SyntheticScene:
         ch, cw = height // 2, width // 2
         ctex = _fractal((ch, cw), rng, slope=1.8)
         self._u = np.tile(_to_u8(ctex * 10 + 118, 0.0, 1.0, 24, 231), (2, 2))
-        self._v = np.tile(_to_u8(-ctex * 8 + _fractal((ch, cw), rng, slope=1.8) * 6 + 136, 0.0, 1.0, 24, 231),
-                          (2, 2))
+        self._v = np.tile(_to_u8(-ctex * 8 + _fractal((ch, cw), rng, slope=1.8) * 6 + 136, 0.0, 1.0, 24, 231), (2, 2))
         self.sprites = [_Sprite(rng, width, height, i) for i in range(_OBJECTS)]
         # Sensor noise: a bank of zero-mean fields larger than the frame; frame n takes one at an
         # offset. Stored as uint8 two's complement so adding is a single wrapping in-place add.
@@ -132,20 +130,20 @@ class SyntheticScene:
     def render(self, n: int, pts_us: int | None = None) -> Frame:
         h, w = self.height, self.width
         oy, ox = self.pan(n)
-        y = self._y[oy:oy + h, ox:ox + w].copy()
-        u = self._u[oy // 2:oy // 2 + h // 2, ox // 2:ox // 2 + w // 2].copy()
-        v = self._v[oy // 2:oy // 2 + h // 2, ox // 2:ox // 2 + w // 2].copy()
+        y = self._y[oy : oy + h, ox : ox + w].copy()
+        u = self._u[oy // 2 : oy // 2 + h // 2, ox // 2 : ox // 2 + w // 2].copy()
+        v = self._v[oy // 2 : oy // 2 + h // 2, ox // 2 : ox // 2 + w // 2].copy()
         for s in self.sprites:
             py, px = s.position(n)
-            np.copyto(y[py:py + s.h, px:px + s.w], s.y, where=s.mask)
+            np.copyto(y[py : py + s.h, px : px + s.w], s.y, where=s.mask)
             cy, cx = py // 2, px // 2
-            np.copyto(u[cy:cy + s.h // 2, cx:cx + s.w // 2], s.u, where=s.cmask)
-            np.copyto(v[cy:cy + s.h // 2, cx:cx + s.w // 2], s.v, where=s.cmask)
+            np.copyto(u[cy : cy + s.h // 2, cx : cx + s.w // 2], s.u, where=s.cmask)
+            np.copyto(v[cy : cy + s.h // 2, cx : cx + s.w // 2], s.v, where=s.cmask)
         if self.noise_on:
             k = (n * 2654435761) & 0xFFFFFFFF  # Knuth multiplicative hash: deterministic per frame
             bank = self._noise[k % _NOISE_BANK]
             ny, nx = (k >> 8) % 64, (k >> 16) % 64
-            y += bank[ny:ny + h, nx:nx + w]
+            y += bank[ny : ny + h, nx : nx + w]
         if pts_us is None:
             pts_us = int(round(n * 1e6 / self.fps))
         return Frame(y, u, v, pts_us)
@@ -156,8 +154,9 @@ class SyntheticSource(Source):
 
     name = "synthetic"
 
-    def __init__(self, width: int = 1280, height: int = 720, fps: float = 30.0, seed: int = 0,
-                 paced: bool = True) -> None:
+    def __init__(
+        self, width: int = 1280, height: int = 720, fps: float = 30.0, seed: int = 0, paced: bool = True
+    ) -> None:
         self.width, self.height, self.fps = width, height, float(fps)
         self.seed = seed
         self.paced = paced

@@ -81,8 +81,9 @@ def device_path(spec: str | int) -> str:
 class V4l2Source(Source):
     """A V4L2 capture device. ``pixel_format`` is ``auto`` (MJPEG above 640x480, else YUYV)."""
 
-    def __init__(self, device: str | int = 0, width: int = 1280, height: int = 720, fps: float = 30.0,
-                 pixel_format: str = "auto") -> None:
+    def __init__(
+        self, device: str | int = 0, width: int = 1280, height: int = 720, fps: float = 30.0, pixel_format: str = "auto"
+    ) -> None:
         if pixel_format not in FORMATS:
             raise InputError(f"pixel format {pixel_format!r} is not one of {FORMATS}")
         self.device = device_path(device)

@@ -18,8 +18,11 @@ def _use_installed_core() -> None:
         return
     for dist in distributions(name="snisd"):
         installed = os.path.realpath(os.path.abspath(str(dist.locate_file("snisd/codec"))))
-        if installed != os.path.realpath(here) and os.path.isdir(installed) and any(
-                n.startswith("_native.") for n in os.listdir(installed)):
+        if (
+            installed != os.path.realpath(here)
+            and os.path.isdir(installed)
+            and any(n.startswith("_native.") for n in os.listdir(installed))
+        ):
             __path__.append(installed)
             return
 

@@ -11,19 +11,41 @@ FRAC: int
 class NativeError(Exception): ...
 
 class Encoder:
-    def __init__(self, width: int, height: int, tiers: int, tier_step_log2: int, threads: int, weights: bytes,
-                 tuning: tuple[int, ...] | None = ..., key_step_log2: int = ...) -> None: ...
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        tiers: int,
+        tier_step_log2: int,
+        threads: int,
+        weights: bytes,
+        tuning: tuple[int, ...] | None = ...,
+        key_step_log2: int = ...,
+    ) -> None: ...
     def predict(self, y: Any, u: Any, v: Any, frame_type: int, qp: int, ypad: Any, uvpad: Any) -> None: ...
-    def code(self, latents: tuple[Any, Any, Any, Any], multipliers: tuple[bytes, bytes, bytes, bytes],
-             zero_points: tuple[bytes, bytes, bytes, bytes]) -> tuple[bytes, ...]: ...
+    def code(
+        self,
+        latents: tuple[Any, Any, Any, Any],
+        multipliers: tuple[bytes, bytes, bytes, bytes],
+        zero_points: tuple[bytes, bytes, bytes, bytes],
+    ) -> tuple[bytes, ...]: ...
     def reconstruction(self, tiers: int, y: Any, u: Any, v: Any) -> None: ...
     def stats(self) -> dict[str, float]: ...
 
 class Decoder:
-    def __init__(self, width: int, height: int, tiers: int, tier_step_log2: int, threads: int,
-                 weights: bytes, key_step_log2: int = ...) -> None: ...
-    def decode(self, frame_type: int, qp: int, payloads: tuple[bytes, ...], show_tiers: int, y: Any, u: Any,
-               v: Any) -> None: ...
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        tiers: int,
+        tier_step_log2: int,
+        threads: int,
+        weights: bytes,
+        key_step_log2: int = ...,
+    ) -> None: ...
+    def decode(
+        self, frame_type: int, qp: int, payloads: tuple[bytes, ...], show_tiers: int, y: Any, u: Any, v: Any
+    ) -> None: ...
     def stats(self) -> dict[str, float]: ...
 
 def step16(qp: int, tier: int, tiers: int, tier_step_log2: int) -> int: ...

@@ -69,13 +69,16 @@ class AnalysisOutput:
 
     def dequantized(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(y_coarse, y_ac, c_coarse, c_ac) as float32 pixel units (copies), for tools and tests."""
+
         def deq(q, scale, zp):
             return ((q.astype(np.float64) - zp) * scale).astype(np.float32)
 
-        return (deq(self.y_coarse, self.y_coarse_scale, self.y_coarse_zp),
-                deq(self.y_ac, self.y_ac_scale, self.y_ac_zp),
-                deq(self.c_coarse, self.c_coarse_scale, self.c_coarse_zp),
-                deq(self.c_ac, self.c_ac_scale, self.c_ac_zp))
+        return (
+            deq(self.y_coarse, self.y_coarse_scale, self.y_coarse_zp),
+            deq(self.y_ac, self.y_ac_scale, self.y_ac_zp),
+            deq(self.c_coarse, self.c_coarse_scale, self.c_coarse_zp),
+            deq(self.c_ac, self.c_ac_scale, self.c_ac_zp),
+        )
 
 
 def pad_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,6 +86,7 @@ def pad_planes(y: np.ndarray, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray,
 
     The numpy statement of what the caller of :class:`AnalysisTransform` supplies.
     """
+
     def q(p, pad):
         return np.pad(np.clip(np.asarray(p), -128, 127).astype(np.int8), pad, mode="symmetric")
 
@@ -100,8 +104,11 @@ def _steps_from(data: bytes, where: str) -> dict[str, dict[str, np.ndarray]]:
         raise ModelError(f"{where}: malformed {DEQUANT_METADATA} metadata ({exc})") from None
     for p, ch in _CHANNELS.items():
         s = out[p]
-        if s.get("col", np.zeros(0)).shape != (ch,) or s.get("coarse", np.zeros(0)).shape != (4,) or not all(
-                np.all(np.isfinite(a) & (a > 0)) for a in s.values()):
+        if (
+            s.get("col", np.zeros(0)).shape != (ch,)
+            or s.get("coarse", np.zeros(0)).shape != (4,)
+            or not all(np.all(np.isfinite(a) & (a > 0)) for a in s.values())
+        ):
             raise ModelError(f"{where}: {DEQUANT_METADATA}: bad {p} steps {sorted(s)}")
     return out
 
@@ -133,8 +140,10 @@ class AnalysisTransform:
         self.num_threads = int(num_threads)
         steps = _steps_from(self._data, self.model_path)
         self._scales = {
-            "y_ac": steps["luma"]["col"][1:], "y_coarse": steps["luma"]["coarse"],
-            "c_ac": steps["chroma"]["col"][1:], "c_coarse": steps["chroma"]["coarse"],
+            "y_ac": steps["luma"]["col"][1:],
+            "y_coarse": steps["luma"]["coarse"],
+            "c_ac": steps["chroma"]["col"][1:],
+            "c_coarse": steps["chroma"]["coarse"],
         }
         self._sizes: dict[tuple[int, int], _Sized] = {}  # insertion order = least recently used first
         self._model_for(ALIGN, ALIGN)  # the model is checked now, not at the first frame
@@ -156,10 +165,18 @@ class AnalysisTransform:
         ins = {d["name"]: d for d in interp.get_input_details()}
         outs = {d["name"]: d for d in interp.get_output_details()}
         if set(ins) != set(_CHANNELS) or set(outs) != {f"{p}_{k}" for p in _CHANNELS for k in ("ac", "coarse")}:
-            raise ModelError(f"{path}: expected inputs luma, chroma and outputs <plane>_ac, <plane>_coarse; "
-                             f"found {sorted(ins)} -> {sorted(outs)}")
-        for d, last in ((ins["luma"], 8), (ins["chroma"], 1), (outs["luma_ac"], 64), (outs["chroma_ac"], 16),
-                        (outs["luma_coarse"], 4), (outs["chroma_coarse"], 4)):
+            raise ModelError(
+                f"{path}: expected inputs luma, chroma and outputs <plane>_ac, <plane>_coarse; "
+                f"found {sorted(ins)} -> {sorted(outs)}"
+            )
+        for d, last in (
+            (ins["luma"], 8),
+            (ins["chroma"], 1),
+            (outs["luma_ac"], 64),
+            (outs["chroma_ac"], 16),
+            (outs["luma_coarse"], 4),
+            (outs["chroma_coarse"], 4),
+        ):
             if d["dtype"] != np.int8 or len(d["shape"]) != 4 or d["shape"][3] != last:
                 raise ModelError(f"{path}: tensor {d['name']} is {d['dtype'].__name__} {tuple(d['shape'])}")
             if tuple(d["quantization"]) != (1.0, 0):
@@ -193,8 +210,9 @@ class AnalysisTransform:
     def _make(self, hp: int, wp: int) -> _Sized:
         ly, lx = hp + 2 * LUMA_PAD, wp + 2 * LUMA_PAD
         cy, cx = hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD
-        interp, ins, outs = self._open(self._model_for(hp, wp), {"luma": [ly // 8, 8, lx // 8, 8],
-                                                                 "chroma": [2, cy, cx, 1]})
+        interp, ins, outs = self._open(
+            self._model_for(hp, wp), {"luma": [ly // 8, 8, lx // 8, 8], "chroma": [2, cy, cx, 1]}
+        )
         y_in = interp.tensor(ins["luma"])().reshape(ly, lx)
         uv_in = interp.tensor(ins["chroma"])().reshape(2, cy, cx)
         ya, yc = interp.tensor(outs["luma_ac"])()[0], interp.tensor(outs["luma_coarse"])()[0]
@@ -203,16 +221,26 @@ class AnalysisTransform:
             raise ModelError(f"{self.model_path}: luma outputs {ya.shape}, {yc.shape} for a {hp}x{wp} frame")
         if ca.shape != (2, hp // 8 + 2, wp // 8 + 2, 16) or cc.shape != (2, hp // 16, wp // 16, 4):
             raise ModelError(f"{self.model_path}: chroma outputs {ca.shape}, {cc.shape} for a {hp}x{wp} frame")
-        if not (np.shares_memory(y_in, interp.tensor(ins["luma"])())
-                and np.shares_memory(uv_in, interp.tensor(ins["chroma"])())):
+        if not (
+            np.shares_memory(y_in, interp.tensor(ins["luma"])())
+            and np.shares_memory(uv_in, interp.tensor(ins["chroma"])())
+        ):
             raise ModelError(f"{self.model_path}: input tensors are not contiguous")  # pragma: no cover
         zeros = {k: np.zeros(len(s), np.int32) for k, s in self._scales.items()}
         output = AnalysisOutput(
-            y_ac=ya[1:-1, 1:-1, 1:], y_coarse=yc, c_ac=ca[:, 1:-1, 1:-1, 1:], c_coarse=cc,
-            y_ac_scale=self._scales["y_ac"], y_coarse_scale=self._scales["y_coarse"],
-            c_ac_scale=self._scales["c_ac"], c_coarse_scale=self._scales["c_coarse"],
-            y_ac_zp=zeros["y_ac"], y_coarse_zp=zeros["y_coarse"], c_ac_zp=zeros["c_ac"],
-            c_coarse_zp=zeros["c_coarse"])
+            y_ac=ya[1:-1, 1:-1, 1:],
+            y_coarse=yc,
+            c_ac=ca[:, 1:-1, 1:-1, 1:],
+            c_coarse=cc,
+            y_ac_scale=self._scales["y_ac"],
+            y_coarse_scale=self._scales["y_coarse"],
+            c_ac_scale=self._scales["c_ac"],
+            c_coarse_scale=self._scales["c_coarse"],
+            y_ac_zp=zeros["y_ac"],
+            y_coarse_zp=zeros["y_coarse"],
+            c_ac_zp=zeros["c_ac"],
+            c_coarse_zp=zeros["c_coarse"],
+        )
         return _Sized(interp, y_in, uv_in, output)
 
     def input_buffers(self, hp: int, wp: int) -> tuple[np.ndarray, np.ndarray]:
@@ -228,13 +256,14 @@ class AnalysisTransform:
     def __call__(self, y: np.ndarray, uv: np.ndarray) -> AnalysisOutput:
         """Analyse one frame: y int8 (Hp+24, Wp+24), uv int8 (2, Hp/2+12, Wp/2+12), both padded."""
         if not isinstance(y, np.ndarray) or y.ndim != 2 or y.dtype != np.int8:
-            raise ModelError(f"luma input must be a 2-D int8 array, got {getattr(y, 'dtype', type(y))} "
-                             f"{np.shape(y)}")
+            raise ModelError(f"luma input must be a 2-D int8 array, got {getattr(y, 'dtype', type(y))} {np.shape(y)}")
         hp, wp = y.shape[0] - 2 * LUMA_PAD, y.shape[1] - 2 * LUMA_PAD
         want = (2, hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD)
         if not isinstance(uv, np.ndarray) or uv.dtype != np.int8 or uv.shape != want:
-            raise ModelError(f"chroma input must be int8 {want} for luma {y.shape}, got "
-                             f"{getattr(uv, 'dtype', type(uv))} {np.shape(uv)}")
+            raise ModelError(
+                f"chroma input must be int8 {want} for luma {y.shape}, got "
+                f"{getattr(uv, 'dtype', type(uv))} {np.shape(uv)}"
+            )
         state = self._sized(hp, wp)
         if not (y.ctypes.data == state.y_in.ctypes.data and y.strides == state.y_in.strides):
             state.y_in[...] = y

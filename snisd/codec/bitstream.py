@@ -53,8 +53,9 @@ class SequenceHeader:
         if self.fps_num <= 0 or self.fps_den <= 0:
             raise BitstreamError(f"frame rate {self.fps_num}/{self.fps_den} is not positive")
         if not (0 <= self.tier_step_log2 <= 64 and 0 <= self.key_step_log2 <= 64):
-            raise BitstreamError(f"tier step ratios {self.tier_step_log2}/{self.key_step_log2} out of range 0..64 "
-                                 "(1/8 octaves)")
+            raise BitstreamError(
+                f"tier step ratios {self.tier_step_log2}/{self.key_step_log2} out of range 0..64 (1/8 octaves)"
+            )
         if not (0 <= self.keyframe_interval <= 0xFFFF and 0 <= self.switch_interval <= 0xFFFF):
             raise BitstreamError(f"intervals {self.keyframe_interval}/{self.switch_interval} out of range 0..65535")
         if len(self.model_hash) != 8:
@@ -69,9 +70,20 @@ class SequenceHeader:
         if len(mid) > 16:
             raise BitstreamError(f"model id {self.model_id!r} longer than 16 bytes")
         return _SEQ.pack(
-            SEQ_MAGIC, self.version, _SEQ.size, self.width, self.height, self.fps_num, self.fps_den,
-            self.tiers, self.tier_step_log2, self.key_step_log2, self.keyframe_interval, self.switch_interval,
-            mid.ljust(16, b"\0"), self.model_hash,
+            SEQ_MAGIC,
+            self.version,
+            _SEQ.size,
+            self.width,
+            self.height,
+            self.fps_num,
+            self.fps_den,
+            self.tiers,
+            self.tier_step_log2,
+            self.key_step_log2,
+            self.keyframe_interval,
+            self.switch_interval,
+            mid.ljust(16, b"\0"),
+            self.model_hash,
         )
 
     @classmethod
@@ -125,8 +137,12 @@ class FrameHeader:
         return self.frame_type == FRAME_I or self.switch_point
 
     def to_bytes(self) -> bytes:
-        flags = ((self.frame_type & 3) | (4 if self.switch_point else 0) | ((self.key_index & 15) << 3)
-                 | (0x80 if self.coarse_key else 0))
+        flags = (
+            (self.frame_type & 3)
+            | (4 if self.switch_point else 0)
+            | ((self.key_index & 15) << 3)
+            | (0x80 if self.coarse_key else 0)
+        )
         return bytes((flags, (self.frame_no >> 8) & 0xFF, self.frame_no & 0xFF, self.qp))
 
     @classmethod
@@ -138,8 +154,7 @@ class FrameHeader:
             raise BitstreamError(f"bad frame header flags 0x{flags:02x}", 0)
         if data[3] > 63:
             raise BitstreamError(f"frame qp {data[3]} out of range 0..63", 3)
-        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3], (flags >> 3) & 15,
-                   bool(flags & 0x80))
+        return cls(flags & 3, bool(flags & 4), (data[1] << 8) | data[2], data[3], (flags >> 3) & 15, bool(flags & 0x80))
 
 
 def enhancement_header(tier: int, frame_no: int) -> bytes:
@@ -151,7 +166,7 @@ def tier_payload(chunk: bytes, tier: int, frame_no: int) -> bytes:
     """The entropy-coded payload of a tier chunk after its header (checked for tiers >= 1)."""
     if tier == 0:
         FrameHeader.from_bytes(chunk)
-        return bytes(chunk[FrameHeader.SIZE:])
+        return bytes(chunk[FrameHeader.SIZE :])
     check_enhancement_header(chunk, tier, frame_no)
     return bytes(chunk[1:])
 
@@ -162,7 +177,9 @@ def check_enhancement_header(chunk: bytes, tier: int, frame_no: int) -> None:
     if chunk[0] >> 4 != tier or chunk[0] & 0xF != frame_no & 0xF:
         raise BitstreamError(
             f"tier-{tier} chunk of frame {frame_no} has header 0x{chunk[0]:02x} "
-            f"(tier {chunk[0] >> 4}, frame low bits {chunk[0] & 0xF})", 0)
+            f"(tier {chunk[0] >> 4}, frame low bits {chunk[0] & 0xF})",
+            0,
+        )
 
 
 @dataclass(frozen=True)
@@ -210,7 +227,7 @@ def read_es(inp: BinaryIO, max_frame_bytes: int = 64 << 20) -> tuple[SequenceHea
     head = inp.read(len(ES_MAGIC) + 2)
     if len(head) < len(ES_MAGIC) + 2 or head[: len(ES_MAGIC)] != ES_MAGIC:
         raise BitstreamError(f"not a SNIS elementary stream: starts with {head[:8]!r}", 0)
-    (n,) = struct.unpack(">H", head[len(ES_MAGIC):])
+    (n,) = struct.unpack(">H", head[len(ES_MAGIC) :])
     sh = inp.read(n)
     if len(sh) != n:
         raise BitstreamError(f"sequence header truncated: {len(sh)} of {n} bytes", len(head))
@@ -241,7 +258,7 @@ def read_es(inp: BinaryIO, max_frame_bytes: int = 64 << 20) -> tuple[SequenceHea
                 raise BitstreamError(f"frame record {index}: CRC mismatch", offset)
             chunks, pos = [], 0
             for s in sizes:
-                chunks.append(body[pos:pos + s])
+                chunks.append(body[pos : pos + s])
                 pos += s
             fh = FrameHeader.from_bytes(chunks[0])
             yield EncodedFrame(index, pts, fh.frame_type == FRAME_I, fh.switch_point, tuple(chunks))

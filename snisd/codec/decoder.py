@@ -25,8 +25,13 @@ class MissingReferenceError(BitstreamError):
 class Decoder:
     """Decodes one SNIS stream; frames must be given in order."""
 
-    def __init__(self, seq: SequenceHeader, model: str | None = None,
-                 synthesis: SynthesisTransform | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        seq: SequenceHeader,
+        model: str | None = None,
+        synthesis: SynthesisTransform | None = None,
+        threads: int = 1,
+    ) -> None:
         self.seq = seq
         if seq.version != 2:
             raise BitstreamError(f"unsupported bitstream version {seq.version}")
@@ -34,9 +39,11 @@ class Decoder:
         if self.synthesis.model_hash != seq.model_hash:
             raise ModelError(
                 f"stream was coded with model {seq.model_id} #{seq.model_hash.hex()}, "
-                f"but the synthesis weights {self.synthesis.path} are #{self.synthesis.model_hash.hex()}")
-        self._core = _native.Decoder(seq.width, seq.height, seq.tiers, seq.tier_step_log2, threads,
-                                     self.synthesis.packed, seq.key_step_log2)
+                f"but the synthesis weights {self.synthesis.path} are #{self.synthesis.model_hash.hex()}"
+            )
+        self._core = _native.Decoder(
+            seq.width, seq.height, seq.tiers, seq.tier_step_log2, threads, self.synthesis.packed, seq.key_step_log2
+        )
         self.valid_tiers = 0  # tiers the reference holds (0: no reference)
         self._key_index: int | None = None  # of the last decoded keyframe / key picture
         self.expected_frame_no: int | None = None
@@ -54,8 +61,9 @@ class Decoder:
             self.valid_tiers = 0
         return self.valid_tiers
 
-    def decode(self, frame: EncodedFrame | tuple[bytes, ...], tiers: int | None = None,
-               show_tiers: int | None = None) -> Frame:
+    def decode(
+        self, frame: EncodedFrame | tuple[bytes, ...], tiers: int | None = None, show_tiers: int | None = None
+    ) -> Frame:
         """Decode one frame with up to `tiers` tiers; `show_tiers` < tiers returns the picture of
         fewer tiers over the same prediction (what the encoder's reconstruction(show_tiers) is)."""
         chunks = frame.tiers if isinstance(frame, EncodedFrame) else tuple(frame)
@@ -69,14 +77,17 @@ class Decoder:
         if usable == 0:
             if fh.switch_point and not fh.keyframe:
                 self._key_index = None
-                raise MissingReferenceError(f"key picture {fh.frame_no} (key index {fh.key_index}) follows a lost "
-                                            f"key picture: waiting for a keyframe")
+                raise MissingReferenceError(
+                    f"key picture {fh.frame_no} (key index {fh.key_index}) follows a lost "
+                    f"key picture: waiting for a keyframe"
+                )
             raise MissingReferenceError(f"P-frame {fh.frame_no} without its reference: waiting for a key picture")
         n = min(len(chunks), tiers or self.seq.tiers, usable)
         payloads = tuple(tier_payload(chunks[k], k, fh.frame_no) for k in range(n))
         h, w = self.seq.height, self.seq.width
-        out = Frame(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
-                    np.empty((h // 2, w // 2), np.uint8), pts)
+        out = Frame(
+            np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8), np.empty((h // 2, w // 2), np.uint8), pts
+        )
         ftype = 0 if fh.keyframe else ((3 if fh.coarse_key else 2) if fh.switch_point else 1)
         while True:
             try:

@@ -47,8 +47,17 @@ class Tuning:
     me_exit_q4: int = 12
 
     def as_tuple(self) -> tuple[int, ...]:
-        return (self.round_intra, self.round_inter, self.round_lower, self.lambda_q4, self.intra_bias,
-                self.skip_sad_q8, self.search_range, self.key_sad_q4, self.me_exit_q4)
+        return (
+            self.round_intra,
+            self.round_inter,
+            self.round_lower,
+            self.lambda_q4,
+            self.intra_bias,
+            self.skip_sad_q8,
+            self.search_range,
+            self.key_sad_q4,
+            self.me_exit_q4,
+        )
 
 
 @dataclass
@@ -133,8 +142,12 @@ def fixed_multipliers(scale: np.ndarray) -> np.ndarray:
 class Encoder:
     """Encodes frames of one fixed size into a progressive SNIS stream."""
 
-    def __init__(self, config: EncoderConfig, analysis: AnalysisTransform | None = None,
-                 synthesis: SynthesisTransform | None = None) -> None:
+    def __init__(
+        self,
+        config: EncoderConfig,
+        analysis: AnalysisTransform | None = None,
+        synthesis: SynthesisTransform | None = None,
+    ) -> None:
         assert config.key_tier_ratio is not None  # set by EncoderConfig.__post_init__
         self.config = config
         self.analysis = analysis if analysis is not None else AnalysisTransform(config.model, config.threads)
@@ -143,12 +156,28 @@ class Encoder:
         self.synthesis = synthesis
         self.wp, self.hp = padded_size(config.width, config.height)
         self.sequence_header = SequenceHeader(
-            config.width, config.height, config.fps_num, config.fps_den, config.tiers, config.tier_ratio,
+            config.width,
+            config.height,
+            config.fps_num,
+            config.fps_den,
+            config.tiers,
+            config.tier_ratio,
             keyframe_interval=min(config.keyframe_interval or 0, 0xFFFF),
-            switch_interval=min(config.switch_interval or 0, 0xFFFF), key_step_log2=config.key_tier_ratio,
-            model_id="snis896", model_hash=self.synthesis.model_hash)
-        self._core = _native.Encoder(config.width, config.height, config.tiers, config.tier_ratio, config.threads,
-                                     self.synthesis.packed, config.tuning.as_tuple(), config.key_tier_ratio)
+            switch_interval=min(config.switch_interval or 0, 0xFFFF),
+            key_step_log2=config.key_tier_ratio,
+            model_id="snis896",
+            model_hash=self.synthesis.model_hash,
+        )
+        self._core = _native.Encoder(
+            config.width,
+            config.height,
+            config.tiers,
+            config.tier_ratio,
+            config.threads,
+            self.synthesis.packed,
+            config.tuning.as_tuple(),
+            config.key_tier_ratio,
+        )
         self._ypad, self._uvpad = self.analysis.input_buffers(self.hp, self.wp)
         self._scales: tuple | None = None
         self.index = 0
@@ -164,8 +193,9 @@ class Encoder:
         """The encoder's picture of the last frame with tiers < `tiers` (default all) over the
         full-tier prediction: what a decoder shows that has all tiers of earlier frames."""
         h, w = self.config.height, self.config.width
-        out = Frame(np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8),
-                    np.empty((h // 2, w // 2), np.uint8))
+        out = Frame(
+            np.empty((h, w), np.uint8), np.empty((h // 2, w // 2), np.uint8), np.empty((h // 2, w // 2), np.uint8)
+        )
         self._core.reconstruction(tiers or self.config.tiers, out.y, out.u, out.v)
         return out
 
@@ -173,8 +203,10 @@ class Encoder:
         if self._scales is None:
             scales = (out.y_ac_scale, out.y_coarse_scale, out.c_ac_scale, out.c_coarse_scale)
             zps = (out.y_ac_zp, out.y_coarse_zp, out.c_ac_zp, out.c_coarse_zp)
-            self._scales = (tuple(fixed_multipliers(s).tobytes() for s in scales),
-                            tuple(np.asarray(z, "<i4").tobytes() for z in zps))
+            self._scales = (
+                tuple(fixed_multipliers(s).tobytes() for s in scales),
+                tuple(np.asarray(z, "<i4").tobytes() for z in zps),
+            )
         return self._scales
 
     def encode(self, frame: Frame, force_keyframe: bool = False, qp: int | None = None) -> EncodedFrame:
@@ -202,8 +234,9 @@ class Encoder:
             self._key_index = (self._key_index + 1) & 15
         coarse = st["frame_type"] == FRAME_KC
         fh = FrameHeader(FRAME_I if key else FRAME_P, switch, self.index & 0xFFFF, qp, self._key_index, coarse)
-        chunks = tuple((fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)) + p
-                       for k, p in enumerate(payloads))
+        chunks = tuple(
+            (fh.to_bytes() if k == 0 else enhancement_header(k, fh.frame_no)) + p for k, p in enumerate(payloads)
+        )
         st["analysis_us"] = (t2 - t1) * 1e6
         st["core_us"] = ((t1 - t0) + (t3 - t2)) * 1e6
         self.times.stages.append(st)

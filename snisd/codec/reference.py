@@ -160,5 +160,3 @@ def synthesize_reference(latents: Latents, weights) -> tuple[np.ndarray, np.ndar
     u = synthesize_plane_reference(latents.c_coarse[0], latents.c_ac[0], weights, "chroma")
     v = synthesize_plane_reference(latents.c_coarse[1], latents.c_ac[1], weights, "chroma")
     return y, u, v
-
-

@@ -25,16 +25,45 @@ MAX_BOX_SIZE = 256 << 20
 EXPECTED_PARENT: dict[str, frozenset[str]] = {
     name: frozenset(parents.split())
     for name, parents in {
-        "ftyp": "file", "styp": "file", "moov": "file", "moof": "file", "mdat": "file",
-        "sidx": "file", "mfra": "file",
-        "mvhd": "moov", "trak": "moov", "mvex": "moov", "mehd": "mvex", "trex": "mvex",
-        "tkhd": "trak", "tref": "trak", "edts": "trak", "mdia": "trak",
-        "mdhd": "mdia", "hdlr": "mdia meta", "minf": "mdia",
-        "vmhd": "minf", "smhd": "minf", "dinf": "minf meta", "stbl": "minf",
-        "stsd": "stbl", "stts": "stbl", "stsc": "stbl", "stsz": "stbl", "stco": "stbl",
-        "co64": "stbl", "stss": "stbl", "ctts": "stbl",
-        "mfhd": "moof", "traf": "moof", "tfhd": "traf", "tfdt": "traf", "trun": "traf",
-        "subs": "traf stbl", "snsC": "snis snie", "colr": "snis snie",
+        "ftyp": "file",
+        "styp": "file",
+        "moov": "file",
+        "moof": "file",
+        "mdat": "file",
+        "sidx": "file",
+        "mfra": "file",
+        "mvhd": "moov",
+        "trak": "moov",
+        "mvex": "moov",
+        "mehd": "mvex",
+        "trex": "mvex",
+        "tkhd": "trak",
+        "tref": "trak",
+        "edts": "trak",
+        "mdia": "trak",
+        "mdhd": "mdia",
+        "hdlr": "mdia meta",
+        "minf": "mdia",
+        "vmhd": "minf",
+        "smhd": "minf",
+        "dinf": "minf meta",
+        "stbl": "minf",
+        "stsd": "stbl",
+        "stts": "stbl",
+        "stsc": "stbl",
+        "stsz": "stbl",
+        "stco": "stbl",
+        "co64": "stbl",
+        "stss": "stbl",
+        "ctts": "stbl",
+        "mfhd": "moof",
+        "traf": "moof",
+        "tfhd": "traf",
+        "tfdt": "traf",
+        "trun": "traf",
+        "subs": "traf stbl",
+        "snsC": "snis snie",
+        "colr": "snis snie",
     }.items()
 }
 
@@ -93,8 +122,9 @@ class BoxHeader:
         return self.start + self.size
 
 
-def parse_header(data: bytes | bytearray | memoryview, pos: int, avail_end: int, *,
-                 base: int = 0, max_size: int = MAX_BOX_SIZE) -> BoxHeader | None:
+def parse_header(
+    data: bytes | bytearray | memoryview, pos: int, avail_end: int, *, base: int = 0, max_size: int = MAX_BOX_SIZE
+) -> BoxHeader | None:
     """Parse the box header at `pos`; None if fewer bytes than the header are available.
 
     Does not check that the body fits (callers decide whether that is truncation or an error).
@@ -128,8 +158,9 @@ def parse_header(data: bytes | bytearray | memoryview, pos: int, avail_end: int,
     return BoxHeader(kind, pos, size, header)
 
 
-def iter_children(data: bytes | bytearray | memoryview, start: int, end: int, parent: str, *,
-                  base: int = 0) -> Iterator[BoxHeader]:
+def iter_children(
+    data: bytes | bytearray | memoryview, start: int, end: int, parent: str, *, base: int = 0
+) -> Iterator[BoxHeader]:
     """The child boxes filling data[start:end] exactly, which belongs to a complete parent.
 
     A child that does not fit is an error here (the parent claimed to be complete), and so is
@@ -142,8 +173,8 @@ def iter_children(data: bytes | bytearray | memoryview, start: int, end: int, pa
             raise ContainerError(f"{end - pos} stray bytes at the end of {parent!r}", base + pos, parent)
         if hdr.end > end:
             raise ContainerError(
-                f"box of {hdr.size} bytes overruns its parent {parent!r} by {hdr.end - end} bytes",
-                base + pos, hdr.type)
+                f"box of {hdr.size} bytes overruns its parent {parent!r} by {hdr.end - end} bytes", base + pos, hdr.type
+            )
         check_nesting(hdr.type, parent, base + pos)
         yield hdr
         pos = hdr.end  # size >= header size >= 8, so this always advances
@@ -152,12 +183,12 @@ def iter_children(data: bytes | bytearray | memoryview, start: int, end: int, pa
 def check_nesting(kind: str, parent: str, offset: int) -> None:
     allowed = EXPECTED_PARENT.get(kind)
     if allowed is not None and parent not in allowed:
-        raise ContainerError(f"box {kind!r} inside {parent!r}; it belongs in {'/'.join(sorted(allowed))}",
-                             offset, kind)
+        raise ContainerError(f"box {kind!r} inside {parent!r}; it belongs in {'/'.join(sorted(allowed))}", offset, kind)
 
 
-def children_by_type(data: bytes | bytearray | memoryview, hdr: BoxHeader, *, skip: int = 0,
-                     base: int = 0) -> dict[str, list[BoxHeader]]:
+def children_by_type(
+    data: bytes | bytearray | memoryview, hdr: BoxHeader, *, skip: int = 0, base: int = 0
+) -> dict[str, list[BoxHeader]]:
     """Children of a complete box grouped by type (`skip` bytes of fixed fields come first)."""
     out: dict[str, list[BoxHeader]] = {}
     start = hdr.payload + skip
@@ -183,8 +214,9 @@ class Cursor:
     def _need(self, n: int) -> int:
         p = self.pos
         if self.end - p < n:
-            raise ContainerError(f"box {self.box!r} truncated: needs {n} more bytes, has {self.end - p}",
-                                 self.base + p, self.box)
+            raise ContainerError(
+                f"box {self.box!r} truncated: needs {n} more bytes, has {self.end - p}", self.base + p, self.box
+            )
         self.pos = p + n
         return p
 
@@ -207,14 +239,14 @@ class Cursor:
 
     def raw(self, n: int) -> bytes:
         p = self._need(n)
-        return bytes(self.data[p:p + n])
+        return bytes(self.data[p : p + n])
 
     def skip(self, n: int) -> None:
         self._need(n)
 
     def rest(self) -> bytes:
         p, self.pos = self.pos, self.end
-        return bytes(self.data[p:self.end])
+        return bytes(self.data[p : self.end])
 
     @property
     def remaining(self) -> int:

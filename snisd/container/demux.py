@@ -54,8 +54,9 @@ def _parse_sample_entry(buf, hdr: BoxHeader, base: int) -> tuple[int, bytes, int
     kids = children_by_type(buf, hdr, skip=78, base=base)
     cfg = kids.get("snsC")
     if not cfg or len(cfg) != 1:
-        raise ContainerError(f"sample entry needs exactly one 'snsC' box, found {len(cfg or [])}",
-                             base + hdr.start, hdr.type)
+        raise ContainerError(
+            f"sample entry needs exactly one 'snsC' box, found {len(cfg or [])}", base + hdr.start, hdr.type
+        )
     cc = Cursor(buf, cfg[0], base=base)
     version = cc.u8()
     if version != CONFIG_VERSION:
@@ -74,8 +75,9 @@ def _parse_sample_entry(buf, hdr: BoxHeader, base: int) -> tuple[int, bytes, int
 def _only(kids: dict[str, list[BoxHeader]], kind: str, parent: BoxHeader, base: int) -> BoxHeader:
     found = kids.get(kind, [])
     if len(found) != 1:
-        raise ContainerError(f"{parent.type!r} must hold exactly one {kind!r} box, found {len(found)}",
-                             base + parent.start, parent.type)
+        raise ContainerError(
+            f"{parent.type!r} must hold exactly one {kind!r} box, found {len(found)}", base + parent.start, parent.type
+        )
     return found[0]
 
 
@@ -134,8 +136,9 @@ def parse_init(buf, moov: BoxHeader, base: int = 0) -> InitInfo:
         if entry is None or entry.end > stsd.end:
             raise ContainerError("sample entry overruns 'stsd'", base + c.pos, "stsd")
         if entry.type not in ("snis", "snie"):
-            raise ContainerError(f"track {tid}: sample entry {entry.type!r} is not a SNIS stream",
-                                 base + entry.start, entry.type)
+            raise ContainerError(
+                f"track {tid}: sample entry {entry.type!r} is not a SNIS stream", base + entry.start, entry.type
+            )
         check_nesting(entry.type, "stsd", base + entry.start)
         tier, seq_bytes, w, h, nclx, full = _parse_sample_entry(buf, entry, base)
         if (entry.type == "snis") != (tier == 0):
@@ -146,23 +149,26 @@ def parse_init(buf, moov: BoxHeader, base: int = 0) -> InitInfo:
             raise ContainerError(f"track {tid} has no 'trex' defaults", base + mvex.start, "mvex")
         by_tier[tier] = (tid, timescale, seq_bytes, w, h, nclx, full)
     if sorted(by_tier) != list(range(len(by_tier))):
-        raise ContainerError(f"tracks carry tiers {sorted(by_tier)}, not 0..{len(by_tier) - 1}",
-                             base + moov.start, "moov")
+        raise ContainerError(
+            f"tracks carry tiers {sorted(by_tier)}, not 0..{len(by_tier) - 1}", base + moov.start, "moov"
+        )
     tid0, ts, seq_bytes, w, h, nclx, full = by_tier[0]
     tids = tuple(by_tier[t][0] for t in range(len(by_tier)))
     if len(set(tids)) != len(tids):
         raise ContainerError("duplicate track_ID", base + moov.start, "moov")
     for t, (_, ts_t, sb, *_rest) in by_tier.items():
         if ts_t != ts or sb != seq_bytes:
-            raise ContainerError(f"tier-{t} track disagrees with tier 0 on timescale or sequence header",
-                                 base + moov.start, "moov")
+            raise ContainerError(
+                f"tier-{t} track disagrees with tier 0 on timescale or sequence header", base + moov.start, "moov"
+            )
     try:
         seq = SequenceHeader.from_bytes(seq_bytes)
     except BitstreamError as e:
         raise ContainerError(f"bad SNIS sequence header in 'snsC': {e}", base + moov.start, "snsC") from None
     if len(tids) > seq.tiers:
-        raise ContainerError(f"{len(tids)} tier tracks but the sequence header declares {seq.tiers} tiers",
-                             base + moov.start, "moov")
+        raise ContainerError(
+            f"{len(tids)} tier tracks but the sequence header declares {seq.tiers} tiers", base + moov.start, "moov"
+        )
     return InitInfo(seq_bytes, w, h, ts, trex_defaults[tid0], nclx, full, tids)
 
 
@@ -187,8 +193,11 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
         tier = tier_of[tid]
         if tier in found:
             raise c.error(f"two 'traf' boxes for track {tid}")
-        data_base = c.u64() - base if tf & TFHD_BASE_OFFSET else (
-            moof.start if tf & TFHD_BASE_IS_MOOF or not spans else data_end)
+        data_base = (
+            c.u64() - base
+            if tf & TFHD_BASE_OFFSET
+            else (moof.start if tf & TFHD_BASE_IS_MOOF or not spans else data_end)
+        )
         if tf & TFHD_DESC_INDEX:
             c.u32()
         duration = c.u32() if tf & TFHD_DURATION else info.default_duration
@@ -199,8 +208,7 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
         decode_time = c.u64() if v else c.u32()
         truns = tk.get("trun", [])
         if len(truns) != 1:
-            raise ContainerError(f"'traf' must hold exactly one 'trun', found {len(truns)}",
-                                 base + traf.start, "traf")
+            raise ContainerError(f"'traf' must hold exactly one 'trun', found {len(truns)}", base + traf.start, "traf")
         c = Cursor(buf, truns[0], base=base)
         _, rf = c.full_header((0, 1))
         count = c.u32()
@@ -225,7 +233,10 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
         if start < payload_start or start + size > payload_end:
             raise ContainerError(
                 f"track {tid} sample of {size} bytes at {base + start} lies outside the 'mdat' payload "
-                f"{base + payload_start}..{base + payload_end}", base + truns[0].start, "trun")
+                f"{base + payload_start}..{base + payload_end}",
+                base + truns[0].start,
+                "trun",
+            )
         data_end = start + size
         spans.append((start, data_end))
         with memoryview(buf) as mv:  # one copy of the payload, and no export left on a bytearray
@@ -233,14 +244,15 @@ def parse_fragment(buf, moof: BoxHeader, mdat: BoxHeader, info: InitInfo, base: 
     if 0 not in found:
         raise ContainerError(f"fragment {seqno} has no tier-0 sample", base + moof.start, "moof")
     if sorted(found) != list(range(len(found))):
-        raise ContainerError(f"fragment {seqno} carries tiers {sorted(found)}, not a prefix",
-                             base + moof.start, "moof")
+        raise ContainerError(f"fragment {seqno} carries tiers {sorted(found)}, not a prefix", base + moof.start, "moof")
     spans.sort()
-    if sum(e - s for s, e in spans) != payload_end - payload_start or any(
-            a[1] > b[0] for a, b in pairwise(spans)):
+    if sum(e - s for s, e in spans) != payload_end - payload_start or any(a[1] > b[0] for a, b in pairwise(spans)):
         raise ContainerError(
             f"sample sizes {[e - s for s, e in spans]} do not tile the "
-            f"{payload_end - payload_start}-byte 'mdat' payload", base + mdat.start, "mdat")
+            f"{payload_end - payload_start}-byte 'mdat' payload",
+            base + mdat.start,
+            "mdat",
+        )
     return Fragment(seqno, tuple(found[t] for t in range(len(found))), base + moof.start, base + mdat.end)
 
 
@@ -252,8 +264,9 @@ def frame_from_samples(samples: Sequence[Sample], timescale: int, index: int) ->
         switch_point = FrameHeader.from_bytes(s0.data).switch_point
     except BitstreamError:
         switch_point = False  # the container keeps the frame; the decoder reports the bad header
-    return EncodedFrame(index, ticks_to_us(s0.decode_time, timescale), s0.is_sync, switch_point,
-                        tuple(s.data for s in samples))
+    return EncodedFrame(
+        index, ticks_to_us(s0.decode_time, timescale), s0.is_sync, switch_point, tuple(s.data for s in samples)
+    )
 
 
 def fragment_to_frame(frag: Fragment, info: InitInfo, index: int) -> EncodedFrame:

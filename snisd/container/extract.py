@@ -21,8 +21,16 @@ def extract_tiers(src_path: str | os.PathLike, dst_path: str | os.PathLike, k: i
         raise ContainerError(f"{src_path}: no complete init segment", 0, "moov")
     info = reader.init
     n = min(k, info.tiers)
-    out_info = InitInfo(info.seq_bytes, info.width, info.height, info.timescale, info.default_duration,
-                        info.nclx, info.full_range, info.tracks[:n])
+    out_info = InitInfo(
+        info.seq_bytes,
+        info.width,
+        info.height,
+        info.timescale,
+        info.default_duration,
+        info.nclx,
+        info.full_range,
+        info.tracks[:n],
+    )
     count = 0
     with open(dst_path, "wb") as out:
         out.write(init_segment(out_info))

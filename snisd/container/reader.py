@@ -86,4 +86,3 @@ def read_fmp4(path: str | os.PathLike) -> tuple[SequenceHeader | None, list[Enco
     r = Fmp4Reader(path)
     frames = list(r)
     return r.sequence_header, frames, r.truncated
-

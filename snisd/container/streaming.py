@@ -104,11 +104,13 @@ class Fmp4StreamParser:
             last = self.last_fragment
             if last is not None:
                 if frag.sequence_number <= last.sequence_number:
-                    raise ContainerError(f"fragment sequence number {frag.sequence_number} after "
-                                         f"{last.sequence_number}", mstart, "mfhd")
+                    raise ContainerError(
+                        f"fragment sequence number {frag.sequence_number} after {last.sequence_number}", mstart, "mfhd"
+                    )
                 if frag.samples[0].decode_time <= last.samples[0].decode_time:
-                    raise ContainerError(f"decode time {frag.samples[0].decode_time} after "
-                                         f"{last.samples[0].decode_time}", mstart, "tfdt")
+                    raise ContainerError(
+                        f"decode time {frag.samples[0].decode_time} after {last.samples[0].decode_time}", mstart, "tfdt"
+                    )
             self.last_fragment = frag
             self.valid_end = frag.end
             out.append((frag, self.frames))
@@ -121,7 +123,9 @@ class Fmp4StreamParser:
             self._closed = True
             self.truncated = self._pos < len(self._buf) or self._moof is not None or self.init is None
             if self.truncated:
-                log.warning("fMP4 input truncated: %d bytes after the last complete fragment at offset %d",
-                            self._base + len(self._buf) - self.valid_end, self.valid_end)
+                log.warning(
+                    "fMP4 input truncated: %d bytes after the last complete fragment at offset %d",
+                    self._base + len(self._buf) - self.valid_end,
+                    self.valid_end,
+                )
         return self.truncated
-

@@ -23,8 +23,15 @@ class Fmp4Writer:
     decode timeline.
     """
 
-    def __init__(self, path: str | os.PathLike, seq: SequenceHeader, *, colorspace: str = "bt709",
-                 timescale: int | None = None, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        seq: SequenceHeader,
+        *,
+        colorspace: str = "bt709",
+        timescale: int | None = None,
+        fsync: bool = False,
+    ) -> None:
         self.path = path
         self.seq = seq
         self.fsync = fsync
@@ -38,8 +45,15 @@ class Fmp4Writer:
         self._put(init_segment(self.info))
 
     @classmethod
-    def resume(cls, path: str | os.PathLike, seq: SequenceHeader | None = None, *, fsync: bool = False,
-               colorspace: str = "bt709", timescale: int | None = None) -> Fmp4Writer:
+    def resume(
+        cls,
+        path: str | os.PathLike,
+        seq: SequenceHeader | None = None,
+        *,
+        fsync: bool = False,
+        colorspace: str = "bt709",
+        timescale: int | None = None,
+    ) -> Fmp4Writer:
         """Re-open a recording after a crash or restart.
 
         Everything after the last complete fragment is cut off. The next frame gets the next
@@ -76,8 +90,12 @@ class Fmp4Writer:
         self._next_dts = last.samples[0].decode_time + last.samples[0].duration if last else 0
         self._offset = None if last else 0
         if reader.valid_end < os.path.getsize(path):
-            log.warning("%s: cutting %d bytes of an incomplete fragment at offset %d", path,
-                        os.path.getsize(path) - reader.valid_end, reader.valid_end)
+            log.warning(
+                "%s: cutting %d bytes of an incomplete fragment at offset %d",
+                path,
+                os.path.getsize(path) - reader.valid_end,
+                reader.valid_end,
+            )
         f = open(path, "r+b")
         f.truncate(reader.valid_end)
         f.seek(reader.valid_end)

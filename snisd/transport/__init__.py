@@ -31,8 +31,15 @@ aiortc and aiohttp are imported lazily, so importing this package costs nothing.
 
 from .errors import TransportError, WhipError
 
-__all__ = ["TransportError", "WhipError", "WhipSender", "WhipClient", "run_sender", "run_receiver",
-           "add_receiver_arguments"]
+__all__ = [
+    "TransportError",
+    "WhipError",
+    "WhipSender",
+    "WhipClient",
+    "run_sender",
+    "run_receiver",
+    "add_receiver_arguments",
+]
 
 
 def __getattr__(name: str):

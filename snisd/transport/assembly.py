@@ -42,8 +42,9 @@ class Slot:
 class FrameAssembler:
     """Holds incomplete frames for `hold_s`; calls `on_release(slot, previous_seq)` in order."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, tiers: int, hold_s: float,
-                 on_release: Callable[[Slot, int], None]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, tiers: int, hold_s: float, on_release: Callable[[Slot, int], None]
+    ) -> None:
         self.loop = loop
         self.tiers = tiers
         self.hold_s = hold_s

@@ -81,5 +81,6 @@ def refusal(status: int):
 
     if status == 403:
         return web.Response(status=403, text="this token is not allowed to do that\n")
-    return web.Response(status=401, text="missing or wrong bearer token\n",
-                        headers={"WWW-Authenticate": 'Bearer realm="snisd"'})
+    return web.Response(
+        status=401, text="missing or wrong bearer token\n", headers={"WWW-Authenticate": 'Bearer realm="snisd"'}
+    )

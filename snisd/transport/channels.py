@@ -70,8 +70,15 @@ class Header:
     frame_tiers: int = 0  # tiers sent for this frame (0: not said)
 
 
-def split(piece: bytes, kind: int, tier: int, sequence: int, sent_ms: int | None = None,
-          max_message: int = MAX_MESSAGE, frame_tiers: int = 0) -> list[bytes]:
+def split(
+    piece: bytes,
+    kind: int,
+    tier: int,
+    sequence: int,
+    sent_ms: int | None = None,
+    max_message: int = MAX_MESSAGE,
+    frame_tiers: int = 0,
+) -> list[bytes]:
     """Cut one init segment or fragment into framed messages of at most `max_message` bytes."""
     if not (0 <= tier < 16 and 0 <= frame_tiers < 16):
         raise TransportError(f"tier {tier} / tier count {frame_tiers} do not fit the header")
@@ -83,9 +90,11 @@ def split(piece: bytes, kind: int, tier: int, sequence: int, sent_ms: int | None
         raise TransportError(f"piece of {len(piece)} bytes needs {count} messages (at most {MAX_PARTS})")
     ts = clock_ms() if sent_ms is None else sent_ms & 0xFFFFFFFF
     mv = memoryview(piece)
-    return [HEADER.pack((VERSION << 4) | kind, frame_tiers << 4 | tier, sequence, i, count, ts)
-            + bytes(mv[i * room:(i + 1) * room])
-            for i in range(count)]
+    return [
+        HEADER.pack((VERSION << 4) | kind, frame_tiers << 4 | tier, sequence, i, count, ts)
+        + bytes(mv[i * room : (i + 1) * room])
+        for i in range(count)
+    ]
 
 
 def parse_header_bytes(message: bytes) -> Header:
@@ -119,7 +128,7 @@ class Reassembler:
     def add(self, message: bytes) -> tuple[Header, bytes] | None:
         """Feed one message; returns (header of the first part, piece) when it completes a piece."""
         h = parse_header_bytes(message)
-        payload = message[HEADER.size:]
+        payload = message[HEADER.size :]
         if h.count == 1:
             return h, payload
         if h.count * MAX_PAYLOAD > self.max_piece + MAX_PAYLOAD:

@@ -25,9 +25,15 @@ class DecodeWorker:
     """Decodes one stream. `on_frame(frame, ef, t_released, tiers, decode_ms)` and
     `on_trouble(reason)` (a keyframe is needed) are called on the worker thread."""
 
-    def __init__(self, label: str, seq: SequenceHeader, model: str | None,
-                 on_frame: Callable[[Any, EncodedFrame, float, int, float], None],
-                 on_trouble: Callable[[str], None], queue_size: int = DECODE_QUEUE) -> None:
+    def __init__(
+        self,
+        label: str,
+        seq: SequenceHeader,
+        model: str | None,
+        on_frame: Callable[[Any, EncodedFrame, float, int, float], None],
+        on_trouble: Callable[[str], None],
+        queue_size: int = DECODE_QUEUE,
+    ) -> None:
         self.label = label
         self.seq = seq
         self.model = model

@@ -29,10 +29,19 @@ log = logging.getLogger("snisd.transport.receiver")
 class Receiver:
     """The WHIP endpoint application (aiohttp), holding every live stream."""
 
-    def __init__(self, *, access: Access | None = None, settings: StreamSettings | None = None,
-                 ice_servers: list | None = None, frame_log: str | None = None, stats_interval: float = 5.0,
-                 max_streams: int = 16, summary_out=None, cors_origins: tuple[str, ...] = ("*",),
-                 forwards: dict[str, ForwardTarget] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        access: Access | None = None,
+        settings: StreamSettings | None = None,
+        ice_servers: list | None = None,
+        frame_log: str | None = None,
+        stats_interval: float = 5.0,
+        max_streams: int = 16,
+        summary_out=None,
+        cors_origins: tuple[str, ...] = ("*",),
+        forwards: dict[str, ForwardTarget] | None = None,
+    ) -> None:
         self.access = access or Access()
         self.settings = settings or StreamSettings()
         self.ice_servers = ice_servers or []
@@ -80,8 +89,12 @@ class Receiver:
 
     def _refuse(self, request, status: int, what: str):
         self.rejected += 1
-        log.warning("rejected %s from %s: %s", what, request.remote,
-                    "token of another scope" if status == 403 else "bad or missing token")
+        log.warning(
+            "rejected %s from %s: %s",
+            what,
+            request.remote,
+            "token of another scope" if status == 403 else "bad or missing token",
+        )
         return refusal(status)
 
     def app(self):
@@ -120,8 +133,15 @@ class Receiver:
         offer = await request.text()
         sid = secrets.token_hex(8)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-        stream = Stream(sid, pc, self.settings, publisher=grant.name, frame_log=self.frame_log,
-                        on_decoded=self._on_decoded, on_idle=self._on_idle)
+        stream = Stream(
+            sid,
+            pc,
+            self.settings,
+            publisher=grant.name,
+            frame_log=self.frame_log,
+            on_decoded=self._on_decoded,
+            on_idle=self._on_idle,
+        )
         self.streams[sid] = stream
         pc.on("datachannel", stream.attach)
 
@@ -144,8 +164,12 @@ class Receiver:
             fw = Forwarder(sid, target, self.fanout(stream), ice_servers=self.ice_servers)
             self.forwarders[sid] = fw
             fw.start()
-        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
-                            headers={"Location": f"/whip/{sid}"})
+        return web.Response(
+            status=201,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"/whip/{sid}"},
+        )
 
     async def handle_delete(self, request):
         from aiohttp import web
@@ -187,8 +211,9 @@ class Receiver:
         grant, status = self.access.check(request, VIEW)
         if grant is None:
             return self._refuse(request, status, "a metrics request")
-        return web.Response(text=receiver_metrics(self), content_type="text/plain",
-                            headers={"Cache-Control": "no-store"})
+        return web.Response(
+            text=receiver_metrics(self), content_type="text/plain", headers={"Cache-Control": "no-store"}
+        )
 
     # -- lifetime ------------------------------------------------------------------------------
 
@@ -219,11 +244,19 @@ class Receiver:
             for s in list(self.streams.values()):
                 r = s.report()
                 lat = s.latency_stats()
-                log.info("stream %s: released %d decoded %d frames/tier %s kB/tier %s tiers %s delay trend %.1f ms/s"
-                         " e2e p50 %s ms%s", s.id, r["released"], r["decoded"], r["frames"],
-                         [b // 1000 for b in r["bytes"]], dict(s.tier_histogram), r["delay_trend_ms_per_s"],
-                         lat["e2e_latency_p50_ms"],
-                         f" recording stopped: {s.recording_stopped}" if s.recording_stopped else "")
+                log.info(
+                    "stream %s: released %d decoded %d frames/tier %s kB/tier %s tiers %s delay trend %.1f ms/s"
+                    " e2e p50 %s ms%s",
+                    s.id,
+                    r["released"],
+                    r["decoded"],
+                    r["frames"],
+                    [b // 1000 for b in r["bytes"]],
+                    dict(s.tier_histogram),
+                    r["delay_trend_ms_per_s"],
+                    lat["e2e_latency_p50_ms"],
+                    f" recording stopped: {s.recording_stopped}" if s.recording_stopped else "",
+                )
 
     async def _on_shutdown(self, app) -> None:
         for sid in list(self.streams):

@@ -104,11 +104,13 @@ class TierController:
         """The tier set sent now is about what the receiver reports getting, or less (the margin
         covers what the count misses: framing, and enhancement data given up in flight)."""
         cap = self.delivered_bps
-        return bool(rates and cap and len(rates) >= self.current
-                    and self.policy.fit_share * rates[self.current - 1] < cap)
+        return bool(
+            rates and cap and len(rates) >= self.current and self.policy.fit_share * rates[self.current - 1] < cap
+        )
 
-    def update(self, report: dict | None, send_queue_s: float, now: float | None = None,
-               rates: list[float] | None = None) -> int:
+    def update(
+        self, report: dict | None, send_queue_s: float, now: float | None = None, rates: list[float] | None = None
+    ) -> int:
         """Feed a receiver report (or None) and the sender's queue age; returns the tiers to send.
 
         `rates` (optional): bits per second of the first 1, 2, ... tiers, as the sender sees them."""
@@ -123,14 +125,23 @@ class TierController:
         # the growth that the last step down already answered)
         prev_queue, self._queue_ms = self._queue_ms, (queue_ms if report else self._queue_ms)
         draining = trend < -p.up_trend_ms_per_s or (
-            report is not None and prev_queue is not None and queue_ms < prev_queue - p.drain_queue_ms
-            and self._sent_fits(rates))
-        congested = ((queue_ms > p.down_queue_ms or trend > p.down_trend_ms_per_s) and not draining
-                     or send_queue_s > p.down_send_queue_s)
+            report is not None
+            and prev_queue is not None
+            and queue_ms < prev_queue - p.drain_queue_ms
+            and self._sent_fits(rates)
+        )
+        congested = (
+            (queue_ms > p.down_queue_ms or trend > p.down_trend_ms_per_s)
+            and not draining
+            or send_queue_s > p.down_send_queue_s
+        )
         probing = now - self._last_up < p.hold_s and self._last_up > self._last_down
         if probing:
-            congested = congested or ((queue_ms > p.probe_queue_ms and not draining) or trend > p.probe_trend_ms_per_s
-                                      or send_queue_s > p.probe_send_queue_s)
+            congested = congested or (
+                (queue_ms > p.probe_queue_ms and not draining)
+                or trend > p.probe_trend_ms_per_s
+                or send_queue_s > p.probe_send_queue_s
+            )
         if congested:
             self._calm_since = None
             if self.current > 1 and now - self._last_down < p.drain_s and self._sent_fits(rates):
@@ -155,8 +166,7 @@ class TierController:
             self._calm_since = now
         if self._last_up > self._last_down and now - self._last_up >= p.hold_s:  # the last probe held
             self._hold, self._fails = p.hold_s, 0
-        if (self.current < self.tiers and now - self._calm_since >= p.up_calm_s
-                and now - self._last_down >= self._hold):
+        if self.current < self.tiers and now - self._calm_since >= p.up_calm_s and now - self._last_down >= self._hold:
             self.current += 1
             self.steps_up += 1
             self._last_up = now

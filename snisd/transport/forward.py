@@ -36,8 +36,17 @@ class ForwardTarget:
 class Forwarder:
     """Keeps one stream published to its forward target until closed."""
 
-    def __init__(self, sid: str, target: ForwardTarget, fanout, *, ice_servers: list | None = None,
-                 backoff_initial: float = 0.5, backoff_max: float = 15.0, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        sid: str,
+        target: ForwardTarget,
+        fanout,
+        *,
+        ice_servers: list | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 15.0,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.sid = sid
         self.target = target
         self.fanout = fanout
@@ -60,9 +69,15 @@ class Forwarder:
         self._task = asyncio.ensure_future(self._run())
 
     def state(self) -> dict[str, Any]:
-        return {"url": self.target.url, "codec": self.target.codec, "state": self.status,
-                "sessions": self.sessions, "failures": self.failures, "last_error": self.last_error,
-                "connected_s": round(time.time() - self.connected_since, 1) if self.connected_since else None}
+        return {
+            "url": self.target.url,
+            "codec": self.target.codec,
+            "state": self.status,
+            "sessions": self.sessions,
+            "failures": self.failures,
+            "last_error": self.last_error,
+            "connected_s": round(time.time() - self.connected_since, 1) if self.connected_since else None,
+        }
 
     async def _run(self) -> None:
         attempt = 0
@@ -76,12 +91,17 @@ class Forwarder:
             except Exception as exc:  # noqa: BLE001 - signalling, ICE or the server: all mean retry
                 self.failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TransportError) else str(exc)
-                log.log(logging.WARNING if attempt == 0 else logging.DEBUG, "stream %s: forward to %s: %s",
-                        self.sid, self.target.url, self.last_error)
+                log.log(
+                    logging.WARNING if attempt == 0 else logging.DEBUG,
+                    "stream %s: forward to %s: %s",
+                    self.sid,
+                    self.target.url,
+                    self.last_error,
+                )
             self.connected_since = None
             if self._closing:
                 break
-            delay = min(self.backoff_max, self.backoff_initial * 2 ** attempt) * random.uniform(0.8, 1.2)
+            delay = min(self.backoff_max, self.backoff_initial * 2**attempt) * random.uniform(0.8, 1.2)
             attempt += 1
             self.status = "waiting"
             try:
@@ -108,9 +128,14 @@ class Forwarder:
         try:
             tr = pc.addTransceiver(track, direction="sendonly")
             mime = MIME_TYPES[self.target.codec]
-            tr.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("video").codecs
-                                    if c.mimeType.lower() == mime
-                                    and (mime != "video/h264" or c.parameters.get("packetization-mode") == "1")])
+            tr.setCodecPreferences(
+                [
+                    c
+                    for c in RTCRtpSender.getCapabilities("video").codecs
+                    if c.mimeType.lower() == mime
+                    and (mime != "video/h264" or c.parameters.get("packetization-mode") == "1")
+                ]
+            )
             await pc.setLocalDescription(await pc.createOffer())
             answer, resource = await self.client.publish(pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))

@@ -37,9 +37,11 @@ log = logging.getLogger("snisd.transport.liveview")
 
 MAX_VIEWERS = 16  # per stream
 HTML = Path(__file__).with_name("viewer.html")
-CORS_HEADERS = {"Access-Control-Allow-Methods": "OPTIONS, POST, DELETE",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type",
-                "Access-Control-Expose-Headers": "Location"}
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": "OPTIONS, POST, DELETE",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Expose-Headers": "Location",
+}
 
 
 class _Rates:
@@ -102,20 +104,32 @@ class StreamView:
         seq = s.info.sequence_header if s.info is not None else None
         enc = self.fanout.encoder
         return {
-            "stream": s.id, "publisher": s.publisher, "width": seq.width if seq else 0,
+            "stream": s.id,
+            "publisher": s.publisher,
+            "width": seq.width if seq else 0,
             "height": seq.height if seq else 0,
-            "nominal_fps": round(seq.fps, 3) if seq else 0, "tiers": s.tiers,
+            "nominal_fps": round(seq.fps, 3) if seq else 0,
+            "tiers": s.tiers,
             "tier": s.last_decoded_tiers,  # tiers used for the latest decoded picture
             "tiers_released": {str(k): v for k, v in sorted(s.tier_histogram.items())},
-            "kbps_per_tier": kbps, "kbps_cumulative": cum, "fps": fps,
+            "kbps_per_tier": kbps,
+            "kbps_cumulative": cum,
+            "fps": fps,
             "latency_ms": round(self.latency_ms + queue_ms, 1),
-            "receive_decode_ms": round(self.latency_ms, 1), "queue_delay_ms": round(queue_ms, 1),
+            "receive_decode_ms": round(self.latency_ms, 1),
+            "queue_delay_ms": round(queue_ms, 1),
             **s.latency_stats(),
             "hold_ms": round(s.hold_s * 1000, 1),
-            "released": s.frames_released, "decoded": s.frames_decoded, "gaps": s.gaps,
-            "decode_errors": s.decode_errors, "keyframe_requests": s.keyframe_requests,
-            "recorded": s.frames_recorded, "recording_stopped": s.recording_stopped,
-            "viewers": len(self.viewers), "view_codec": enc.codec, "view_frames_encoded": enc.frames_encoded,
+            "released": s.frames_released,
+            "decoded": s.frames_decoded,
+            "gaps": s.gaps,
+            "decode_errors": s.decode_errors,
+            "keyframe_requests": s.keyframe_requests,
+            "recorded": s.frames_recorded,
+            "recording_stopped": s.recording_stopped,
+            "viewers": len(self.viewers),
+            "view_codec": enc.codec,
+            "view_frames_encoded": enc.frames_encoded,
             "view_encode_ms": round(enc.encode_ms, 2),
             "forward": self.view.receiver.forward_state(s.id),
             "age_ms": round((time.time() - self.decoded_at) * 1000) if self.decoded_at else None,
@@ -195,8 +209,13 @@ class LiveView:
 
     def _refuse(self, request, status: int):
         self.rejected += 1
-        log.warning("live view: refused %s %s from %s (%s)", request.method, request.path, request.remote,
-                    "token of another scope" if status == 403 else "bad or missing token")
+        log.warning(
+            "live view: refused %s %s from %s (%s)",
+            request.method,
+            request.path,
+            request.remote,
+            "token of another scope" if status == 403 else "bad or missing token",
+        )
         return self._cors(request, refusal(status))
 
     def _cors(self, request, response):
@@ -229,12 +248,16 @@ class LiveView:
         for sid, s in sorted(self.receiver.streams.items()):
             seq = s.info.sequence_header if s.info is not None else None
             desc = f"{seq.width}x{seq.height} {seq.fps:.3g} fps, {s.tiers} tiers" if seq else "starting"
-            rows.append(f'<li><a href="/view/{escape(sid)}{escape(q)}">{escape(sid)}</a> – {escape(desc)}, '
-                        f"{s.frames_decoded} frames decoded</li>")
+            rows.append(
+                f'<li><a href="/view/{escape(sid)}{escape(q)}">{escape(sid)}</a> – {escape(desc)}, '
+                f"{s.frames_decoded} frames decoded</li>"
+            )
         body = "\n".join(rows) or "<li>no stream right now</li>"
-        html = (f"<!doctype html><html><head><meta charset='utf-8'><title>snisd streams</title>"
-                f"<meta http-equiv='refresh' content='5'></head><body style='font-family:sans-serif'>"
-                f"<h1>snisd: live streams</h1><ul>{body}</ul></body></html>")
+        html = (
+            f"<!doctype html><html><head><meta charset='utf-8'><title>snisd streams</title>"
+            f"<meta http-equiv='refresh' content='5'></head><body style='font-family:sans-serif'>"
+            f"<h1>snisd: live streams</h1><ul>{body}</ul></body></html>"
+        )
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
     async def handle_page(self, request):
@@ -247,8 +270,9 @@ class LiveView:
         if sid not in self.receiver.streams:
             return web.Response(status=404, text="no such stream\n")
         html = HTML.read_text(encoding="utf-8").replace("{{STREAM_ID}}", json.dumps(sid))
-        return web.Response(text=html, content_type="text/html",
-                            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+        return web.Response(
+            text=html, content_type="text/html", headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def handle_stream_stats(self, request):
         from aiohttp import web
@@ -264,8 +288,10 @@ class LiveView:
     async def handle_options(self, request):
         from aiohttp import web
 
-        return self._cors(request, web.Response(status=204, headers={"Allow": "OPTIONS, POST, DELETE",
-                                                                     "Accept-Post": "application/sdp"}))
+        return self._cors(
+            request,
+            web.Response(status=204, headers={"Allow": "OPTIONS, POST, DELETE", "Accept-Post": "application/sdp"}),
+        )
 
     async def handle_whep(self, request):
         return self._cors(request, await self._whep(request))
@@ -307,9 +333,12 @@ class LiveView:
                 raise ValueError("the offer has no video section")
             pc.addTrack(track)
             mime = MIME_TYPES[view.fanout.codec]
-            codecs = [c for c in RTCRtpSender.getCapabilities("video").codecs
-                      if c.mimeType.lower() in (mime, "video/rtx")
-                      and (mime != "video/h264" or c.parameters.get("packetization-mode") == "1")]
+            codecs = [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in (mime, "video/rtx")
+                and (mime != "video/h264" or c.parameters.get("packetization-mode") == "1")
+            ]
             video[0].setCodecPreferences(codecs)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:
@@ -318,8 +347,12 @@ class LiveView:
             return web.Response(status=400, text=f"cannot use this offer: {exc}\n")
         view.add_viewer(vid, pc, track)
         log.info("stream %s: viewer %s from %s (%d watching)", sid, vid, request.remote, len(view.viewers))
-        return web.Response(status=201, text=pc.localDescription.sdp, content_type="application/sdp",
-                            headers={"Location": f"/whep/{sid}/{vid}"})
+        return web.Response(
+            status=201,
+            text=pc.localDescription.sdp,
+            content_type="application/sdp",
+            headers={"Location": f"/whep/{sid}/{vid}"},
+        )
 
     async def _end_viewer(self, sid: str, vid: str, reason: str) -> bool:
         view = self.views.get(sid)

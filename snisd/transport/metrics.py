@@ -20,19 +20,26 @@ def receiver_metrics(rx) -> str:
     released = CounterMetricFamily("snisd_receiver_frames_released", "Frames released per stream", labels=_STREAM)
     decoded = CounterMetricFamily("snisd_receiver_frames_decoded", "Frames decoded live per stream", labels=_STREAM)
     recorded = CounterMetricFamily("snisd_receiver_frames_recorded", "Frames recorded per stream", labels=_STREAM)
-    rec_stopped = GaugeMetricFamily("snisd_receiver_recording_stopped",
-                                    "1 when the stream's recording stopped at a limit (the stream goes on)",
-                                    labels=_STREAM)
-    lat = GaugeMetricFamily("snisd_receiver_e2e_latency_ms",
-                            "Capture-to-display latency over the recent frames (sender clock corrected by ping offset)",
-                            labels=["stream", "quantile"])
+    rec_stopped = GaugeMetricFamily(
+        "snisd_receiver_recording_stopped",
+        "1 when the stream's recording stopped at a limit (the stream goes on)",
+        labels=_STREAM,
+    )
+    lat = GaugeMetricFamily(
+        "snisd_receiver_e2e_latency_ms",
+        "Capture-to-display latency over the recent frames (sender clock corrected by ping offset)",
+        labels=["stream", "quantile"],
+    )
     offset = GaugeMetricFamily("snisd_receiver_clock_offset_ms", "Sender clock minus receiver clock", labels=["stream"])
-    fwd = GaugeMetricFamily("snisd_receiver_forward_state", "Forward target state (1 for the current one)",
-                            labels=["stream", "state"])
-    fwd_sessions = CounterMetricFamily("snisd_receiver_forward_sessions", "Forward sessions established",
-                                       labels=["stream"])
-    fwd_failures = CounterMetricFamily("snisd_receiver_forward_failures", "Forward attempts that failed",
-                                       labels=["stream"])
+    fwd = GaugeMetricFamily(
+        "snisd_receiver_forward_state", "Forward target state (1 for the current one)", labels=["stream", "state"]
+    )
+    fwd_sessions = CounterMetricFamily(
+        "snisd_receiver_forward_sessions", "Forward sessions established", labels=["stream"]
+    )
+    fwd_failures = CounterMetricFamily(
+        "snisd_receiver_forward_failures", "Forward attempts that failed", labels=["stream"]
+    )
     for sid, s in list(rx.streams.items()):
         who = [sid, s.publisher]
         released.add_metric(who, s.frames_released)
@@ -52,5 +59,6 @@ def receiver_metrics(rx) -> str:
                 fwd.add_metric([sid, name], 1 if st["state"] == name else 0)
             fwd_sessions.add_metric([sid], st["sessions"])
             fwd_failures.add_metric([sid], st["failures"])
-    return render([streams, rejected, released, decoded, recorded, rec_stopped, lat, offset, fwd, fwd_sessions,
-                   fwd_failures])
+    return render(
+        [streams, rejected, released, decoded, recorded, rec_stopped, lat, offset, fwd, fwd_sessions, fwd_failures]
+    )

@@ -87,9 +87,22 @@ def _token(v: Any, path: str) -> str:
 
 
 def parse_receiver_config(data: Any) -> ReceiverConfig:
-    top = _keys(data if data is not None else {}, "", ("listen", "allow_open", "tls", "record_dir", "recording",
-                                                        "max_streams", "max_frame_bytes", "cors_origins",
-                                                        "publishers", "viewers"))
+    top = _keys(
+        data if data is not None else {},
+        "",
+        (
+            "listen",
+            "allow_open",
+            "tls",
+            "record_dir",
+            "recording",
+            "max_streams",
+            "max_frame_bytes",
+            "cors_origins",
+            "publishers",
+            "viewers",
+        ),
+    )
     cfg = ReceiverConfig()
     if "listen" in top:
         if not isinstance(top["listen"], str) or not is_host_port(top["listen"]):
@@ -106,19 +119,22 @@ def parse_receiver_config(data: Any) -> ReceiverConfig:
     cfg.record_dir = _str(top.get("record_dir"), "record_dir", "a directory path, or null")
     if top.get("recording") is not None:
         rec = _keys(top["recording"], "recording", ("max_mb", "min_free_mb"))
-        cfg.max_recording_bytes = int(_num(rec.get("max_mb", 0), "recording.max_mb", 0, 1e9,
-                                           "megabytes >= 0 (0: no limit)") * 1e6)
-        cfg.min_free_bytes = int(_num(rec.get("min_free_mb", 0), "recording.min_free_mb", 0, 1e9,
-                                      "megabytes >= 0 (0: no floor)") * 1e6)
+        cfg.max_recording_bytes = int(
+            _num(rec.get("max_mb", 0), "recording.max_mb", 0, 1e9, "megabytes >= 0 (0: no limit)") * 1e6
+        )
+        cfg.min_free_bytes = int(
+            _num(rec.get("min_free_mb", 0), "recording.min_free_mb", 0, 1e9, "megabytes >= 0 (0: no floor)") * 1e6
+        )
     if "max_streams" in top:
         cfg.max_streams = int(_num(top["max_streams"], "max_streams", 1, 1024, "an integer 1..1024"))
     if "max_frame_bytes" in top:
-        cfg.max_frame_bytes = int(_num(top["max_frame_bytes"], "max_frame_bytes", 1 << 10, 1 << 30,
-                                       "bytes 1024..2**30"))
+        cfg.max_frame_bytes = int(
+            _num(top["max_frame_bytes"], "max_frame_bytes", 1 << 10, 1 << 30, "bytes 1024..2**30")
+        )
     if "cors_origins" in top:
         co = top["cors_origins"]
         if not isinstance(co, list) or not all(isinstance(o, str) and o for o in co):
-            raise ConfigError("cors_origins", "a list of origins (\"*\" for any, [] for none)", co)
+            raise ConfigError("cors_origins", 'a list of origins ("*" for any, [] for none)', co)
         cfg.cors_origins = tuple(co)
     seen: dict[str, str] = {}
     for section, scope in (("publishers", PUBLISH), ("viewers", VIEW)):
@@ -131,8 +147,9 @@ def parse_receiver_config(data: Any) -> ReceiverConfig:
             e = _keys(entry, path, allowed)
             token = _token(e.get("token"), f"{path}.token")
             if token in seen:
-                raise ConfigError(f"{path}.token", "a token no other publisher or viewer uses",
-                                  f"same as {seen[token]}")
+                raise ConfigError(
+                    f"{path}.token", "a token no other publisher or viewer uses", f"same as {seen[token]}"
+                )
             seen[token] = path
             cfg.grants.append(Grant(str(name), token, frozenset((scope,))))
             if e.get("forward") is not None:
@@ -149,8 +166,12 @@ def _forward(data: Any, path: str) -> ForwardTarget:
     codec = f.get("codec", "h264")
     if codec not in CODECS:
         raise ConfigError(f"{path}.codec", f"one of {', '.join(CODECS)}", codec)
-    return ForwardTarget(url, _str(f.get("token"), f"{path}.token", "a bearer token string, or null"), codec,
-                         _str(f.get("ca_file"), f"{path}.ca_file", "a path to PEM CA certificates, or null"))
+    return ForwardTarget(
+        url,
+        _str(f.get("token"), f"{path}.token", "a bearer token string, or null"),
+        codec,
+        _str(f.get("ca_file"), f"{path}.ca_file", "a path to PEM CA certificates, or null"),
+    )
 
 
 def load_receiver_config(path: str | os.PathLike) -> ReceiverConfig:

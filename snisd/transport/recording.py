@@ -28,8 +28,15 @@ class RecordingLimits:
 class Recorder:
     """Records one stream to `path` until closed or a limit is reached."""
 
-    def __init__(self, path: str, seq: SequenceHeader, limits: RecordingLimits = RecordingLimits(), *,
-                 disk_free: Callable[[str], int] | None = None, label: str = "") -> None:
+    def __init__(
+        self,
+        path: str,
+        seq: SequenceHeader,
+        limits: RecordingLimits = RecordingLimits(),
+        *,
+        disk_free: Callable[[str], int] | None = None,
+        label: str = "",
+    ) -> None:
         from ..container import Fmp4Writer
 
         self.path = path

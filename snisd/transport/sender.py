@@ -83,8 +83,12 @@ class _Session:
         self.marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes_queued) per frame
 
     def is_open(self) -> bool:
-        return (self.opened.is_set() and not self.dropped.is_set() and self.control.readyState == "open"
-                and self.tiers[0].readyState == "open")
+        return (
+            self.opened.is_set()
+            and not self.dropped.is_set()
+            and self.control.readyState == "open"
+            and self.tiers[0].readyState == "open"
+        )
 
 
 class WhipSender:
@@ -98,11 +102,21 @@ class WhipSender:
     Call :meth:`start` before the first write.
     """
 
-    def __init__(self, peer: str, seq: SequenceHeader, *, token: str | None = None,
-                 ice_servers: Iterable | None = None, request_keyframe: Callable[[], None] | None = None,
-                 policy: SenderPolicy | None = None, colorspace: str = "bt709", stream_name: str | None = None,
-                 ca_file: str | None = None, clock: Callable[[], float] = monotonic_ms,
-                 capture_ms: Callable[[int], float | None] | None = None) -> None:
+    def __init__(
+        self,
+        peer: str,
+        seq: SequenceHeader,
+        *,
+        token: str | None = None,
+        ice_servers: Iterable | None = None,
+        request_keyframe: Callable[[], None] | None = None,
+        policy: SenderPolicy | None = None,
+        colorspace: str = "bt709",
+        stream_name: str | None = None,
+        ca_file: str | None = None,
+        clock: Callable[[], float] = monotonic_ms,
+        capture_ms: Callable[[int], float | None] | None = None,
+    ) -> None:
         p = self.policy = policy or SenderPolicy()
         self.name = f"whip:{peer}"
         self.peer = peer
@@ -227,18 +241,33 @@ class WhipSender:
             except OSError:
                 cpu = None
         return {
-            "peer": self.peer, "state": self.state, "sessions": self.sessions, "frames_in": self.frames_in,
-            "frames_sent": self.frames_sent, "frames_evicted": self.frames_evicted,
-            "frames_offline": self.frames_offline, "frames_waiting_key": self.frames_waiting_key,
-            "base_dropped": self.base_dropped, "tier_sent": list(self.tier_sent),
-            "tier_dropped": list(self.tier_dropped), "bytes_sent": list(self.bytes_sent),
-            "messages_sent": self.messages_sent, "keyframe_requests": self.keyframe_requests,
-            "max_tiers": self.max_tiers, "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
-            "delivered_kbps": (round(self.controller.delivered_bps / 1e3, 1)
-                               if self.controller and self.controller.delivered_bps is not None else None),
+            "peer": self.peer,
+            "state": self.state,
+            "sessions": self.sessions,
+            "frames_in": self.frames_in,
+            "frames_sent": self.frames_sent,
+            "frames_evicted": self.frames_evicted,
+            "frames_offline": self.frames_offline,
+            "frames_waiting_key": self.frames_waiting_key,
+            "base_dropped": self.base_dropped,
+            "tier_sent": list(self.tier_sent),
+            "tier_dropped": list(self.tier_dropped),
+            "bytes_sent": list(self.bytes_sent),
+            "messages_sent": self.messages_sent,
+            "keyframe_requests": self.keyframe_requests,
+            "max_tiers": self.max_tiers,
+            "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
+            "delivered_kbps": (
+                round(self.controller.delivered_bps / 1e3, 1)
+                if self.controller and self.controller.delivered_bps is not None
+                else None
+            ),
             "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None,
-            "transport_cpu_s": cpu, "transport_cpu_at_connect_s": self._cpu_at_connect,
-            "write_cpu_s": round(self.write_cpu_s, 6), "close_s": self.close_s, "last_error": self.last_error,
+            "transport_cpu_s": cpu,
+            "transport_cpu_at_connect_s": self._cpu_at_connect,
+            "write_cpu_s": round(self.write_cpu_s, 6),
+            "close_s": self.close_s,
+            "last_error": self.last_error,
             "last_report": self.last_report,
         }
 
@@ -317,14 +346,15 @@ class WhipSender:
                 log.log(logging.DEBUG if quiet else logging.WARNING, "%s: %s", self.name, exc)
             except Exception as exc:  # aiortc raises assorted errors on broken sessions
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("%s: session failed: %s", self.name, self.last_error,
-                            exc_info=log.isEnabledFor(logging.DEBUG))
+                log.warning(
+                    "%s: session failed: %s", self.name, self.last_error, exc_info=log.isEnabledFor(logging.DEBUG)
+                )
             finally:
                 if session is not None:
                     await self._end_session(session)
             if self._closing:
                 break
-            delay = min(self.backoff_max, self.backoff_initial * (2 ** attempt)) * random.uniform(0.8, 1.2)
+            delay = min(self.backoff_max, self.backoff_initial * (2**attempt)) * random.uniform(0.8, 1.2)
             attempt += 1
             self.state = "waiting"
             log.info("%s: reconnecting in %.1f s", self.name, delay)
@@ -341,8 +371,9 @@ class WhipSender:
         control = pc.createDataChannel(CONTROL_LABEL, ordered=True)
         tiers = [pc.createDataChannel(tier_label(0), ordered=True)]
         for k in range(1, self.seq.tiers):
-            tiers.append(pc.createDataChannel(tier_label(k), ordered=False,
-                                              maxPacketLifeTime=self.enhancement_lifetime_ms))
+            tiers.append(
+                pc.createDataChannel(tier_label(k), ordered=False, maxPacketLifeTime=self.enhancement_lifetime_ms)
+            )
         s = _Session(pc, control, tiers)
 
         def on_state() -> None:
@@ -365,15 +396,24 @@ class WhipSender:
             await pc.setLocalDescription(await pc.createOffer())
             answer, s.resource = await self.client.publish(pc.localDescription.sdp)
             await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            stop = self._stop_event
+            assert stop is not None
             done, _ = await asyncio.wait(
-                [asyncio.ensure_future(s.opened.wait()), asyncio.ensure_future(s.dropped.wait()),
-                 asyncio.ensure_future(self._stop_event.wait())],  # type: ignore[union-attr]
-                timeout=self.connect_timeout, return_when=asyncio.FIRST_COMPLETED)
+                [
+                    asyncio.ensure_future(s.opened.wait()),
+                    asyncio.ensure_future(s.dropped.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ],
+                timeout=self.connect_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             for f in _:
                 f.cancel()
             if not s.opened.is_set():
-                raise TransportError(f"{self.peer}: data channels did not open within {self.connect_timeout:.0f} s "
-                                     f"(ICE {pc.iceConnectionState}, connection {pc.connectionState})")
+                raise TransportError(
+                    f"{self.peer}: data channels did not open within {self.connect_timeout:.0f} s "
+                    f"(ICE {pc.iceConnectionState}, connection {pc.connectionState})"
+                )
         except BaseException:
             await self._end_session(s)
             raise
@@ -382,8 +422,13 @@ class WhipSender:
         self._session = s
         if self._cpu_clock is not None:
             self._cpu_at_connect = time.clock_gettime(self._cpu_clock)
-        hello = {"type": "hello", "version": 1, "tiers": self.seq.tiers, "stream": self.stream_name,
-                 "lifetime_ms": self.enhancement_lifetime_ms}
+        hello = {
+            "type": "hello",
+            "version": 1,
+            "tiers": self.seq.tiers,
+            "stream": self.stream_name,
+            "lifetime_ms": self.enhancement_lifetime_ms,
+        }
         control.send(json.dumps(hello))
         for msg in split(self.init_segment, KIND_INIT, 0, 0, sent_ms=int(self.clock())):
             tiers[0].send(msg)
@@ -403,11 +448,20 @@ class WhipSender:
             now = time.monotonic()
             if now >= next_status and s.is_open():
                 # sender-side counters; also tells the receiver we are alive when frames are rare
-                s.control.send(json.dumps({"type": "sender", "frames_sent": self.frames_sent,
-                                           "tier_sent": self.tier_sent, "tier_dropped": self.tier_dropped,
-                                           "base_dropped": self.base_dropped, "max_tiers": self.max_tiers,
-                                           "capture_epoch_ms": self.capture_epoch_ms(),
-                                           "capture_epoch_from": "capture" if self.capture_ms else "send"}))
+                s.control.send(
+                    json.dumps(
+                        {
+                            "type": "sender",
+                            "frames_sent": self.frames_sent,
+                            "tier_sent": self.tier_sent,
+                            "tier_dropped": self.tier_dropped,
+                            "base_dropped": self.base_dropped,
+                            "max_tiers": self.max_tiers,
+                            "capture_epoch_ms": self.capture_epoch_ms(),
+                            "capture_epoch_from": "capture" if self.capture_ms else "send",
+                        }
+                    )
+                )
                 next_status = now + 1.0
             if s.dropped.is_set() or not s.is_open():
                 raise TransportError(f"{self.peer}: session closed by the peer or the network")
@@ -424,8 +478,11 @@ class WhipSender:
         # closing: give queued data a moment to leave before tearing the session down
         self._drain()
         deadline = time.monotonic() + 0.3
-        while time.monotonic() < deadline and s.is_open() and any(
-                ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open"):
+        while (
+            time.monotonic() < deadline
+            and s.is_open()
+            and any(ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open")
+        ):
             await asyncio.sleep(0.02)
 
     async def _end_session(self, s: _Session) -> None:
@@ -458,9 +515,15 @@ class WhipSender:
                 self.max_tiers = self.controller.update(msg, delay, rates=self.tier_rates())
                 if self.max_tiers != before:
                     cap = self.controller.delivered_bps
-                    log.info("%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s, delivered %s kbit/s)",
-                             self.name, self.max_tiers, self.seq.tiers, msg.get("queue_delay_ms"),
-                             msg.get("delay_trend_ms_per_s"), "?" if cap is None else round(cap / 1e3))
+                    log.info(
+                        "%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s, delivered %s kbit/s)",
+                        self.name,
+                        self.max_tiers,
+                        self.seq.tiers,
+                        msg.get("queue_delay_ms"),
+                        msg.get("delay_trend_ms_per_s"),
+                        "?" if cap is None else round(cap / 1e3),
+                    )
         elif kind == "keyframe":
             self._want_keyframe(f"receiver: {msg.get('reason', '?')}")
         elif kind == "ping":
@@ -516,7 +579,7 @@ class WhipSender:
             self.frames_waiting_key += 1
             return
         if not ef.keyframe:
-            for t, chunk in enumerate(ef.tiers[:len(self._tier_size)]):
+            for t, chunk in enumerate(ef.tiers[: len(self._tier_size)]):
                 old = self._tier_size[t]
                 self._tier_size[t] = float(len(chunk)) if old is None else 0.9 * old + 0.1 * len(chunk)
         queued, delay = self._queue_delay(s)
@@ -555,13 +618,20 @@ class WhipSender:
         self.frames_sent += 1
 
 
-def run_sender(transport, seq: SequenceHeader, request_keyframe: Callable[[], None] | None = None,
-               **options: Any) -> WhipSender:
+def run_sender(
+    transport, seq: SequenceHeader, request_keyframe: Callable[[], None] | None = None, **options: Any
+) -> WhipSender:
     """The daemon's hook: a started WhipSender for `transport` (config.TransportConfig: peer,
     token, ice_servers, ca_file) streaming the sequence `seq`. Add it to the pipeline's sinks and set
     ``sender.request_keyframe = pipeline.request_keyframe`` once the pipeline exists."""
     if not transport.peer:
         raise TransportError("no WHIP endpoint configured (transport.peer / --peer)")
-    return WhipSender(transport.peer, seq, token=transport.token, ice_servers=transport.ice_servers,
-                      request_keyframe=request_keyframe, ca_file=getattr(transport, "ca_file", None),
-                      **options).start()
+    return WhipSender(
+        transport.peer,
+        seq,
+        token=transport.token,
+        ice_servers=transport.ice_servers,
+        request_keyframe=request_keyframe,
+        ca_file=getattr(transport, "ca_file", None),
+        **options,
+    ).start()

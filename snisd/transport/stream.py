@@ -76,10 +76,17 @@ class Stream:
     """One publisher session. `on_decoded(stream, frame, t_released)` runs on the decoder
     thread; `on_idle(stream, reason)` on the loop when the publisher went silent."""
 
-    def __init__(self, sid: str, pc, settings: StreamSettings, *, publisher: str = "",
-                 frame_log: FrameLog | None = None,
-                 on_decoded: Callable[[Stream, Any, float], None] | None = None,
-                 on_idle: Callable[[Stream, str], None] | None = None) -> None:
+    def __init__(
+        self,
+        sid: str,
+        pc,
+        settings: StreamSettings,
+        *,
+        publisher: str = "",
+        frame_log: FrameLog | None = None,
+        on_decoded: Callable[[Stream, Any, float], None] | None = None,
+        on_idle: Callable[[Stream, str], None] | None = None,
+    ) -> None:
         self.id = sid
         self.pc = pc
         self.settings = settings
@@ -218,8 +225,10 @@ class Stream:
         self.bytes[tier] += len(piece)
         if tier == 0:
             self.delay.add(header.sent_ms, arrival)
-            if (self.delay.queueing() - self._reported_queue_ms >= EARLY_REPORT_RISE_MS
-                    and time.monotonic() - self._last_report >= EARLY_REPORT_GAP_S):
+            if (
+                self.delay.queueing() - self._reported_queue_ms >= EARLY_REPORT_RISE_MS
+                and time.monotonic() - self._last_report >= EARLY_REPORT_GAP_S
+            ):
                 self._send_report()  # a capacity drop: tell the sender now, not at the next tick
         assert self.assembler is not None
         self.assembler.add(seq, tier, sample, header.frame_tiers)
@@ -239,8 +248,9 @@ class Stream:
         log.info("stream %s: %dx%d %.3g fps, %d tiers", self.id, seq.width, seq.height, seq.fps, seq.tiers)
         rdir = self.settings.record_dir
         if rdir:
-            self.recorder = Recorder(os.path.join(rdir, f"{self.id}.mp4"), seq, self.settings.limits,
-                                     label=f"stream {self.id}")
+            self.recorder = Recorder(
+                os.path.join(rdir, f"{self.id}.mp4"), seq, self.settings.limits, label=f"stream {self.id}"
+            )
             if self.recorder.active:
                 log.info("stream %s: recording to %s", self.id, self.recorder.path)
         if self.settings.decode:
@@ -263,9 +273,15 @@ class Stream:
         if self.recorder is not None:
             self.recorder.write(ef)
         if self.decoder is None and self.frame_log is not None and not self.settings.decode:
-            self.frame_log.write({"stream": self.id, "frame_no": _frame_no(ef),
-                                  "received_tiers": len(ef.tiers), "keyframe": ef.keyframe,
-                                  "t_released": time.time()})
+            self.frame_log.write(
+                {
+                    "stream": self.id,
+                    "frame_no": _frame_no(ef),
+                    "received_tiers": len(ef.tiers),
+                    "keyframe": ef.keyframe,
+                    "t_released": time.time(),
+                }
+            )
         if self.decoder is not None and not self.decoder.put(ef, time.time()):
             # The decoder fell behind: what was queued is skipped; restart from a keyframe.
             self.request_keyframe("decoder behind")
@@ -276,10 +292,19 @@ class Stream:
         if self.on_decoded is not None:
             self.on_decoded(self, frame, t_released)
         if self.frame_log is not None:
-            self.frame_log.write({"stream": self.id, "frame_no": _frame_no(ef), "tiers": tiers,
-                                  "received_tiers": len(ef.tiers), "keyframe": ef.keyframe,
-                                  "hash": frame_hash(frame), "t_released": t_released,
-                                  "decode_ms": round(decode_ms, 3), "t": time.time()})
+            self.frame_log.write(
+                {
+                    "stream": self.id,
+                    "frame_no": _frame_no(ef),
+                    "tiers": tiers,
+                    "received_tiers": len(ef.tiers),
+                    "keyframe": ef.keyframe,
+                    "hash": frame_hash(frame),
+                    "t_released": t_released,
+                    "decode_ms": round(decode_ms, 3),
+                    "t": time.time(),
+                }
+            )
 
     def _note_latency(self, pts_us: int) -> None:
         """Capture-to-display latency of a picture decoded now: its capture time on the sender's
@@ -294,13 +319,15 @@ class Stream:
     def latency_stats(self) -> dict[str, Any]:
         best = self.clock.best()
         p50, p95 = self.latency.get(0.5), self.latency.get(0.95)
-        return {"e2e_latency_p50_ms": None if p50 is None else round(p50, 1),
-                "e2e_latency_p95_ms": None if p95 is None else round(p95, 1),
-                "clock_offset_ms": None if best is None else round(best.offset_ms, 2),
-                "clock_rtt_ms": None if best is None else round(best.rtt_ms, 2),
-                # "capture": from the sender's capture times; "send": from when frames reached its
-                # sink (a lower bound that leaves out capture and encoding)
-                "e2e_latency_from": self.sender_report.get("capture_epoch_from")}
+        return {
+            "e2e_latency_p50_ms": None if p50 is None else round(p50, 1),
+            "e2e_latency_p95_ms": None if p95 is None else round(p95, 1),
+            "clock_offset_ms": None if best is None else round(best.offset_ms, 2),
+            "clock_rtt_ms": None if best is None else round(best.rtt_ms, 2),
+            # "capture": from the sender's capture times; "send": from when frames reached its
+            # sink (a lower bound that leaves out capture and encoding)
+            "e2e_latency_from": self.sender_report.get("capture_epoch_from"),
+        }
 
     def _threadsafe_keyframe(self, reason: str) -> None:
         try:
@@ -328,13 +355,20 @@ class Stream:
                 log.debug("stream %s: control send failed: %s", self.id, exc)
 
     def report(self) -> dict[str, Any]:
-        return {"type": "report", "t_ms": clock_ms(), "frames": list(self.frames), "bytes": list(self.bytes),
-                "wire_bytes": self.wire_bytes,
-                "released": self.frames_released, "decoded": self.frames_decoded,
-                "tiers_decoded": self.last_decoded_tiers, "gaps": self.gaps,
-                "delay_trend_ms_per_s": round(self.delay.slope(), 2),
-                "delay_spread_ms": round(self.delay.spread(), 2),
-                "queue_delay_ms": round(self.delay.queueing(), 2)}
+        return {
+            "type": "report",
+            "t_ms": clock_ms(),
+            "frames": list(self.frames),
+            "bytes": list(self.bytes),
+            "wire_bytes": self.wire_bytes,
+            "released": self.frames_released,
+            "decoded": self.frames_decoded,
+            "tiers_decoded": self.last_decoded_tiers,
+            "gaps": self.gaps,
+            "delay_trend_ms_per_s": round(self.delay.slope(), 2),
+            "delay_spread_ms": round(self.delay.spread(), 2),
+            "queue_delay_ms": round(self.delay.queueing(), 2),
+        }
 
     def _send_report(self) -> None:
         r = self.report()
@@ -356,18 +390,28 @@ class Stream:
                 return
 
     def summary(self) -> dict[str, Any]:
-        return {"stream": self.id, "publisher": self.publisher, "seconds": round(time.time() - self.created, 2),
-                "tiers": self.tiers,
-                "frames_per_tier": list(self.frames), "bytes_per_tier": list(self.bytes),
-                "released": self.frames_released, "recorded": self.frames_recorded,
-                "recording_stopped": self.recording_stopped,
-                "decoded": self.frames_decoded, "decode_errors": self.decode_errors,
-                "decode_skipped": self.decode_skipped,
-                "decoder_failed": self.decoder.failed if self.decoder is not None else None,
-                "gaps": self.gaps, "keyframe_requests": self.keyframe_requests,
-                "tiers_released": {str(k): v for k, v in sorted(self.tier_histogram.items())},
-                "bad_messages": self.bad_messages, "record": self.record_path,
-                **self.latency_stats(), "sender": self.sender_report}
+        return {
+            "stream": self.id,
+            "publisher": self.publisher,
+            "seconds": round(time.time() - self.created, 2),
+            "tiers": self.tiers,
+            "frames_per_tier": list(self.frames),
+            "bytes_per_tier": list(self.bytes),
+            "released": self.frames_released,
+            "recorded": self.frames_recorded,
+            "recording_stopped": self.recording_stopped,
+            "decoded": self.frames_decoded,
+            "decode_errors": self.decode_errors,
+            "decode_skipped": self.decode_skipped,
+            "decoder_failed": self.decoder.failed if self.decoder is not None else None,
+            "gaps": self.gaps,
+            "keyframe_requests": self.keyframe_requests,
+            "tiers_released": {str(k): v for k, v in sorted(self.tier_histogram.items())},
+            "bad_messages": self.bad_messages,
+            "record": self.record_path,
+            **self.latency_stats(),
+            "sender": self.sender_report,
+        }
 
     # -- teardown ------------------------------------------------------------------------------
 

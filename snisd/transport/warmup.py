@@ -12,8 +12,15 @@ import time
 log = logging.getLogger("snisd.transport.warmup")
 
 
-def warm_up_codec(model: str | None = None, *, tiers: int = 2, qp: int | None = None, decode: bool = True,
-                  analysis=None, synthesis=None) -> float:
+def warm_up_codec(
+    model: str | None = None,
+    *,
+    tiers: int = 2,
+    qp: int | None = None,
+    decode: bool = True,
+    analysis=None,
+    synthesis=None,
+) -> float:
     """Encode (and, with `decode`, decode) two 64x64 frames; returns the seconds it took.
 
     `analysis`/`synthesis` reuse an encoder's already loaded transforms. Best effort: a failure
@@ -27,8 +34,11 @@ def warm_up_codec(model: str | None = None, *, tiers: int = 2, qp: int | None = 
         from ..codec.encoder import Encoder, EncoderConfig
         from ..frame import Frame
 
-        cfg = EncoderConfig(64, 64, tiers=tiers, model=model) if qp is None else EncoderConfig(
-            64, 64, tiers=tiers, qp=qp, model=model)
+        cfg = (
+            EncoderConfig(64, 64, tiers=tiers, model=model)
+            if qp is None
+            else EncoderConfig(64, 64, tiers=tiers, qp=qp, model=model)
+        )
         kw = {} if analysis is None else {"analysis": analysis, "synthesis": synthesis}
         enc = Encoder(cfg, **kw)
         dec = Decoder(enc.sequence_header, model=model) if decode else None

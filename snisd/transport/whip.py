@@ -23,8 +23,7 @@ SDP_TYPE = "application/sdp"
 class WhipClient:
     """WHIP signalling against one endpoint URL."""
 
-    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0,
-                 ca_file: str | None = None) -> None:
+    def __init__(self, url: str, token: str | None = None, timeout: float = 10.0, ca_file: str | None = None) -> None:
         scheme = urlparse(url).scheme
         if scheme not in ("http", "https"):
             raise TransportError(f"WHIP endpoint {url!r}: expected an http:// or https:// URL")
@@ -57,15 +56,20 @@ class WhipClient:
 
         try:
             async with self._http(self.timeout) as http:
-                async with http.post(self.url, data=offer_sdp.encode(),
-                                     headers=self._headers({"Content-Type": SDP_TYPE})) as resp:
+                async with http.post(
+                    self.url, data=offer_sdp.encode(), headers=self._headers({"Content-Type": SDP_TYPE})
+                ) as resp:
                     body = await resp.text(errors="replace")
                     if resp.status != 201:
                         raise WhipError(self.url, resp.status, resp.reason or "", body.strip()[:200])
                     ctype = resp.headers.get("Content-Type", "").split(";")[0].strip().lower()
                     if ctype != SDP_TYPE:
-                        raise WhipError(self.url, resp.status, resp.reason or "",
-                                        f"answer has Content-Type {ctype!r}, expected {SDP_TYPE}")
+                        raise WhipError(
+                            self.url,
+                            resp.status,
+                            resp.reason or "",
+                            f"answer has Content-Type {ctype!r}, expected {SDP_TYPE}",
+                        )
                     location = resp.headers.get("Location")
                     if not location:
                         raise WhipError(self.url, resp.status, resp.reason or "", "no Location header")
@@ -73,8 +77,9 @@ class WhipClient:
         except WhipError:
             raise
         except aiohttp.ClientConnectorCertificateError as exc:
-            raise TransportError(f"WHIP endpoint {self.url}: certificate not trusted: "
-                                 f"{exc.certificate_error}") from None
+            raise TransportError(
+                f"WHIP endpoint {self.url}: certificate not trusted: {exc.certificate_error}"
+            ) from None
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise TransportError(f"cannot reach WHIP endpoint {self.url}: {type(exc).__name__}: {exc}") from None
 
