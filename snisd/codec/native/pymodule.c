@@ -119,9 +119,10 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     int st;
     snis_encoder *e;
-    Py_BEGIN_ALLOW_THREADS e = snis_encoder_create(&p, &w, &t, &st);
-    Py_END_ALLOW_THREADS if (!e)
-    {
+    Py_BEGIN_ALLOW_THREADS
+    e = snis_encoder_create(&p, &w, &t, &st);
+    Py_END_ALLOW_THREADS
+    if (!e) {
         raise_status(st, -1);
         return -1;
     }
@@ -185,9 +186,11 @@ static PyObject *Encoder_predict(EncoderObject *self, PyObject *args)
     if (yp.shape[0] == hp + 2 * SNIS_LUMA_CTX && yp.shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp.shape[0] == 2 &&
         uvp.shape[1] == hp / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
         enter(&self->busy) == 0) {
-        Py_BEGIN_ALLOW_THREADS st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0],
+        Py_BEGIN_ALLOW_THREADS
+        st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0],
                                                          (int8_t *)uvp.buf, uvp.strides[1], uvp.strides[0]);
-        Py_END_ALLOW_THREADS self->busy = 0;
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
     } else if (!PyErr_Occurred()) {
         PyErr_SetString(PyExc_ValueError, "residual buffers have the wrong shape");
     }
@@ -274,8 +277,10 @@ static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
     }
     int st = SNIS_E_ARG;
     if (enter(&self->busy) == 0) {
-        Py_BEGIN_ALLOW_THREADS st = snis_encoder_code(self->enc, &lat);
-        Py_END_ALLOW_THREADS self->busy = 0;
+        Py_BEGIN_ALLOW_THREADS
+        st = snis_encoder_code(self->enc, &lat);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
     }
     for (int i = 0; i < 4; i++)
         PyBuffer_Release(&views[i]);
@@ -315,8 +320,10 @@ static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
         return NULL;
     int st = SNIS_E_ARG;
     if (enter(&self->busy) == 0) {
-        Py_BEGIN_ALLOW_THREADS st = snis_encoder_reconstruction(self->enc, tiers, &img);
-        Py_END_ALLOW_THREADS self->busy = 0;
+        Py_BEGIN_ALLOW_THREADS
+        st = snis_encoder_reconstruction(self->enc, tiers, &img);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
     }
     for (int i = 0; i < 3; i++)
         PyBuffer_Release(&views[i]);
@@ -381,9 +388,10 @@ static int Decoder_init(DecoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     int st;
     snis_decoder *d;
-    Py_BEGIN_ALLOW_THREADS d = snis_decoder_create(&p, &w, &st);
-    Py_END_ALLOW_THREADS if (!d)
-    {
+    Py_BEGIN_ALLOW_THREADS
+    d = snis_decoder_create(&p, &w, &st);
+    Py_END_ALLOW_THREADS
+    if (!d) {
         raise_status(st, -1);
         return -1;
     }
@@ -427,8 +435,10 @@ static PyObject *Decoder_decode(DecoderObject *self, PyObject *args)
     if (got == n && planes_out(y, u, v, views, &img, self->p.width, self->p.height) == 0) {
         have_out = 1;
         if (enter(&self->busy) == 0) {
-            Py_BEGIN_ALLOW_THREADS st = snis_decoder_decode(self->dec, ftype, qp, n, ptr, len, show, &img);
-            Py_END_ALLOW_THREADS self->busy = 0;
+            Py_BEGIN_ALLOW_THREADS
+            st = snis_decoder_decode(self->dec, ftype, qp, n, ptr, len, show, &img);
+            Py_END_ALLOW_THREADS
+            self->busy = 0;
         }
     }
     for (int i = 0; i < got; i++)
