@@ -187,8 +187,8 @@ static PyObject *Encoder_predict(EncoderObject *self, PyObject *args)
         uvp.shape[1] == hp / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
         enter(&self->busy) == 0) {
         Py_BEGIN_ALLOW_THREADS
-        st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0],
-                                                         (int8_t *)uvp.buf, uvp.strides[1], uvp.strides[0]);
+        st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0], (int8_t *)uvp.buf,
+                                  uvp.strides[1], uvp.strides[0]);
         Py_END_ALLOW_THREADS
         self->busy = 0;
     } else if (!PyErr_Occurred()) {
