@@ -53,6 +53,13 @@ run_tests=yes
 shell=no
 mirror=${MIRROR:-http://deb.debian.org/debian}
 
+# Every mount this script makes (the root's /proc, /sys, /dev and the emulated core's cpuinfo over
+# the root's /proc/cpuinfo) stays in a private mount namespace: a run once left that cpuinfo bound
+# over the host's own /proc/cpuinfo, where it broke programs that read it (Chromium refused to start).
+if [ "$(id -u)" -eq 0 ] && [ -z "${SNISD_ARM64_PRIVATE_NS:-}" ] && command -v unshare >/dev/null; then
+    export SNISD_ARM64_PRIVATE_NS=1
+    exec unshare --mount --propagation private "$0" "$@"
+fi
 while [ $# -gt 0 ]; do
     case "$1" in
         --suite) suite=$2; shift ;;
@@ -76,13 +83,6 @@ esac
 if [ "$(id -u)" -ne 0 ]; then
     echo "arm64_check.sh: debootstrap and chroot need root (sudo)" >&2
     exit 1
-fi
-# Every mount this script makes (the root's /proc, /sys, /dev and the emulated core's cpuinfo over
-# the root's /proc/cpuinfo) stays in a private mount namespace: a run once left that cpuinfo bound
-# over the host's own /proc/cpuinfo, where it broke programs that read it (Chromium refused to start).
-if [ -z "${SNISD_ARM64_PRIVATE_NS:-}" ] && command -v unshare >/dev/null; then
-    export SNISD_ARM64_PRIVATE_NS=1
-    exec unshare --mount --propagation private "$0" "$@"
 fi
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
