@@ -144,10 +144,30 @@ def _run(clip, tmp_path, name, phases):
     return res, info
 
 
+def _scenario(clip, tmp_path, name, phases, check):
+    """Run a link scenario and check it; a run that misses a bound is repeated once, and the
+    second run must meet every bound. These are real-time measurements on a shared 2-core
+    machine, where another job can delay a frame past a limit; a second miss is a failure."""
+    for d in ("run1", "run2"):
+        (tmp_path / d).mkdir(exist_ok=True)
+    res, info = _run(clip, tmp_path / "run1", name, phases)
+    try:
+        check(res, info)
+    except AssertionError as first:
+        res, info = _run(clip, tmp_path / "run2", name, phases)
+        try:
+            check(res, info)
+        except AssertionError as second:
+            raise AssertionError(f"missed twice: first {first}; then {second}") from None
+
+
 @pytest.mark.slow
 def test_step_down_and_back_up(clip, tmp_path):
     """2 Mbit/s -> 300 kbit/s -> 2 Mbit/s (6 + 8 + 6 s)."""
-    res, info = _run(clip, tmp_path, "step", [(6, 2000, 0), (8, 300, 0), (6, 2000, 0)])
+    _scenario(clip, tmp_path, "step", [(6, 2000, 0), (8, 300, 0), (6, 2000, 0)], _check_step)
+
+
+def _check_step(res, info):
     rates = res["rates_kbps"]
     assert rates[0] < 0.85 * 300 < rates[1] and rates[2] < 0.85 * 2000, rates
     drop, rise = res["steps"]
@@ -167,14 +187,17 @@ def test_step_down_and_back_up(clip, tmp_path):
 
 @pytest.mark.slow
 def test_link_just_above_two_tiers_is_used(clip, tmp_path):
-    """A link 22 % above the rate of two tiers (480 kbit/s for the version-1 clip's 393): two tiers
-    fit, three do not; the link is used >= 70 %."""
+    """A link just above the rate of two tiers (22 % above, as 480 kbit/s was for the version-1 clip's 393):
+    two tiers fit, three do not; the link is used >= 70 %."""
     import bench_adaptation as ba
 
     rates = ba.clip_rates(clip)
     link = round(1.22 * rates[1])
     assert link < rates[2], rates
-    res, info = _run(clip, tmp_path, "fit", [(18, link, 0)])
+    _scenario(clip, tmp_path, "fit", [(18, link, 0)], _check_fit)
+
+
+def _check_fit(res, info):
     (ph,) = res["phases"]
     assert ph["fits_tiers"] == 2 and ph["tiers_mode"] == 2, info
     assert ph["utilisation"] >= 0.7, info
@@ -188,7 +211,10 @@ def test_link_just_above_two_tiers_is_used(clip, tmp_path):
 def test_loss_and_keyframe_recovery(clip, tmp_path):
     """2 Mbit/s with 2 % random loss, and a 2.5-s blackout in the middle (the sender gives up the
     base backlog): keyframe requested, clean picture soon after the blackout ends."""
-    res, info = _run(clip, tmp_path, "loss", [(4, 2000, 2), (2.5, 2000, 100), (8.5, 2000, 2)])
+    _scenario(clip, tmp_path, "loss", [(4, 2000, 2), (2.5, 2000, 100), (8.5, 2000, 2)], _check_loss)
+
+
+def _check_loss(res, info):
     burst_end = res["phases"][2]["start"]
     cl = res["clean_after_loss_s"]
     events = cl["events_list"]
