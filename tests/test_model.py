@@ -241,9 +241,9 @@ def test_bad_inputs_raise_model_error():
         tr(np.zeros((88, 88), np.int16), uv)
     with pytest.raises(ModelError, match="chroma"):
         tr(np.zeros((88, 88), np.int8), uv[:, :-2])
-    with pytest.raises(ModelError, match="multiple of 16"):
+    with pytest.raises(ModelError, match="multiples of 16"):
         tr(np.zeros((84 + 24, 64 + 24), np.int8), np.zeros((2, 42 + 12, 32 + 12), np.int8))
-    with pytest.raises(ModelError, match="multiple of 16"):
+    with pytest.raises(ModelError, match="multiples of 16"):
         tr(np.zeros((8, 8), np.int8), np.zeros((2, 6, 6), np.int8))
     with pytest.raises(ModelError, match="int8"):
         tr([[0] * 88] * 88, uv)
