@@ -222,6 +222,22 @@ def test_output_layout_views_and_resize(natural):
     np.testing.assert_array_equal(again.y_ac, first)
 
 
+def test_many_frame_sizes_evict_the_oldest(natural):
+    """More sizes than are kept: the oldest interpreter is dropped and remade on its next use;
+    views of a dropped size stay readable."""
+    y, u, v = natural["residual"]
+    tr = ana.AnalysisTransform(MODELS / "dct8.tflite")
+    sizes = [(16 * (i + 1), 32) for i in range(tr.SIZES_KEPT + 1)]
+    outs = {}
+    for h, w in sizes:
+        outs[(h, w)] = tr(*ana.pad_planes(y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2])).y_ac
+    assert len(tr._sizes) == tr.SIZES_KEPT and sizes[0] not in tr._sizes
+    h, w = sizes[0]
+    again = tr(*ana.pad_planes(y[:h, :w], u[: h // 2, : w // 2], v[: h // 2, : w // 2])).y_ac
+    np.testing.assert_array_equal(again, outs[sizes[0]])  # the dropped size's old view is intact
+    assert not np.shares_memory(again, outs[sizes[0]])
+
+
 def ref_int8_ac(y, u, v):
     """The luma AC of a fresh transform (no resize history)."""
     return ana.AnalysisTransform()(*ana.pad_planes(y, u, v)).y_ac.copy()
@@ -241,8 +257,14 @@ def test_bad_inputs_raise_model_error():
         tr(np.zeros((88, 88), np.int16), uv)
     with pytest.raises(ModelError, match="chroma"):
         tr(np.zeros((88, 88), np.int8), uv[:, :-2])
-    with pytest.raises(ModelError, match="multiple of 16"):
+    with pytest.raises(ModelError, match="multiples of 16"):
         tr(np.zeros((84 + 24, 64 + 24), np.int8), np.zeros((2, 42 + 12, 32 + 12), np.int8))
+    with pytest.raises(ModelError, match="multiples of 16"):
+        tr(np.zeros((8, 8), np.int8), np.zeros((2, 6, 6), np.int8))
+    with pytest.raises(ModelError, match="int8"):
+        tr([[0] * 88] * 88, uv)
+    with pytest.raises(ValueError, match="num_threads"):
+        ana.AnalysisTransform(num_threads=0)
 
 
 def test_corrupt_and_foreign_models_raise(tmp_path):

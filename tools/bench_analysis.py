@@ -18,6 +18,12 @@ wall time and thread CPU time (the machine may be shared; CPU time is the steadi
 Then the multiply-accumulates of each graph, counted from its operators (CONV_2D: output
 elements x kernel taps x input channels per group; DEPTHWISE_CONV_2D: output elements x taps),
 per luma pixel for luma, per chroma pixel for chroma, and per frame (luma) pixel in total.
+
+    python tools/bench_analysis.py --forms
+
+times instead the graph forms the shipped one was chosen from, stage by stage, as one-stage
+graphs with random int8 weights on a 1088x1920 frame (invoke only; the work does not depend
+on the weights), with the MACs per output value of each form.
 """
 
 from __future__ import annotations
@@ -145,12 +151,136 @@ def old_graph_macs(interp) -> dict[str, float]:
     return macs
 
 
+def _forms() -> list[tuple[str, str, object]]:
+    """(stage, form, builder(graph) -> (inputs, outputs)) for every measured graph form."""
+    rng = np.random.default_rng(0)
+
+    def w(*shape):
+        return rng.normal(0, 0.3, shape)
+
+    ly, lx, nb = H + 24, W + 24, W // 8 + 2
+    ch, cw = H // 2, W // 2
+    cy, cx, cb = ch + 12, cw + 12, cw // 4 + 2
+
+    def row_1ch(g):
+        x = g.activation("x", (1, ly, lx, 1))
+        return [x], [g.conv(x, "r", w(8, 1, 16, 1), (1, 8), (1, ly, nb, 8))]
+
+    def row_runs(g):
+        x = g.activation("x", (ly // 8, 8, lx // 8, 8))
+        return [x], [g.conv(x, "r", w(8, 1, 2, 8), (1, 1), (ly // 8, 8, nb, 8))]
+
+    def col_depthwise(g):
+        x = g.activation("x", (1, ly, nb, 8))
+        return [x], [g.conv(x, "c", w(1, 16, 1, 64), (8, 1), (1, H // 8 + 2, nb, 64), depthwise=True)]
+
+    def col_dense(g):
+        x = g.activation("x", (1, ly, nb, 8))
+        return [x], [g.conv(x, "c", w(64, 16, 1, 8), (8, 1), (1, H // 8 + 2, nb, 64))]
+
+    def col_grouped(g):
+        x = g.activation("x", (ly // 8, 8, nb, 8))
+        b = g.reshape(g.transpose(x, "t", (0, 2, 3, 1)), "b", (1, ly // 8, nb, 64))
+        return [x], [g.conv(b, "c", w(64, 2, 1, 8), (1, 1), (1, H // 8 + 2, nb, 64))]
+
+    def luma_kept(g):
+        x = g.activation("x", (ly // 8, 8, lx // 8, 8))
+        r = g.conv(x, "r", w(8, 1, 2, 8), (1, 1), (ly // 8, 8, nb, 8))
+        b = g.reshape(g.transpose(r, "t", (0, 2, 3, 1)), "b", (1, ly // 8, nb, 64))
+        return [x], [g.conv(b, "c", w(64, 2, 1, 8), (1, 1), (1, H // 8 + 2, nb, 64))]
+
+    def luma_direct(g):
+        x = g.activation("x", (1, ly, lx // 8, 8))
+        r = g.conv(x, "r", w(64, 8, 2, 8), (8, 1), (1, ly // 8, nb, 64))
+        return [x], [g.conv(r, "c", w(64, 2, 1, 8), (1, 1), (1, H // 8 + 2, nb, 64))]
+
+    def coarse(g, x, batch, name):
+        return g.conv(g.channel0(x, name + "dc"), name + "k", w(4, 4, 4, 1), (2, 2), (batch, H // 16, W // 16, 4))
+
+    def chroma_2d_s2d(g):
+        x = g.activation("x", (2, cy, cx, 1))
+        c = g.conv(g.space_to_depth(x, "s", 4), "c", w(16, 2, 2, 16), (1, 1), (2, ch // 4 + 2, cb, 16))
+        return [x], [c, coarse(g, c, 2, "")]
+
+    def chroma_2d_runs(g):
+        x = g.activation("x", (2, cy, cx // 4, 4))
+        c = g.conv(x, "c", w(16, 8, 2, 4), (4, 1), (2, ch // 4 + 2, cb, 16))
+        return [x], [c, coarse(g, c, 2, "")]
+
+    def chroma_sep(column):
+        def build(g):
+            x = g.activation("x", (2, cy, cx // 4, 4))
+            r = g.conv(x, "r", w(4, 1, 2, 4), (1, 1), (2, cy, cb, 4))
+            if column == "depthwise":
+                c = g.conv(r, "c", w(1, 8, 1, 16), (4, 1), (2, ch // 4 + 2, cb, 16), depthwise=True)
+            elif column == "dense":
+                c = g.conv(r, "c", w(16, 8, 1, 4), (4, 1), (2, ch // 4 + 2, cb, 16))
+            else:
+                r4 = g.reshape(r, "r4", (2 * cy // 4, 4, cb, 4))
+                b = g.reshape(g.transpose(r4, "t", (0, 2, 3, 1)), "b", (2, cy // 4, cb, 16))
+                c = g.conv(b, "c", w(16, 2, 1, 4), (1, 1), (2, ch // 4 + 2, cb, 16))
+            return [x], [c, coarse(g, c, 2, "")]
+        return build
+
+    return [
+        ("luma row", "CONV_2D (1, 16) / (1, 8) on the 1-channel plane, 16 MAC/out", row_1ch),
+        ("luma row", "CONV_2D (1, 2) 8 -> 8 on runs of 8 pixels (shipped), 16 MAC/out", row_runs),
+        ("luma column", "DEPTHWISE_CONV_2D (16, 1) / (8, 1), depth multiplier 8, 16 MAC/out", col_depthwise),
+        ("luma column", "dense CONV_2D (16, 1) / (8, 1) 8 -> 64, block-diagonal, 128 MAC/out", col_dense),
+        ("luma column", "TRANSPOSE + RESHAPE + grouped CONV_2D (2, 1) (shipped), 16 MAC/out", col_grouped),
+        ("luma row + column", "row runs of 8 + TRANSPOSE + grouped (shipped), 16 + 16 MAC", luma_kept),
+        ("luma row + column", "row CONV_2D (8, 2) / (8, 1) 8 -> 64 into the block layout + grouped, 128 + 16 MAC",
+         luma_direct),
+        ("chroma (all)", "SPACE_TO_DEPTH 4 + 2-D CONV_2D (2, 2) 16 -> 16 (shipped), 64 MAC/out + coarse", chroma_2d_s2d),
+        ("chroma (all)", "2-D CONV_2D (8, 2) / (4, 1) on runs of 4 pixels, 64 MAC/out + coarse", chroma_2d_runs),
+        ("chroma (all)", "separable: row + DEPTHWISE column (depth multiplier 4), 8 + 8 MAC + coarse",
+         chroma_sep("depthwise")),
+        ("chroma (all)", "separable: row + dense column CONV_2D 4 -> 16, 8 + 32 MAC + coarse", chroma_sep("dense")),
+        ("chroma (all)", "separable: row + TRANSPOSE + grouped column, 8 + 8 MAC + coarse", chroma_sep("grouped")),
+    ]
+
+
+def bench_forms(reps: int, threads: int) -> None:
+    """Invoke time of every graph form of _forms(), interleaved over `reps` rounds."""
+    from ai_edge_litert.interpreter import Interpreter
+    from export_model import TFLiteGraph
+
+    runs = []
+    for stage, form, build in _forms():
+        g = TFLiteGraph()
+        ins, outs = build(g)
+        it = Interpreter(model_content=g.serialize(ins, outs), num_threads=threads)
+        it.allocate_tensors()
+        rng = np.random.default_rng(1)
+        for d in it.get_input_details():
+            it.set_tensor(d["index"], rng.integers(-128, 128, d["shape"]).astype(np.int8))
+        it.invoke()
+        delegated = [o["op_name"] for o in it._get_ops_details()][-1] == "DELEGATE"
+        runs.append((stage, form, it, delegated, []))
+    for _ in range(reps):
+        for *_, it, _, times in runs:
+            t0 = time.perf_counter()
+            it.invoke()
+            times.append(time.perf_counter() - t0)
+    print(f"graph forms, {H}x{W} frame, {threads} thread(s), invoke medians of {reps} interleaved runs\n")
+    print("| stage | form | ms |")
+    print("| --- | --- | --- |")
+    for stage, form, _, delegated, times in runs:
+        note = "" if delegated else " (not all in XNNPACK)"
+        print(f"| {stage} | {form}{note} | {np.median(times) * 1e3:.2f} |")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=31)
     ap.add_argument("--old-rev", default="451b9ab", help="git revision with the tile graph (default 451b9ab)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--forms", action="store_true", help="time the alternative graph forms instead")
     args = ap.parse_args(argv)
+    if args.forms:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        bench_forms(args.reps, args.threads)
+        return 0
 
     y, u, v = residual_frame()
     yp, uvp = ana.pad_planes(y, u, v)

@@ -135,9 +135,11 @@ class AnalysisTransform:
     def __init__(self, model_path: str | os.PathLike | None = None, num_threads: int = 1) -> None:
         if _Interpreter is None:
             raise ModelError("no TFLite interpreter available: install ai-edge-litert (or tflite-runtime)")
+        if not isinstance(num_threads, int) or num_threads < 1:
+            raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
         self._data, path = read_model_bytes(model_path, ANALYSIS_MODEL)
         self.model_path = str(path)
-        self.num_threads = int(num_threads)
+        self.num_threads = num_threads
         steps = _steps_from(self._data, self.model_path)
         self._scales = {
             "y_ac": steps["luma"]["col"][1:],
@@ -258,6 +260,9 @@ class AnalysisTransform:
         if not isinstance(y, np.ndarray) or y.ndim != 2 or y.dtype != np.int8:
             raise ModelError(f"luma input must be a 2-D int8 array, got {getattr(y, 'dtype', type(y))} {np.shape(y)}")
         hp, wp = y.shape[0] - 2 * LUMA_PAD, y.shape[1] - 2 * LUMA_PAD
+        if hp <= 0 or wp <= 0 or hp % ALIGN or wp % ALIGN:
+            raise ModelError(f"luma input {y.shape} is not (Hp+{2 * LUMA_PAD}, Wp+{2 * LUMA_PAD}) with Hp, Wp "
+                             f"positive multiples of {ALIGN}")
         want = (2, hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD)
         if not isinstance(uv, np.ndarray) or uv.dtype != np.int8 or uv.shape != want:
             raise ModelError(
