@@ -261,8 +261,10 @@ class AnalysisTransform:
             raise ModelError(f"luma input must be a 2-D int8 array, got {getattr(y, 'dtype', type(y))} {np.shape(y)}")
         hp, wp = y.shape[0] - 2 * LUMA_PAD, y.shape[1] - 2 * LUMA_PAD
         if hp <= 0 or wp <= 0 or hp % ALIGN or wp % ALIGN:
-            raise ModelError(f"luma input {y.shape} is not (Hp+{2 * LUMA_PAD}, Wp+{2 * LUMA_PAD}) with Hp, Wp "
-                             f"positive multiples of {ALIGN}")
+            raise ModelError(
+                f"luma input {y.shape} is not (Hp+{2 * LUMA_PAD}, Wp+{2 * LUMA_PAD}) with Hp, Wp "
+                f"positive multiples of {ALIGN}"
+            )
         want = (2, hp // 2 + 2 * CHROMA_PAD, wp // 2 + 2 * CHROMA_PAD)
         if not isinstance(uv, np.ndarray) or uv.dtype != np.int8 or uv.shape != want:
             raise ModelError(
