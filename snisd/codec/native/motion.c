@@ -26,6 +26,23 @@ static int mv_bits(int d)
     return 2 * n + 2;
 }
 
+/* One row of a luma block at a half-pel offset (fy, fx) from source row r (r + rs below it). */
+static inline void half_pel_row(const uint8_t *r, ptrdiff_t rs, int fy, int fx, int size, uint8_t *dst)
+{
+    const uint8_t *r1 = r + rs;
+    if (!fy && !fx)
+        memcpy(dst, r, (size_t)size);
+    else if (!fy)
+        for (int x = 0; x < size; x++)
+            dst[x] = (uint8_t)((r[x] + r[x + 1] + 1) >> 1);
+    else if (!fx)
+        for (int x = 0; x < size; x++)
+            dst[x] = (uint8_t)((r[x] + r1[x] + 1) >> 1);
+    else
+        for (int x = 0; x < size; x++)
+            dst[x] = (uint8_t)((r[x] + r[x + 1] + r1[x] + r1[x + 1] + 2) >> 2);
+}
+
 /* Luma block at half-pel vector: fast path inside the border. */
 static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int size, uint8_t *dst,
                        ptrdiff_t ds)
@@ -36,20 +53,8 @@ static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int
     ptrdiff_t rs = ref->stride;
     if (sy >= -b && sx >= -b && sy + size + 1 <= ref->h + b && sx + size + 1 <= ref->w + b) {
         const uint8_t *r = ref->data + sy * rs + sx;
-        for (int y = 0; y < size; y++, r += rs, dst += ds) {
-            const uint8_t *r1 = r + rs;
-            if (!fy && !fx)
-                memcpy(dst, r, (size_t)size);
-            else if (!fy)
-                for (int x = 0; x < size; x++)
-                    dst[x] = (uint8_t)((r[x] + r[x + 1] + 1) >> 1);
-            else if (!fx)
-                for (int x = 0; x < size; x++)
-                    dst[x] = (uint8_t)((r[x] + r1[x] + 1) >> 1);
-            else
-                for (int x = 0; x < size; x++)
-                    dst[x] = (uint8_t)((r[x] + r[x + 1] + r1[x] + r1[x + 1] + 2) >> 2);
-        }
+        for (int y = 0; y < size; y++, r += rs, dst += ds)
+            half_pel_row(r, rs, fy, fx, size, dst);
         return;
     }
     int h1 = ref->h - 1, w1 = ref->w - 1;
@@ -134,21 +139,8 @@ static uint32_t sad_half(const plane_t *cur, const plane_t *ref, int x0, int y0,
     int iy = mvy >> 1, ix = mvx >> 1, fy = mvy & 1, fx = mvx & 1;
     const uint8_t *r = ref->data + (y0 + iy) * ref->stride + x0 + ix;
     ptrdiff_t rs = ref->stride;
-    for (int y = 0; y < MB / 2; y++) {
-        const uint8_t *r0 = r + 2 * y * rs, *r1 = r0 + rs;
-        uint8_t *d = tmp + y * MB;
-        if (!fy && !fx)
-            memcpy(d, r0, MB);
-        else if (!fy)
-            for (int x = 0; x < MB; x++)
-                d[x] = (uint8_t)((r0[x] + r0[x + 1] + 1) >> 1);
-        else if (!fx)
-            for (int x = 0; x < MB; x++)
-                d[x] = (uint8_t)((r0[x] + r1[x] + 1) >> 1);
-        else
-            for (int x = 0; x < MB; x++)
-                d[x] = (uint8_t)((r0[x] + r0[x + 1] + r1[x] + r1[x + 1] + 2) >> 2);
-    }
+    for (int y = 0; y < MB / 2; y++)
+        half_pel_row(r + 2 * y * rs, rs, fy, fx, MB, tmp + y * MB);
     return 2 * sad32(c, 2 * cur->stride, tmp, MB, MB / 2, 1);
 }
 
