@@ -46,6 +46,13 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, default=0, help="encode at most this many frames (0: all)")
     p.add_argument("--model", default=None, help="analysis model (.tflite); default: the shipped SNIS-896")
     p.add_argument("--threads", type=int, default=1, help="codec threads (the bitstream does not depend on it)")
+    p.add_argument(
+        "--tune",
+        action="append",
+        default=[],
+        metavar="NAME=INT",
+        help="set one encoder-only tuning value (repeatable; names in snisd.codec.encoder.Tuning), e.g. for ablations",
+    )
     p.set_defaults(func=_cmd_encode)
 
 
@@ -135,6 +142,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         max_frames=args.frames,
         model=args.model,
         threads=args.threads,
+        tune=args.tune,
     )
     print(report)
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -16,7 +16,7 @@ from pathlib import Path
 from .capture.file import iter_frames, probe
 from .codec.bitstream import EncodedFrame, SequenceHeader, read_es, write_es_frame, write_es_header
 from .codec.decoder import Decoder
-from .codec.encoder import Encoder, EncoderConfig, synthesis_path_for
+from .codec.encoder import Encoder, EncoderConfig, Tuning, synthesis_path_for
 from .errors import BitstreamError, ContainerError, InputError
 from .y4m import Y4mWriter
 
@@ -73,6 +73,7 @@ def encode_file(
     max_frames: int = 0,
     model: str | None = None,
     threads: int = 1,
+    tune: Sequence[str] = (),
 ) -> EncodeReport:
     """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream."""
     width, height, fps = probe(src)
@@ -90,6 +91,7 @@ def encode_file(
         key_tier_ratio=key_tier_ratio,
         model=model,
         threads=threads,
+        tuning=Tuning().with_overrides(tune),
     )
     enc = Encoder(cfg)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp, [0] * tiers)

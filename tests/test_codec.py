@@ -227,3 +227,15 @@ def test_random_payloads_give_only_typed_errors(coded, synthesis):
                 dec.decode(tuple(bytes(x) for x in chunks))
             except BitstreamError:
                 pass
+
+
+def test_tuning_overrides_are_checked():
+    from snisd.codec.encoder import Tuning
+    from snisd.errors import InputError
+
+    t = Tuning().with_overrides(["skip_sad_q8=16", "search-range=32"])
+    assert (t.skip_sad_q8, t.search_range) == (16, 32)
+    assert t.as_tuple()[0] == Tuning().round_intra
+    for bad in ("nope=1", "skip_sad_q8", "skip_sad_q8=x"):
+        with pytest.raises(InputError, match="--tune"):
+            Tuning().with_overrides([bad])

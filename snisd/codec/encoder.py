@@ -8,8 +8,10 @@ tier and reconstructs exactly as the decoder will. Both core calls release the G
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,18 +48,24 @@ class Tuning:
     key_sad_q4: int = 48
     me_exit_q4: int = 12
 
+    def with_overrides(self, items: Sequence[str]) -> Tuning:
+        """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
+        presets; an unknown name or a non-integer value is an InputError naming it."""
+        values = dataclasses.asdict(self)
+        for item in items:
+            name, sep, text = item.partition("=")
+            name = name.strip().replace("-", "_")
+            if not sep or name not in values:
+                raise InputError(f"--tune {item!r}: expected NAME=INT with NAME one of {', '.join(values)}")
+            try:
+                values[name] = int(text)
+            except ValueError:
+                raise InputError(f"--tune {item!r}: {text!r} is not an integer") from None
+        return Tuning(**values)
+
     def as_tuple(self) -> tuple[int, ...]:
-        return (
-            self.round_intra,
-            self.round_inter,
-            self.round_lower,
-            self.lambda_q4,
-            self.intra_bias,
-            self.skip_sad_q8,
-            self.search_range,
-            self.key_sad_q4,
-            self.me_exit_q4,
-        )
+        """The fields in declaration order: the order the native core's binding reads them in."""
+        return tuple(int(v) for v in dataclasses.astuple(self))
 
 
 @dataclass
