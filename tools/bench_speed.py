@@ -28,7 +28,7 @@ import numpy as np
 
 from snisd.capture.file import video_frame_to_frame
 from snisd.codec.decoder import Decoder
-from snisd.codec.encoder import Encoder, EncoderConfig
+from snisd.codec.encoder import Encoder, EncoderConfig, Tuning
 
 STAGES = ("motion_us", "predict_us", "analysis_us", "quantize_us", "entropy_us", "synthesis_us")
 
@@ -73,8 +73,8 @@ def x264(frames, qp: int) -> tuple[list[float], list[float], int]:
     return times, dtimes, sum(p.size for p in packets)
 
 
-def snis(frames, tiers: int, qp: int, threads: int):
-    enc = Encoder(EncoderConfig(1920, 1080, 20, 1, tiers=tiers, qp=qp, threads=threads))
+def snis(frames, tiers: int, qp: int, threads: int, tuning: Tuning):
+    enc = Encoder(EncoderConfig(1920, 1080, 20, 1, tiers=tiers, qp=qp, threads=threads, tuning=tuning))
     total, coded = [], []
     for f in frames:
         t0 = time.perf_counter()
@@ -96,11 +96,13 @@ def main() -> int:
     ap.add_argument("--qp", type=int, default=30)
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--tune", action="append", default=[], metavar="NAME=INT", help="encoder tuning (as snisd encode)")
     args = ap.parse_args()
     os.sched_setaffinity(0, set(range(args.threads)))
     frames = frames_1080p(args.clip, args.frames)
-    enc, total, coded, stages = snis(frames, args.tiers, args.qp, args.threads)
-    _, total1, coded1, _ = snis(frames, 1, args.qp, args.threads)
+    tuning = Tuning().with_overrides(args.tune)
+    enc, total, coded, stages = snis(frames, args.tiers, args.qp, args.threads, tuning)
+    _, total1, coded1, _ = snis(frames, 1, args.qp, args.threads, tuning)
     dec = Decoder(enc.sequence_header, synthesis=enc.synthesis, threads=args.threads)
     dec_ms = []
     for ef in coded:
@@ -111,7 +113,7 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     xt, xd, xsize = x264(frames, args.qp)
     res = {
-        "frames": len(total), "threads": args.threads, "qp": args.qp, "tiers": args.tiers,
+        "frames": len(total), "threads": args.threads, "qp": args.qp, "tiers": args.tiers, "tune": args.tune,
         "load_avg": round(os.getloadavg()[0], 2),
         "snis_encode_ms": med(total), "snis_encode_1tier_ms": med(total1),
         "tiers_over_one_tier": round(med(total) / med(total1), 2),
