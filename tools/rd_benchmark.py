@@ -91,6 +91,9 @@ BASELINES = [
     Baseline("x264-veryfast", "x264 veryfast zerolatency",
              ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-threads", "1"],
              "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
+    Baseline("x264-medium", "x264 medium zerolatency",
+             ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
+             "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
     # x265: single thread (no thread pool, one frame thread), no info SEI; zerolatency
     # (no B-frames, no lookahead) because the comparison is about live streaming.
     Baseline("x265-medium", "x265 medium zerolatency",
@@ -484,6 +487,7 @@ def parse_args(argv=None):
                     "-m snisd, from the repo root)")
     ap.add_argument("--snis-timeout", type=float, default=3600, help="seconds before a SNIS encode/decode is abandoned")
     ap.add_argument("--jobs", type=int, default=2, help="measurements run in parallel (default 2)")
+    ap.add_argument("--anchor", default=ANCHOR, help=f"baseline the BD-rates are against (default {ANCHOR})")
     ap.add_argument("--vmaf-threads", type=int, default=2, help="libvmaf n_threads (default 2)")
     ap.add_argument("--out", default=None, help="Markdown output (default docs/rd_results.md); the JSON with all "
                     "raw points goes next to it with the suffix .json")
@@ -493,7 +497,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    global ANCHOR
     args = parse_args(argv)
+    ANCHOR = args.anchor
     t_start = time.time()
     media = Path(args.media)
     out_md = Path(args.out) if args.out else REPO / "docs" / "rd_results.md"
