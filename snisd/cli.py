@@ -47,6 +47,12 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, help="analysis model (.tflite); default: the shipped SNIS-896")
     p.add_argument("--threads", type=int, default=1, help="codec threads (the bitstream does not depend on it)")
     p.add_argument(
+        "--preset",
+        default="realtime",
+        help="speed/compression trade-off: realtime (default, live), fast, medium (recordings); "
+        "the stream syntax is the same",
+    )
+    p.add_argument(
         "--tune",
         action="append",
         default=[],
@@ -142,6 +148,7 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         max_frames=args.frames,
         model=args.model,
         threads=args.threads,
+        preset=args.preset,
         tune=args.tune,
     )
     print(report)

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .codec.presets import PRESETS
 from .errors import ConfigError
 from .hostport import is_host_port
 
@@ -70,6 +71,7 @@ class CodecConfig:
     switch_interval_s: float = _opt(1.0, "float", "seconds >= 0 (0: at keyframes only)", lambda v: 0 <= v <= 3600)
     model: str | None = _opt(None, "optstr", "a path to a .tflite model, or null for the shipped one")
     threads: int = _opt(1, "int", "an integer 1..16", lambda v: 1 <= v <= 16)
+    preset: str = _opt("realtime", "str", f"one of {', '.join(PRESETS)}", lambda v: v in PRESETS)
 
 
 @dataclass

@@ -208,6 +208,7 @@ class Daemon:
     def _build_pipeline(self, cfg: Config):
         from .capture import open_source
         from .codec.encoder import Encoder, EncoderConfig
+        from .codec.presets import tuning_for
         from .pipeline import Pipeline, RecordSink
 
         cam = cfg.camera
@@ -234,6 +235,7 @@ class Daemon:
                     switch_interval=switch,
                     model=c.model,
                     threads=c.threads,
+                    tuning=tuning_for(c.preset),
                 )
             )
             if cfg.record.path:

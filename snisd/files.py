@@ -16,7 +16,8 @@ from pathlib import Path
 from .capture.file import iter_frames, probe
 from .codec.bitstream import EncodedFrame, SequenceHeader, read_es, write_es_frame, write_es_header
 from .codec.decoder import Decoder
-from .codec.encoder import Encoder, EncoderConfig, Tuning, synthesis_path_for
+from .codec.encoder import Encoder, EncoderConfig, synthesis_path_for
+from .codec.presets import DEFAULT_PRESET, tuning_for
 from .errors import BitstreamError, ContainerError, InputError
 from .y4m import Y4mWriter
 
@@ -73,6 +74,7 @@ def encode_file(
     max_frames: int = 0,
     model: str | None = None,
     threads: int = 1,
+    preset: str = DEFAULT_PRESET,
     tune: Sequence[str] = (),
 ) -> EncodeReport:
     """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream."""
@@ -91,7 +93,7 @@ def encode_file(
         key_tier_ratio=key_tier_ratio,
         model=model,
         threads=threads,
-        tuning=Tuning().with_overrides(tune),
+        tuning=tuning_for(preset, tune),
     )
     enc = Encoder(cfg)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp, [0] * tiers)

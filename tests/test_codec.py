@@ -239,3 +239,14 @@ def test_tuning_overrides_are_checked():
     for bad in ("nope=1", "skip_sad_q8", "skip_sad_q8=x"):
         with pytest.raises(InputError, match="--tune"):
             Tuning().with_overrides([bad])
+
+
+def test_presets_differ_only_in_encoder_tuning():
+    from snisd.codec.presets import PRESETS, tuning_for
+    from snisd.errors import InputError
+
+    assert tuning_for("realtime") == tuning_for()
+    assert all(tuning_for(p) != tuning_for() for p in PRESETS if p != "realtime")
+    assert tuning_for("medium", ["search_range=7"]).search_range == 7
+    with pytest.raises(InputError, match="preset 'slowest'"):
+        tuning_for("slowest")

@@ -29,6 +29,7 @@ import numpy as np
 from snisd.capture.file import video_frame_to_frame
 from snisd.codec.decoder import Decoder
 from snisd.codec.encoder import Encoder, EncoderConfig, Tuning
+from snisd.codec.presets import tuning_for
 
 STAGES = ("motion_us", "predict_us", "analysis_us", "quantize_us", "entropy_us", "synthesis_us")
 
@@ -96,11 +97,12 @@ def main() -> int:
     ap.add_argument("--qp", type=int, default=30)
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--json", default="", help="also write the results here")
+    ap.add_argument("--preset", default="realtime", help="encoder preset (as snisd encode)")
     ap.add_argument("--tune", action="append", default=[], metavar="NAME=INT", help="encoder tuning (as snisd encode)")
     args = ap.parse_args()
     os.sched_setaffinity(0, set(range(args.threads)))
     frames = frames_1080p(args.clip, args.frames)
-    tuning = Tuning().with_overrides(args.tune)
+    tuning = tuning_for(args.preset, args.tune)
     enc, total, coded, stages = snis(frames, args.tiers, args.qp, args.threads, tuning)
     _, total1, coded1, _ = snis(frames, 1, args.qp, args.threads, tuning)
     dec = Decoder(enc.sequence_header, synthesis=enc.synthesis, threads=args.threads)
@@ -113,18 +115,27 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     xt, xd, xsize = x264(frames, args.qp)
     res = {
-        "frames": len(total), "threads": args.threads, "qp": args.qp, "tiers": args.tiers, "tune": args.tune,
+        "frames": len(total),
+        "threads": args.threads,
+        "qp": args.qp,
+        "tiers": args.tiers,
+        "preset": args.preset,
+        "tune": args.tune,
         "load_avg": round(os.getloadavg()[0], 2),
-        "snis_encode_ms": med(total), "snis_encode_1tier_ms": med(total1),
+        "snis_encode_ms": med(total),
+        "snis_encode_1tier_ms": med(total1),
         "tiers_over_one_tier": round(med(total) / med(total1), 2),
-        "snis_encode_stages_ms": {s[:-3]: round(statistics.median([st[s] for st in stages[1:]]) / 1000, 2)
-                                  for s in STAGES},
+        "snis_encode_stages_ms": {
+            s[:-3]: round(statistics.median([st[s] for st in stages[1:]]) / 1000, 2) for s in STAGES
+        },
         "skipped_mb_fraction": round(statistics.median([st["skipped_mbs"] / st["total_mbs"] for st in stages[1:]]), 3),
         "snis_keyframe_encode_ms": round(total[0], 1),
         "snis_decode_ms": med(dec_ms),
         "snis_kbytes": round(sum(e.size for e in coded) / 1024, 1),
         "snis_1tier_kbytes": round(sum(e.size for e in coded1) / 1024, 1),
-        "x264_ultrafast_ms": med(xt), "ffmpeg_h264_decode_ms": med(xd), "x264_kbytes": round(xsize / 1024, 1),
+        "x264_ultrafast_ms": med(xt),
+        "ffmpeg_h264_decode_ms": med(xd),
+        "x264_kbytes": round(xsize / 1024, 1),
         "encode_ratio_snis_over_x264": round(med(total) / med(xt), 2),
         "decode_ratio_snis_over_ffmpeg": round(med(dec_ms) / med(xd), 2),
         "peak_rss_mb": round(rss_mb, 1),

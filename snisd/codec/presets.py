@@ -1,0 +1,38 @@
+"""Encoder presets: named sets of encoder-only tuning that trade encode time for bits, in the
+manner of x264/x265's `--preset`. The stream syntax is the same for every preset: any decoder
+plays any of them. `realtime` is the live default; the slower ones are for recordings.
+
+docs/BENCHMARKS.md gives each preset's measured speed and BD-rate."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .encoder import Tuning
+
+DEFAULT_PRESET = "realtime"
+
+# Overrides of Tuning's defaults (which are `realtime`), from fastest to slowest.
+PRESETS: dict[str, dict[str, int]] = {
+    "realtime": {},
+    "fast": {"me_exit_q4": 6, "search_range": 96},
+    "medium": {"me_exit_q4": 0, "search_range": 128, "skip_sad_q8": 4},
+}
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS)
+
+
+def tuning_for(preset: str = DEFAULT_PRESET, overrides: Sequence[str] = ()) -> Tuning:
+    """The tuning of a preset, then `NAME=INT` overrides on top (`snisd encode --tune`)."""
+    from .encoder import Tuning  # here, so that reading a config does not load the codec
+
+    if preset not in PRESETS:
+        raise InputError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    base = Tuning().with_overrides([f"{k}={v}" for k, v in PRESETS[preset].items()])
+    return base.with_overrides(overrides)
