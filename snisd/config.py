@@ -72,6 +72,10 @@ class CodecConfig:
     model: str | None = _opt(None, "optstr", "a path to a .tflite model, or null for the shipped one")
     threads: int = _opt(1, "int", "an integer 1..16", lambda v: 1 <= v <= 16)
     preset: str = _opt("realtime", "str", f"one of {', '.join(PRESETS)}", lambda v: v in PRESETS)
+    rate_control: bool = _opt(True, "bool", "true or false")
+    frame_budget_ms: float = _opt(300.0, "float", "milliseconds 20..5000", lambda v: 20 <= v <= 5000)
+    min_qp: int = _opt(4, "int", "an integer 0..63", lambda v: 0 <= v <= 63)
+    max_qp: int = _opt(63, "int", "an integer 0..63", lambda v: 0 <= v <= 63)
 
 
 @dataclass
@@ -88,6 +92,9 @@ class TransportConfig:
     token: str | None = _opt(None, "optstr", "a bearer token string, or null")
     ca_file: str | None = _opt(None, "optstr", "a path to PEM CA certificates for an https:// peer, or null")
     ice_servers: list = _opt([], "ice", "a list of URLs (stun:/turn:) or {urls, username, credential} maps")
+    start_kbps: float = _opt(150.0, "float", "kbit/s 10..100000", lambda v: 10 <= v <= 100000)
+    min_kbps: float = _opt(30.0, "float", "kbit/s 10..100000", lambda v: 10 <= v <= 100000)
+    max_kbps: float = _opt(20000.0, "float", "kbit/s 10..1000000", lambda v: 10 <= v <= 1000000)
 
 
 @dataclass
@@ -118,6 +125,7 @@ class Config:
         if data is None:
             return cfg
         _merge(cfg, data, "")
+        _check_ranges(cfg)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -136,7 +144,23 @@ class Config:
                     raise ConfigError(".".join(parents[: i + 1]), "a known section", part)
                 target = getattr(target, part)
             _set(target, leaf, value, key)
+        _check_ranges(cfg)
         return cfg
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Keys that bound each other: the rate-control qp range and the capacity estimate's range."""
+    c, t = cfg.codec, cfg.transport
+    if c.min_qp > c.max_qp:
+        raise ConfigError("codec.min_qp", f"at most codec.max_qp ({c.max_qp})", c.min_qp)
+    if t.min_kbps > t.max_kbps:
+        raise ConfigError("transport.min_kbps", f"at most transport.max_kbps ({t.max_kbps:g})", t.min_kbps)
+    if not t.min_kbps <= t.start_kbps <= t.max_kbps:
+        raise ConfigError(
+            "transport.start_kbps",
+            f"between transport.min_kbps and max_kbps ({t.min_kbps:g}..{t.max_kbps:g})",
+            t.start_kbps,
+        )
 
 
 def _field_map(obj: Any) -> dict[str, dataclasses.Field]:

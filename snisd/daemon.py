@@ -216,6 +216,7 @@ class Daemon:
             cam.source, cam.width, cam.height, cam.fps, pixel_format=cam.pixel_format, read_timeout=cam.read_timeout_s
         )
         sinks: list = []
+        rc = None  # the encoder under rate control, when streaming with it
         try:
             rate = fps_fraction(source.fps)
             fps = float(rate)
@@ -243,6 +244,16 @@ class Daemon:
             sender = self._start_sender(cfg, encoder.sequence_header)
             if sender is not None:
                 sinks.append(sender)
+                if c.rate_control:
+                    # the sender's target bit rate drives the encoder's qp (docs/TRANSPORT.md, "Rate")
+                    from .codec.ratecontrol import RateControlledEncoder, RatePolicy
+
+                    rc = RateControlledEncoder(
+                        encoder,
+                        cfg.transport.start_kbps * 1e3,
+                        RatePolicy(budget_ms=c.frame_budget_ms, min_qp=c.min_qp, max_qp=c.max_qp),
+                    )
+                    sender.on_target = rc.set_target
         except BaseException:
             for sink in sinks:
                 sink.close()
@@ -250,7 +261,7 @@ class Daemon:
             raise
         pipeline = Pipeline(
             source,
-            encoder,
+            rc if rc is not None else encoder,
             sinks,
             queue_size=cfg.pipeline.queue_size,
             max_frames=self.args.daemon_max_frames,
@@ -259,10 +270,10 @@ class Daemon:
         if sender is not None:
             sender.request_keyframe = pipeline.request_keyframe
         log.info(
-            "camera %s, %d tiers at qp %d, %s%s",
+            "camera %s, %d tiers at %s, %s%s",
             source.describe(),
             c.tiers,
-            c.qp,
+            "the sender's target rate" if sender is not None and c.rate_control else f"qp {c.qp}",
             f"recording to {cfg.record.path}" if cfg.record.path else "not recording",
             f", streaming to {cfg.transport.peer}" if sender is not None else "",
         )
@@ -279,10 +290,13 @@ class Daemon:
         if missing:  # the transport imports them lazily, on its own thread: check here
             log.error("%s Missing: %s.", PEER_UNAVAILABLE, ", ".join(missing))
             return None
-        from .transport.sender import run_sender
+        from .transport.estimator import EstimatorPolicy
+        from .transport.sender import SenderPolicy, run_sender
 
+        t = cfg.transport
+        estimate = EstimatorPolicy(start_bps=t.start_kbps * 1e3, min_bps=t.min_kbps * 1e3, max_bps=t.max_kbps * 1e3)
         # connecting happens on the sender's own thread; failures are retried and reported there
-        return run_sender(cfg.transport, seq)
+        return run_sender(t, seq, policy=SenderPolicy(estimator=estimate))
 
     def _start_metrics(self, cfg: Config) -> None:
         from .metrics import MetricsServer, snapshot_registry

@@ -104,10 +104,37 @@ def families_from_snapshot(snap: dict[str, Any]) -> list[Metric]:
                 "snisd_transport_frames_sent_total", "Frames sent to the peer.", value=tr.get("frames_sent") or 0
             )
         )
+        est = tr.get("estimate") or {}
+        if est.get("estimate_kbps") is not None:
+            out.append(
+                GaugeMetricFamily(
+                    "snisd_transport_estimate_bps",
+                    "The sender's estimate of the path's capacity.",
+                    value=1e3 * est["estimate_kbps"],
+                )
+            )
+        if tr.get("target_kbps") is not None:
+            out.append(
+                GaugeMetricFamily(
+                    "snisd_transport_target_bps",
+                    "The bit rate the encoder is asked for.",
+                    value=1e3 * tr["target_kbps"],
+                )
+            )
+        if tr.get("max_tiers") is not None:
+            out.append(GaugeMetricFamily("snisd_transport_tiers_sent", "Tiers being sent.", value=tr["max_tiers"]))
         sent = _counter("snisd_transport_bytes_sent_total", "Bytes sent to the peer per tier.", ["tier"])
         for tier, b in enumerate(tr.get("bytes_sent") or []):
             sent.add_metric([str(tier)], b)
         out.append(sent)
+    rc = snap.get("rate_control")
+    if rc and rc.get("qp") is not None:
+        out.append(GaugeMetricFamily("snisd_encoder_qp", "qp of the last frame (rate control).", value=rc["qp"]))
+        out.append(
+            GaugeMetricFamily(
+                "snisd_encoder_target_bps", "Rate control's target bit rate.", value=1e3 * rc["target_kbps"]
+            )
+        )
     if "recorded_frames" in snap:
         out.append(
             CounterMetricFamily(

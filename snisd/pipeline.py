@@ -430,6 +430,9 @@ class Pipeline:
                 "failures": status.failures,
                 "last_error": status.last_error,
             }
+        rc = getattr(self.encoder, "stats", None)
+        if callable(rc):  # a rate-controlled encoder: target, chosen qp, buffer
+            snap["rate_control"] = rc()
         with self._sinks_lock:
             recorded = [s.frames for s in self.sinks if isinstance(s, RecordSink)]
             senders: list[Any] = [s for s in self.sinks if callable(getattr(s, "stats", None))]
@@ -437,7 +440,18 @@ class Pipeline:
             st = senders[0].stats()
             snap["transport"] = {
                 k: st.get(k)
-                for k in ("peer", "state", "sessions", "frames_sent", "bytes_sent", "tier_dropped", "last_error")
+                for k in (
+                    "peer",
+                    "state",
+                    "sessions",
+                    "frames_sent",
+                    "bytes_sent",
+                    "tier_dropped",
+                    "max_tiers",
+                    "estimate",
+                    "target_kbps",
+                    "last_error",
+                )
             }
         if recorded:
             snap["recorded_frames"] = recorded[0]
@@ -455,9 +469,15 @@ class Pipeline:
         cam = snap.get("camera")
         if cam and cam["state"] != "open":
             line += f", camera {cam['state']} ({cam['last_error']})"
+        rc = snap.get("rate_control")
+        if rc:
+            line += f", qp {rc['qp']} for {rc['target_kbps']:.0f} kbit/s"
         tr = snap.get("transport")
         if tr:
             line += f", peer {tr['state']}"
+            est = tr.get("estimate")
+            if est:
+                line += f" (estimate {est['estimate_kbps']:.0f} kbit/s, {tr.get('max_tiers')} tiers)"
             if tr["state"] != "connected" and tr.get("last_error"):
                 line += f" ({tr['last_error']})"
         return line

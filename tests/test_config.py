@@ -154,3 +154,22 @@ def test_unknown_top_level_keys_property(d):
         return
     with pytest.raises(ConfigError):
         Config.from_dict(d)
+
+
+def test_rate_control_keys_are_checked_alone_and_against_each_other():
+    c = Config.from_dict({"codec": {"frame_budget_ms": 250, "min_qp": 10, "max_qp": 50},
+                          "transport": {"start_kbps": 500, "min_kbps": 100, "max_kbps": 4000}})
+    assert (c.codec.frame_budget_ms, c.codec.min_qp, c.transport.start_kbps) == (250, 10, 500)
+    for data, key in (
+        ({"codec": {"frame_budget_ms": 5}}, "codec.frame_budget_ms"),
+        ({"codec": {"rate_control": "yes"}}, "codec.rate_control"),
+        ({"codec": {"min_qp": 40, "max_qp": 30}}, "codec.min_qp"),
+        ({"transport": {"min_kbps": 500, "max_kbps": 400}}, "transport.min_kbps"),
+        ({"transport": {"start_kbps": 50, "min_kbps": 100}}, "transport.start_kbps"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            Config.from_dict(data)
+        assert err.value.key == key, (data, err.value)
+    with pytest.raises(ConfigError) as err:
+        Config().override({"codec.min_qp": 63, "codec.max_qp": 10})
+    assert err.value.key == "codec.min_qp"

@@ -217,6 +217,18 @@ class Encoder:
             )
         return self._scales
 
+    def _next_type(self, force_keyframe: bool) -> tuple[bool, bool]:
+        """(keyframe, switch point) of the next frame."""
+        kint, sint = self.config.keyframe_interval or 0, self.config.switch_interval or 0
+        key = force_keyframe or self._force_key or (kint > 0 and self._since_key >= kint)
+        return key, key or (sint > 0 and self.index % sint == 0)
+
+    def next_kind(self, force_keyframe: bool = False) -> str:
+        """What the next frame will be: 'I' (keyframe), 'K' (key picture) or 'P' (rate control
+        plans its qp before it is coded)."""
+        key, switch = self._next_type(force_keyframe)
+        return "I" if key else ("K" if switch else "P")
+
     def encode(self, frame: Frame, force_keyframe: bool = False, qp: int | None = None) -> EncodedFrame:
         cfg = self.config
         if (frame.width, frame.height) != (cfg.width, cfg.height):
@@ -224,9 +236,7 @@ class Encoder:
         qp = cfg.qp if qp is None else qp
         if not 0 <= qp <= MAX_QP:
             raise InputError(f"qp {qp} out of range 0..{MAX_QP}")
-        kint, sint = cfg.keyframe_interval or 0, cfg.switch_interval or 0
-        key = force_keyframe or self._force_key or (kint > 0 and self._since_key >= kint)
-        switch = key or (sint > 0 and self.index % sint == 0)
+        key, switch = self._next_type(force_keyframe)
         self._force_key = False
         t0 = time.perf_counter()
         ftype = 0 if key else (FRAME_K if switch else 1)

@@ -97,6 +97,14 @@ def split(
     ]
 
 
+def restamp(message: bytes, sent_ms: int) -> bytes:
+    """The message with its sender-clock field set to `sent_ms` (mod 2^32): the pacer stamps a
+    message when it really leaves, so that time spent waiting in the sender is not path delay."""
+    if len(message) < HEADER.size:
+        raise TransportError(f"message of {len(message)} bytes is shorter than the {HEADER.size}-byte header")
+    return message[: HEADER.size - 4] + struct.pack(">I", sent_ms & 0xFFFFFFFF) + message[HEADER.size :]
+
+
 def parse_header_bytes(message: bytes) -> Header:
     if len(message) < HEADER.size:
         raise TransportError(f"message of {len(message)} bytes is shorter than the {HEADER.size}-byte header")

@@ -14,6 +14,12 @@ long the oldest queued frame has waited. Past 150 ms, enhancement tiers are no l
 tier-0 fragment is only dropped when even the base backlog is too old (2 s) or too large, and
 then the sender waits for a keyframe (and asks the encoder for one). The thresholds are a
 `SenderPolicy`.
+
+Rate: a `CapacityEstimator` (estimator.py) turns the receiver's reports and this backlog into an
+estimate of what the path carries; messages leave through a `Pacer` (pacer.py) at a little more
+than that estimate; the tiers sent are those that fit it (feedback.py); and `target_bps` (also
+passed to `on_target`, which the pipeline wires to the encoder's rate control) is the bit rate the
+encoder should produce: the estimate less the framing the sender adds.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from typing import Any
 
 from ..codec.bitstream import EncodedFrame, SequenceHeader
 from ..container import build_init_segment, make_init_info, us_to_ticks
-from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, split, tier_fragment, tier_label
+from .channels import CONTROL_LABEL, KIND_FRAGMENT, KIND_INIT, restamp, split, tier_fragment, tier_label
 from .clocksync import pong
 from .errors import TransportError, WhipError
+from .estimator import CapacityEstimator, EstimatorPolicy
 from .feedback import TierController
 from .ice import apply_environment, rtc_configuration
+from .pacer import Pacer
 from .whip import WhipClient
 
 log = logging.getLogger("snisd.transport.sender")
@@ -54,7 +62,10 @@ class SenderPolicy:
     enhancement_backlog: int = 1 << 20  # enhancements are sent only below this backlog ...
     enhancement_delay: float = 0.15  # ... and this wait
     queue_frames: int = 8  # frames between the pipeline thread and the loop
-    adapt: bool = True  # run the tier controller
+    adapt: bool = True  # run the capacity estimate, pacing and the tier controller
+    estimator: EstimatorPolicy = EstimatorPolicy()  # start, bounds and rules of the capacity estimate
+    pace_factor: float = 1.15  # messages leave at this multiple of the estimate
+    target_share: float = 1.0  # the encoder's target: this share of the estimate, less the framing
     feedback_timeout: float = 3.0  # no receiver report for this long: the session is dead
     connect_timeout: float = 10.0
     backoff_initial: float = 0.5
@@ -81,6 +92,9 @@ class _Session:
         self.started = time.monotonic()
         self.bytes_queued = 0  # bytes handed to the tier channels in this session
         self.marks: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes_queued) per frame
+        self.pacer: Pacer | None = None
+        self.pump: asyncio.TimerHandle | None = None
+        self.drained: collections.deque[tuple[float, int]] = collections.deque()  # (time, bytes drained)
 
     def is_open(self) -> bool:
         return (
@@ -141,6 +155,13 @@ class WhipSender:
         self.init_segment = build_init_segment(seq, colorspace=colorspace)
         self.max_tiers = seq.tiers  # tiers sent; lowered and raised by the controller
         self.controller = TierController(seq.tiers) if p.adapt else None
+        self.estimator = CapacityEstimator(p.estimator) if p.adapt else None
+        self.pace_factor = p.pace_factor
+        self.target_share = p.target_share
+        # the encoder's target bit rate; `on_target(bps)` is called (on the sender's thread) when it changes
+        self.target_bps: float | None = None
+        self.on_target: Callable[[float], None] | None = None
+        self._overhead = 0.0  # framing bytes per frame (fragment boxes, message headers), smoothed
         self._tier_size: list[float | None] = [None] * seq.tiers  # bytes per P-frame and tier, smoothed
         # hand-off from the pipeline thread
         self._queue: collections.deque[EncodedFrame] = collections.deque()
@@ -257,11 +278,9 @@ class WhipSender:
             "keyframe_requests": self.keyframe_requests,
             "max_tiers": self.max_tiers,
             "tier_rates_kbps": [round(r / 1e3, 1) for r in self.tier_rates()],
-            "delivered_kbps": (
-                round(self.controller.delivered_bps / 1e3, 1)
-                if self.controller and self.controller.delivered_bps is not None
-                else None
-            ),
+            "estimate": self.estimator.stats() if self.estimator else None,
+            "target_kbps": None if self.target_bps is None else round(self.target_bps / 1e3, 1),
+            "paced_expired": self._session.pacer.expired if self._session and self._session.pacer else 0,
             "tier_steps": [self.controller.steps_down, self.controller.steps_up] if self.controller else None,
             "transport_cpu_s": cpu,
             "transport_cpu_at_connect_s": self._cpu_at_connect,
@@ -439,6 +458,10 @@ class WhipSender:
         if self.controller is not None:
             self.controller.reset()
             self.max_tiers = self.controller.current
+        if self.estimator is not None:
+            self.estimator.reset()
+            s.pacer = Pacer(self.pace_factor * self.estimator.value)
+            self._set_target()
         return s
 
     async def _serve(self, s: _Session) -> None:
@@ -481,13 +504,21 @@ class WhipSender:
         while (
             time.monotonic() < deadline
             and s.is_open()
-            and any(ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open")
+            and (
+                any(ch.bufferedAmount > 0 for ch in s.tiers if ch.readyState == "open")
+                or (s.pacer is not None and s.pacer.pending_bytes > 0)
+            )
         ):
             await asyncio.sleep(0.02)
 
     async def _end_session(self, s: _Session) -> None:
         if self._session is s:
             self._session = None
+        if s.pump is not None:
+            s.pump.cancel()
+            s.pump = None
+        if s.pacer is not None:
+            s.pacer.clear()
         self.state = "disconnected" if not self._closing else "closing"
         if s.resource:
             status = await self.client.delete(s.resource, timeout=0.5 if self._closing else 2.0)
@@ -509,27 +540,61 @@ class WhipSender:
         kind = msg.get("type") if isinstance(msg, dict) else None
         if kind == "report":
             self.last_report = msg
-            if self.controller is not None and s is self._session:
-                _, delay = self._queue_delay(s)
-                before = self.max_tiers
-                self.max_tiers = self.controller.update(msg, delay, rates=self.tier_rates())
-                if self.max_tiers != before:
-                    cap = self.controller.delivered_bps
-                    log.info(
-                        "%s: sending %d of %d tiers (path queue %s ms, delay trend %s ms/s, delivered %s kbit/s)",
-                        self.name,
-                        self.max_tiers,
-                        self.seq.tiers,
-                        msg.get("queue_delay_ms"),
-                        msg.get("delay_trend_ms_per_s"),
-                        "?" if cap is None else round(cap / 1e3),
-                    )
+            if s is self._session:
+                self._adapt(s, msg)
         elif kind == "keyframe":
             self._want_keyframe(f"receiver: {msg.get('reason', '?')}")
         elif kind == "ping":
             answer = pong(msg, t1, self.clock())
             if answer is not None and s.control.readyState == "open":
                 s.control.send(json.dumps(answer))
+
+    def _adapt(self, s: _Session, report: dict | None) -> None:
+        """Feed the estimator (a report, or the backlog alone) and apply the estimate: pacing rate,
+        tiers to send, the encoder's target."""
+        est, ctl = self.estimator, self.controller
+        if est is None or ctl is None:
+            return
+        now = time.monotonic()
+        _, delay = self._queue_delay(s)
+        value = est.update(report, now, delay, self._drain_bps(s, now), sum(self.tier_sent[1:]))
+        if s.pacer is not None:
+            s.pacer.rate_bps = self.pace_factor * value
+        before = self.max_tiers
+        self.max_tiers = ctl.update(value, self.tier_rates(), now)
+        if self.max_tiers != before:
+            log.info(
+                "%s: sending %d of %d tiers (estimate %.0f kbit/s, %s; path queue %s ms, delay trend %s ms/s)",
+                self.name,
+                self.max_tiers,
+                self.seq.tiers,
+                value / 1e3,
+                est.state,
+                report.get("queue_delay_ms") if report else None,
+                report.get("delay_trend_ms_per_s") if report else None,
+            )
+        self._set_target()
+
+    def _set_target(self) -> None:
+        est = self.estimator
+        if est is None:
+            return
+        framing = 8.0 * self._overhead * self.seq.fps
+        target = max(est.policy.min_bps * 0.5, self.target_share * est.value - framing)
+        self.target_bps = target
+        cb = self.on_target
+        if cb is not None:
+            try:
+                cb(target)
+            except Exception as exc:
+                log.warning("%s: target callback failed: %s", self.name, exc)
+
+    def _drain_bps(self, s: _Session, now: float) -> float | None:
+        """The rate the send queue drained at over the last 0.5 s (bytes that left the sender)."""
+        d = s.drained
+        if len(d) < 2 or d[-1][0] - d[0][0] < 0.2:
+            return None
+        return 8.0 * (d[-1][1] - d[0][1]) / (d[-1][0] - d[0][0])
 
     def _note_capture(self, pts_us: int, t_send: float) -> None:
         t = self.capture_ms(pts_us) if self.capture_ms is not None else None
@@ -562,8 +627,12 @@ class WhipSender:
         channel's bufferedAmount counts its bytes still in there. Bytes handed over so far minus
         bytes still buffered tells how far the FIFO has drained, and so which frame is at its head.
         """
-        queued = sum(ch.bufferedAmount for ch in s.tiers)
+        queued = sum(ch.bufferedAmount for ch in s.tiers) + (s.pacer.pending_bytes if s.pacer else 0)
         drained = s.bytes_queued - queued
+        now = time.monotonic()
+        s.drained.append((now, drained))
+        while len(s.drained) > 2 and now - s.drained[1][0] >= 0.5:
+            s.drained.popleft()
         marks = s.marks
         while marks and marks[0][1] <= drained:
             marks.popleft()
@@ -578,10 +647,10 @@ class WhipSender:
         if self._need_key and not ef.keyframe:
             self.frames_waiting_key += 1
             return
-        if not ef.keyframe:
+        if not ef.keyframe and not ef.switch_point:  # P-frames: key pictures are larger, and once a second
             for t, chunk in enumerate(ef.tiers[: len(self._tier_size)]):
                 old = self._tier_size[t]
-                self._tier_size[t] = float(len(chunk)) if old is None else 0.9 * old + 0.1 * len(chunk)
+                self._tier_size[t] = float(len(chunk)) if old is None else 0.6 * old + 0.4 * len(chunk)
         queued, delay = self._queue_delay(s)
         if queued > self.base_backlog or delay > self.base_delay:
             # the link cannot even carry the base tier: skip to the next keyframe
@@ -590,8 +659,8 @@ class WhipSender:
             return
         # enhancements only when what is queued is young: they are the first thing to give up
         enh_ok = delay <= self.enhancement_delay and queued <= self.enhancement_backlog
-        if not enh_ok and self.controller is not None:
-            self.max_tiers = self.controller.update(None, delay, rates=self.tier_rates())
+        if self.estimator is not None and delay > self.estimator.policy.backlog_overuse_s:
+            self._adapt(s, None)  # the first hop is congested: no need to wait for a report
         self._need_key = False
         s.sequence += 1
         seqno = s.sequence
@@ -604,18 +673,49 @@ class WhipSender:
         t_send = self.clock()
         now = int(t_send) & 0xFFFFFFFF  # every tier of a frame carries the same send time
         self._note_capture(ef.pts_us, t_send)
+        mono = time.monotonic()
+        wire = 0
         for tier in range(count):
             ch = s.tiers[tier]
             piece = tier_fragment(ef, tier, seqno, self.info, dt)
             msgs = split(piece, KIND_FRAGMENT, tier, seqno, now, frame_tiers=count)
             for m in msgs:
-                ch.send(m)
+                if s.pacer is not None:
+                    s.pacer.push(tier, m, mono)
+                else:
+                    ch.send(m)
                 s.bytes_queued += len(m)
+                wire += len(m)
             self.messages_sent += len(msgs)
             self.tier_sent[tier] += 1
             self.bytes_sent[tier] += len(piece)
-        s.marks.append((time.monotonic(), s.bytes_queued))
+        overhead = wire - sum(len(c) for c in ef.tiers[:count])
+        self._overhead = 0.9 * self._overhead + 0.1 * overhead if self.frames_sent else float(overhead)
+        s.marks.append((mono, s.bytes_queued))
         self.frames_sent += 1
+        if s.pacer is not None:
+            self._pump(s)
+
+    def _pump(self, s: _Session) -> None:
+        """Hand the pacer's due messages to their channels; come back when the next one is due."""
+        if s.pump is not None:
+            s.pump.cancel()
+            s.pump = None
+        pacer = s.pacer
+        if pacer is None or s is not self._session:
+            return
+        now = time.monotonic()
+        pacer.expire(now, self.enhancement_delay)
+        out = pacer.pop(now)
+        if out:
+            stamp = int(self.clock()) & 0xFFFFFFFF
+            for m in out:
+                ch = s.tiers[m.tier]
+                if ch.readyState == "open":
+                    ch.send(restamp(m.data, stamp))
+        wait = pacer.wait_s()
+        if wait is not None and self._loop is not None:
+            s.pump = self._loop.call_later(max(0.002, wait), self._pump, s)
 
 
 def run_sender(

@@ -29,11 +29,13 @@ from ..errors import SnisError
 from .assembly import FrameAssembler, Slot
 from .channels import (
     CONTROL_LABEL,
+    HEADER,
     KIND_INIT,
     MAX_MESSAGE,
     Reassembler,
     clock_ms,
     label_tier,
+    parse_header_bytes,
     parse_init_segment,
     parse_tier_fragment,
 )
@@ -46,7 +48,7 @@ from .recording import Recorder, RecordingLimits
 
 log = logging.getLogger("snisd.transport.receiver")
 
-REPORT_INTERVAL_S = 0.5
+REPORT_INTERVAL_S = 0.25
 PING_INTERVAL_S = 1.0
 EARLY_REPORT_RISE_MS = 50.0  # a path queue that grew this much since the last report is reported at once ...
 EARLY_REPORT_GAP_S = 0.1  # ... but not more often than this
@@ -224,7 +226,9 @@ class Stream:
         self.frames[tier] += 1
         self.bytes[tier] += len(piece)
         if tier == 0:
-            self.delay.add(header.sent_ms, arrival)
+            # the one-way delay of the message that completed the piece: a paced sender stamps each
+            # message as it leaves, so a large frame's own sending time is not taken for a queue
+            self.delay.add(parse_header_bytes(bytes(message[: HEADER.size])).sent_ms, arrival)
             if (
                 self.delay.queueing() - self._reported_queue_ms >= EARLY_REPORT_RISE_MS
                 and time.monotonic() - self._last_report >= EARLY_REPORT_GAP_S
