@@ -50,8 +50,9 @@ class EstimatorPolicy:
     drain_s: float = 1.0  # a decrease leaves room to drain the path queue in this time ...
     min_backoff: float = 0.5  # ... but keeps at least this share of the rate received
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
-    fast_growth: float = 2.0  # per second, far from the last congestion point
+    fast_growth: float = 1.6  # per second, far from the last congestion point
     slow_growth: float = 0.1  # per second (a share), near it
+    calm_queue_ms: float = 10.0  # fast growth only while the path queue is below this
     near_low: float = 0.85  # ... and above this multiple (further below it, the rate is known to fit)
     near: float = 1.1  # 'near': below this multiple of the rate at the last overuse
     near_s: float = 20.0  # ... and for this long after it
@@ -179,11 +180,8 @@ class CapacityEstimator:
         )
         draining = False
         if path_over and now - self._last_decrease < p.drain_hold_s and queue_ms <= self._queue_at_decrease + 10.0:
-            # the last decrease is still draining the queue it found: not again, unless the rate
-            # received fell far below the estimate (the capacity dropped again)
-            got = self.recent_bps or self.received_bps
-            if not (got and got < p.deep_drop * self.estimate_bps):
-                path_over, draining = False, True
+            # the last decrease is still draining the queue it found: not again
+            path_over, draining = False, True
         if path_over or backlog:
             self.state = "overuse"
             # while a queue builds the most recent rate received is the path's capacity (the longer
@@ -210,7 +208,9 @@ class CapacityEstimator:
                         self.decreases += 1
                         self._last_decrease = now
                         self._queue_at_decrease = queue_ms
-                        self.last_congested_bps = cap
+                        # after a deep drop the rate received (a path recovering from loss) is no
+                        # measure of where it congests: grow fast again once it is calm
+                        self.last_congested_bps = None if deep else cap
         elif report is None:
             pass  # the backlog alone says nothing about room for more
         elif shrinking or draining:
@@ -221,7 +221,7 @@ class CapacityEstimator:
                 self.last_congested_bps is not None
                 and p.near_low * self.last_congested_bps < self.estimate_bps < p.near * self.last_congested_bps
                 and now - self._last_decrease < p.near_s
-            )
+            ) or queue_ms > p.calm_queue_ms  # a queue starts to form: slowly, so as not to overshoot
             grown = self.estimate_bps * ((1.0 + p.slow_growth) ** dt if near else p.fast_growth**dt)
             got = max(self.received_bps or 0.0, self.recent_bps or 0.0)
             ceiling = p.received_headroom * got + p.received_floor_bps

@@ -559,7 +559,9 @@ class WhipSender:
         _, delay = self._queue_delay(s)
         value = est.update(report, now, delay, self._drain_bps(s, now), sum(self.tier_sent[1:]))
         if s.pacer is not None:
-            s.pacer.rate_bps = self.pace_factor * value
+            # never below what the encoder's smallest target plus the framing needs
+            floor = est.policy.min_bps * 0.5 + 8.0 * self._overhead * self.seq.fps
+            s.pacer.rate_bps = self.pace_factor * max(value, floor)
         before = self.max_tiers
         self.max_tiers = ctl.update(value, self.tier_rates(), now)
         if self.max_tiers != before:
