@@ -52,9 +52,9 @@ class EstimatorPolicy:
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
     fast_growth: float = 1.6  # per second, far from the last congestion point
     slow_growth: float = 0.1  # per second (a share), near it
-    calm_queue_ms: float = 10.0  # fast growth only while the path queue is below this
+    calm_queue_ms: float = 20.0  # fast growth only while the path queue is below this
     near_low: float = 0.85  # ... and above this multiple (further below it, the rate is known to fit)
-    near: float = 1.1  # 'near': below this multiple of the rate at the last overuse
+    near: float = 1.05  # 'near': below this multiple of the rate at the last overuse
     near_s: float = 20.0  # ... and for this long after it
     received_headroom: float = 1.5  # the estimate stays below this multiple of the rate received ...
     received_floor_bps: float = 100e3  # ... plus this
@@ -86,6 +86,7 @@ class CapacityEstimator:
         self._last_update: float | None = None
         self._queue_ms: float | None = None
         self._queue_at_decrease = 0.0
+        self._last_deep = -1e9
         self._received: collections.deque[tuple[float, int]] = collections.deque()  # (receiver ms, wire bytes)
         self._sent_frames: collections.deque[tuple[float, int]] = collections.deque()  # (now, enhancement frags)
         self._got_frames: collections.deque[tuple[float, int]] = collections.deque()
@@ -181,7 +182,15 @@ class CapacityEstimator:
         draining = False
         if path_over and now - self._last_decrease < p.drain_hold_s and queue_ms <= self._queue_at_decrease + 10.0:
             # the last decrease is still draining the queue it found: not again
-            path_over, draining = False, True
+            # ... unless the rate received fell far below the estimate (a sudden fall of capacity
+            # behind a full queue), once per drain_hold_s: a path stalled in loss recovery receives
+            # little for seconds, and that is no measure of its capacity
+            got = self.recent_bps or self.received_bps
+            deep_now = got is not None and got < p.deep_drop * self.estimate_bps
+            if not deep_now or now - self._last_deep < p.drain_hold_s:
+                path_over, draining = False, True
+            else:
+                self._last_deep = now
         if path_over or backlog:
             self.state = "overuse"
             # while a queue builds the most recent rate received is the path's capacity (the longer
@@ -200,9 +209,9 @@ class CapacityEstimator:
                 if now - self._last_decrease >= p.decrease_interval_s or deep:
                     # below the capacity by enough to drain the queue found within `drain_s`
                     share = min(p.backoff, 1.0 - queue_ms / (1000.0 * p.drain_s)) if path_over else p.backoff
-                    # and at most a factor 3 per step: while the path recovers from a burst of loss
+                    # and at most a factor 4 per step: while the path recovers from a burst of loss
                     # the rate received says little about its capacity
-                    new = max(max(p.min_backoff, share) * cap, self.estimate_bps / 3.0)
+                    new = max(max(p.min_backoff, share) * cap, self.estimate_bps / 4.0)
                     if new < self.estimate_bps:
                         self.estimate_bps = new
                         self.decreases += 1
