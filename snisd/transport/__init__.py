@@ -3,7 +3,9 @@
 Sender side (the daemon):
   sender.py           the sender sink WhipSender (+ SenderPolicy, run_sender)
   whip.py             WHIP signalling client (WhipClient), http:// and https://
-  feedback.py         the tier controller driven by the receiver's reports
+  estimator.py        the capacity estimate (delay gradient, loss bound, the sender's backlog)
+  pacer.py            pacing of the outgoing messages against the estimate
+  feedback.py         the tier controller: the tier set that fits the estimate
 Both sides:
   channels.py         data-channel labels, message framing, per-tier fMP4 fragments
   clocksync.py        clock offset from control-channel pings; latency percentiles

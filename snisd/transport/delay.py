@@ -2,7 +2,7 @@
 
 The receiver feeds it the sender-clock stamp of every tier-0 message (channels.Header.sent_ms)
 and the arrival time; the two clocks' offset cancels out, so no clock sync is needed for the
-trend. Its figures go into the receiver's reports, which drive the sender's tier controller.
+trend. Its figures go into the receiver's reports, which drive the sender's capacity estimate.
 """
 
 from __future__ import annotations
