@@ -437,8 +437,9 @@ static void entropy_tier(void *arg, int k)
     rc.cap = e->cap[k];
     rc.range = 0xFFFFFFFFu;
     rc.cache_size = 1;
-    tier_job tj = {k, e->frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
+    tier_job tj = {k, e->frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k], 0};
     int st = code_tier(&rc, &tj);
+    l->stats.nz_levels[k] = tj.nz;
     size_t len = 0;
     if (st == SNIS_OK)
         st = rc_finish(&rc, &len);

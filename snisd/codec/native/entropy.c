@@ -142,7 +142,7 @@ static inline int bval(const bplane *p, int i, int j, int c)
 }
 
 static void code_block(rangecoder *rc, tier_contexts *ctx, int base, bplane *q, const bplane *lq, uint8_t *cbf,
-                       int i, int j, const block_kind *kind, int pm)
+                       int i, int j, const block_kind *kind, int pm, int *nzc)
 {
     int w = q->w, b = i * w + j, n = kind->n;
     int nb = (j > 0 ? cbf[b - 1] : 0) + (i > 0 ? cbf[b - w] : 0);
@@ -171,6 +171,7 @@ static void code_block(rangecoder *rc, tier_contexts *ctx, int base, bplane *q, 
         }
         if (!sig)
             continue;
+        (*nzc)++;
         int v = vals[c];
         int mag = v < 0 ? -v : v;
         int gctx = base + C_GT1 + (bd < 2 ? 0 : (bd < 5 ? 1 : 2)) * 3 + (ngt1 < 2 ? ngt1 : 2);
@@ -343,16 +344,16 @@ int code_tier(rangecoder *rc, tier_job *job)
                     }
                     continue;
                 }
-                code_block(rc, ctx, CTX_CLASS + 2 * CLASS_SIZE, &pk, lq ? &lk : NULL, cbf_k, qy, qx, &KIND_K, pm);
+                code_block(rc, ctx, CTX_CLASS + 2 * CLASS_SIZE, &pk, lq ? &lk : NULL, cbf_k, qy, qx, &KIND_K, pm, &job->nz);
                 for (int b = 0; b < 4; b++)
                     code_block(rc, ctx, CTX_CLASS, &py, lq ? &ly : NULL, cbf_y, qy * 2 + (b >> 1), qx * 2 + (b & 1),
-                               &KIND_Y, pm);
+                               &KIND_Y, pm, &job->nz);
                 for (int p = 0; p < 2; p++) {
                     code_block(rc, ctx, CTX_CLASS + 3 * CLASS_SIZE, &pck[p], lq ? &lck[p] : NULL, cbf_ck[p], qy, qx,
-                               &KIND_K, pm);
+                               &KIND_K, pm, &job->nz);
                     for (int b = 0; b < 4; b++)
                         code_block(rc, ctx, CTX_CLASS + CLASS_SIZE, &pc[p], lq ? &lc[p] : NULL, cbf_c[p],
-                                   qy * 2 + (b >> 1), qx * 2 + (b & 1), &KIND_C, pm);
+                                   qy * 2 + (b >> 1), qx * 2 + (b & 1), &KIND_C, pm, &job->nz);
                 }
                 if (rc->error)
                     break;

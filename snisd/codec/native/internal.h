@@ -162,6 +162,7 @@ typedef struct {
     latents_t *q;          /* this tier */
     const latents_t *lower; /* the lower tiers' sum (flags and values), NULL for tier 0 */
     tier_contexts *ctx;
+    int nz; /* out: non-zero levels coded */
 } tier_job;
 int code_tier(rangecoder *rc, tier_job *job);
 #define MAX_OVERRUN 16

@@ -58,11 +58,32 @@ static int parse_weights(PyObject *obj, snis_weights *w)
 
 static PyObject *stats_dict(const snis_stats *s)
 {
-    return Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
+    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
                          s->predict_us, "quantize_us", s->quantize_us, "entropy_us", s->entropy_us, "synthesis_us",
                          s->synthesis_us, "skipped_mbs", s->skipped_mbs, "intra_mbs", s->intra_mbs, "total_mbs",
                          s->total_mbs, "error_tier", s->error_tier, "synth_blocks", s->synth_blocks, "total_blocks",
                          s->total_blocks, "frame_type", s->frame_type);
+    if (!d)
+        return NULL;
+    PyObject *nz = PyTuple_New(SNIS_MAX_TIERS);
+    if (!nz) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    int bad = 0;
+    for (int k = 0; k < SNIS_MAX_TIERS && !bad; k++) {
+        PyObject *n = PyLong_FromLong(s->nz_levels[k]);
+        bad = n == NULL;
+        if (n)
+            PyTuple_SET_ITEM(nz, k, n);
+    }
+    bad = bad || PyDict_SetItemString(d, "nz_levels", nz) < 0;
+    Py_DECREF(nz);
+    if (bad) {
+        Py_DECREF(d);
+        return NULL;
+    }
+    return d;
 }
 
 static int planes_out(PyObject *y, PyObject *u, PyObject *v, Py_buffer views[3], snis_image_out *img, int w, int h)

@@ -113,6 +113,7 @@ typedef struct {
     int synth_blocks, total_blocks; /* luma blocks the last synthesis touched, of all */
     int error_tier; /* decoder: the tier whose payload failed in the last call, or -1 */
     int frame_type; /* encoder: the type the last frame was coded as (a K may become a KC) */
+    int nz_levels[SNIS_MAX_TIERS]; /* encoder: non-zero levels each tier coded in the last frame */
 } snis_stats;
 
 typedef struct snis_encoder snis_encoder;
