@@ -250,3 +250,43 @@ def test_presets_differ_only_in_encoder_tuning():
     assert tuning_for("medium", ["search_range=7"]).search_range == 7
     with pytest.raises(InputError, match="preset 'slowest'"):
         tuning_for("slowest")
+def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
+    enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, switch_interval=4, tuning=tuning)
+    out, recons, nz = [], [], []
+    for f in natural_frames[:frames]:
+        out.append(enc.encode(f))
+        recons.append(enc.reconstruction())
+        nz.append(enc.times.stages[-1]["nz_levels"])
+    return enc, out, recons, nz
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [["mb_rd=0"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
+)
+def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthesis, overrides):
+    """Each coefficient decision changes the levels (so the stream), never the syntax: the decoder
+    still reproduces the encoder's picture bit for bit."""
+    from snisd.codec.encoder import Tuning
+
+    _, base, _, base_nz = _encode_all(natural_frames, analysis, synthesis, Tuning())
+    enc, out, recons, nz = _encode_all(natural_frames, analysis, synthesis, Tuning().with_overrides(overrides))
+    assert [ef.tiers for ef in out] != [ef.tiers for ef in base]
+    assert nz != base_nz
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    for i, ef in enumerate(out):
+        assert same(dec.decode(ef), recons[i]), i
+
+
+def test_nonzero_level_counter(natural_frames, analysis, synthesis):
+    """nz_levels counts the levels each tier coded: none past the tier count, and fewer where
+    decimation at a huge lambda drops every block of lone +-1 levels."""
+    from snisd.codec.encoder import Tuning
+
+    *_, nz = _encode_all(natural_frames, analysis, synthesis, Tuning(), frames=3)
+    *_, nz_dec = _encode_all(
+        natural_frames, analysis, synthesis, Tuning().with_overrides(["decimate=64", "rd_lambda_q8=100000"]), frames=3
+    )
+    for a, b in zip(nz, nz_dec, strict=True):
+        assert a[0] > 0 and a[3:] == (0,) * 5
+        assert sum(b) < sum(a)

@@ -54,7 +54,7 @@ def measure(clip: str, frames: int, qp: int, tiers: int, tuning: Tuning) -> dict
         "frames": n,
         "bits": bits,
         "nz_levels": nz,
-        "bits_per_nz": [b / z if z else math.nan for b, z in zip(bits, nz)],
+        "bits_per_nz": [b / z if z else math.nan for b, z in zip(bits, nz, strict=True)],
         "total_bits_per_nz": sum(bits) / max(sum(nz), 1),
         "psnr_y": 10 * math.log10(255 * 255 / mse) if mse > 0 else math.inf,
     }
@@ -72,8 +72,8 @@ def main() -> int:
     tuning = Tuning().with_overrides(args.tune)
     rows = [measure(args.clip, args.frames, int(q), args.tiers, tuning) for q in args.qps.split(",")]
     for r in rows:
-        per_tier = " ".join(f"t{k}: {b / 1000:.1f} kbit / {z} nz = {bpn:.2f}"
-                            for k, (b, z, bpn) in enumerate(zip(r["bits"], r["nz_levels"], r["bits_per_nz"])))
+        cols = zip(r["bits"], r["nz_levels"], r["bits_per_nz"], strict=True)
+        per_tier = " ".join(f"t{k}: {b / 1000:.1f} kbit / {z} nz = {bpn:.2f}" for k, (b, z, bpn) in enumerate(cols))
         print(f"qp {r['qp']}: {sum(r['bits']) / 1000:.1f} kbit, {r['total_bits_per_nz']:.3f} bits/nz, "
               f"PSNR-Y {r['psnr_y']:.3f} dB  ({per_tier})")
     if args.json:

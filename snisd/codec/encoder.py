@@ -47,6 +47,10 @@ class Tuning:
     search_range: int = 64
     key_sad_q4: int = 48
     me_exit_q4: int = 12
+    decimate: int = 0
+    rd_lambda_q8: int = 40
+    rdoq: int = 0
+    mb_rd: int = 4
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

@@ -17,10 +17,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-try:  # an installed snisd (a non-editable install has the built native core; the checkout not)
-    import snisd  # noqa: F401
-except ImportError:
+if any((ROOT / "snisd" / "codec").glob("_native*")):  # this checkout, built in place
     sys.path.insert(0, str(ROOT))
+else:
+    try:  # an installed snisd (a non-editable install has the built native core; the checkout not)
+        import snisd  # noqa: F401
+    except ImportError:
+        sys.path.insert(0, str(ROOT))
 
 from snisd.capture.file import iter_frames  # noqa: E402
 from snisd.codec.bitstream import FrameHeader, tier_payload  # noqa: E402

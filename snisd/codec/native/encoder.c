@@ -31,6 +31,10 @@ void snis_default_tuning(snis_tuning *t)
     t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
     t->key_sad_q4 = 48;  /* 3 pixels */
+    t->decimate = 0;
+    t->rd_lambda_q8 = 40;
+    t->rdoq = 0;
+    t->mb_rd = 4;
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
@@ -254,6 +258,8 @@ typedef struct {
     int32_t mult8[64];                 /* int8 latent -> 1/16 pixel, 8 fractional bits */
     int16_t thr8[64];                  /* |int8 latent - zp| below this quantises to 0 in every tier */
     int tiers, nch, lanes; /* lanes: nch rounded up to the stored block width (dummy channels code 0) */
+    int cls;               /* block class of the entropy model (block_rate_q8) */
+    int64_t lam[SNIS_MAX_TIERS]; /* rate-distortion lambda: (1/16 pixel)^2 / 256 per 1/256 bit */
 } step_table;
 
 typedef struct {
@@ -274,7 +280,7 @@ static inline int32_t level(uint32_t a, uint32_t off, uint32_t inv, int32_t mmax
     return m > mmax ? mmax : m;
 }
 
-static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, const snis_latent_tensor *lt)
+static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, const snis_latent_tensor *lt, int cls)
 {
     const loop_t *l = &e->l;
     int key = e->frame_type == SNIS_FRAME_I;
@@ -282,6 +288,7 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     t->tiers = l->p.tiers;
     t->nch = nch;
     t->lanes = coarse ? LAT_K : (n == 8 ? LAT_Y : LAT_C);
+    t->cls = cls;
     memset(t->steps, 0, sizeof(t->steps));
     memset(t->inv, 0, sizeof(t->inv));
     memset(t->off, 0, sizeof(t->off));
@@ -292,6 +299,7 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     for (int k = 0; k < l->p.tiers; k++) {
         int s16 = snis_step16(e->qp, k, l->p.tiers, snis_frame_ratio(&l->p, e->frame_type));
         int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
+        t->lam[k] = (int64_t)s16 * s16 * e->t.rd_lambda_q8 / 256; /* rd_lambda_q8/256 step^2 per bit */
         if (coarse) {
             for (int c = 0; c < 4; c++)
                 t->steps[k][c] = s16;
@@ -325,10 +333,69 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     }
 }
 
-/* Quantise one block of nch latents into every tier (tier k quantises what tiers < k left). */
+/* Rate-distortion decimation of a tier's block that holds only a few +-1 levels: drop them when
+ * the distortion they remove is worth less than lambda times the bits the entropy model says
+ * they cost (the block, its coded flag, their positions and signs). What is dropped is left in
+ * the residual for the tiers above. Returns 1 if the block was dropped. */
+static int decimate_block(const snis_encoder *e, const step_table *st, int k, int16_t *q, int32_t *r,
+                          const int32_t *v0, int pm, size_t b, int16_t *(*dst)(latents_t *, size_t),
+                          uint8_t *(*flag)(latents_t *))
+{
+    const loop_t *l = &e->l;
+    int n = 0;
+    for (int c = 0; c < st->nch; c++) {
+        int m = q[c];
+        if (m > 1 || m < -1)
+            return 0;
+        n += m != 0;
+    }
+    if (n == 0 || n > e->t.decimate)
+        return 0;
+    int64_t dd = 0; /* distortion the levels remove, (1/16 pixel)^2 */
+    for (int c = 0; c < st->nch; c++)
+        if (q[c]) {
+            int64_t a = v0[c], rr = r[c];
+            dd += a * a - rr * rr;
+        }
+    latents_t *lq = (latents_t *)l->q;
+    const int16_t *lower = k > 0 && flag(&lq[k - 1])[b] ? dst(&lq[k - 1], b) : NULL;
+    int r0, r1 = block_rate_q8(&l->ctx[k], st->cls, q, lower, pm, &r0);
+    if (dd * 256 >= st->lam[k] * (r1 - r0))
+        return 0;
+    for (int c = 0; c < st->nch; c++)
+        if (q[c]) {
+            q[c] = 0;
+            r[c] = v0[c];
+        }
+    return 1;
+}
+
+/* Rate-aware rounding of a tier's block (rd_round_block); returns whether a level is non-zero. */
+static int rd_round(const snis_encoder *e, const step_table *st, int k, int16_t *q, int32_t *r, const int32_t *v0,
+                    size_t b, int16_t *(*dst)(latents_t *, size_t), uint8_t *(*flag)(latents_t *))
+{
+    latents_t *l = (latents_t *)e->l.q;
+    const int16_t *lower = k > 0 && flag(&l[k - 1])[b] ? dst(&l[k - 1], b) : NULL;
+    int32_t mag[64];
+    for (int c = 0; c < st->nch; c++)
+        mag[c] = q[c] < 0 ? -q[c] : q[c];
+    rd_round_block(&e->l.ctx[k], st->cls, v0, st->steps[k], st->mmax[k], st->lam[k], lower, mag, e->t.rdoq == 2);
+    int nz = 0;
+    for (int c = 0; c < st->nch; c++) {
+        int32_t v = v0[c], m = mag[c];
+        int32_t dq = 4 * ((m * st->steps[k][c]) >> 2);
+        q[c] = (int16_t)(v < 0 ? -m : m);
+        r[c] = v < 0 ? v + dq : v - dq;
+        nz |= m;
+    }
+    return nz != 0;
+}
+
+/* Quantise one block of nch latents into every tier (tier k quantises what tiers < k left), then
+ * the optional rate-distortion decisions on each tier's levels. */
 SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int stride,
                                  size_t b, int16_t *(*dst)(latents_t *, size_t), uint8_t *(*flag)(latents_t *),
-                                 const step_table *st)
+                                 const step_table *st, int pm)
 {
     loop_t *l = &e->l;
     int nch = st->nch, lanes = st->lanes, any = 0;
@@ -346,9 +413,12 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
             flag(&l->q[k])[b] = 0;
         return;
     }
+    int32_t v0[64];
     for (int k = 0; k < st->tiers; k++) {
         int16_t *q = dst(&l->q[k], b);
         int32_t nz = 0;
+        if (e->t.decimate > 0 || e->t.rdoq)
+            memcpy(v0, r, sizeof(int32_t) * (size_t)lanes);
         const uint32_t *inv = st->inv[k], *off = st->off[k];
         const int32_t *steps = st->steps[k], *mmax = st->mmax[k];
         for (int c = 0; c < lanes; c++) {
@@ -360,6 +430,10 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
             nz |= m;
             r[c] = v < 0 ? v + dq : v - dq;
         }
+        if (nz && e->t.rdoq)
+            nz = rd_round(e, st, k, q, r, v0, b, dst, flag);
+        if (nz && e->t.decimate > 0 && decimate_block(e, st, k, q, r, v0, pm, b, dst, flag))
+            nz = 0;
         flag(&l->q[k])[b] = (uint8_t)(nz != 0);
     }
 }
@@ -377,6 +451,101 @@ static uint8_t *f_c1(latents_t *q) { return q->f_c_ac[1]; }
 static uint8_t *f_k0(latents_t *q) { return q->f_c_k[0]; }
 static uint8_t *f_k1(latents_t *q) { return q->f_c_k[1]; }
 
+/* One kind of block of a macroblock for mb_rd_drop(): where its latents, levels and flags are. */
+typedef struct {
+    const snis_latent_tensor *t;
+    ptrdiff_t plane;
+    const step_table *st;
+    int16_t *(*dst)(latents_t *, size_t);
+    uint8_t *(*flag)(latents_t *);
+    int grid; /* blocks per macroblock side: 4 (AC) or 2 (coarse) */
+} mb_part;
+
+/* Lambda-based skip of a macroblock after quantisation: when its levels in all tiers are few
+ * (at most mb_rd) and the distortion they remove, tier by tier, is worth less than each tier's
+ * lambda times the bits the entropy model estimates for their blocks, the macroblock codes
+ * nothing in any tier (what its prediction gives stays). Returns 1 if it was dropped. */
+static int mb_rd_drop(snis_encoder *e, quant_job *j, int mby, int mbx, int pm)
+{
+    loop_t *l = &e->l;
+    const snis_latents *lat = j->lat;
+    mb_part parts[6] = {{&lat->y_ac, 0, &j->ac_y, d_yac, f_yac, 4},
+                        {&lat->c_ac, 0, &j->ac_c, d_c0, f_c0, 4},
+                        {&lat->c_ac, lat->c_ac.stride_p, &j->ac_c, d_c1, f_c1, 4},
+                        {&lat->y_coarse, 0, &j->coarse, d_yk, f_yk, 2},
+                        {&lat->c_coarse, 0, &j->coarse_c, d_k0, f_k0, 2},
+                        {&lat->c_coarse, lat->c_coarse.stride_p, &j->coarse_c, d_k1, f_k1, 2}};
+    int tiers = l->p.tiers, count = 0;
+    for (int pi = 0; pi < 6; pi++) {
+        const mb_part *mp = &parts[pi];
+        int wg = l->wb * mp->grid / 4;
+        for (int yy = 0; yy < mp->grid; yy++)
+            for (int xx = 0; xx < mp->grid; xx++) {
+                size_t b = (size_t)(mby * mp->grid + yy) * wg + mbx * mp->grid + xx;
+                for (int k = 0; k < tiers; k++) {
+                    if (!mp->flag(&l->q[k])[b])
+                        continue;
+                    const int16_t *q = mp->dst(&l->q[k], b);
+                    for (int c = 0; c < mp->st->nch; c++)
+                        count += q[c] != 0;
+                }
+            }
+    }
+    if (count == 0 || count > e->t.mb_rd)
+        return 0;
+    int64_t gain = 0; /* sum over tiers of 256 x distortion removed - lambda x bits */
+    for (int pi = 0; pi < 6; pi++) {
+        const mb_part *mp = &parts[pi];
+        const step_table *st = mp->st;
+        int wg = l->wb * mp->grid / 4;
+        for (int yy = 0; yy < mp->grid; yy++)
+            for (int xx = 0; xx < mp->grid; xx++) {
+                int bi = mby * mp->grid + yy, bj = mbx * mp->grid + xx;
+                size_t b = (size_t)bi * wg + bj;
+                int any = 0;
+                for (int k = 0; k < tiers; k++)
+                    any |= mp->flag(&l->q[k])[b];
+                if (!any)
+                    continue;
+                const int8_t *src = mp->t->data + mp->plane + bi * mp->t->stride_i + bj * mp->t->stride_j;
+                int32_t r[64];
+                for (int c = 0; c < st->nch; c++)
+                    r[c] = to16(src[c] - mp->t->zp[c], st->mult8[c]);
+                for (int k = 0; k < tiers; k++) {
+                    if (!mp->flag(&l->q[k])[b])
+                        continue;
+                    const int16_t *q = mp->dst(&l->q[k], b);
+                    int64_t dd = 0;
+                    for (int c = 0; c < st->nch; c++) {
+                        if (!q[c])
+                            continue;
+                        int32_t m = q[c] < 0 ? -q[c] : q[c];
+                        int32_t dq = 4 * ((m * st->steps[k][c]) >> 2);
+                        int64_t a = r[c], rr = q[c] < 0 ? a + dq : a - dq;
+                        dd += a * a - rr * rr;
+                        r[c] = (int32_t)rr;
+                    }
+                    const int16_t *lower = k > 0 && mp->flag(&l->q[k - 1])[b] ? mp->dst(&l->q[k - 1], b) : NULL;
+                    int r0, r1 = block_rate_q8(&l->ctx[k], st->cls, q, lower, pm, &r0);
+                    gain += dd * 256 - st->lam[k] * (r1 - r0);
+                }
+            }
+    }
+    if (gain >= 0)
+        return 0;
+    for (int pi = 0; pi < 6; pi++) {
+        const mb_part *mp = &parts[pi];
+        int wg = l->wb * mp->grid / 4;
+        for (int yy = 0; yy < mp->grid; yy++)
+            for (int xx = 0; xx < mp->grid; xx++) {
+                size_t b = (size_t)(mby * mp->grid + yy) * wg + mbx * mp->grid + xx;
+                for (int k = 0; k < tiers; k++)
+                    mp->flag(&l->q[k])[b] = 0;
+            }
+    }
+    return 1;
+}
+
 static void quant_row(void *arg, int mby)
 {
     quant_job *j = (quant_job *)arg;
@@ -385,7 +554,7 @@ static void quant_row(void *arg, int mby)
     const snis_latents *lat = j->lat;
     int wb = l->wb;
     for (int mbx = 0; mbx < l->mbw; mbx++) {
-        int skip = l->motion.skip[mby * l->mbw + mbx];
+        int skip = l->motion.skip[mby * l->mbw + mbx], pm = l->motion.intra[mby * l->mbw + mbx];
         for (int yy = 0; yy < 4; yy++)
             for (int xx = 0; xx < 4; xx++) {
                 int bi = mby * 4 + yy, bj = mbx * 4 + xx;
@@ -396,11 +565,11 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_ac;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &j->ac_y);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &j->ac_y, pm);
                 t = &lat->c_ac;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, LAT_C, b, d_c0, f_c0, &j->ac_c);
-                quant_block(e, t, s0 + t->stride_p, LAT_C, b, d_c1, f_c1, &j->ac_c);
+                quant_block(e, t, s0, LAT_C, b, d_c0, f_c0, &j->ac_c, pm);
+                quant_block(e, t, s0 + t->stride_p, LAT_C, b, d_c1, f_c1, &j->ac_c, pm);
             }
         for (int yy = 0; yy < 2; yy++)
             for (int xx = 0; xx < 2; xx++) {
@@ -412,12 +581,14 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_coarse;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &j->coarse);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &j->coarse, pm);
                 t = &lat->c_coarse;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, LAT_K, b, d_k0, f_k0, &j->coarse_c);
-                quant_block(e, t, s0 + t->stride_p, LAT_K, b, d_k1, f_k1, &j->coarse_c);
+                quant_block(e, t, s0, LAT_K, b, d_k0, f_k0, &j->coarse_c, pm);
+                quant_block(e, t, s0 + t->stride_p, LAT_K, b, d_k1, f_k1, &j->coarse_c, pm);
             }
+        if (e->t.mb_rd > 0 && !skip)
+            mb_rd_drop(e, j, mby, mbx, pm);
     }
 }
 
@@ -460,10 +631,10 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     memset(&qj, 0, sizeof(qj));
     qj.e = e;
     qj.lat = lat;
-    make_table(&qj.ac_y, 8, e, 0, &lat->y_ac);
-    make_table(&qj.ac_c, 4, e, 0, &lat->c_ac);
-    make_table(&qj.coarse, 4, e, 1, &lat->y_coarse);
-    make_table(&qj.coarse_c, 4, e, 1, &lat->c_coarse);
+    make_table(&qj.ac_y, 8, e, 0, &lat->y_ac, 0);
+    make_table(&qj.ac_c, 4, e, 0, &lat->c_ac, 1);
+    make_table(&qj.coarse, 4, e, 1, &lat->y_coarse, 2);
+    make_table(&qj.coarse_c, 4, e, 1, &lat->c_coarse, 3);
     pool_run(l->pool, l->mbh, quant_row, &qj);
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)

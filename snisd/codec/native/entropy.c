@@ -1,12 +1,14 @@
 /* Context model of one tier: macroblock modes and vectors (tier 0), coded-block flags and
- * latents (every tier), in one syntax function that encodes or decodes (rangecoder.h).
+ * latents (every tier), in one syntax function that encodes or decodes (rangecoder.h), and the
+ * encoder's rate estimates from the same contexts.
  *
  * Macroblocks (32x32) in raster order; in a coded macroblock each 16x16 quadrant has a flag; a
  * coded quadrant carries its 1/16-scale coarse latents and its 8x8 luma / 4x4 chroma AC
- * blocks. A block has a coded flag, then significance / last flags along a zig-zag scan, a
- * greater-than-one flag, an Exp-Golomb remainder and a bypass sign. Contexts come from the left
- * and top neighbours in this tier, the co-located value of the tier below (which this tier
- * refines) and the macroblock's mode. Syntax: docs/BITSTREAM.md.
+ * blocks. A block has a coded flag, then significance / last flags along a zig-zag scan,
+ * greater-than-one and greater-than-two flags, an Exp-Golomb remainder and a sign. Contexts come
+ * from a template of the magnitudes already coded in the block, the left and top neighbours in
+ * this tier, the co-located value of the tier below (which this tier refines), the co-sited
+ * block of the component coded before and the macroblock's mode. Syntax: docs/BITSTREAM.md.
  */
 #include <pthread.h>
 #include <stdlib.h>
@@ -15,33 +17,44 @@
 
 enum {
     CTX_MODE = 0,    /* 3 */
-    CTX_MBCBF = 3,   /* 6 */
-    CTX_QCBF = 9,    /* 6 */
+    /* 3 .. 14 free */
     CTX_MVZERO = 15, /* 2 x 3 */
     CTX_MVMAG = 21,  /* 2 x 8 */
+    CTX_MBCBF = 40,  /* 3 neighbours x 2 intra x 2 lower tier coded it */
+    CTX_QCBF = 52,   /* the same */
     CTX_CLASS = 64,  /* 4 classes x CLASS_SIZE */
-    CLASS_SIZE = 128,
-    C_CBF = 0, /* 3 x 2 x 2 */
-    C_SIG = 18, /* 10 bands x 2 x 3 */
-    C_LAST = 78, /* 10 x 2 */
-    C_GT1 = 98, /* 3 x 3 */
-    C_EG = 107, /* 8 */
+    C_CBF = 0,       /* 3 neighbours x 2 lower x 2 intra x 2 cross */
+    C_SIG = 24,      /* 10 bands x 3 in-block template x 3 neighbour template x 3 lower */
+    C_LAST = 294,    /* 10 bands x 2 lower x 3 levels so far */
+    C_GT1 = 354,     /* 3 band classes x 3 template x 3 earlier >1 x 2 lower */
+    C_GT2 = 408,     /* 3 band classes x 3 template */
+    C_EG = 417,      /* 3 band classes x 8 */
+    C_SIGN = 441,    /* 3 lower sign x 3 neighbour sign */
+    CLASS_SIZE = 450,
 };
+_Static_assert(CTX_CLASS + 4 * CLASS_SIZE <= N_CONTEXTS, "context table too small");
 
 #define MAG_LIMIT 32767
+#define NO_NB 64 /* template index of a neighbour outside the block (always zero) */
 
 typedef struct {
     int n;               /* latents per block */
     const uint8_t *scan; /* coding order -> channel */
     const uint8_t *band; /* coding position -> band */
+    const uint8_t *nb_a, *nb_b; /* coding position -> channels of its lower-frequency neighbours */
 } block_kind;
 
 static uint8_t SCAN_Y[63], SCAN_C[15], BAND_Y[63], BAND_C[15];
+static uint8_t NBA_Y[63], NBB_Y[63], NBA_C[15], NBB_C[15];
 static const uint8_t SCAN_K[4] = {0, 1, 2, 3}, BAND_K[4] = {0, 1, 2, 3};
-static block_kind KIND_Y = {63, SCAN_Y, BAND_Y}, KIND_C = {15, SCAN_C, BAND_C}, KIND_K = {4, SCAN_K, BAND_K};
+static const uint8_t NBA_K[4] = {NO_NB, 0, 1, 2}, NBB_K[4] = {NO_NB, NO_NB, 0, 1};
+static block_kind KIND_Y = {63, SCAN_Y, BAND_Y, NBA_Y, NBB_Y}, KIND_C = {15, SCAN_C, BAND_C, NBA_C, NBB_C},
+                  KIND_K = {4, SCAN_K, BAND_K, NBA_K, NBB_K};
 
-/* Zig-zag order of (u, v) by u+v, alternating direction; channel u*n+v-1 (DC excluded). */
-static void make_scan(int n, uint8_t *scan, uint8_t *band)
+/* Zig-zag order of (u, v) by u+v, alternating direction; channel u*n+v-1 (DC excluded). The
+ * template of a position is (u-1, v) and (u, v-1): both lie on an earlier diagonal, so they are
+ * coded before it (the DC is not a latent: NO_NB). */
+static void make_scan(int n, uint8_t *scan, uint8_t *band, uint8_t *nba, uint8_t *nbb)
 {
     static const int edges[10] = {1, 2, 3, 6, 10, 15, 21, 28, 36, 64};
     int pos = 0;
@@ -53,6 +66,8 @@ static void make_scan(int n, uint8_t *scan, uint8_t *band)
             if (u >= n || v >= n)
                 continue;
             scan[pos] = (uint8_t)(u * n + v - 1);
+            nba[pos] = (uint8_t)(u > 0 && u - 1 + v > 0 ? (u - 1) * n + v - 1 : NO_NB);
+            nbb[pos] = (uint8_t)(v > 0 && u + v - 1 > 0 ? u * n + v - 2 : NO_NB);
             int b = 0;
             while (pos >= edges[b])
                 b++;
@@ -64,8 +79,8 @@ static void make_scan(int n, uint8_t *scan, uint8_t *band)
 
 static void make_tables(void)
 {
-    make_scan(8, SCAN_Y, BAND_Y);
-    make_scan(4, SCAN_C, BAND_C);
+    make_scan(8, SCAN_Y, BAND_Y, NBA_Y, NBB_Y);
+    make_scan(4, SCAN_C, BAND_C, NBA_C, NBB_C);
 }
 
 static void init_tables(void)
@@ -141,14 +156,24 @@ static inline int bval(const bplane *p, int i, int j, int c)
     return p->f[b] ? p->v[(size_t)b * p->stride + c] : 0;
 }
 
+static inline int min2(int v) { return v < 2 ? v : 2; }
+static inline int absi(int v) { return v < 0 ? -v : v; }
+
+/* One block: coded flag, then along the scan significance, greater-than-one, greater-than-two,
+ * an Exp-Golomb remainder, a sign and a last flag after each non-zero level. Contexts: the
+ * magnitudes already coded at the position's two lower-frequency neighbours in this block (the
+ * template), the magnitudes at the same position in the left and top blocks, and the magnitude
+ * of the tier below at the same position (which this tier refines); the sign's, the signs of the
+ * tier below and of the neighbours there. `cross`: the co-sited block of the component coded just
+ * before (luma coarse for luma AC, luma for U, U for V) is coded. */
 static void code_block(rangecoder *rc, tier_contexts *ctx, int base, bplane *q, const bplane *lq, uint8_t *cbf,
-                       int i, int j, const block_kind *kind, int pm, int *nzc)
+                       int i, int j, const block_kind *kind, int pm, int cross, int *nzc)
 {
     int w = q->w, b = i * w + j, n = kind->n;
     int nb = (j > 0 ? cbf[b - 1] : 0) + (i > 0 ? cbf[b - w] : 0);
     int lnz = lq && lq->f[b];
     int coded = rc->decoding ? 0 : q->f[b];
-    coded = rc_bit(rc, ctx->p[base + C_CBF + nb * 6 + lnz * 2 + pm], coded);
+    coded = rc_bit(rc, ctx->p[base + C_CBF + nb * 8 + lnz * 4 + pm * 2 + cross], coded);
     cbf[b] = (uint8_t)coded;
     if (rc->decoding) {
         q->f[b] = (uint8_t)coded;
@@ -158,49 +183,199 @@ static void code_block(rangecoder *rc, tier_contexts *ctx, int base, bplane *q, 
     if (!coded)
         return;
     int16_t *vals = q->v + (size_t)b * q->stride;
-    int ngt1 = 0;
+    const int16_t *lv = lnz ? lq->v + (size_t)b * lq->stride : NULL;
+    const int16_t *left = j > 0 && q->f[b - 1] ? vals - q->stride : NULL;
+    const int16_t *top = i > 0 && q->f[b - w] ? vals - (size_t)w * q->stride : NULL;
+    uint8_t m[NO_NB + 1]; /* magnitudes coded so far in this block, clipped to 3 */
+    memset(m, 0, sizeof(m));
+    int last_pos = n - 1;
+    if (!rc->decoding)
+        while (last_pos > 0 && vals[kind->scan[last_pos]] == 0)
+            last_pos--;
+    int ngt1 = 0, count = 0;
     for (int pos = 0; pos < n; pos++) {
         int c = kind->scan[pos], bd = kind->band[pos];
-        int lz = lq ? bval(lq, i, j, c) != 0 : 0;
+        int lm = lv ? min2(absi(lv[c])) : 0;
+        int ta = m[kind->nb_a[pos]], tb = m[kind->nb_b[pos]];
+        int na = left ? absi(left[c]) : 0, nt = top ? absi(top[c]) : 0;
         int sig;
         if (pos == n - 1) {
-            sig = 1; /* no "last" flag so far: the final latent is non-zero */
+            sig = 1; /* reached without a last flag: the final latent is non-zero */
         } else {
-            int nbc = (j > 0 && bval(q, i, j - 1, c) != 0) + (i > 0 && bval(q, i - 1, j, c) != 0);
-            sig = rc_bit(rc, ctx->p[base + C_SIG + bd * 6 + lz * 3 + nbc], vals[c] != 0);
+            int cx = bd * 27 + min2(ta + tb) * 9 + min2(na + nt) * 3 + lm;
+            sig = rc_bit(rc, ctx->p[base + C_SIG + cx], vals[c] != 0);
         }
         if (!sig)
             continue;
-        (*nzc)++;
+        count++;
         int v = vals[c];
-        int mag = v < 0 ? -v : v;
-        int gctx = base + C_GT1 + (bd < 2 ? 0 : (bd < 5 ? 1 : 2)) * 3 + (ngt1 < 2 ? ngt1 : 2);
-        int gt1 = rc_bit(rc, ctx->p[gctx], mag > 1);
+        int mag = absi(v);
+        int cls = bd < 2 ? 0 : (bd < 5 ? 1 : 2);
+        int t = min2((ta > 1) + (tb > 1) + (na > 1) + (nt > 1));
+        int gt1 = rc_bit(rc, ctx->p[base + C_GT1 + cls * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
         if (gt1) {
             ngt1++;
-            uint32_t r = rc_expgolomb(rc, &ctx->p[base + C_EG], 8, (uint32_t)(mag - 2));
-            if (r > MAG_LIMIT - 2) {
-                rc->error = SNIS_E_CORRUPT;
-                return;
+            int gt2 = rc_bit(rc, ctx->p[base + C_GT2 + cls * 3 + t], mag > 2);
+            if (gt2) {
+                uint32_t r = rc_expgolomb(rc, &ctx->p[base + C_EG + cls * 8], 8, (uint32_t)(mag - 3));
+                if (r > MAG_LIMIT - 3) {
+                    rc->error = SNIS_E_CORRUPT;
+                    return;
+                }
+                mag = 3 + (int)r;
+            } else {
+                mag = 2;
             }
-            mag = 2 + (int)r;
         } else {
             mag = 1;
         }
-        int neg = rc_bypass(rc, v < 0);
+        m[c] = (uint8_t)(mag < 3 ? mag : 3);
+        int ls = lv && lv[c] ? 1 + (lv[c] < 0) : 0;
+        int ns = (na ? (left[c] > 0 ? 1 : -1) : 0) + (nt ? (top[c] > 0 ? 1 : -1) : 0);
+        int neg = rc_bit(rc, ctx->p[base + C_SIGN + ls * 3 + (ns > 0 ? 1 : (ns < 0 ? 2 : 0))], v < 0);
         if (rc->decoding) /* encoding: the value is already there, and tier k+1 reads it meanwhile */
             vals[c] = (int16_t)(neg ? -mag : mag);
         if (pos < n - 1) {
-            int last = 1;
-            if (!rc->decoding)
-                for (int p2 = pos + 1; p2 < n; p2++)
-                    if (vals[kind->scan[p2]]) {
-                        last = 0;
-                        break;
-                    }
-            last = rc_bit(rc, ctx->p[base + C_LAST + bd * 2 + lz], last);
+            int last = rc_bit(rc, ctx->p[base + C_LAST + bd * 6 + (lm != 0) * 3 + min2(count - 1)], pos == last_pos);
             if (last)
                 break;
+        }
+    }
+    *nzc += count;
+}
+
+/* round(-256 log2((i + 0.5) / 128)): the cost in 1/256 bit of a decision of probability i/128. */
+static const uint16_t COST_Q8[128] = {
+    2048, 1642, 1454, 1329, 1236, 1162, 1101, 1048, 1002, 961, 924, 890, 859, 831, 804, 780,
+    757, 735, 714, 695, 676, 659, 642, 626, 611, 596, 582, 568, 555, 542, 530, 518,
+    506, 495, 484, 474, 463, 453, 444, 434, 425, 416, 407, 399, 390, 382, 374, 366,
+    358, 351, 343, 336, 329, 322, 315, 309, 302, 296, 289, 283, 277, 271, 265, 259,
+    253, 247, 242, 236, 231, 226, 220, 215, 210, 205, 200, 195, 190, 185, 181, 176,
+    171, 167, 162, 158, 153, 149, 145, 140, 136, 132, 128, 124, 120, 116, 112, 108,
+    104, 101, 97, 93, 89, 86, 82, 78, 75, 71, 68, 64, 61, 58, 54, 51,
+    48, 44, 41, 38, 35, 32, 28, 25, 22, 19, 16, 13, 10, 7, 4, 1};
+
+static inline int bit_cost(const uint16_t *p, int bit)
+{
+    uint32_t prob = ((uint32_t)p[0] + p[1]) >> 1; /* of a 0, in 1 .. PROB_ONE - 1 */
+    if (bit)
+        prob = PROB_ONE - prob;
+    return COST_Q8[prob >> (PROB_BITS - 7)];
+}
+
+static const block_kind *const KINDS[4] = {&KIND_Y, &KIND_C, &KIND_K, &KIND_K};
+
+int block_rate_q8(const tier_contexts *ctx, int cls, const int16_t *lev, const int16_t *lower, int pm,
+                  int *uncoded_q8)
+{
+    init_tables();
+    const block_kind *kind = KINDS[cls];
+    int base = CTX_CLASS + cls * CLASS_SIZE, n = kind->n;
+    uint16_t(*p)[2] = (uint16_t(*)[2])ctx->p; /* read only */
+    int lnz = lower != NULL, cross = cls != 2;
+    int cb = base + C_CBF + 1 * 8 + lnz * 4 + pm * 2 + cross; /* one coded neighbour assumed */
+    *uncoded_q8 = bit_cost(p[cb], 0);
+    int bits = bit_cost(p[cb], 1);
+    int last_pos = n - 1;
+    while (last_pos > 0 && lev[kind->scan[last_pos]] == 0)
+        last_pos--;
+    uint8_t m[NO_NB + 1];
+    memset(m, 0, sizeof(m));
+    int ngt1 = 0, count = 0;
+    for (int pos = 0; pos <= last_pos; pos++) {
+        int c = kind->scan[pos], bd = kind->band[pos];
+        int lm = lower ? min2(absi(lower[c])) : 0;
+        int ta = m[kind->nb_a[pos]], tb = m[kind->nb_b[pos]];
+        int mag = absi(lev[c]);
+        if (pos < n - 1)
+            bits += bit_cost(p[base + C_SIG + bd * 27 + min2(ta + tb) * 9 + lm], mag != 0);
+        if (!mag)
+            continue;
+        count++;
+        int cls3 = bd < 2 ? 0 : (bd < 5 ? 1 : 2);
+        int t = min2((ta > 1) + (tb > 1));
+        bits += bit_cost(p[base + C_GT1 + cls3 * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
+        if (mag > 1) {
+            ngt1++;
+            bits += bit_cost(p[base + C_GT2 + cls3 * 3 + t], mag > 2);
+            if (mag > 2) {
+                uint32_t r = (uint32_t)(mag - 3);
+                int k = 0;
+                while (k < 24 && r >= (1u << (k + 1)) - 1) {
+                    bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 1);
+                    k++;
+                }
+                bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 0) + 256 * k;
+            }
+        }
+        int ls = lower && lower[c] ? 1 + (lower[c] < 0) : 0;
+        bits += bit_cost(p[base + C_SIGN + ls * 3], lev[c] < 0);
+        m[c] = (uint8_t)(mag < 3 ? mag : 3);
+        if (pos < n - 1)
+            bits += bit_cost(p[base + C_LAST + bd * 6 + (lm != 0) * 3 + min2(count - 1)], pos == last_pos);
+    }
+    return bits;
+}
+
+/* Cost in 1/256 bit of magnitude mag (> 0) and its sign at a position, as code_block codes it. */
+static int level_cost(uint16_t (*p)[2], int base, int cls3, int t, int ngt1, int lm, int ls, int mag)
+{
+    int bits = bit_cost(p[base + C_GT1 + cls3 * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
+    if (mag > 1) {
+        bits += bit_cost(p[base + C_GT2 + cls3 * 3 + t], mag > 2);
+        if (mag > 2) {
+            uint32_t r = (uint32_t)(mag - 3);
+            int k = 0;
+            while (k < 24 && r >= (1u << (k + 1)) - 1) {
+                bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 1);
+                k++;
+            }
+            bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 0) + 256 * k;
+        }
+    }
+    return bits + bit_cost(p[base + C_SIGN + ls * 3], 0) / 2 + bit_cost(p[base + C_SIGN + ls * 3], 1) / 2;
+}
+
+void rd_round_block(const tier_contexts *ctx, int cls, const int32_t *v, const int32_t *steps, const int32_t *mmax,
+                    int64_t lam, const int16_t *lower, int32_t *mag, int down)
+{
+    init_tables();
+    const block_kind *kind = KINDS[cls];
+    int base = CTX_CLASS + cls * CLASS_SIZE, n = kind->n;
+    uint16_t(*p)[2] = (uint16_t(*)[2])ctx->p;
+    uint8_t m[NO_NB + 1];
+    memset(m, 0, sizeof(m));
+    int ngt1 = 0;
+    for (int pos = 0; pos < n; pos++) {
+        int c = kind->scan[pos], bd = kind->band[pos];
+        int64_t a = v[c] < 0 ? -(int64_t)v[c] : v[c];
+        int32_t st = steps[c];
+        int32_t lo = (int32_t)(a / st);
+        if (lo > mmax[c])
+            lo = mmax[c];
+        if (down) { /* mag holds the dead-zone levels: choose between it and one less */
+            lo = mag[c] - 1;
+        }
+        int32_t best = down ? mag[c] : lo;
+        if (down ? lo >= 0 : 2 * a >= st && lo < mmax[c]) { /* lo or lo + 1, by distortion + lambda x rate */
+            int lm = lower ? min2(absi(lower[c])) : 0;
+            int ls = lower && lower[c] ? 1 + (lower[c] < 0) : 0;
+            int ta = m[kind->nb_a[pos]], tb = m[kind->nb_b[pos]];
+            int cls3 = bd < 2 ? 0 : (bd < 5 ? 1 : 2), t = min2((ta > 1) + (tb > 1));
+            uint16_t *ps = p[base + C_SIG + bd * 27 + min2(ta + tb) * 9 + lm];
+            int64_t j[2];
+            for (int h = 0; h < 2; h++) {
+                int32_t q = lo + h;
+                int64_t e = a - 4 * (((int64_t)q * st) >> 2);
+                int r = q ? bit_cost(ps, 1) + level_cost(p, base, cls3, t, ngt1, lm, ls, q) : bit_cost(ps, 0);
+                j[h] = e * e * 256 + lam * r;
+            }
+            best = j[1] < j[0] ? lo + 1 : lo;
+        }
+        mag[c] = best;
+        if (best) {
+            m[c] = (uint8_t)(best < 3 ? best : 3);
+            ngt1 += best > 1;
         }
     }
 }
@@ -303,7 +478,13 @@ int code_tier(rangecoder *rc, tier_job *job)
                     coded = coded || window_any(&pc[p], by, bx, 4) || window_any(&pck[p], by / 2, bx / 2, 2);
             }
             int nbm = (left ? mbcbf[i - 1] : 0) + (top ? mbcbf[i - mbw] : 0);
-            coded = rc_bit(rc, ctx->p[CTX_MBCBF + nbm * 2 + pm], coded);
+            int lmb = 0;
+            if (lq) {
+                lmb = window_any(&ly, by, bx, 4) || window_any(&lk, by / 2, bx / 2, 2);
+                for (int p = 0; p < 2; p++)
+                    lmb = lmb || window_any(&lc[p], by, bx, 4) || window_any(&lck[p], by / 2, bx / 2, 2);
+            }
+            coded = rc_bit(rc, ctx->p[CTX_MBCBF + nbm * 4 + pm * 2 + lmb], coded);
             mbcbf[i] = (uint8_t)coded;
             if (!coded) {
                 if (rc->decoding) { /* nothing coded in this macroblock: clear its flags */
@@ -330,7 +511,13 @@ int code_tier(rangecoder *rc, tier_job *job)
                         qc = qc || window_any(&pc[p], qy * 2, qx * 2, 2) || pck[p].f[qy * (wb / 2) + qx];
                 }
                 int nbq = (qx > 0 ? qmap[qi - 1] : 0) + (qy > 0 ? qmap[qi - mbw * 2] : 0);
-                qc = rc_bit(rc, ctx->p[CTX_QCBF + nbq * 2 + pm], qc);
+                int lqc = 0;
+                if (lq) {
+                    lqc = window_any(&ly, qy * 2, qx * 2, 2) || lk.f[qy * (wb / 2) + qx];
+                    for (int p = 0; p < 2; p++)
+                        lqc = lqc || window_any(&lc[p], qy * 2, qx * 2, 2) || lck[p].f[qy * (wb / 2) + qx];
+                }
+                qc = rc_bit(rc, ctx->p[CTX_QCBF + nbq * 4 + pm * 2 + lqc], qc);
                 qmap[qi] = (uint8_t)qc;
                 if (!qc) {
                     if (rc->decoding) {
@@ -344,16 +531,21 @@ int code_tier(rangecoder *rc, tier_job *job)
                     }
                     continue;
                 }
-                code_block(rc, ctx, CTX_CLASS + 2 * CLASS_SIZE, &pk, lq ? &lk : NULL, cbf_k, qy, qx, &KIND_K, pm, &job->nz);
+                int kb = qy * (wb / 2) + qx;
+                code_block(rc, ctx, CTX_CLASS + 2 * CLASS_SIZE, &pk, lq ? &lk : NULL, cbf_k, qy, qx, &KIND_K, pm, 0,
+                           &job->nz);
                 for (int b = 0; b < 4; b++)
                     code_block(rc, ctx, CTX_CLASS, &py, lq ? &ly : NULL, cbf_y, qy * 2 + (b >> 1), qx * 2 + (b & 1),
-                               &KIND_Y, pm, &job->nz);
+                               &KIND_Y, pm, cbf_k[kb], &job->nz);
                 for (int p = 0; p < 2; p++) {
                     code_block(rc, ctx, CTX_CLASS + 3 * CLASS_SIZE, &pck[p], lq ? &lck[p] : NULL, cbf_ck[p], qy, qx,
-                               &KIND_K, pm, &job->nz);
-                    for (int b = 0; b < 4; b++)
+                               &KIND_K, pm, p ? cbf_ck[0][kb] : cbf_k[kb], &job->nz);
+                    for (int b = 0; b < 4; b++) {
+                        size_t cb = (size_t)(qy * 2 + (b >> 1)) * wb + qx * 2 + (b & 1);
                         code_block(rc, ctx, CTX_CLASS + CLASS_SIZE, &pc[p], lq ? &lc[p] : NULL, cbf_c[p],
-                                   qy * 2 + (b >> 1), qx * 2 + (b & 1), &KIND_C, pm, &job->nz);
+                                   qy * 2 + (b >> 1), qx * 2 + (b & 1), &KIND_C, pm, p ? cbf_c[0][cb] : cbf_y[cb],
+                                   &job->nz);
+                    }
                 }
                 if (rc->error)
                     break;

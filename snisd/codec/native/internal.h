@@ -131,7 +131,7 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
                     plane_t *dst);
 
 /* Entropy coding (entropy.c): one syntax function for both directions. */
-#define N_CONTEXTS 576
+#define N_CONTEXTS 1864
 typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;
@@ -165,6 +165,17 @@ typedef struct {
     int nz; /* out: non-zero levels coded */
 } tier_job;
 int code_tier(rangecoder *rc, tier_job *job);
+/* Encoder estimate from a tier's current contexts (read only): the bits, in 1/256, of coding a
+ * block of class cls (0 luma AC, 1 chroma AC, 2 luma coarse, 3 chroma coarse) with these levels,
+ * lower = the tier below's levels of the block or NULL; *uncoded_q8: of not coding it. Contexts
+ * that depend on neighbouring blocks are taken as one coded neighbour, nothing coded there. */
+int block_rate_q8(const tier_contexts *ctx, int cls, const int16_t *lev, const int16_t *lower, int pm,
+                  int *uncoded_q8);
+/* Encoder: rate-aware rounding of one block's latents v (1/16 pixel) to magnitudes mag: along
+ * the scan each chooses floor(|v|/step) or one more by squared error * 256 + lam x bits (1/256);
+ * down: mag holds levels on entry, and each chooses between its level and one less. */
+void rd_round_block(const tier_contexts *ctx, int cls, const int32_t *v, const int32_t *steps, const int32_t *mmax,
+                    int64_t lam, const int16_t *lower, int32_t *mag, int down);
 #define MAX_OVERRUN 16
 #define MAX_TRIM 8 /* trailing zero bytes an encoder may omit: well inside MAX_OVERRUN */
 

@@ -77,6 +77,13 @@ typedef struct {
     int key_sad_q4;   /* a key picture whose mean |residual| exceeds this (1/16 pixel) gets a coarse
                          base (SNIS_FRAME_KC): moving content, where a full-quality base from a
                          one-second-old reference costs more than it saves; 0: never */
+    int decimate;     /* a tier's block of at most this many +-1 levels is dropped when lambda times
+                         their estimated bits exceeds the distortion they remove; 0: never */
+    int rd_lambda_q8; /* lambda of the coefficient decisions: 1/256 of a squared tier step per bit */
+    int rdoq;         /* 1: each level chooses between its two nearest values by distortion + lambda
+                         x bits (rate-aware rounding) instead of the fixed dead zone */
+    int mb_rd;        /* 1: a macroblock whose coded levels (all tiers) are worth less than lambda
+                         times their estimated bits codes nothing */
 } snis_tuning;
 
 typedef struct {
