@@ -488,10 +488,12 @@ static int mb_rd_drop(snis_encoder *e, quant_job *j, int mby, int mbx, int pm)
                     const int16_t *q = mp->dst(&l->q[k], b);
                     for (int c = 0; c < mp->st->nch; c++)
                         count += q[c] != 0;
+                    if (count > e->t.mb_rd) /* most coded macroblocks stop here */
+                        return 0;
                 }
             }
     }
-    if (count == 0 || count > e->t.mb_rd)
+    if (count == 0)
         return 0;
     int64_t gain = 0; /* sum over tiers of 256 x distortion removed - lambda x bits */
     for (int pi = 0; pi < 6; pi++) {
