@@ -250,6 +250,8 @@ def test_presets_differ_only_in_encoder_tuning():
     assert tuning_for("medium", ["search_range=7"]).search_range == 7
     with pytest.raises(InputError, match="preset 'slowest'"):
         tuning_for("slowest")
+
+
 def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
     enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, switch_interval=4, tuning=tuning)
     out, recons, nz = [], [], []
@@ -262,7 +264,7 @@ def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["mb_rd=0"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
+    [["mb_rd=4"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
 )
 def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthesis, overrides):
     """Each coefficient decision changes the levels (so the stream), never the syntax: the decoder

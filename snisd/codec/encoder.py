@@ -35,8 +35,12 @@ class Tuning:
     """Encoder-only choices (the decoder never sees them): dead-zone rounding in 1/64 of a step,
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
     threshold (mean |residual| in 1/256 of the top step), the full-pel search range, the mean
-    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never)
-    and the one (1/16 pixel) below which the motion search stops at the predicted vector."""
+    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never),
+    the one (1/16 pixel) below which the motion search stops at the predicted vector, and the
+    coefficient decisions priced by the entropy model (native/snis.h, docs/CODEC.md): decimation of
+    blocks of at most `decimate` lone +-1 levels, their lambda in 1/256 of a squared step per bit,
+    rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
+    skip of macroblocks of at most `mb_rd` levels; 0 turns each off."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -50,7 +54,7 @@ class Tuning:
     decimate: int = 0
     rd_lambda_q8: int = 40
     rdoq: int = 0
-    mb_rd: int = 4
+    mb_rd: int = 0
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

@@ -34,7 +34,7 @@ void snis_default_tuning(snis_tuning *t)
     t->decimate = 0;
     t->rd_lambda_q8 = 40;
     t->rdoq = 0;
-    t->mb_rd = 4;
+    t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
