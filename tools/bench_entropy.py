@@ -74,8 +74,10 @@ def main() -> int:
     for r in rows:
         cols = zip(r["bits"], r["nz_levels"], r["bits_per_nz"], strict=True)
         per_tier = " ".join(f"t{k}: {b / 1000:.1f} kbit / {z} nz = {bpn:.2f}" for k, (b, z, bpn) in enumerate(cols))
-        print(f"qp {r['qp']}: {sum(r['bits']) / 1000:.1f} kbit, {r['total_bits_per_nz']:.3f} bits/nz, "
-              f"PSNR-Y {r['psnr_y']:.3f} dB  ({per_tier})")
+        print(
+            f"qp {r['qp']}: {sum(r['bits']) / 1000:.1f} kbit, {r['total_bits_per_nz']:.3f} bits/nz, "
+            f"PSNR-Y {r['psnr_y']:.3f} dB  ({per_tier})"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"clip": args.clip, "tune": args.tune, "rows": rows}, f, indent=1)

@@ -1,0 +1,68 @@
+"""CPU time per 1080p P-frame of encoder tunings, interleaved frame by frame in one process.
+
+    python tools/bench_tuning_cpu.py --clip CLIP --frames 20 --variant '' --variant 'mb_rd=4' ...
+
+Each variant (comma-separated `NAME=INT` overrides; '' is the default tuning) gets its own encoder
+(3 tiers, qp 30, one codec thread); every frame is encoded by all of them in turn, so on a shared,
+loaded machine they see the same load, and the process's CPU time (getrusage) is less disturbed
+by it than the wall clock. Medians over the P-frames; the core's own stage clocks (wall) beside.
+The frames are bench_speed.py's: the clip upscaled to 1920x1080.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's snisd
+sys.path.insert(0, str(ROOT / "tools"))
+
+from bench_speed import frames_1080p  # noqa: E402
+
+from snisd.codec.encoder import Encoder, EncoderConfig, Tuning  # noqa: E402
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", required=True, help="a natural video clip (any file PyAV reads)")
+    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("--variant", action="append", default=[], help="comma-separated NAME=INT overrides")
+    args = ap.parse_args()
+    variants = [[x for x in v.split(",") if x] for v in (args.variant or [""])]
+    frames = frames_1080p(args.clip, args.frames)
+    encs = [
+        Encoder(EncoderConfig(1920, 1080, tiers=3, qp=30, threads=1, tuning=Tuning().with_overrides(v)))
+        for v in variants
+    ]
+    cpu: list[list[float]] = [[] for _ in variants]
+    quant: list[list[float]] = [[] for _ in variants]
+    ent: list[list[float]] = [[] for _ in variants]
+    for n, f in enumerate(frames):
+        for i, enc in enumerate(encs):
+            t0 = cpu_s()
+            enc.encode(f)
+            t1 = cpu_s()
+            if n > 0:  # P-frames only
+                st = enc.times.stages[-1]
+                cpu[i].append((t1 - t0) * 1000)
+                quant[i].append(st["quantize_us"] / 1000)
+                ent[i].append(st["entropy_us"] / 1000)
+    for i, v in enumerate(variants):
+        print(
+            f"{','.join(v) or 'default':32s} CPU {statistics.median(cpu[i]):7.2f} ms/P-frame  "
+            f"(wall: quantisation {statistics.median(quant[i]):6.2f}, entropy {statistics.median(ent[i]):6.2f})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
