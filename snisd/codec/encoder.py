@@ -40,7 +40,9 @@ class Tuning:
     coefficient decisions priced by the entropy model (native/snis.h, docs/CODEC.md): decimation of
     blocks of at most `decimate` lone +-1 levels, their lambda in 1/256 of a squared step per bit,
     rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
-    skip of macroblocks of at most `mb_rd` levels; 0 turns each off."""
+    skip of macroblocks of at most `mb_rd` levels; 0 turns each off; and the
+    adaptive-quantisation strength in 1/16 (a macroblock's qp offset per octave of its prediction's
+    luma variance over the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off)."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -55,6 +57,7 @@ class Tuning:
     rd_lambda_q8: int = 40
     rdoq: int = 0
     mb_rd: int = 0
+    aq_strength: int = 0
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

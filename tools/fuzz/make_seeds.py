@@ -27,7 +27,7 @@ else:
 
 from snisd.capture.file import iter_frames  # noqa: E402
 from snisd.codec.bitstream import FrameHeader, tier_payload  # noqa: E402
-from snisd.codec.encoder import Encoder, EncoderConfig  # noqa: E402
+from snisd.codec.encoder import Encoder, EncoderConfig, Tuning  # noqa: E402
 from snisd.codec.synthesis import SynthesisTransform  # noqa: E402
 
 SIZES = {(64, 48): 0, (96, 64): 4}  # the harness's size bit
@@ -70,13 +70,17 @@ def main() -> int:
     for (w, h), bit in SIZES.items():
         frames = list(iter_frames(CLIP, args.frames, w, h))
         for tiers in (1, 2, 3):
-            for qp in (18, 30, 42):
-                enc = Encoder(EncoderConfig(w, h, 25, 1, tiers=tiers, qp=qp, tier_ratio=8, switch_interval=3))
+            # adaptive quantisation (both signs of the strength) at the middle qp
+            for qp, aq in ((18, 0), (30, 0), (42, 0), (30, 8), (30, -8)):
+                tuning = Tuning(aq_strength=aq)
+                enc = Encoder(EncoderConfig(w, h, 25, 1, tiers=tiers, qp=qp, tier_ratio=8, switch_interval=3,
+                                            tuning=tuning))
                 coded = [enc.encode(f) for f in frames]
                 variants = [None] + list(range(1, tiers))  # all tiers, then thinned to k tiers
                 for thin in variants:
                     data = stream_input(bit, tiers, 8, coded, thin)
-                    name = f"{w}x{h}_t{tiers}_qp{qp}" + ("" if thin is None else f"_thin{thin}") + ".bin"
+                    name = (f"{w}x{h}_t{tiers}_qp{qp}" + (f"_aq{aq}" if aq else "")
+                            + ("" if thin is None else f"_thin{thin}") + ".bin")
                     (out / "seeds" / name).write_bytes(data)
                     n += 1
     print(f"{n} seeds and weights.h written to {out}")

@@ -353,7 +353,10 @@ static void encode_sequence(const snis_weights *w, int threads, coded_stream *ou
 {
     snis_params p = {W, H, TIERS, 8, threads};
     int st;
-    snis_encoder *e = snis_encoder_create(&p, w, NULL, &st);
+    snis_tuning t;
+    snis_default_tuning(&t);
+    t.aq_strength = 8; /* adaptive quantisation (off by default): its offsets must agree everywhere */
+    snis_encoder *e = snis_encoder_create(&p, w, &t, &st);
     CHECK(e != NULL, "snis_encoder_create: %d", st);
     if (!e)
         return;

@@ -147,7 +147,9 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
     m->mv = (int16_t *)calloc(n * 2, sizeof(int16_t));
     m->skip = (uint8_t *)calloc(n, 1);
     m->sad = (uint32_t *)calloc(n, sizeof(uint32_t));
-    if (!m->intra || !m->mv || !m->skip || !m->sad) {
+    m->aq = 0;
+    m->dqp = (int8_t *)calloc(n, 1);
+    if (!m->intra || !m->mv || !m->skip || !m->sad || !m->dqp) {
         motion_free(m);
         return SNIS_E_NOMEM;
     }
@@ -160,6 +162,8 @@ void motion_free(motion_t *m)
     free(m->mv);
     free(m->skip);
     free(m->sad);
+    free(m->dqp);
+    m->dqp = NULL;
     m->sad = NULL;
     m->intra = NULL;
     m->mv = NULL;

@@ -7,8 +7,12 @@
 #include "rangecoder.h"
 #include "simd.h"
 
+typedef struct quant_set quant_set;
+static size_t sizeof_quant_set(void);
+
 struct snis_encoder {
     loop_t l;
+    quant_set *qsets; /* AQ_N: the step tables of every macroblock qp offset */
     snis_tuning t;
     picture_t cur;
     uint8_t *buf[SNIS_MAX_TIERS];
@@ -35,6 +39,7 @@ void snis_default_tuning(snis_tuning *t)
     t->rd_lambda_q8 = 40;
     t->rdoq = 0;
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
+    t->aq_strength = 0;  /* off: no strength won on VMAF across the test clips (docs/BENCHMARKS.md) */
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
@@ -45,7 +50,8 @@ snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, c
         st = SNIS_E_NOMEM;
     if (st == SNIS_OK) {
         e->row_done = (volatile int *)calloc((size_t)e->l.mbh, sizeof(int));
-        if (!e->row_done)
+        e->qsets = (quant_set *)calloc(AQ_N, sizeof_quant_set());
+        if (!e->row_done || !e->qsets)
             st = SNIS_E_NOMEM;
     }
     if (st == SNIS_OK) {
@@ -66,6 +72,7 @@ snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, c
             loop_free(&e->l);
             picture_free(&e->cur);
             free((void *)e->row_done);
+            free(e->qsets);
             for (int k = 0; k < SNIS_MAX_TIERS; k++)
                 free(e->buf[k]);
             free(e);
@@ -86,6 +93,7 @@ void snis_encoder_destroy(snis_encoder *e)
     loop_free(&e->l);
     picture_free(&e->cur);
     free((void *)e->row_done);
+    free(e->qsets);
     for (int k = 0; k < SNIS_MAX_TIERS; k++)
         free(e->buf[k]);
     free(e);
@@ -114,7 +122,7 @@ static void me_row(void *arg, int mby) { motion_estimate_row((me_job *)arg, mby)
 
 typedef struct {
     snis_encoder *e;
-    uint32_t skip_sad;
+    uint32_t skip_sad[AQ_N]; /* per macroblock qp offset: the threshold scales with the step */
     int allow_skip;
 } res_job;
 
@@ -142,17 +150,18 @@ SNIS_HOT static void residual_row(void *arg, int mby)
     for (int mbx = 0; mbx < mbw; mbx++) {
         int i = mby * mbw + mbx;
         uint32_t sad = 0;
+        uint32_t skip_sad = j->skip_sad[l->motion.aq ? l->motion.dqp[i] + AQ_MAX : AQ_MAX];
         {
             const plane_t *x = &e->cur.p[0], *pr = &l->pred.p[0];
             sad = sad32(x->data + mby * MB * x->stride + mbx * MB, x->stride,
                         pr->data + mby * MB * pr->stride + mbx * MB, pr->stride, MB, 1);
-            for (int c = 1; c < 3 && sad < j->skip_sad; c++) { /* chroma only matters near the threshold */
+            for (int c = 1; c < 3 && sad < skip_sad; c++) { /* chroma only matters near the threshold */
                 const plane_t *xc = &e->cur.p[c], *pc = &l->pred.p[c];
                 sad += sad16(xc->data + mby * (MB / 2) * xc->stride + mbx * (MB / 2), xc->stride,
                              pc->data + mby * (MB / 2) * pc->stride + mbx * (MB / 2), pc->stride, MB / 2, 1);
             }
         }
-        l->motion.skip[i] = (uint8_t)(j->allow_skip && sad < j->skip_sad);
+        l->motion.skip[i] = (uint8_t)(j->allow_skip && sad < skip_sad);
         l->motion.sad[i] = sad;
     }
 }
@@ -216,8 +225,17 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         pool_run(l->pool, l->mbh, me_row, &job);
     }
     double t1 = now_us();
+    /* adaptive quantisation (loop_predict derives the offsets): not on keyframes, whose grey
+       prediction says nothing about the picture */
+    l->motion.aq = frame_type == SNIS_FRAME_I ? 0 : clampi(e->t.aq_strength, -AQ_STRENGTH_MAX - 1, AQ_STRENGTH_MAX);
     loop_predict(l, frame_type);
-    res_job rj = {e, skip_sad, frame_type != SNIS_FRAME_I};
+    res_job rj;
+    rj.e = e;
+    rj.allow_skip = frame_type != SNIS_FRAME_I;
+    for (int d = -AQ_MAX; d <= AQ_MAX; d++) /* the skip threshold follows the macroblock's top step */
+        rj.skip_sad[d + AQ_MAX] = d == 0 || !l->motion.aq ? skip_sad
+            : (uint32_t)((uint64_t)skip_sad * (uint64_t)snis_step16(mb_qp(qp, d), l->p.tiers - 1, l->p.tiers, ratio) /
+                         (uint64_t)top);
     pool_run(l->pool, l->mbh, residual_row, &rj);
     pad_symmetric(ypad, ypad_stride, l->wp, l->hp, SNIS_LUMA_CTX);
     for (int c = 0; c < 2; c++)
@@ -262,10 +280,16 @@ typedef struct {
     int64_t lam[SNIS_MAX_TIERS]; /* rate-distortion lambda: (1/16 pixel)^2 / 256 per 1/256 bit */
 } step_table;
 
+/* The tables of one macroblock qp offset. */
+struct quant_set {
+    step_table ac_y, ac_c, coarse, coarse_c;
+};
+static size_t sizeof_quant_set(void) { return sizeof(quant_set); }
+
 typedef struct {
     snis_encoder *e;
     const snis_latents *lat;
-    step_table ac_y, ac_c, coarse, coarse_c;
+    const quant_set *set[AQ_N]; /* by macroblock qp offset + AQ_MAX; only the offsets in use */
 } quant_job;
 
 #define A_MAX 0xFFFF /* |latent| + offset is clamped to 16 bits (real latents stay below 2^15) */
@@ -280,7 +304,8 @@ static inline int32_t level(uint32_t a, uint32_t off, uint32_t inv, int32_t mmax
     return m > mmax ? mmax : m;
 }
 
-static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, const snis_latent_tensor *lt, int cls)
+static void make_table(step_table *t, int n, const snis_encoder *e, int qp, int coarse, const snis_latent_tensor *lt,
+                       int cls)
 {
     const loop_t *l = &e->l;
     int key = e->frame_type == SNIS_FRAME_I;
@@ -297,7 +322,7 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     for (int c = 0; c < 64; c++)
         t->thr8[c] = 256;
     for (int k = 0; k < l->p.tiers; k++) {
-        int s16 = snis_step16(e->qp, k, l->p.tiers, snis_frame_ratio(&l->p, e->frame_type));
+        int s16 = snis_step16(qp, k, l->p.tiers, snis_frame_ratio(&l->p, e->frame_type));
         int rnd = key ? e->t.round_intra : (k == l->p.tiers - 1 ? e->t.round_inter : e->t.round_lower);
         t->lam[k] = (int64_t)s16 * s16 * e->t.rd_lambda_q8 / 256; /* rd_lambda_q8/256 step^2 per bit */
         if (coarse) {
@@ -318,18 +343,22 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int coarse, 
     for (int c = 0; c < nch; c++) {
         int64_t m8 = ((int64_t)lt->mult[c] + 128) >> 8; /* 16 -> 8 fractional bits */
         t->mult8[c] = (int32_t)(m8 > (1 << 22) ? (1 << 22) : m8);
-        int d = 0;
-        while (d < 256) {
+        /* the smallest |d| in 0..256 that some tier quantises to non-zero: "all tiers zero" only
+           gets less likely as |d| grows, so a binary search finds it */
+        int lo = 0, hi = 256;
+        while (lo < hi) {
+            int d = (lo + hi) / 2;
             int32_t a = to16(d, t->mult8[c]), b = -to16(-d, t->mult8[c]);
             uint32_t m = (uint32_t)(a > b ? a : b);
             int zero = 1;
             for (int k = 0; k < l->p.tiers && zero; k++)
                 zero = level(m, t->off[k][c], t->inv[k][c], t->mmax[k][c]) == 0;
-            if (!zero)
-                break;
-            d++;
+            if (zero)
+                lo = d + 1;
+            else
+                hi = d;
         }
-        t->thr8[c] = (int16_t)d;
+        t->thr8[c] = (int16_t)lo;
     }
 }
 
@@ -465,16 +494,16 @@ typedef struct {
  * (at most mb_rd) and the distortion they remove, tier by tier, is worth less than each tier's
  * lambda times the bits the entropy model estimates for their blocks, the macroblock codes
  * nothing in any tier (what its prediction gives stays). Returns 1 if it was dropped. */
-static int mb_rd_drop(snis_encoder *e, quant_job *j, int mby, int mbx, int pm)
+static int mb_rd_drop(snis_encoder *e, quant_job *j, const quant_set *qs, int mby, int mbx, int pm)
 {
     loop_t *l = &e->l;
     const snis_latents *lat = j->lat;
-    mb_part parts[6] = {{&lat->y_ac, 0, &j->ac_y, d_yac, f_yac, 4},
-                        {&lat->c_ac, 0, &j->ac_c, d_c0, f_c0, 4},
-                        {&lat->c_ac, lat->c_ac.stride_p, &j->ac_c, d_c1, f_c1, 4},
-                        {&lat->y_coarse, 0, &j->coarse, d_yk, f_yk, 2},
-                        {&lat->c_coarse, 0, &j->coarse_c, d_k0, f_k0, 2},
-                        {&lat->c_coarse, lat->c_coarse.stride_p, &j->coarse_c, d_k1, f_k1, 2}};
+    mb_part parts[6] = {{&lat->y_ac, 0, &qs->ac_y, d_yac, f_yac, 4},
+                        {&lat->c_ac, 0, &qs->ac_c, d_c0, f_c0, 4},
+                        {&lat->c_ac, lat->c_ac.stride_p, &qs->ac_c, d_c1, f_c1, 4},
+                        {&lat->y_coarse, 0, &qs->coarse, d_yk, f_yk, 2},
+                        {&lat->c_coarse, 0, &qs->coarse_c, d_k0, f_k0, 2},
+                        {&lat->c_coarse, lat->c_coarse.stride_p, &qs->coarse_c, d_k1, f_k1, 2}};
     int tiers = l->p.tiers, count = 0;
     for (int pi = 0; pi < 6; pi++) {
         const mb_part *mp = &parts[pi];
@@ -557,6 +586,7 @@ static void quant_row(void *arg, int mby)
     int wb = l->wb;
     for (int mbx = 0; mbx < l->mbw; mbx++) {
         int skip = l->motion.skip[mby * l->mbw + mbx], pm = l->motion.intra[mby * l->mbw + mbx];
+        const quant_set *qs = j->set[l->motion.aq ? l->motion.dqp[mby * l->mbw + mbx] + AQ_MAX : AQ_MAX];
         for (int yy = 0; yy < 4; yy++)
             for (int xx = 0; xx < 4; xx++) {
                 int bi = mby * 4 + yy, bj = mbx * 4 + xx;
@@ -567,11 +597,11 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_ac;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &j->ac_y, pm);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &qs->ac_y, pm);
                 t = &lat->c_ac;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, LAT_C, b, d_c0, f_c0, &j->ac_c, pm);
-                quant_block(e, t, s0 + t->stride_p, LAT_C, b, d_c1, f_c1, &j->ac_c, pm);
+                quant_block(e, t, s0, LAT_C, b, d_c0, f_c0, &qs->ac_c, pm);
+                quant_block(e, t, s0 + t->stride_p, LAT_C, b, d_c1, f_c1, &qs->ac_c, pm);
             }
         for (int yy = 0; yy < 2; yy++)
             for (int xx = 0; xx < 2; xx++) {
@@ -583,14 +613,14 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_coarse;
-                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &j->coarse, pm);
+                quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &qs->coarse, pm);
                 t = &lat->c_coarse;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
-                quant_block(e, t, s0, LAT_K, b, d_k0, f_k0, &j->coarse_c, pm);
-                quant_block(e, t, s0 + t->stride_p, LAT_K, b, d_k1, f_k1, &j->coarse_c, pm);
+                quant_block(e, t, s0, LAT_K, b, d_k0, f_k0, &qs->coarse_c, pm);
+                quant_block(e, t, s0 + t->stride_p, LAT_K, b, d_k1, f_k1, &qs->coarse_c, pm);
             }
         if (e->t.mb_rd > 0 && !skip)
-            mb_rd_drop(e, j, mby, mbx, pm);
+            mb_rd_drop(e, j, qs, mby, mbx, pm);
     }
 }
 
@@ -633,10 +663,23 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     memset(&qj, 0, sizeof(qj));
     qj.e = e;
     qj.lat = lat;
-    make_table(&qj.ac_y, 8, e, 0, &lat->y_ac, 0);
-    make_table(&qj.ac_c, 4, e, 0, &lat->c_ac, 1);
-    make_table(&qj.coarse, 4, e, 1, &lat->y_coarse, 2);
-    make_table(&qj.coarse_c, 4, e, 1, &lat->c_coarse, 3);
+    {
+        uint8_t used[AQ_N] = {0};
+        used[AQ_MAX] = 1;
+        for (int i = 0; l->motion.aq && i < l->mbw * l->mbh; i++)
+            used[l->motion.dqp[i] + AQ_MAX] = 1;
+        for (int a = 0; a < AQ_N; a++) {
+            if (!used[a])
+                continue;
+            quant_set *qs = &e->qsets[a];
+            int qp = mb_qp(e->qp, a - AQ_MAX);
+            make_table(&qs->ac_y, 8, e, qp, 0, &lat->y_ac, 0);
+            make_table(&qs->ac_c, 4, e, qp, 0, &lat->c_ac, 1);
+            make_table(&qs->coarse, 4, e, qp, 1, &lat->y_coarse, 2);
+            make_table(&qs->coarse_c, 4, e, qp, 1, &lat->c_coarse, 3);
+            qj.set[a] = qs;
+        }
+    }
     pool_run(l->pool, l->mbh, quant_row, &qj);
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)

@@ -422,6 +422,13 @@ int code_tier(rangecoder *rc, tier_job *job)
     uint8_t *qmap = mbcbf + (size_t)mbw * mbh;
     uint8_t *cbf_c[2] = {cbf_c0, cbf_c1}, *cbf_ck[2] = {cbf_ck0, cbf_ck1};
     tier_contexts *ctx = job->ctx;
+    if (job->tier == 0) { /* adaptive quantisation: the frame's strength (loop.c derives the offsets) */
+        int aq = rc_bypass(rc, m->aq != 0);
+        if (aq)
+            aq = (int)rc_bypass_bits(rc, (uint32_t)(m->aq + AQ_STRENGTH_MAX + 1), 6) - (AQ_STRENGTH_MAX + 1);
+        if (rc->decoding)
+            m->aq = aq;
+    }
     for (int mby = 0; mby < mbh && !rc->error; mby++) {
         for (int mbx = 0; mbx < mbw; mbx++) {
             int i = mby * mbw + mbx, left = mbx > 0, top = mby > 0;

@@ -15,6 +15,9 @@
 #define LAT_C 16      /* stored channels per chroma block (15 used) */
 #define LAT_K 4       /* coarse latents per 1/16-scale position */
 #define DEQ_LIMIT (1 << 14) /* |summed dequantised latent| in 1/4 pixel is clamped to this */
+#define AQ_MAX 12     /* |per-macroblock qp offset| of adaptive quantisation */
+#define AQ_N (2 * AQ_MAX + 1)
+#define AQ_STRENGTH_MAX 31 /* adaptive-quantisation strength of a frame: -32..31, in 1/16 */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && !defined(__clang__) && \
     !defined(SNIS_NO_CLONES)
@@ -79,6 +82,10 @@ typedef struct {
     int16_t *mv;      /* (dy, dx) in half-pels */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
     uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
+    /* adaptive quantisation: the frame's strength (0: off; coded in tier 0) and the qp offset of
+       every macroblock, derived from the prediction (loop_aq_offsets) */
+    int aq;
+    int8_t *dqp;
 } motion_t;
 
 int motion_alloc(motion_t *m, int mbw, int mbh);
@@ -181,7 +188,11 @@ void rd_round_block(const tier_contexts *ctx, int cls, const int32_t *v, const i
 
 /* Quantisation (quant.c). */
 void channel_steps(int step16, int n, int32_t *steps);
-void dequantize_add(latents_t *sum, const latents_t *q, int step16, int first);
+/* The qp a macroblock quantises at: the frame's qp plus its adaptive-quantisation offset. */
+static inline int mb_qp(int qp, int dqp) { return clampi(qp + dqp, 0, 63); }
+/* sum (+)= tier `tier` of q dequantised with each macroblock's step (m: the frame's offsets). */
+void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
+                    int first);
 
 double now_us(void);
 

@@ -37,6 +37,8 @@ int loop_init(loop_t *l, const snis_params *p, const snis_weights *w)
     for (int k = 0; k < p->tiers && !err; k++)
         err |= latents_alloc(&l->q[k], l->hb, l->wb) != 0;
     err |= latents_alloc(&l->sum, l->hb, l->wb) != 0;
+    l->act = (uint32_t *)calloc((size_t)l->mbw * l->mbh, sizeof(uint32_t));
+    err |= !l->act;
     err |= motion_alloc(&l->motion, l->mbw, l->mbh) || motion_alloc(&l->prev_motion, l->mbw, l->mbh);
     err |= synth_plane_alloc(&l->sy, l->wp, l->hp, 8) || synth_plane_alloc(&l->su, l->wp / 2, l->hp / 2, 4) ||
            synth_plane_alloc(&l->sv, l->wp / 2, l->hp / 2, 4);
@@ -57,6 +59,8 @@ void loop_free(loop_t *l)
 {
     pool_destroy(l->pool);
     l->pool = NULL;
+    free(l->act);
+    l->act = NULL;
     picture_free(&l->ref);
     picture_free(&l->keyref);
     picture_free(&l->pred);
@@ -92,6 +96,74 @@ static void compensate(loop_t *l, const motion_t *m, const picture_t *ref, pictu
     pool_run(l->pool, l->mbh, mc_row, &j);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Adaptive quantisation. A macroblock's qp offset follows the log2 of the luma variance of its
+ * prediction relative to the frame's mean (x264's variance AQ measures the source; the prediction
+ * is what the decoder has before any residual, so the offsets cost no bits): strength > 0 gives
+ * flat areas finer steps and busy ones coarser, < 0 the reverse. The offsets average about 0, so
+ * the frame's qp keeps its meaning for a rate controller. Intra macroblocks predict flat grey,
+ * which says nothing: they keep offset 0 and stay out of the mean. Integer throughout. */
+
+/* log2(v) in 1/256, exact bits by repeated squaring (0 for v = 0). */
+static uint32_t ilog2_q8(uint64_t v)
+{
+    if (!v)
+        return 0;
+    int n = 63;
+    while (!(v >> n))
+        n--;
+    uint64_t x = n >= 31 ? v >> (n - 31) : v << (31 - n); /* [2^31, 2^32): the mantissa in Q31 */
+    uint32_t r = (uint32_t)n << 8;
+    for (int b = 7; b >= 0; b--) {
+        x = (x * x) >> 31;
+        if (x >= ((uint64_t)1 << 32)) {
+            x >>= 1;
+            r |= 1u << b;
+        }
+    }
+    return r;
+}
+
+static void act_row(void *arg, int mby)
+{
+    loop_t *l = (loop_t *)arg;
+    const plane_t *x = &l->pred.p[0];
+    for (int mbx = 0; mbx < l->mbw; mbx++) {
+        uint32_t sum = 0;
+        uint64_t sq = 0;
+        for (int y = 0; y < MB; y++) {
+            const uint8_t *r = x->data + (mby * MB + y) * x->stride + mbx * MB;
+            uint32_t s1 = 0, s2 = 0;
+            for (int i = 0; i < MB; i++) {
+                s1 += r[i];
+                s2 += (uint32_t)r[i] * r[i];
+            }
+            sum += s1;
+            sq += s2;
+        }
+        uint64_t energy = (uint64_t)MB * MB * sq - (uint64_t)sum * sum; /* MB^4 x variance */
+        l->act[mby * l->mbw + mbx] = ilog2_q8(energy + 1);
+    }
+}
+
+static void aq_offsets(loop_t *l, motion_t *m)
+{
+    int n = l->mbw * l->mbh, inter = 0;
+    pool_run(l->pool, l->mbh, act_row, l);
+    int64_t total = 0;
+    for (int i = 0; i < n; i++)
+        if (!m->intra[i]) {
+            total += l->act[i];
+            inter++;
+        }
+    int32_t mean = inter ? (int32_t)((total + inter / 2) / inter) : 0;
+    for (int i = 0; i < n; i++) {
+        int64_t num = (int64_t)m->aq * ((int32_t)l->act[i] - mean); /* in 1/4096 qp */
+        int64_t d = num >= 0 ? (num + 2048) / 4096 : -((-num + 2048) / 4096);
+        m->dqp[i] = m->intra[i] ? 0 : (int8_t)(d > AQ_MAX ? AQ_MAX : (d < -AQ_MAX ? -AQ_MAX : d));
+    }
+}
+
 void loop_predict(loop_t *l, int frame_type)
 {
     if (frame_type == SNIS_FRAME_I) {
@@ -99,6 +171,8 @@ void loop_predict(loop_t *l, int frame_type)
         memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
     }
     compensate(l, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
+    if (l->motion.aq)
+        aq_offsets(l, &l->motion);
 }
 
 static void synth_sum(loop_t *l, picture_t *dst)
@@ -109,18 +183,18 @@ static void synth_sum(loop_t *l, picture_t *dst)
     synthesize_add(l->pool, &l->sv, &l->wc, s->c_ac[1], s->f_c_ac[1], LAT_C, s->c_k[1], s->f_c_k[1], &dst->p[2]);
 }
 
-static void sum_tiers(loop_t *l, int from, int to, int qp, int frame_type)
+static void sum_tiers(loop_t *l, const motion_t *m, int from, int to, int qp, int frame_type)
 {
     int ratio = snis_frame_ratio(&l->p, frame_type);
     for (int k = from; k < to; k++)
-        dequantize_add(&l->sum, &l->q[k], snis_step16(qp, k, l->p.tiers, ratio), k == 0);
+        dequantize_add(&l->sum, &l->q[k], m, qp, k, l->p.tiers, ratio, k == 0);
 }
 
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
     /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
     compensate(l, m, SNIS_IS_KEY_PICTURE(l->frame_type) ? &l->keynew : &l->pred, dst);
-    sum_tiers(l, 0, tiers, l->qp, l->frame_type);
+    sum_tiers(l, m, 0, tiers, l->qp, l->frame_type);
     synth_sum(l, dst);
 }
 
@@ -130,7 +204,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
     int key = frame_type != SNIS_FRAME_P;
     l->frame_type = frame_type;
     l->qp = qp;
-    sum_tiers(l, 0, 1, qp, frame_type);
+    sum_tiers(l, &l->motion, 0, 1, qp, frame_type);
     if (key && ntiers == 1) {
         synth_sum(l, &l->pred);
         picture_copy(&l->keynew, &l->pred);
@@ -139,7 +213,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
             picture_copy(&l->keynew, &l->pred);
             synth_sum(l, &l->keynew);
         }
-        sum_tiers(l, 1, ntiers, qp, frame_type);
+        sum_tiers(l, &l->motion, 1, ntiers, qp, frame_type);
         synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
     }
     picture_t t = l->ref;

@@ -23,13 +23,15 @@ typedef struct {
     motion_t motion, prev_motion;
     synth_plane sy, su, sv;
     tier_contexts ctx[SNIS_MAX_TIERS];
+    uint32_t *act; /* per macroblock: log2 of the prediction's luma variance, 1/256 */
     snis_stats stats;
     int frame_type, qp; /* of the last frame */
 } loop_t;
 
 int loop_init(loop_t *l, const snis_params *p, const snis_weights *w);
 void loop_free(loop_t *l);
-/* The prediction of a frame of this type into l->pred (motion in l->motion). */
+/* The prediction of a frame of this type into l->pred (motion in l->motion), and the
+ * macroblocks' adaptive-quantisation offsets (l->motion.dqp) if l->motion.aq is set. */
 void loop_predict(loop_t *l, int frame_type);
 /* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. */
 void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers);

@@ -49,35 +49,62 @@ void channel_steps(int step16, int n, int32_t *steps)
 
 static inline int16_t clamp_sum(int32_t v) { return (int16_t)clampi(v, -DEQ_LIMIT, DEQ_LIMIT); }
 
-SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, size_t blocks,
-                               int stride, int nch, const int32_t *steps, int first)
+/* The channel steps of one block kind at every qp offset a frame may use. */
+typedef struct {
+    const int32_t *steps[AQ_N];
+} kind_steps;
+
+/* Blocks of one kind; block (i, j) belongs to macroblock (i / per_mb, j / per_mb). */
+SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, int hb, int wb,
+                               int per_mb, const motion_t *m, int stride, int nch, const kind_steps *ks, int first)
 {
     if (first)
-        memset(fsum, 0, blocks);
-    for (size_t b = 0; b < blocks; b++) {
-        if (!fq[b])
-            continue;
-        int16_t *s = sum + b * (size_t)stride;
-        const int16_t *x = q + b * (size_t)stride;
-        int fresh = !fsum[b];
-        for (int c = 0; c < nch; c++) {
-            int32_t v = dequant1(x[c], steps[c]);
-            s[c] = clamp_sum(fresh ? v : s[c] + v);
+        memset(fsum, 0, (size_t)hb * wb);
+    for (int i = 0; i < hb; i++) {
+        const int8_t *drow = m->dqp + (size_t)(i / per_mb) * m->mbw;
+        for (int j = 0; j < wb; j++) {
+            size_t b = (size_t)i * wb + j;
+            if (!fq[b])
+                continue;
+            const int32_t *steps = ks->steps[m->aq ? clampi(drow[j / per_mb], -AQ_MAX, AQ_MAX) + AQ_MAX : AQ_MAX];
+            int16_t *s = sum + b * (size_t)stride;
+            const int16_t *x = q + b * (size_t)stride;
+            int fresh = !fsum[b];
+            for (int c = 0; c < nch; c++) {
+                int32_t v = dequant1(x[c], steps[c]);
+                s[c] = clamp_sum(fresh ? v : s[c] + v);
+            }
+            fsum[b] = 1;
         }
-        fsum[b] = 1;
     }
 }
 
-void dequantize_add(latents_t *sum, const latents_t *q, int step16, int first)
+void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
+                    int first)
 {
-    int32_t sy[63], sc[15], sk[4] = {step16, step16, step16, step16};
-    channel_steps(step16, 8, sy);
-    channel_steps(step16, 4, sc);
-    size_t nb = (size_t)q->hb * q->wb, nk = (size_t)(q->hb / 2) * (q->wb / 2);
-    deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, nb, LAT_Y, 63, sy, first);
-    deq_plane(sum->y_k, sum->f_y_k, q->y_k, q->f_y_k, nk, LAT_K, 4, sk, first);
+    /* steps of the offsets the frame uses: all of them with adaptive quantisation, else offset 0 */
+    int32_t sy[AQ_N][63], sc[AQ_N][15], sk[AQ_N][4];
+    kind_steps ky, kc, kk;
+    for (int d = -AQ_MAX; d <= AQ_MAX; d++) {
+        int a = d + AQ_MAX;
+        if (d && !m->aq) {
+            ky.steps[a] = kc.steps[a] = kk.steps[a] = NULL;
+            continue;
+        }
+        int step16 = snis_step16(mb_qp(qp, d), tier, tiers, ratio);
+        channel_steps(step16, 8, sy[a]);
+        channel_steps(step16, 4, sc[a]);
+        for (int c = 0; c < 4; c++)
+            sk[a][c] = step16;
+        ky.steps[a] = sy[a];
+        kc.steps[a] = sc[a];
+        kk.steps[a] = sk[a];
+    }
+    int hb = q->hb, wb = q->wb;
+    deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, hb, wb, 4, m, LAT_Y, 63, &ky, first);
+    deq_plane(sum->y_k, sum->f_y_k, q->y_k, q->f_y_k, hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
     for (int p = 0; p < 2; p++) {
-        deq_plane(sum->c_ac[p], sum->f_c_ac[p], q->c_ac[p], q->f_c_ac[p], nb, LAT_C, 15, sc, first);
-        deq_plane(sum->c_k[p], sum->f_c_k[p], q->c_k[p], q->f_c_k[p], nk, LAT_K, 4, sk, first);
+        deq_plane(sum->c_ac[p], sum->f_c_ac[p], q->c_ac[p], q->f_c_ac[p], hb, wb, 4, m, LAT_C, 15, &kc, first);
+        deq_plane(sum->c_k[p], sum->f_c_k[p], q->c_k[p], q->f_c_k[p], hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
     }
 }

@@ -84,6 +84,9 @@ typedef struct {
                          x bits (rate-aware rounding) instead of the fixed dead zone */
     int mb_rd;        /* 1: a macroblock whose coded levels (all tiers) are worth less than lambda
                          times their estimated bits codes nothing */
+    int aq_strength;  /* adaptive quantisation, in 1/16: a macroblock's qp offset is this times the
+                         log2 of its prediction's luma variance over the frame's mean log2 variance (flat areas
+                         finer, busy textures coarser); 0: off (docs/BITSTREAM.md) */
 } snis_tuning;
 
 typedef struct {
