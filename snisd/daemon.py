@@ -269,6 +269,7 @@ class Daemon:
         )
         if sender is not None:
             sender.request_keyframe = pipeline.request_keyframe
+            sender.capture_ms = pipeline.capture_ms  # latency figures from capture, not from the sink
         log.info(
             "camera %s, %d tiers at %s, %s%s",
             source.describe(),

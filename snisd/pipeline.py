@@ -33,6 +33,8 @@ log = logging.getLogger("snisd.pipeline")
 
 T = TypeVar("T")
 
+CAPTURE_TIMES = 256  # capture times kept for the sinks (frames in flight are far fewer)
+
 
 class Closed(Exception):
     """The queue was closed and is empty."""
@@ -273,6 +275,9 @@ class Pipeline:
         self.done = threading.Event()  # set when every stage has finished
         self._sinks_lock = threading.Lock()
         self._running = 0
+        # capture time (monotonic ms) of recent frames by pts, for the sender's latency figures
+        self._captured: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self._captured_lock = threading.Lock()
 
     # -- control -------------------------------------------------------------------------------
 
@@ -327,6 +332,18 @@ class Pipeline:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not any(t.is_alive() for t in self._threads)
 
+    def capture_ms(self, pts_us: int) -> float | None:
+        """When the frame with this pts left the camera (``time.monotonic()`` in ms, the clock of
+        the WebRTC sender), for the last CAPTURE_TIMES frames; None for an older or unknown one."""
+        with self._captured_lock:
+            return self._captured.get(pts_us)
+
+    def _note_capture(self, pts_us: int) -> None:
+        with self._captured_lock:
+            self._captured[pts_us] = time.monotonic() * 1000.0
+            while len(self._captured) > CAPTURE_TIMES:
+                self._captured.popitem(last=False)
+
     @property
     def progress(self) -> int:
         """A counter that moves while frames flow (what the watchdog looks at)."""
@@ -344,6 +361,7 @@ class Pipeline:
                     if self._stop.is_set():
                         break
                     raise
+                self._note_capture(frame.pts_us)
                 self.capture.record((time.perf_counter() - t0) * 1e3)
                 self.capture.frames_in += 1
                 self.capture.dropped = int(getattr(self.source, "dropped", 0))

@@ -292,33 +292,47 @@ class Stream:
 
     def _on_decoded(self, frame, ef: EncodedFrame, t_released: float, tiers: int, decode_ms: float) -> None:
         """Decoder thread: one picture."""
-        self._note_latency(ef.pts_us)
+        shown_ms = receiver_clock_ms()
+        latency = self._note_latency(ef.pts_us, shown_ms)
         if self.on_decoded is not None:
             self.on_decoded(self, frame, t_released)
         if self.frame_log is not None:
+            best = self.clock.best()
             self.frame_log.write(
                 {
                     "stream": self.id,
                     "frame_no": _frame_no(ef),
+                    "pts_us": ef.pts_us,
                     "tiers": tiers,
                     "received_tiers": len(ef.tiers),
+                    "bytes": sum(len(t) for t in ef.tiers),
                     "keyframe": ef.keyframe,
                     "hash": frame_hash(frame),
                     "t_released": t_released,
                     "decode_ms": round(decode_ms, 3),
                     "t": time.time(),
+                    # the receiver clock when it was shown, and what places it on the sender's
+                    # capture timeline: the sender's capture epoch and the clock offset estimate
+                    "t_shown_ms": round(shown_ms, 3),
+                    "e2e_ms": None if latency is None else round(latency, 3),
+                    "capture_epoch_ms": self.sender_report.get("capture_epoch_ms"),
+                    "capture_epoch_from": self.sender_report.get("capture_epoch_from"),
+                    "clock_offset_ms": None if best is None else round(best.offset_ms, 3),
+                    "clock_rtt_ms": None if best is None else round(best.rtt_ms, 3),
                 }
             )
 
-    def _note_latency(self, pts_us: int) -> None:
-        """Capture-to-display latency of a picture decoded now: its capture time on the sender's
-        clock (the sender's capture epoch plus the pts), moved to this clock by the offset."""
+    def _note_latency(self, pts_us: int, now_ms: float) -> float | None:
+        """Capture-to-display latency of a picture shown at `now_ms` (this clock): its capture
+        time on the sender's clock (the sender's capture epoch plus the pts), moved to this clock
+        by the offset. None before the first epoch and pong."""
         epoch = self.sender_report.get("capture_epoch_ms")
         best = self.clock.best()
         if not isinstance(epoch, (int, float)) or best is None:
-            return
-        captured = epoch + pts_us / 1000.0 - best.offset_ms
-        self.latency.add(receiver_clock_ms() - captured)
+            return None
+        latency = now_ms - (epoch + pts_us / 1000.0 - best.offset_ms)
+        self.latency.add(latency)
+        return latency
 
     def latency_stats(self) -> dict[str, Any]:
         best = self.clock.best()
