@@ -96,6 +96,30 @@ def test_pipeline_runs_and_counts():
     assert st["encode"]["p95_ms"] >= st["encode"]["p50_ms"] >= 0
 
 
+def test_sinks_get_each_frames_capture_time():
+    """Pipeline.capture_ms(pts): when the frame left the camera, on the sender's clock (monotonic
+    ms), before the sink saw it; only recent frames are kept."""
+    from snisd.pipeline import CAPTURE_TIMES
+
+    seen: list[tuple[float | None, float]] = []
+
+    class TimingSink(ListSink):
+        def write(self, frame: EncodedFrame) -> None:
+            seen.append((p.capture_ms(frame.pts_us), time.monotonic() * 1000.0))
+            super().write(frame)
+
+    src = SyntheticSource(64, 48, fps=200)
+    src.open()
+    start = time.monotonic() * 1000.0
+    p = Pipeline(src, DoubleEncoder(64, 48), [TimingSink()], max_frames=CAPTURE_TIMES + 40, queue_size=512)
+    p.start()
+    assert p.done.wait(20) and p.join(1)
+    assert len(seen) == CAPTURE_TIMES + 40
+    assert all(c is not None and start <= c <= at for c, at in seen)
+    assert p.capture_ms(0) is None  # the oldest frames were forgotten
+    assert p.capture_ms(123456789) is None
+
+
 def test_slow_encoder_drops_oldest_frames_not_latency():
     src = SyntheticSource(64, 48, fps=100)
     src.open()

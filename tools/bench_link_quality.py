@@ -611,14 +611,15 @@ def command_line(args) -> str:
 def section(results: list[dict], meta: dict, heading: str) -> str:
     lines = [
         BEGIN,
-        f"{heading} Delivered quality (VMAF of what the viewer sees, shaped links)",
+        heading,
         "",
         "    " + meta["command"],
         "",
         f"Clip: {meta['clip']} ({meta['width']}x{meta['height']}, {meta['fps']:g} fps, {meta['clip_frames']} frames, "
         f"looped), {meta['duration']:g} s scored per run after a {meta['warmup']:g}-s warm-up, playout deadline "
         f"capture + {meta['playout_ms']:g} ms; {meta['when']}, commit {meta['commit']}, load average during the runs "
-        f"{meta['load']}. The method and its limits: docs/ADAPTATION.md, \"Delivered quality\".",
+        f"{meta['load']}. Written by the command above; the method and its limits: docs/ADAPTATION.md, "
+        "\"Delivered quality\".",
         "",
         tables(results),
         "",
@@ -632,7 +633,8 @@ def write_docs(results: list[dict], meta: dict, plot_src: Path) -> None:
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plot_src, img / "link_quality.png")
-    for name, heading in (("BENCHMARKS.md", "##"), ("ADAPTATION.md", "##")):
+    for name, heading in (("BENCHMARKS.md", "## Delivered quality over shaped links (VMAF of what the viewer sees)"),
+                          ("ADAPTATION.md", "### Measured")):
         path = ROOT / "docs" / name
         old = path.read_text()
         body = section(results, meta, heading)
