@@ -577,6 +577,7 @@ def plot(results: list[dict], path: Path) -> None:
             v = step[0]["vmaf_per_second"]
             bx.plot(range(len(v)), v, color=colors[s], label=f"{SENDER_TITLES[s]} (mean {step[0]['vmaf']:.1f})")
     ax.set_xscale("log")
+    ax.set_ylim(0, 100)
     ax.set_xlabel("link rate, kbit/s")
     ax.set_ylabel("delivered VMAF")
     ax.set_title("steady links", fontsize=10)
@@ -589,6 +590,7 @@ def plot(results: list[dict], path: Path) -> None:
         bx.set_title(SCENARIOS["step"].title, fontsize=10)
         bx.set_xlabel("s")
         bx.set_ylabel("VMAF per second")
+        bx.set_ylim(0, 100)
         bx.grid(True, alpha=0.3)
         bx.legend(fontsize=7)
     else:
@@ -614,6 +616,8 @@ def command_line(args) -> str:
         cmd += f" --senders {args.senders}"
     if args.playout_ms != 400:
         cmd += f" --playout-ms {args.playout_ms:g}"
+    if args.also_playout_ms != [1000.0]:
+        cmd += " --also-playout-ms " + (",".join(f"{v:g}" for v in args.also_playout_ms) or "''")
     if args.size != "1280x720":
         cmd += f" --size {args.size}"
     if args.snisd_config:
