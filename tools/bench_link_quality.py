@@ -57,7 +57,7 @@ sys.path.insert(0, str(TOOLS))
 sys.path.insert(0, str(ROOT))
 
 import linkscore as ls  # noqa: E402
-from bench_adaptation import Link, env, netns_unavailable  # noqa: E402
+from bench_adaptation import Link, netns_unavailable  # noqa: E402  (the adaptation benchmark's link)
 
 SENDERS = ("snisd", "vp8", "h264")
 SENDER_TITLES = {"snisd": "snisd", "vp8": "aiortc VP8", "h264": "aiortc H.264"}
@@ -148,6 +148,11 @@ class RunData:
     counters: list[tuple[float, int, int, int]]  # (monotonic ms, tx bytes, rx bytes, tbf drops)
     stop_ms: float
     notes: dict = field(default_factory=dict)
+
+
+def env() -> dict[str, str]:
+    """The environment of the processes started here: this checkout's snisd first."""
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
 def _popen(cmd: list[str], tmp: Path, name: str, extra_env: dict | None = None) -> subprocess.Popen:
