@@ -29,6 +29,16 @@ class Encoder:
         multipliers: tuple[bytes, bytes, bytes, bytes],
         zero_points: tuple[bytes, bytes, bytes, bytes],
     ) -> tuple[bytes, ...]: ...
+    def intra_begin(self, y: Any, u: Any, v: Any, qp: int) -> None: ...
+    def intra_band(
+        self,
+        band: int,
+        latents: tuple[Any, Any, Any, Any] | None,
+        multipliers: tuple[bytes, ...],
+        zero_points: tuple[bytes, ...],
+        ystrip: Any,
+        uvstrip: Any,
+    ) -> None: ...
     def reconstruction(self, tiers: int, y: Any, u: Any, v: Any) -> None: ...
     def stats(self) -> dict[str, float]: ...
 

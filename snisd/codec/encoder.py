@@ -42,7 +42,9 @@ class Tuning:
     rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
     skip of macroblocks of at most `mb_rd` levels; 0 turns each off; and the
     adaptive-quantisation strength in 1/16 (a macroblock's qp offset per octave of its prediction's
-    luma variance over the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off)."""
+    luma variance over the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off); and whether intra
+    macroblocks use intra prediction (1; keyframes are then coded in bands, one analysis per
+    macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md)."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -58,6 +60,7 @@ class Tuning:
     rdoq: int = 0
     mb_rd: int = 0
     aq_strength: int = 0
+    intra_pred: int = 0
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
@@ -240,6 +243,30 @@ class Encoder:
         key, switch = self._next_type(force_keyframe)
         return "I" if key else ("K" if switch else "P")
 
+    def _keyframe_in_bands(self, frame: Frame, qp: int, t0: float) -> tuple[float, float, tuple]:
+        """A keyframe with intra prediction: one macroblock row at a time, each predicted from the
+        reconstruction of the rows above, so the analysis runs on one strip per band
+        (docs/CODEC.md). Returns the clock after the core's work, that plus the analysis time,
+        and the payloads (the clocks as encode() keeps them)."""
+        band_rows = _native.ALIGN
+        ystrip, uvstrip = self.analysis.input_buffers(band_rows, self.wp)
+        self._core.intra_begin(frame.y, frame.u, frame.v, qp)
+        analysis_s = 0.0
+        lat = None
+        mults: tuple = ()
+        zps: tuple = ()
+        for band in range(self.hp // band_rows):
+            self._core.intra_band(band, lat, mults, zps, ystrip, uvstrip)
+            ta = time.perf_counter()
+            out = self.analysis(ystrip, uvstrip)
+            analysis_s += time.perf_counter() - ta
+            mults, zps = self._multipliers(out)
+            lat = (out.y_ac, out.y_coarse, out.c_ac, out.c_coarse)
+        assert lat is not None  # a padded picture has at least one band
+        payloads = self._core.code(lat, mults, zps)
+        t1 = time.perf_counter() - analysis_s
+        return t1, t1 + analysis_s, payloads
+
     def encode(self, frame: Frame, force_keyframe: bool = False, qp: int | None = None) -> EncodedFrame:
         cfg = self.config
         if (frame.width, frame.height) != (cfg.width, cfg.height):
@@ -251,12 +278,15 @@ class Encoder:
         self._force_key = False
         t0 = time.perf_counter()
         ftype = 0 if key else (FRAME_K if switch else 1)
-        self._core.predict(frame.y, frame.u, frame.v, ftype, qp, self._ypad, self._uvpad)
-        t1 = time.perf_counter()
-        out = self.analysis(self._ypad, self._uvpad)
-        t2 = time.perf_counter()
-        mults, zps = self._multipliers(out)
-        payloads = self._core.code((out.y_ac, out.y_coarse, out.c_ac, out.c_coarse), mults, zps)
+        if key and cfg.tuning.intra_pred:
+            t1, t2, payloads = self._keyframe_in_bands(frame, qp, t0)
+        else:
+            self._core.predict(frame.y, frame.u, frame.v, ftype, qp, self._ypad, self._uvpad)
+            t1 = time.perf_counter()
+            out = self.analysis(self._ypad, self._uvpad)
+            t2 = time.perf_counter()
+            mults, zps = self._multipliers(out)
+            payloads = self._core.code((out.y_ac, out.y_coarse, out.c_ac, out.c_coarse), mults, zps)
         t3 = time.perf_counter()
         st = self._core.stats()
         if switch:

@@ -72,7 +72,7 @@ def main() -> int:
         for tiers in (1, 2, 3):
             # adaptive quantisation (both signs of the strength) at the middle qp
             for qp, aq in ((18, 0), (30, 0), (42, 0), (30, 8), (30, -8)):
-                tuning = Tuning(aq_strength=aq)
+                tuning = Tuning(aq_strength=aq, intra_pred=1)  # intra prediction's syntax too
                 enc = Encoder(EncoderConfig(w, h, 25, 1, tiers=tiers, qp=qp, tier_ratio=8, switch_interval=3,
                                             tuning=tuning))
                 coded = [enc.encode(f) for f in frames]

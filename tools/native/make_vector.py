@@ -38,10 +38,11 @@ MAGIC = b"SNISTV01"
 
 def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8, tiers: int = 3,
                  qp: int = 30) -> None:
-    # adaptive quantisation on (it is off by default), so the cross-platform check covers its
-    # offsets: they are derived from the prediction on both ends and must agree bit for bit
+    # adaptive quantisation and intra prediction on (both off by default), so the cross-platform
+    # check covers them: AQ's offsets are derived from the prediction on both ends and must agree
+    # bit for bit; intra prediction codes keyframes in bands
     enc = Encoder(EncoderConfig(width, height, 25, 1, tiers=tiers, qp=qp, switch_interval=3,
-                                tuning=Tuning(aq_strength=8)))
+                                tuning=Tuning(aq_strength=8, intra_pred=1)))
     seq = enc.sequence_header
     parts = [MAGIC, struct.pack("<6I", width, height, tiers, seq.tier_step_log2, frames, len(enc.synthesis.packed)),
              enc.synthesis.packed]

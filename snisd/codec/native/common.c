@@ -144,12 +144,13 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
     m->mbh = mbh;
     size_t n = (size_t)mbw * mbh;
     m->intra = (uint8_t *)calloc(n, 1);
+    m->imode = (uint8_t *)calloc(n, 1);
     m->mv = (int16_t *)calloc(n * 2, sizeof(int16_t));
     m->skip = (uint8_t *)calloc(n, 1);
     m->sad = (uint32_t *)calloc(n, sizeof(uint32_t));
     m->aq = 0;
     m->dqp = (int8_t *)calloc(n, 1);
-    if (!m->intra || !m->mv || !m->skip || !m->sad || !m->dqp) {
+    if (!m->intra || !m->imode || !m->mv || !m->skip || !m->sad || !m->dqp) {
         motion_free(m);
         return SNIS_E_NOMEM;
     }
@@ -159,6 +160,8 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
 void motion_free(motion_t *m)
 {
     free(m->intra);
+    free(m->imode);
+    m->imode = NULL;
     free(m->mv);
     free(m->skip);
     free(m->sad);

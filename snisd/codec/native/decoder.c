@@ -63,7 +63,9 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         }
     }
     double t1 = now_us();
-    loop_predict(l, frame_type);
+    loop_predict(l, frame_type, NULL, 0, 0);
+    if (frame_type == SNIS_FRAME_I)
+        loop_intra_frame(l, qp);
     double t2 = now_us();
     loop_reconstruct(l, frame_type, qp, ntiers);
     if (out) {

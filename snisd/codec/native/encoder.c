@@ -3,6 +3,7 @@
  * snis_encoder_code() (the caller's int8 LiteRT model). */
 #include <stdlib.h>
 
+#include "intra.h"
 #include "loop.h"
 #include "rangecoder.h"
 #include "simd.h"
@@ -22,6 +23,9 @@ struct snis_encoder {
     /* residual output of stage 1 */
     int8_t *ypad, *uvpad;
     ptrdiff_t ys, uvs, uvps;
+    /* a keyframe coded in bands (snis_encoder_intra_begin) */
+    int band_open, band, lambda;
+    struct quant_job *bq; /* quantiser tables of the bands */
 };
 
 void snis_default_tuning(snis_tuning *t)
@@ -40,6 +44,7 @@ void snis_default_tuning(snis_tuning *t)
     t->rdoq = 0;
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
     t->aq_strength = 0;  /* off: no strength won on VMAF across the test clips (docs/BENCHMARKS.md) */
+    t->intra_pred = 0; /* off: it does not pay with the current entropy model (docs/CODEC.md) */
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
@@ -94,6 +99,7 @@ void snis_encoder_destroy(snis_encoder *e)
     picture_free(&e->cur);
     free((void *)e->row_done);
     free(e->qsets);
+    free(e->bq);
     for (int k = 0; k < SNIS_MAX_TIERS; k++)
         free(e->buf[k]);
     free(e);
@@ -182,6 +188,18 @@ static void pad_symmetric(int8_t *base, ptrdiff_t rs, int w, int h, int ctx)
     }
 }
 
+/* lambda = scale * sqrt(base * top step), in SAD per bit */
+static int frame_lambda(const snis_encoder *e, int top, int base)
+{
+    double lam = e->t.lambda_q4 / 16.0;
+    uint64_t bt = (uint64_t)base * (uint64_t)top;
+    uint64_t r = 0;
+    while ((r + 1) * (r + 1) <= bt)
+        r++;
+    int lambda = (int)(lam * (double)r / 16.0 + 0.5);
+    return lambda < 1 ? 1 : lambda;
+}
+
 int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_type, int qp, int8_t *ypad,
                          ptrdiff_t ypad_stride, int8_t *uvpad, ptrdiff_t uv_stride, ptrdiff_t uv_plane_stride)
 {
@@ -207,17 +225,8 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     /* skip threshold: mean |residual| per sample below skip_sad_q8/256 of the top step (in pixels) */
     uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q8 / 4096);
     uint32_t me_exit = (uint32_t)((uint64_t)MB * MB * (uint64_t)e->t.me_exit_q4 / 16);
+    int lambda = frame_lambda(e, top, base);
     if (frame_type != SNIS_FRAME_I) {
-        /* lambda = scale * sqrt(base * top step), in SAD per bit */
-        double lam = e->t.lambda_q4 / 16.0;
-        int lambda = 1;
-        uint64_t bt = (uint64_t)base * (uint64_t)top;
-        uint64_t r = 0;
-        while ((r + 1) * (r + 1) <= bt)
-            r++;
-        lambda = (int)(lam * (double)r / 16.0 + 0.5);
-        if (lambda < 1)
-            lambda = 1;
         for (int r2 = 0; r2 < l->mbh; r2++)
             e->row_done[r2] = 0;
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
@@ -225,10 +234,18 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         pool_run(l->pool, l->mbh, me_row, &job);
     }
     double t1 = now_us();
+    if (e->band_open) { /* a keyframe in bands was abandoned */
+        loop_clear_synthesis(l);
+        e->band_open = 0;
+    }
+    if (frame_type == SNIS_FRAME_I) {
+        memset(l->motion.imode, INTRA_GREY, (size_t)l->mbw * l->mbh);
+        l->ipred_valid = 0;
+    }
     /* adaptive quantisation (loop_predict derives the offsets): not on keyframes, whose grey
        prediction says nothing about the picture */
     l->motion.aq = frame_type == SNIS_FRAME_I ? 0 : clampi(e->t.aq_strength, -AQ_STRENGTH_MAX - 1, AQ_STRENGTH_MAX);
-    loop_predict(l, frame_type);
+    loop_predict(l, frame_type, &e->cur, lambda, e->t.intra_pred);
     res_job rj;
     rj.e = e;
     rj.allow_skip = frame_type != SNIS_FRAME_I;
@@ -286,10 +303,11 @@ struct quant_set {
 };
 static size_t sizeof_quant_set(void) { return sizeof(quant_set); }
 
-typedef struct {
+typedef struct quant_job {
     snis_encoder *e;
     const snis_latents *lat;
     const quant_set *set[AQ_N]; /* by macroblock qp offset + AQ_MAX; only the offsets in use */
+    int row0; /* the macroblock row of the latents' first row (a band's latents) */
 } quant_job;
 
 #define A_MAX 0xFFFF /* |latent| + offset is clamped to 16 bits (real latents stay below 2^15) */
@@ -538,7 +556,8 @@ static int mb_rd_drop(snis_encoder *e, quant_job *j, const quant_set *qs, int mb
                     any |= mp->flag(&l->q[k])[b];
                 if (!any)
                     continue;
-                const int8_t *src = mp->t->data + mp->plane + bi * mp->t->stride_i + bj * mp->t->stride_j;
+                int ti = bi - j->row0 * mp->grid; /* the row in the latents (a band's: row0) */
+                const int8_t *src = mp->t->data + mp->plane + ti * mp->t->stride_i + bj * mp->t->stride_j;
                 int32_t r[64];
                 for (int c = 0; c < st->nch; c++)
                     r[c] = to16(src[c] - mp->t->zp[c], st->mult8[c]);
@@ -597,6 +616,7 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_ac;
+                bi -= 4 * j->row0; /* the row in the latents */
                 quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_Y, b, d_yac, f_yac, &qs->ac_y, pm);
                 t = &lat->c_ac;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
@@ -613,6 +633,7 @@ static void quant_row(void *arg, int mby)
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_coarse;
+                bi -= 2 * j->row0;
                 quant_block(e, t, t->data + bi * t->stride_i + bj * t->stride_j, LAT_K, b, d_yk, f_yk, &qs->coarse, pm);
                 t = &lat->c_coarse;
                 const int8_t *s0 = t->data + bi * t->stride_i + bj * t->stride_j;
@@ -652,6 +673,143 @@ static void entropy_tier(void *arg, int k)
     j->status[k] = st;
 }
 
+/* The tables of a keyframe in bands: offset 0 only (no adaptive quantisation on keyframes). */
+static void make_tables(quant_job *qj, const snis_latents *lat)
+{
+    snis_encoder *e = qj->e;
+    quant_set *qs = &e->qsets[AQ_MAX];
+    make_table(&qs->ac_y, 8, e, e->qp, 0, &lat->y_ac, 0);
+    make_table(&qs->ac_c, 4, e, e->qp, 0, &lat->c_ac, 1);
+    make_table(&qs->coarse, 4, e, e->qp, 1, &lat->y_coarse, 2);
+    make_table(&qs->coarse_c, 4, e, e->qp, 1, &lat->c_coarse, 3);
+    qj->set[AQ_MAX] = qs;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Keyframes in bands (snis.h): each band is predicted from the tier-0 reconstruction above it. */
+
+int snis_encoder_intra_begin(snis_encoder *e, const snis_image_in *frame, int qp)
+{
+    if (!e || !frame || qp < 0 || qp > 63)
+        return SNIS_E_ARG;
+    loop_t *l = &e->l;
+    if (e->band_open)
+        loop_clear_synthesis(l);
+    double t0 = now_us();
+    e->frame_type = SNIS_FRAME_I;
+    e->qp = qp;
+    load_input(e, frame);
+    int n = l->mbw * l->mbh;
+    memset(l->motion.intra, 1, (size_t)n);
+    memset(l->motion.imode, INTRA_GREY, (size_t)n);
+    memset(l->motion.mv, 0, (size_t)n * 2 * sizeof(int16_t));
+    memset(l->motion.skip, 0, (size_t)n);
+    memset(l->motion.sad, 0, (size_t)n * sizeof(uint32_t));
+    l->motion.aq = 0; /* as stage 1 of a keyframe */
+    int ratio = snis_frame_ratio(&l->p, SNIS_FRAME_I);
+    e->lambda = frame_lambda(e, snis_step16(qp, l->p.tiers - 1, l->p.tiers, ratio), snis_step16(qp, 0, l->p.tiers, ratio));
+    e->band = 0;
+    e->band_open = 1;
+    e->predicted = 0;
+    l->ipred_valid = 0;
+    l->stats.frame_type = SNIS_FRAME_I;
+    l->stats.skipped_mbs = 0;
+    l->stats.intra_mbs = n;
+    l->stats.motion_us = 0;
+    l->stats.predict_us = now_us() - t0;
+    l->stats.quantize_us = 0;
+    return SNIS_OK;
+}
+
+/* Quantise band b's latents (all tiers), and its tier 0 into the band synthesis. */
+static int band_latents(snis_encoder *e, int b, const snis_latents *lat)
+{
+    loop_t *l = &e->l;
+    if (!lat || !lat->y_ac.data || !lat->y_coarse.data || !lat->c_ac.data || !lat->c_coarse.data)
+        return SNIS_E_ARG;
+    double t0 = now_us();
+    if (!e->bq) {
+        e->bq = (quant_job *)calloc(1, sizeof(quant_job));
+        if (!e->bq)
+            return SNIS_E_NOMEM;
+    }
+    quant_job *qj = e->bq;
+    qj->e = e;
+    qj->lat = lat;
+    qj->row0 = b;
+    if (b == 0) /* the tables depend on the qp and the model's scales: once per keyframe */
+        make_tables(qj, lat);
+    quant_row(qj, b);
+    int ratio = snis_frame_ratio(&l->p, SNIS_FRAME_I);
+    dequantize_mb_row(&l->sum, &l->q[0], &l->motion, snis_step16(e->qp, 0, l->p.tiers, ratio), b);
+    double t1 = now_us();
+    loop_intra_band(l, b);
+    l->stats.quantize_us += t1 - t0;
+    l->stats.predict_us += now_us() - t1;
+    return SNIS_OK;
+}
+
+/* The residual of band b with its analysis context: symmetric extension at the picture's sides,
+ * top and bottom; above the band the residual of the band above, below it the residual of the
+ * next band's guessed prediction. Both neighbours' analyses must see the same residual where
+ * their lapped windows overlap, or the synthesis does not cancel there (a wrong guess, or the
+ * reconstruction error instead of the residual above, cost 3..7 dB on a test keyframe). */
+static void write_strip(snis_encoder *e, int b, int8_t *ystrip, ptrdiff_t ys, int8_t *uvstrip, ptrdiff_t uvs,
+                        ptrdiff_t uvps)
+{
+    loop_t *l = &e->l;
+    for (int c = 0; c < 3; c++) {
+        const plane_t *x = &e->cur.p[c], *pr = &l->pred.p[c];
+        int size = c ? MB / 2 : MB, ctx = c ? SNIS_CHROMA_CTX : SNIS_LUMA_CTX, w = x->w;
+        int8_t *base = c ? uvstrip + (c - 1) * uvps : ystrip;
+        ptrdiff_t rs = c ? uvs : ys;
+        int y0 = b * size, y1 = y0 + size;
+        for (int r = 0; r < size + 2 * ctx; r++) {
+            int y = y0 - ctx + r;
+            int last = b + 1 == l->mbh;
+            y = y < 0 ? -1 - y : (last && y >= y1 ? 2 * y1 - 1 - y : y);
+            const uint8_t *xr = x->data + y * x->stride, *pp = pr->data + y * pr->stride;
+            int8_t *o = base + r * rs;
+            for (int xx = 0; xx < w; xx++) {
+                int d = xr[xx] - pp[xx];
+                o[ctx + xx] = (int8_t)(d < -128 ? -128 : (d > 127 ? 127 : d));
+            }
+            for (int m = 0; m < ctx; m++) {
+                o[ctx - 1 - m] = o[ctx + m];
+                o[ctx + w + m] = o[ctx + w - 1 - m];
+            }
+        }
+    }
+}
+
+int snis_encoder_intra_band(snis_encoder *e, int band, const snis_latents *lat, int8_t *ystrip, ptrdiff_t ys,
+                            int8_t *uvstrip, ptrdiff_t uvs, ptrdiff_t uvps)
+{
+    if (!e || !e->band_open || band != e->band || band >= e->l.mbh || !ystrip || !uvstrip)
+        return SNIS_E_ARG;
+    loop_t *l = &e->l;
+    if (ys < l->wp + 2 * SNIS_LUMA_CTX || uvs < l->wp / 2 + 2 * SNIS_CHROMA_CTX ||
+        uvps < uvs * (MB / 2 + 2 * SNIS_CHROMA_CTX))
+        return SNIS_E_ARG;
+    if (band > 0) {
+        int st = band_latents(e, band - 1, lat);
+        if (st != SNIS_OK)
+            return st;
+    }
+    double t0 = now_us();
+    intra_predict_band(&l->motion, band, &l->pred, &l->keynew, &e->cur, e->lambda);
+    /* the band below is not predicted yet, but the analysis of this band sees 12 of its rows:
+       give it a guess, the prediction from the source instead of the reconstruction (so the
+       lapped windows of the two bands see nearly the same residual in their overlap) */
+    if (band + 1 < l->mbh)
+        intra_predict_band(&l->motion, band + 1, &l->pred, &e->cur, &e->cur, e->lambda);
+    write_strip(e, band, ystrip, ys, uvstrip, uvs, uvps);
+    e->band++;
+    e->predicted = e->band == l->mbh;
+    l->stats.predict_us += now_us() - t0;
+    return SNIS_OK;
+}
+
 int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
 {
     if (!e || !lat || !e->predicted || !lat->y_ac.data || !lat->y_coarse.data || !lat->c_ac.data ||
@@ -659,28 +817,39 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
         return SNIS_E_ARG;
     loop_t *l = &e->l;
     double t0 = now_us();
-    quant_job qj;
-    memset(&qj, 0, sizeof(qj));
-    qj.e = e;
-    qj.lat = lat;
-    {
-        uint8_t used[AQ_N] = {0};
-        used[AQ_MAX] = 1;
-        for (int i = 0; l->motion.aq && i < l->mbw * l->mbh; i++)
-            used[l->motion.dqp[i] + AQ_MAX] = 1;
-        for (int a = 0; a < AQ_N; a++) {
-            if (!used[a])
-                continue;
-            quant_set *qs = &e->qsets[a];
-            int qp = mb_qp(e->qp, a - AQ_MAX);
-            make_table(&qs->ac_y, 8, e, qp, 0, &lat->y_ac, 0);
-            make_table(&qs->ac_c, 4, e, qp, 0, &lat->c_ac, 1);
-            make_table(&qs->coarse, 4, e, qp, 1, &lat->y_coarse, 2);
-            make_table(&qs->coarse_c, 4, e, qp, 1, &lat->c_coarse, 3);
-            qj.set[a] = qs;
+    if (e->band_open) {
+        if (e->band != l->mbh)
+            return SNIS_E_ARG;
+        int st = band_latents(e, l->mbh - 1, lat);
+        if (st != SNIS_OK)
+            return st;
+        picture_copy(&l->ipred, &l->pred);
+        l->ipred_valid = 1;
+        e->band_open = 0;
+    } else {
+        quant_job qj;
+        memset(&qj, 0, sizeof(qj));
+        qj.e = e;
+        qj.lat = lat;
+        {
+            uint8_t used[AQ_N] = {0};
+            used[AQ_MAX] = 1;
+            for (int i = 0; l->motion.aq && i < l->mbw * l->mbh; i++)
+                used[l->motion.dqp[i] + AQ_MAX] = 1;
+            for (int a = 0; a < AQ_N; a++) {
+                if (!used[a])
+                    continue;
+                quant_set *qs = &e->qsets[a];
+                int qp = mb_qp(e->qp, a - AQ_MAX);
+                make_table(&qs->ac_y, 8, e, qp, 0, &lat->y_ac, 0);
+                make_table(&qs->ac_c, 4, e, qp, 0, &lat->c_ac, 1);
+                make_table(&qs->coarse, 4, e, qp, 1, &lat->y_coarse, 2);
+                make_table(&qs->coarse_c, 4, e, qp, 1, &lat->c_coarse, 3);
+                qj.set[a] = qs;
+            }
         }
+        pool_run(l->pool, l->mbh, quant_row, &qj);
     }
-    pool_run(l->pool, l->mbh, quant_row, &qj);
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)
         for (int k = 0; k < l->p.tiers; k++)
@@ -699,7 +868,7 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     l->motion = t;
     if (e->frame_type == SNIS_FRAME_I)
         memset(l->prev_motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
-    l->stats.quantize_us = t1 - t0;
+    l->stats.quantize_us = e->frame_type == SNIS_FRAME_I && l->ipred_valid ? l->stats.quantize_us + (t1 - t0) : t1 - t0;
     l->stats.entropy_us = t2 - t1;
     e->predicted = 0;
     return SNIS_OK;

@@ -13,11 +13,12 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "intra.h"
 #include "rangecoder.h"
 
 enum {
     CTX_MODE = 0,    /* 3 */
-    /* 3 .. 14 free */
+    CTX_IMODE = 3,   /* 2 (mode == most probable one) + 7 (binary tree of the mode); 12 .. 14 free */
     CTX_MVZERO = 15, /* 2 x 3 */
     CTX_MVMAG = 21,  /* 2 x 8 */
     CTX_MBCBF = 40,  /* 3 neighbours x 2 intra x 2 lower tier coded it */
@@ -380,6 +381,27 @@ void rd_round_block(const tier_contexts *ctx, int cls, const int32_t *v, const i
     }
 }
 
+/* Intra mode of macroblock i: a flag "the most probable mode", else the mode's 3 bits. */
+static void code_imode(rangecoder *rc, tier_contexts *ctx, motion_t *m, int i)
+{
+    int mpm = intra_mpm(m, i);
+    int mode = rc->decoding ? 0 : m->imode[i];
+    if (rc_bit(rc, ctx->p[CTX_IMODE + (mpm == INTRA_GREY)], mode == mpm)) {
+        mode = mpm;
+    } else {
+        int node = 1;
+        for (int b = 2; b >= 0; b--)
+            node = 2 * node + rc_bit(rc, ctx->p[CTX_IMODE + 1 + node], (mode >> b) & 1);
+        mode = node - 8;
+        if (mode >= INTRA_MODES) { /* read from past the end of the payload: it was cut short */
+            rc->error = rc->overrun > MAX_TRIM ? SNIS_E_TRUNCATED : SNIS_E_CORRUPT;
+            return;
+        }
+    }
+    if (rc->decoding)
+        m->imode[i] = (uint8_t)mode;
+}
+
 /* Any non-zero block in a size x size window of a block plane (encoder side)? */
 static int window_any(const bplane *p, int y0, int x0, int size)
 {
@@ -438,6 +460,9 @@ int code_tier(rangecoder *rc, tier_job *job)
                         m->intra[i] = 1;
                         m->mv[2 * i] = m->mv[2 * i + 1] = 0;
                     }
+                    code_imode(rc, ctx, m, i);
+                    if (rc->error)
+                        break;
                 } else {
                     int c = CTX_MODE + (left ? m->intra[i - 1] : 0) + (top ? m->intra[i - mbw] : 0);
                     int intra = rc_bit(rc, ctx->p[c], m->intra[i]);
@@ -471,8 +496,12 @@ int code_tier(rangecoder *rc, tier_job *job)
                         }
                         if (rc->error)
                             break;
-                    } else if (rc->decoding) {
-                        m->mv[2 * i] = m->mv[2 * i + 1] = 0;
+                    } else {
+                        if (rc->decoding)
+                            m->mv[2 * i] = m->mv[2 * i + 1] = 0;
+                        code_imode(rc, ctx, m, i);
+                        if (rc->error)
+                            break;
                     }
                 }
             }

@@ -78,7 +78,8 @@ void latents_clear_flags(latents_t *l);
 /* Macroblock decisions, shared by all tiers. */
 typedef struct {
     int mbw, mbh;
-    uint8_t *intra;   /* 1: predicts flat grey */
+    uint8_t *intra;   /* 1: intra (predicts from its own frame, intra.c) */
+    uint8_t *imode;   /* intra prediction mode of an intra macroblock (INTRA_* in intra.h) */
     int16_t *mv;      /* (dy, dx) in half-pels */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
     uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
@@ -127,6 +128,7 @@ typedef struct {
     uint8_t *nz;        /* hb * wb: block has any non-zero coefficient after the DC stage */
     uint8_t *touched;   /* per block tile of the plane: some coded block's window reaches it */
     int blocks;         /* blocks synthesised by the last call */
+    int band_i, band_y; /* synthesize_band(): the next block row to synthesise, row to finish */
 } synth_plane;
 
 int synth_plane_alloc(synth_plane *s, int w, int h, int n);
@@ -136,6 +138,12 @@ void weights_expand(const snis_weights *w, plane_weights *luma, plane_weights *c
 void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac,
                     const uint8_t *f_ac, int stride_ac, const int16_t *k, const uint8_t *f_k,
                     plane_t *dst);
+/* The same synthesis, band by band (macroblock rows of 4 block rows): after the call for band
+ * b, the rows of dst that no later band's latents reach are final, dst = pred + synthesis,
+ * bit-identical to synthesize_add() on pred. Call with band = 0, 1, ... in turn; the last band
+ * finishes the plane and leaves the canvas clear. Returns the first row not yet final. */
+int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac, int stride_ac,
+                    const int16_t *k, const uint8_t *f_k, int band, const plane_t *pred, plane_t *dst);
 
 /* Entropy coding (entropy.c): one syntax function for both directions. */
 #define N_CONTEXTS 1864
@@ -193,6 +201,9 @@ static inline int mb_qp(int qp, int dqp) { return clampi(qp + dqp, 0, 63); }
 /* sum (+)= tier `tier` of q dequantised with each macroblock's step (m: the frame's offsets). */
 void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
                     int first);
+/* dequantize_add(first = 1) of the block rows of macroblock row mby only, all at step16 (a frame
+ * without adaptive quantisation: keyframes). */
+void dequantize_mb_row(latents_t *sum, const latents_t *q, const motion_t *m, int step16, int mby); /* m->aq = 0 */
 
 double now_us(void);
 

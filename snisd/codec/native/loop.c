@@ -1,6 +1,7 @@
 /* The shared prediction loop (see loop.h). */
 #include <stdlib.h>
 
+#include "intra.h"
 #include "loop.h"
 
 static int weights_valid(const snis_weights *w)
@@ -33,7 +34,7 @@ int loop_init(loop_t *l, const snis_params *p, const snis_weights *w)
     err |= !l->pool;
     err |= picture_alloc(&l->ref, l->wp, l->hp) || picture_alloc(&l->keyref, l->wp, l->hp) ||
            picture_alloc(&l->pred, l->wp, l->hp) || picture_alloc(&l->recon, l->wp, l->hp) ||
-           picture_alloc(&l->keynew, l->wp, l->hp);
+           picture_alloc(&l->keynew, l->wp, l->hp) || picture_alloc(&l->ipred, l->wp, l->hp);
     for (int k = 0; k < p->tiers && !err; k++)
         err |= latents_alloc(&l->q[k], l->hb, l->wb) != 0;
     err |= latents_alloc(&l->sum, l->hb, l->wb) != 0;
@@ -66,6 +67,7 @@ void loop_free(loop_t *l)
     picture_free(&l->pred);
     picture_free(&l->recon);
     picture_free(&l->keynew);
+    picture_free(&l->ipred);
     for (int k = 0; k < SNIS_MAX_TIERS; k++)
         if (l->q[k].y_ac)
             latents_free(&l->q[k]);
@@ -164,13 +166,15 @@ static void aq_offsets(loop_t *l, motion_t *m)
     }
 }
 
-void loop_predict(loop_t *l, int frame_type)
+void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, int enable)
 {
     if (frame_type == SNIS_FRAME_I) {
         memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
         memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
     }
     compensate(l, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
+    if (frame_type != SNIS_FRAME_I)
+        intra_predict_frame(&l->motion, &l->pred, src, lambda, enable);
     if (l->motion.aq)
         aq_offsets(l, &l->motion);
 }
@@ -193,7 +197,13 @@ static void sum_tiers(loop_t *l, const motion_t *m, int from, int to, int qp, in
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
     /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
-    compensate(l, m, SNIS_IS_KEY_PICTURE(l->frame_type) ? &l->keynew : &l->pred, dst);
+    if (l->frame_type == SNIS_FRAME_I && l->ipred_valid) {
+        picture_copy(dst, &l->ipred);
+    } else {
+        compensate(l, m, SNIS_IS_KEY_PICTURE(l->frame_type) ? &l->keynew : &l->pred, dst);
+        if (l->frame_type != SNIS_FRAME_I)
+            intra_predict_frame((motion_t *)m, dst, NULL, 0, 0);
+    }
     sum_tiers(l, m, 0, tiers, l->qp, l->frame_type);
     synth_sum(l, dst);
 }
@@ -205,11 +215,17 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
     l->frame_type = frame_type;
     l->qp = qp;
     sum_tiers(l, &l->motion, 0, 1, qp, frame_type);
+    /* a keyframe predicted in bands has its tier-0 picture in l->keynew already */
+    int banded = frame_type == SNIS_FRAME_I && l->ipred_valid;
     if (key && ntiers == 1) {
-        synth_sum(l, &l->pred);
-        picture_copy(&l->keynew, &l->pred);
+        if (banded) {
+            picture_copy(&l->pred, &l->keynew);
+        } else {
+            synth_sum(l, &l->pred);
+            picture_copy(&l->keynew, &l->pred);
+        }
     } else {
-        if (key) { /* the key reference: the prediction plus the base tier alone */
+        if (key && !banded) { /* the key reference: the prediction plus the base tier alone */
             picture_copy(&l->keynew, &l->pred);
             synth_sum(l, &l->keynew);
         }
@@ -229,6 +245,41 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
     l->stats.synthesis_us = now_us() - t0;
     l->stats.synth_blocks = l->sy.blocks;
     l->stats.total_blocks = l->hb * l->wb;
+}
+
+void loop_intra_band(loop_t *l, int band)
+{
+    latents_t *s = &l->sum;
+    synthesize_band(&l->sy, &l->wl, s->y_ac, s->f_y_ac, LAT_Y, s->y_k, s->f_y_k, band, &l->pred.p[0], &l->keynew.p[0]);
+    for (int c = 0; c < 2; c++) {
+        synth_plane *sp = c ? &l->sv : &l->su;
+        synthesize_band(sp, &l->wc, s->c_ac[c], s->f_c_ac[c], LAT_C, s->c_k[c], s->f_c_k[c], band, &l->pred.p[c + 1],
+                        &l->keynew.p[c + 1]);
+    }
+}
+
+void loop_intra_frame(loop_t *l, int qp)
+{
+    int any = 0;
+    for (int i = 0; i < l->mbw * l->mbh && !any; i++)
+        any = l->motion.imode[i] != INTRA_GREY;
+    l->ipred_valid = any;
+    if (!any)
+        return;
+    sum_tiers(l, &l->motion, 0, 1, qp, SNIS_FRAME_I);
+    for (int b = 0; b < l->mbh; b++) {
+        intra_predict_band(&l->motion, b, &l->pred, &l->keynew, NULL, 0);
+        loop_intra_band(l, b);
+    }
+    picture_copy(&l->ipred, &l->pred);
+}
+
+void loop_clear_synthesis(loop_t *l)
+{
+    synth_plane *sp[3] = {&l->sy, &l->su, &l->sv};
+    for (int c = 0; c < 3; c++) /* the canvas is (h + n) x (w + n), n = cstride - w */
+        memset(sp[c]->canvas, 0,
+               (size_t)(sp[c]->h + sp[c]->cstride - sp[c]->w) * (size_t)sp[c]->cstride * sizeof(int32_t));
 }
 
 void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out)

@@ -18,6 +18,8 @@ typedef struct {
     plane_weights wl, wc;
     pool_t *pool;
     picture_t ref, keyref, pred, recon, keynew;
+    picture_t ipred;  /* the prediction of the last keyframe if it was intra-predicted in bands */
+    int ipred_valid;
     latents_t q[SNIS_MAX_TIERS];
     latents_t sum;
     motion_t motion, prev_motion;
@@ -30,9 +32,19 @@ typedef struct {
 
 int loop_init(loop_t *l, const snis_params *p, const snis_weights *w);
 void loop_free(loop_t *l);
-/* The prediction of a frame of this type into l->pred (motion in l->motion), and the
- * macroblocks' adaptive-quantisation offsets (l->motion.dqp) if l->motion.aq is set. */
-void loop_predict(loop_t *l, int frame_type);
+/* The prediction of a frame of this type into l->pred (motion in l->motion), the
+ * macroblocks' adaptive-quantisation offsets (l->motion.dqp) if l->motion.aq is set; the intra
+ * macroblocks of P-frames with their modes chosen on src (encoder, enable = 0: grey) or decoded
+ * (src = NULL). Keyframes: flat grey here; loop_intra_frame() predicts them in bands. */
+void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, int enable);
+/* Decoder, keyframe with intra modes: tier 0 decoded into l->q[0]; predicts l->pred band by band
+ * from the tier-0 reconstruction (into l->keynew). */
+void loop_intra_frame(loop_t *l, int qp);
+/* One band of the tier-0 reconstruction of a keyframe: l->sum's tier-0 latents of band b over
+ * l->pred into l->keynew (synthesize_band()). */
+void loop_intra_band(loop_t *l, int band);
+/* Clear the synthesis canvases (after a band-sequential frame that was abandoned). */
+void loop_clear_synthesis(loop_t *l);
 /* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. */
 void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers);
 /* The picture of the first `tiers` tiers of the last frame (motion m) over its prediction. */

@@ -115,6 +115,7 @@ typedef struct {
     PyObject_HEAD snis_encoder *enc;
     snis_params p;
     int busy;
+    int banded; /* a keyframe in bands is open: code() takes one band's latents */
 } EncoderObject;
 
 static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
@@ -134,10 +135,10 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     snis_tuning t;
     snis_default_tuning(&t);
-    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
+    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
                                              &t.lambda_q4, &t.intra_bias, &t.skip_sad_q8, &t.search_range,
                                              &t.key_sad_q4, &t.me_exit_q4, &t.decimate, &t.rd_lambda_q8, &t.rdoq,
-                                             &t.mb_rd, &t.aq_strength))
+                                             &t.mb_rd, &t.aq_strength, &t.intra_pred))
         return -1;
     int st;
     snis_encoder *e;
@@ -168,6 +169,29 @@ static int enter(int *busy)
         return -1;
     }
     *busy = 1;
+    return 0;
+}
+
+/* The three planes of an input frame as an snis_image_in; views released by the caller on success. */
+static int frame_in(EncoderObject *self, PyObject *objs[3], Py_buffer in[3], snis_image_in *img)
+{
+    for (int got = 0; got < 3; got++) {
+        if (get_view(objs[got], &in[got], 2, 0, "frame plane") < 0) {
+            for (int i = 0; i < got; i++)
+                PyBuffer_Release(&in[i]);
+            return -1;
+        }
+        int pw = got ? self->p.width / 2 : self->p.width, ph = got ? self->p.height / 2 : self->p.height;
+        if (in[got].shape[0] != ph || in[got].shape[1] != pw) {
+            PyErr_Format(PyExc_ValueError, "frame plane %d: shape (%zd, %zd), expected (%d, %d)", got,
+                         in[got].shape[0], in[got].shape[1], ph, pw);
+            for (int i = 0; i <= got; i++)
+                PyBuffer_Release(&in[i]);
+            return -1;
+        }
+        img->plane[got] = (const uint8_t *)in[got].buf;
+        img->stride[got] = in[got].strides[0];
+    }
     return 0;
 }
 
@@ -213,6 +237,7 @@ static PyObject *Encoder_predict(EncoderObject *self, PyObject *args)
                                   uvp.strides[1], uvp.strides[0]);
         Py_END_ALLOW_THREADS
         self->busy = 0;
+        self->banded = 0;
     } else if (!PyErr_Occurred()) {
         PyErr_SetString(PyExc_ValueError, "residual buffers have the wrong shape");
     }
@@ -270,39 +295,57 @@ bad:
     return -1;
 }
 
-static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
+/* The four latent tensors of an hp-row picture (a whole frame, or one band); 0 and the views
+ * acquired, or -1 with an exception set and nothing held. */
+static int parse_latents(PyObject *lats, PyObject *mults, PyObject *zps, int hp, int wp, snis_latents *lat,
+                         Py_buffer views[4])
 {
     PyObject *a[4], *m[4], *z[4];
-    if (!PyArg_ParseTuple(args, "(OOOO)(OOOO)(OOOO)", &a[0], &a[1], &a[2], &a[3], &m[0], &m[1], &m[2], &m[3], &z[0],
-                          &z[1], &z[2], &z[3]))
+    if (!PyArg_ParseTuple(lats, "OOOO", &a[0], &a[1], &a[2], &a[3]) ||
+        !PyArg_ParseTuple(mults, "OOOO", &m[0], &m[1], &m[2], &m[3]) ||
+        !PyArg_ParseTuple(zps, "OOOO", &z[0], &z[1], &z[2], &z[3]))
+        return -1;
+    static const int ndims[4] = {3, 3, 4, 4}, nchs[4] = {63, 4, 15, 4};
+    static const char *names[4] = {"y_ac", "y_coarse", "c_ac", "c_coarse"};
+    snis_latent_tensor *ts[4] = {&lat->y_ac, &lat->y_coarse, &lat->c_ac, &lat->c_coarse};
+    for (int got = 0; got < 4; got++) {
+        if (latent_tensor(a[got], m[got], z[got], ndims[got], nchs[got], ts[got], &views[got], names[got]) < 0) {
+            for (int i = 0; i < got; i++)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+        int div = got % 2 ? 16 : 8, nd = ndims[got];
+        const Py_ssize_t *sh = views[got].shape;
+        if (sh[nd - 3] != hp / div || sh[nd - 2] != wp / div || (nd == 4 && sh[0] != 2)) {
+            PyErr_Format(PyExc_ValueError, "%s: wrong shape for a %dx%d picture", names[got], wp, hp);
+            for (int i = 0; i <= got; i++)
+                PyBuffer_Release(&views[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
+{
+    PyObject *lats, *mults, *zps;
+    if (!PyArg_ParseTuple(args, "OOO", &lats, &mults, &zps))
         return NULL;
     if (!self->enc)
         return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
     int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
     int hp = (self->p.height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
-    static const int ndims[4] = {3, 3, 4, 4}, nchs[4] = {63, 4, 15, 4};
-    static const char *names[4] = {"y_ac", "y_coarse", "c_ac", "c_coarse"};
     snis_latents lat;
-    snis_latent_tensor *ts[4] = {&lat.y_ac, &lat.y_coarse, &lat.c_ac, &lat.c_coarse};
     Py_buffer views[4];
-    int got = 0;
-    for (; got < 4; got++) {
-        if (latent_tensor(a[got], m[got], z[got], ndims[got], nchs[got], ts[got], &views[got], names[got]) < 0)
-            goto fail;
-        int div = got % 2 ? 16 : 8, nd = ndims[got];
-        const Py_ssize_t *sh = views[got].shape;
-        if (sh[nd - 3] != hp / div || sh[nd - 2] != wp / div || (nd == 4 && sh[0] != 2)) {
-            PyErr_Format(PyExc_ValueError, "%s: wrong shape for a %dx%d picture", names[got], wp, hp);
-            got++;
-            goto fail;
-        }
-    }
+    if (parse_latents(lats, mults, zps, self->banded ? SNIS_ALIGN : hp, wp, &lat, views) < 0)
+        return NULL;
     int st = SNIS_E_ARG;
     if (enter(&self->busy) == 0) {
         Py_BEGIN_ALLOW_THREADS
         st = snis_encoder_code(self->enc, &lat);
         Py_END_ALLOW_THREADS
         self->busy = 0;
+        self->banded = 0;
     }
     for (int i = 0; i < 4; i++)
         PyBuffer_Release(&views[i]);
@@ -324,10 +367,79 @@ static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
         PyTuple_SET_ITEM(out, k, bytes);
     }
     return out;
-fail:
-    for (int i = 0; i < got; i++)
+}
+
+static PyObject *Encoder_intra_begin(EncoderObject *self, PyObject *args)
+{
+    PyObject *objs[3];
+    int qp;
+    if (!PyArg_ParseTuple(args, "OOOi", &objs[0], &objs[1], &objs[2], &qp))
+        return NULL;
+    if (!self->enc)
+        return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
+    Py_buffer in[3];
+    snis_image_in img;
+    if (frame_in(self, objs, in, &img) < 0)
+        return NULL;
+    int st = SNIS_E_ARG;
+    if (enter(&self->busy) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        st = snis_encoder_intra_begin(self->enc, &img, qp);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+        self->banded = st == SNIS_OK;
+    }
+    for (int i = 0; i < 3; i++)
+        PyBuffer_Release(&in[i]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK)
+        return raise_status(st, -1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Encoder_intra_band(EncoderObject *self, PyObject *args)
+{
+    int band;
+    PyObject *lats, *mults, *zps, *ystrip, *uvstrip;
+    if (!PyArg_ParseTuple(args, "iOOOOO", &band, &lats, &mults, &zps, &ystrip, &uvstrip))
+        return NULL;
+    if (!self->enc || !self->banded)
+        return PyErr_Format(PyExc_RuntimeError, "no keyframe in bands open (intra_begin)");
+    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    snis_latents lat;
+    Py_buffer views[4], yp, uvp;
+    int have_lat = lats != Py_None;
+    if (have_lat && parse_latents(lats, mults, zps, SNIS_ALIGN, wp, &lat, views) < 0)
+        return NULL;
+    int st = SNIS_E_ARG, nviews = have_lat ? 4 : 0;
+    if (get_view(ystrip, &yp, 2, 1, "ystrip") < 0)
+        goto done;
+    if (get_view(uvstrip, &uvp, 3, 1, "uvstrip") < 0) {
+        PyBuffer_Release(&yp);
+        goto done;
+    }
+    if (yp.shape[0] == SNIS_ALIGN + 2 * SNIS_LUMA_CTX && yp.shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp.shape[0] == 2 &&
+        uvp.shape[1] == SNIS_ALIGN / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
+        enter(&self->busy) == 0) {
+        Py_BEGIN_ALLOW_THREADS
+        st = snis_encoder_intra_band(self->enc, band, have_lat ? &lat : NULL, (int8_t *)yp.buf, yp.strides[0],
+                                     (int8_t *)uvp.buf, uvp.strides[1], uvp.strides[0]);
+        Py_END_ALLOW_THREADS
+        self->busy = 0;
+    } else if (!PyErr_Occurred()) {
+        PyErr_SetString(PyExc_ValueError, "strip buffers have the wrong shape");
+    }
+    PyBuffer_Release(&yp);
+    PyBuffer_Release(&uvp);
+done:
+    for (int i = 0; i < nviews; i++)
         PyBuffer_Release(&views[i]);
-    return NULL;
+    if (PyErr_Occurred())
+        return NULL;
+    if (st != SNIS_OK)
+        return raise_status(st, -1);
+    Py_RETURN_NONE;
 }
 
 static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
@@ -369,6 +481,11 @@ static PyMethodDef Encoder_methods[] = {
      "predict(y, u, v, frame_type, qp, ypad, uvpad): motion, prediction and the padded int8 residual"},
     {"code", (PyCFunction)Encoder_code, METH_VARARGS,
      "code((y_ac, y_coarse, c_ac, c_coarse), multipliers, zero_points) -> one payload per tier"},
+    {"intra_begin", (PyCFunction)Encoder_intra_begin, METH_VARARGS,
+     "intra_begin(y, u, v, qp): start a keyframe coded in bands of one macroblock row"},
+    {"intra_band", (PyCFunction)Encoder_intra_band, METH_VARARGS,
+     "intra_band(band, latents of band-1 or None, multipliers, zero_points, ystrip, uvstrip): quantise the band "
+     "above, predict this band and write its residual strip"},
     {"reconstruction", (PyCFunction)Encoder_reconstruction, METH_VARARGS,
      "reconstruction(tiers, y, u, v): the last frame's picture with that many tiers"},
     {"stats", (PyCFunction)Encoder_stats, METH_NOARGS, "stage times (us) and counters of the last frame"},

@@ -108,3 +108,26 @@ void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int q
         deq_plane(sum->c_k[p], sum->f_c_k[p], q->c_k[p], q->f_c_k[p], hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
     }
 }
+
+void dequantize_mb_row(latents_t *sum, const latents_t *q, const motion_t *m, int step16, int mby)
+{
+    int32_t sy[63], sc[15], sk[4] = {step16, step16, step16, step16};
+    channel_steps(step16, 8, sy);
+    channel_steps(step16, 4, sc);
+    kind_steps ky = {{NULL}}, kc = {{NULL}}, kk = {{NULL}};
+    ky.steps[AQ_MAX] = sy;
+    kc.steps[AQ_MAX] = sc;
+    kk.steps[AQ_MAX] = sk;
+    size_t b0 = (size_t)mby * 4 * q->wb, k0 = (size_t)mby * 2 * (q->wb / 2);
+    int wb = q->wb;
+    deq_plane(sum->y_ac + b0 * LAT_Y, sum->f_y_ac + b0, q->y_ac + b0 * LAT_Y, q->f_y_ac + b0, 4, wb, 4, m, LAT_Y, 63,
+              &ky, 1);
+    deq_plane(sum->y_k + k0 * LAT_K, sum->f_y_k + k0, q->y_k + k0 * LAT_K, q->f_y_k + k0, 2, wb / 2, 2, m, LAT_K, 4,
+              &kk, 1);
+    for (int p = 0; p < 2; p++) {
+        deq_plane(sum->c_ac[p] + b0 * LAT_C, sum->f_c_ac[p] + b0, q->c_ac[p] + b0 * LAT_C, q->f_c_ac[p] + b0, 4, wb, 4,
+                  m, LAT_C, 15, &kc, 1);
+        deq_plane(sum->c_k[p] + k0 * LAT_K, sum->f_c_k[p] + k0, q->c_k[p] + k0 * LAT_K, q->f_c_k[p] + k0, 2, wb / 2, 2,
+                  m, LAT_K, 4, &kk, 1);
+    }
+}

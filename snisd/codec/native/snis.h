@@ -87,6 +87,8 @@ typedef struct {
     int aq_strength;  /* adaptive quantisation, in 1/16: a macroblock's qp offset is this times the
                          log2 of its prediction's luma variance over the frame's mean log2 variance (flat areas
                          finer, busy textures coarser); 0: off (docs/BITSTREAM.md) */
+    int intra_pred;   /* 1: intra macroblocks choose an intra prediction mode, keyframes are coded in
+                         bands (snis_encoder_intra_begin()); 0: every intra macroblock predicts grey */
 } snis_tuning;
 
 typedef struct {
@@ -143,8 +145,19 @@ void snis_encoder_destroy(snis_encoder *e);
 int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_type, int qp,
                          int8_t *ypad, ptrdiff_t ypad_stride, int8_t *uvpad, ptrdiff_t uv_stride,
                          ptrdiff_t uv_plane_stride);
-/* Stage 2. After it, snis_encoder_payload() gives each tier's entropy-coded payload. */
+/* Stage 2. After it, snis_encoder_payload() gives each tier's entropy-coded payload. After a
+ * keyframe coded in bands, lat holds the latents of the last band only (as intra_band()). */
 int snis_encoder_code(snis_encoder *e, const snis_latents *lat);
+/* A keyframe with intra prediction replaces stage 1 by bands of one macroblock row (32 luma
+ * rows), each predicted from the reconstruction of the bands above, so the analysis runs once
+ * per band: intra_begin(), then for band = 0 .. Hp/32-1 intra_band() (lat: the latents of band-1,
+ * NULL for band 0) and the analysis of the strip it wrote, then snis_encoder_code() with the last
+ * band's latents. Strips: luma (32+24) x (Wp+24), chroma 2 planes of (16+12) x (Wp/2+12), the
+ * residual of the band with its analysis context, laid out as the padded residual of stage 1;
+ * latents: those of a 32-row picture. */
+int snis_encoder_intra_begin(snis_encoder *e, const snis_image_in *frame, int qp);
+int snis_encoder_intra_band(snis_encoder *e, int band, const snis_latents *lat, int8_t *ystrip, ptrdiff_t ys,
+                            int8_t *uvstrip, ptrdiff_t uvs, ptrdiff_t uvps);
 const uint8_t *snis_encoder_payload(const snis_encoder *e, int tier, size_t *len);
 /* The encoder's reconstruction of the last frame with `tiers` tiers: the picture a decoder
  * shows that has all tiers < `tiers` of this frame and every tier of the frames before it

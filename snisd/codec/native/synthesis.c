@@ -260,3 +260,97 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
     /* 5. add to the prediction and clear what was used */
     pool_run(pool, hb, synth_readback_row, &job);
 }
+
+/* Coarse latents of coarse rows [ii0, ii1) into the (unrounded) DC plane, as synthesize_add(). */
+static void coarse_rows(synth_plane *s, const plane_weights *pw, const int16_t *k, const uint8_t *f_k, int ii0,
+                        int ii1)
+{
+    int hb = s->hb, wb = s->wb;
+    for (int ii = ii0; ii < ii1; ii++)
+        for (int jj = 0; jj < wb / 2; jj++) {
+            int p = ii * (wb / 2) + jj;
+            if (!f_k[p])
+                continue;
+            const int16_t *c = k + (size_t)p * LAT_K;
+            for (int kk = 0; kk < 4; kk++) {
+                if (!c[kk])
+                    continue;
+                for (int a = 0; a < 4; a++) {
+                    int y = fold(2 * ii - 1 + a, hb);
+                    for (int b = 0; b < 4; b++) {
+                        int x = fold(2 * jj - 1 + b, wb);
+                        s->dc[y * wb + x] = wadd(s->dc[y * wb + x], wmul(pw->coarse[kk][a][b], c[kk]));
+                    }
+                }
+            }
+        }
+}
+
+/* Band-sequential synthesis (see internal.h). A band is 4 block rows and 2 coarse rows; coarse
+ * row ii reaches block rows 2ii-1 .. 2ii+2, so after band b the block rows < 4b+3 have their
+ * final DC; a block's window reaches n/2 samples beyond it, so the rows < 4n(b+1) - 3n/2 are
+ * final. Every sum is the wrapping 32-bit sum synthesize_add() forms, in another order. */
+int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac, int stride_ac,
+                    const int16_t *k, const uint8_t *f_k, int band, const plane_t *pred, plane_t *dst)
+{
+    int hb = s->hb, wb = s->wb, n = pw->n, half = n / 2, h = s->h, w = s->w;
+    int last = 4 * (band + 1) >= hb;
+    if (band == 0) {
+        memset(s->dc, 0, (size_t)hb * wb * sizeof(int32_t));
+        s->band_i = s->band_y = 0;
+    }
+    coarse_rows(s, pw, k, f_k, 2 * band, last ? hb / 2 : 2 * band + 2);
+    int i1 = last ? hb : 4 * band + 3;
+    ptrdiff_t cs = s->cstride;
+    for (int i = s->band_i; i < i1; i++)
+        for (int j = 0; j < wb; j++) {
+            int b = i * wb + j;
+            int32_t dc = wadd(s->dc[b], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
+            if (!f_ac[b] && !dc)
+                continue;
+            int32_t *cv0 = s->canvas + (ptrdiff_t)(i * n) * cs + j * n;
+            const int16_t *a = ac + (size_t)b * stride_ac;
+            if (n == 8)
+                synth_block(pw, a, f_ac[b], dc, cv0, cs, 8);
+            else
+                synth_block(pw, a, f_ac[b], dc, cv0, cs, 4);
+        }
+    s->band_i = i1;
+    int y1 = last ? h : 4 * n * (band + 1) - 3 * half;
+    const int shift = SNIS_FRAC + 2;
+    const int32_t rnd = 1 << (shift - 1);
+    for (int y = s->band_y; y < y1; y++) {
+        int32_t *row = s->canvas + (ptrdiff_t)(y + half) * cs;
+        if (y < half) { /* the top margin folds back */
+            int32_t *out = s->canvas + (ptrdiff_t)(half - 1 - y) * cs;
+            for (int x = 0; x < w + n; x++) {
+                row[x] = wadd(row[x], out[x]);
+                out[x] = 0;
+            }
+        }
+        if (last && y >= h - half) { /* the bottom margin */
+            int32_t *out = s->canvas + (ptrdiff_t)(half + h + (h - 1 - y)) * cs;
+            for (int x = 0; x < w + n; x++) {
+                row[x] = wadd(row[x], out[x]);
+                out[x] = 0;
+            }
+        }
+        for (int m = 0; m < half; m++) {
+            row[half + m] = wadd(row[half + m], row[half - 1 - m]);
+            row[half - 1 - m] = 0;
+            row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
+            row[half + w + m] = 0;
+        }
+        const uint8_t *pp = pred->data + y * pred->stride;
+        uint8_t *d = dst->data + y * dst->stride;
+        int32_t *cv = row + half;
+        for (int x = 0; x < w; x++) {
+            int v = pp[x] + ((int32_t)((uint32_t)cv[x] + (uint32_t)rnd) >> shift);
+            d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+            cv[x] = 0;
+        }
+    }
+    s->band_y = y1;
+    return y1;
+}
+
