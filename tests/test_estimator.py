@@ -181,3 +181,13 @@ def test_tiers_drop_at_once_and_come_back_once_rate_control_settled():
     c.current = 3
     assert c.update(0.9 * 230e3, settled, 1.6) == 3
     assert c.update(260e3, None, 0.8) == 3  # no rates yet: unchanged
+
+
+def test_a_short_queue_behind_a_sender_that_offered_little_costs_a_mild_cut():
+    est = CapacityEstimator(EstimatorPolicy(start_bps=800e3))
+    for k in range(6):  # the sender stalled: 200 kbit/s received, then a burst queues 50 ms
+        est.update({"t_ms": k * 250.0, "wire_bytes": k * 6250, "queue_delay_ms": 50.0 if k == 5 else 1.0,
+                    "delay_trend_ms_per_s": 0.0}, k * 0.25)
+    assert est.state == "overuse" and est.value >= 0.85 * 800e3 - 1, est.stats()
+    est.update({"t_ms": 2000.0, "wire_bytes": 40000, "queue_delay_ms": 300.0, "delay_trend_ms_per_s": 100.0}, 2.0)
+    assert est.value < 400e3, est.stats()  # a long queue: down to what the path delivers

@@ -47,6 +47,7 @@ class EstimatorPolicy:
     backoff: float = 0.95  # on overuse: this share of the rate received
     decrease_interval_s: float = 0.6  # at most one decrease per interval (the reduction takes effect first) ...
     drain_hold_s: float = 1.5  # after a decrease, overuse again only if the queue grew further
+    mild_backoff: float = 0.85  # the most a short queue (below 2 x overuse_queue_ms) cuts the estimate
     drain_s: float = 1.0  # a decrease leaves room to drain the path queue in this time ...
     min_backoff: float = 0.5  # ... but keeps at least this share of the rate received
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
@@ -212,6 +213,11 @@ class CapacityEstimator:
                     # and at most a factor 4 per step: while the path recovers from a burst of loss
                     # the rate received says little about its capacity
                     new = max(max(p.min_backoff, share) * cap, self.estimate_bps / 4.0)
+                    if path_over and not backlog and queue_ms < 2 * p.overuse_queue_ms:
+                        # a short queue (a burst, or a sender that offered less than the estimate
+                        # for a while: the rate received is then no measure of the path) costs a
+                        # mild cut, not the whole way down to the rate received
+                        new = max(new, p.mild_backoff * self.estimate_bps)
                     if new < self.estimate_bps:
                         self.estimate_bps = new
                         self.decreases += 1

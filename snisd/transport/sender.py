@@ -556,8 +556,7 @@ class WhipSender:
         if est is None or ctl is None:
             return
         now = time.monotonic()
-        _, delay = self._queue_delay(s)
-        value = est.update(report, now, delay, self._drain_bps(s, now), sum(self.tier_sent[1:]))
+        value = est.update(report, now, self._channel_backlog_s(s), self._drain_bps(s, now), sum(self.tier_sent[1:]))
         if s.pacer is not None:
             # never below what the encoder's smallest target plus the framing needs
             floor = est.policy.min_bps * 0.5 + 8.0 * self._overhead * self.seq.fps
@@ -590,6 +589,16 @@ class WhipSender:
                 cb(target)
             except Exception as exc:
                 log.warning("%s: target callback failed: %s", self.name, exc)
+
+    def _channel_backlog_s(self, s: _Session) -> float:
+        """How long what the channels hold (handed over by the pacer, not yet taken by SCTP) takes
+        at the estimate: the first hop's own queue. What the pacer holds back on purpose (a large
+        frame at the pacing rate) is not congestion."""
+        est = self.estimator
+        if est is None:
+            return 0.0
+        queued = sum(ch.bufferedAmount for ch in s.tiers)
+        return 8.0 * queued / max(est.value, 1.0)
 
     def _drain_bps(self, s: _Session, now: float) -> float | None:
         """The rate the send queue drained at over the last 0.5 s (bytes that left the sender)."""
@@ -661,7 +670,7 @@ class WhipSender:
             return
         # enhancements only when what is queued is young: they are the first thing to give up
         enh_ok = delay <= self.enhancement_delay and queued <= self.enhancement_backlog
-        if self.estimator is not None and delay > self.estimator.policy.backlog_overuse_s:
+        if self.estimator is not None and self._channel_backlog_s(s) > self.estimator.policy.backlog_overuse_s:
             self._adapt(s, None)  # the first hop is congested: no need to wait for a report
         self._need_key = False
         s.sequence += 1
