@@ -65,6 +65,9 @@ class CodecConfig:
     qp: int = _opt(28, "int", "an integer 0..63", lambda v: 0 <= v <= 63)
     tiers: int = _opt(3, "int", "an integer 1..8", lambda v: 1 <= v <= 8)
     tier_ratio: int = _opt(8, "int", "an integer 1..32 (1/8 octaves)", lambda v: 1 <= v <= 32)
+    # the tier step ratio of a stream whose rate control follows a live sender's target: 3 puts the
+    # base at about a third of the target (8, the fixed-qp default, leaves it 7-15 %)
+    live_tier_ratio: int = _opt(3, "int", "an integer 1..32 (1/8 octaves)", lambda v: 1 <= v <= 32)
     keyframe_interval_s: float = _opt(
         10.0, "float", "seconds >= 0 (0: keyframes on request only)", lambda v: 0 <= v <= 3600
     )

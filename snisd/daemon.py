@@ -231,7 +231,8 @@ class Daemon:
                     fps_den=rate.denominator,
                     tiers=c.tiers,
                     qp=c.qp,
-                    tier_ratio=c.tier_ratio,
+                    # rate control driving a live sender: the base at about a third of the target
+                    tier_ratio=c.live_tier_ratio if cfg.transport.peer and c.rate_control else c.tier_ratio,
                     keyframe_interval=key,
                     switch_interval=switch,
                     model=c.model,

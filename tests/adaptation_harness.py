@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 # the live stream: synthetic camera (or a clip, --media) encoded as it is sent, rate control on
-LIVE_SIZE, LIVE_FPS, LIVE_TIERS, LIVE_TIER_RATIO = "1280x720", 15.0, 3, 8
+LIVE_SIZE, LIVE_FPS, LIVE_TIERS, LIVE_TIER_RATIO = "1280x720", 15.0, 3, 3  # the daemon's codec.live_tier_ratio
 
 
 def _frames(size: str, fps: float, media: str | None, count: int):
@@ -177,12 +177,16 @@ class Link:
         self.down()
 
     def set_rate(self, kbit: float | None) -> None:
-        """Token bucket on the sender's side: `kbit` kbit/s (None: unshaped), queue of `queue_ms`."""
+        """Token bucket on the sender's side: `kbit` kbit/s (None: unshaped), queue of `queue_ms`.
+
+        A rate change keeps what the queue holds (`tc qdisc change`), as a real link whose capacity
+        changes does; `replace` would drop it and stall SCTP in retransmission timeouts."""
         if kbit is None:
             self._run("ip", "netns", "exec", self.tx, "tc", "qdisc", "del", "dev", self.tx_dev, "root", check=False)
         else:
             burst = max(6000, int(kbit * 1000 / 8 * 0.02))
-            self._run("ip", "netns", "exec", self.tx, "tc", "qdisc", "replace", "dev", self.tx_dev, "root", "tbf",
+            verb = "change" if self.rate_kbit is not None else "replace"
+            self._run("ip", "netns", "exec", self.tx, "tc", "qdisc", verb, "dev", self.tx_dev, "root", "tbf",
                       "rate", f"{int(kbit)}kbit", "burst", str(burst), "latency", f"{self.queue_ms}ms")
         self.rate_kbit = kbit
 

@@ -191,3 +191,65 @@ def test_a_short_queue_behind_a_sender_that_offered_little_costs_a_mild_cut():
     assert est.state == "overuse" and est.value >= 0.85 * 800e3 - 1, est.stats()
     est.update({"t_ms": 2000.0, "wire_bytes": 40000, "queue_delay_ms": 300.0, "delay_trend_ms_per_s": 100.0}, 2.0)
     assert est.value < 400e3, est.stats()  # a long queue: down to what the path delivers
+
+
+def test_start_up_and_steady_use_from_300_kbits_to_5_mbits():
+    """From the start rate (150 kbit/s) the capacity is found within 5 s, and then used (>= 90 %
+    of it) with a short queue (p95 <= 200 ms, never the whole buffer), at every link rate."""
+    for cap in (300e3, 1e6, 2e6, 5e6):
+        est, log = CapacityEstimator(), []
+        simulate(est, Bottleneck(cap), 0.0, 30.0, log)
+        found = next(t for t, v, _, _ in log if v >= 0.8 * cap)
+        assert found <= 5.0, (cap, found)
+        late = [x for x in log if x[0] >= 10]
+        used = sum(min(v, c) for _, v, c, _ in late) / len(late) / cap
+        assert used >= 0.9, (cap, used)
+        queues = sorted(q for *_, q in late)
+        assert queues[int(0.95 * len(queues))] <= 0.2 and max(q for *_, q in log) < 0.3, (cap, queues[-1])
+
+
+def test_a_rise_to_5_mbits_is_found_within_five_seconds_without_a_long_queue():
+    for lo, hi in ((300e3, 2e6), (300e3, 5e6), (1e6, 5e6)):
+        est, log = CapacityEstimator(), []
+        link = Bottleneck(lo)
+        t = simulate(est, link, 0.0, 15.0, log)
+        simulate(est, link, t, t + 8.0, log, capacity=lambda _t, hi=hi: hi)
+        after = [(x[0] - t, x[1], x[3]) for x in log if x[0] >= t]
+        used = next(dt for dt, v, _ in after if v >= 0.8 * hi)
+        assert used <= 5.0, (lo, hi, used)
+        assert max(q for *_, q in after) <= 0.2, (lo, hi)  # the climb never queues 200 ms
+
+
+def _report(k: float, wire: int, queue: float, trend: float = 0.0, got: int = 0) -> dict:
+    return {"t_ms": k * 250.0, "wire_bytes": wire, "queue_delay_ms": queue, "delay_trend_ms_per_s": trend,
+            "frames": [int(k), got, 0]}
+
+
+def test_loss_behind_a_queue_is_left_to_the_delay_estimate_random_loss_cuts_once_a_second():
+    # fragments expire in a long queue: 40 % "lost", but the queue says congestion, the loss bound holds
+    est = CapacityEstimator(EstimatorPolicy(start_bps=1e6))
+    for k in range(12):
+        est.update(_report(k, k * 31250, 300.0, 50.0, got=int(k * 30 * 0.6)), k * 0.25, enhancement_sent=k * 30)
+    assert est.loss > 0.3 and est.loss_bound_bps == est.policy.max_bps, est.stats()
+    # 20 % random loss on a calm path: one cut per second, not one per report
+    est = CapacityEstimator(EstimatorPolicy(start_bps=1e6))
+    cuts, bound = 0, est.loss_bound_bps
+    for k in range(16):
+        est.update(_report(k, k * 25000, 1.0, got=int(k * 30 * 0.8)), k * 0.25, enhancement_sent=k * 30)
+        cuts += est.loss_bound_bps < bound
+        bound = est.loss_bound_bps
+    assert est.loss > 0.1 and 2 <= cuts <= 4, (cuts, est.stats())
+    # and once the loss is gone, the bound stops binding within seconds
+    for k in range(16, 40):
+        est.update(_report(k, k * 25000, 1.0, got=int(k * 30 - 90)), k * 0.25, enhancement_sent=k * 30)
+    assert est.loss_bound_bps > 2 * est.estimate_bps, est.stats()
+
+
+def test_a_draining_queue_holds_the_estimate_near_the_rate_it_drains_at():
+    """After a deep drop the estimate may sit far below the path (the rate received while it
+    recovered from loss); a queue that drains shows what the path carries: not below 85 % of it."""
+    est = CapacityEstimator(EstimatorPolicy(start_bps=40e3))
+    q = [300.0, 280.0, 250.0, 220.0, 190.0, 160.0]
+    for k, queue in enumerate(q):  # 300 kbit/s received while the queue shrinks
+        est.update(_report(k, k * 9375, queue, -120.0), k * 0.25)
+    assert est.state == "underuse" and 0.8 * 300e3 <= est.value <= 300e3, est.stats()

@@ -48,10 +48,11 @@ class EstimatorPolicy:
     decrease_interval_s: float = 0.6  # at most one decrease per interval (the reduction takes effect first) ...
     drain_hold_s: float = 1.5  # after a decrease, overuse again only if the queue grew further
     mild_backoff: float = 0.85  # the most a short queue (below 2 x overuse_queue_ms) cuts the estimate
+    drain_share: float = 0.85  # a queue that drains holds the estimate at least at this share of the rate received
     drain_s: float = 1.0  # a decrease leaves room to drain the path queue in this time ...
     min_backoff: float = 0.5  # ... but keeps at least this share of the rate received
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
-    fast_growth: float = 1.6  # per second, far from the last congestion point
+    fast_growth: float = 2.0  # per second, far from the last congestion point
     slow_growth: float = 0.1  # per second (a share), near it
     calm_queue_ms: float = 20.0  # fast growth only while the path queue is below this
     near_low: float = 0.85  # ... and above this multiple (further below it, the rate is known to fit)
@@ -63,6 +64,7 @@ class EstimatorPolicy:
     loss_high: float = 0.10
     loss_low: float = 0.02
     loss_lag_s: float = 0.5  # fragments sent this long ago should have arrived or expired
+    loss_cut_interval_s: float = 1.0  # at most one loss cut per this (the loss share is over 1 s)
 
 
 class CapacityEstimator:
@@ -88,6 +90,7 @@ class CapacityEstimator:
         self._queue_ms: float | None = None
         self._queue_at_decrease = 0.0
         self._last_deep = -1e9
+        self._last_loss_cut = -1e9
         self._received: collections.deque[tuple[float, int]] = collections.deque()  # (receiver ms, wire bytes)
         self._sent_frames: collections.deque[tuple[float, int]] = collections.deque()  # (now, enhancement frags)
         self._got_frames: collections.deque[tuple[float, int]] = collections.deque()
@@ -229,7 +232,12 @@ class CapacityEstimator:
         elif report is None:
             pass  # the backlog alone says nothing about room for more
         elif shrinking or draining:
-            self.state = "underuse"  # hold while the queue drains
+            self.state = "underuse"  # hold while the queue drains ...
+            # ... but not below a share of the rate it drains at: while a queue drains, the rate
+            # received is the path's capacity (after a deep drop the estimate may have fallen far
+            # below it, the path recovering from loss)
+            if shrinking and self.recent_bps:
+                self.estimate_bps = max(self.estimate_bps, p.drain_share * self.recent_bps)
         else:
             self.state = "normal"
             near = (
@@ -242,11 +250,19 @@ class CapacityEstimator:
             ceiling = p.received_headroom * got + p.received_floor_bps
             self.estimate_bps = max(self.estimate_bps, min(grown, ceiling))
         if report is not None:
+            # loss behind a queue (fragments that expired in it, a drop-tail bottleneck) is congestion
+            # the delay-based estimate answers; the loss bound is for loss without one (random loss,
+            # a policer), cut once per loss window: the share is measured over a second, and cutting
+            # on every report would compound one burst of loss into several cuts
+            congested = queue_ms > p.overuse_queue_ms or now - self._last_decrease < 1.0 + p.loss_lag_s
             if self.loss > p.loss_high:
-                cut = min(self.loss_bound_bps, self.estimate_bps) * (1 - 0.5 * self.loss)
-                self.loss_bound_bps = max(p.min_bps, cut)
+                if not congested and now - self._last_loss_cut >= p.loss_cut_interval_s:
+                    cut = min(self.loss_bound_bps, self.estimate_bps) * (1 - 0.5 * self.loss)
+                    self.loss_bound_bps = max(p.min_bps, cut)
+                    self._last_loss_cut = now
             elif self.loss < p.loss_low:
-                self.loss_bound_bps = min(p.max_bps, self.loss_bound_bps * 1.05**dt)
+                # little loss: the bound stops binding as fast as the delay-based estimate grows
+                self.loss_bound_bps = min(p.max_bps, self.loss_bound_bps * p.fast_growth**dt)
         self.estimate_bps = min(max(self.estimate_bps, p.min_bps), p.max_bps)
         return self.value
 
