@@ -253,3 +253,21 @@ def test_a_draining_queue_holds_the_estimate_near_the_rate_it_drains_at():
     for k, queue in enumerate(q):  # 300 kbit/s received while the queue shrinks
         est.update(_report(k, k * 9375, queue, -120.0), k * 0.25)
     assert est.state == "underuse" and 0.8 * 300e3 <= est.value <= 300e3, est.stats()
+
+
+
+def test_a_congestion_point_received_for_a_second_without_a_queue_is_forgotten():
+    """Near where the path last congested the estimate grows slowly; once that rate has been
+    received for a second with no queue forming, the capacity has risen: fast growth again."""
+
+    def run(queue) -> CapacityEstimator:
+        est = CapacityEstimator(EstimatorPolicy(start_bps=280e3))
+        est.last_congested_bps, est._last_decrease = 280e3, 0.0
+        for k in range(1, 9):  # 300 kbit/s received
+            est.update(_report(k, k * 9375, queue(k)), k * 0.25)
+        return est
+
+    calm = run(lambda k: 2.0)
+    assert calm.probes == 1 and calm.last_congested_bps is None and calm.value > 350e3, calm.stats()
+    queued = run(lambda k: 30.0 if k % 2 else 22.0)  # a queue stays: slow growth
+    assert queued.probes == 0 and queued.value < 400e3, queued.stats()

@@ -53,11 +53,13 @@ class EstimatorPolicy:
     min_backoff: float = 0.5  # ... but keeps at least this share of the rate received
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
     fast_growth: float = 2.0  # per second, far from the last congestion point
-    slow_growth: float = 0.1  # per second (a share), near it
+    slow_growth: float = 0.15  # per second (a share), near it
     calm_queue_ms: float = 20.0  # fast growth only while the path queue is below this
     near_low: float = 0.85  # ... and above this multiple (further below it, the rate is known to fit)
     near: float = 1.05  # 'near': below this multiple of the rate at the last overuse
-    near_s: float = 20.0  # ... and for this long after it
+    near_s: float = 10.0  # ... and for this long after it ...
+    probe_s: float = 1.0  # ... unless it was received for this long ...
+    probe_calm_ms: float = 10.0  # ... with the path queue below this: the capacity has risen
     received_headroom: float = 1.5  # the estimate stays below this multiple of the rate received ...
     received_floor_bps: float = 100e3  # ... plus this
     rate_window_s: float = 1.0  # received rate: over this window, and over its most recent 0.4 s
@@ -91,6 +93,8 @@ class CapacityEstimator:
         self._queue_at_decrease = 0.0
         self._last_deep = -1e9
         self._last_loss_cut = -1e9
+        self._calm_since: float | None = None
+        self.probes = 0  # congestion points found stale (the capacity rose)
         self._received: collections.deque[tuple[float, int]] = collections.deque()  # (receiver ms, wire bytes)
         self._sent_frames: collections.deque[tuple[float, int]] = collections.deque()  # (now, enhancement frags)
         self._got_frames: collections.deque[tuple[float, int]] = collections.deque()
@@ -240,6 +244,18 @@ class CapacityEstimator:
                 self.estimate_bps = max(self.estimate_bps, p.drain_share * self.recent_bps)
         else:
             self.state = "normal"
+            # the last congestion point probed: received at or above it for `probe_s` with the path
+            # calm (no queue forming), it is no longer where the path congests (the capacity rose)
+            calm = queue_ms < p.probe_calm_ms and trend < 0.5 * p.overuse_trend_ms_per_s
+            self._calm_since = (now if self._calm_since is None else self._calm_since) if calm else None
+            if (
+                self.last_congested_bps is not None
+                and self._calm_since is not None
+                and min(self.estimate_bps, self.received_bps or 0.0) >= self.last_congested_bps
+                and now - self._calm_since >= p.probe_s
+            ):
+                self.last_congested_bps = None
+                self.probes += 1
             near = (
                 self.last_congested_bps is not None
                 and p.near_low * self.last_congested_bps < self.estimate_bps < p.near * self.last_congested_bps
@@ -249,6 +265,8 @@ class CapacityEstimator:
             got = max(self.received_bps or 0.0, self.recent_bps or 0.0)
             ceiling = p.received_headroom * got + p.received_floor_bps
             self.estimate_bps = max(self.estimate_bps, min(grown, ceiling))
+        if report is not None and self.state != "normal":
+            self._calm_since = None  # the probe's calm must be unbroken
         if report is not None:
             # loss behind a queue (fragments that expired in it, a drop-tail bottleneck) is congestion
             # the delay-based estimate answers; the loss bound is for loss without one (random loss,
@@ -280,6 +298,7 @@ class CapacityEstimator:
             "loss": round(self.loss, 4),
             "state": self.state,
             "decreases": self.decreases,
+            "probes": self.probes,
         }
 
 
