@@ -72,10 +72,6 @@ def _scenario(tmp_path, name, phases, check, stream=STREAM):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="target not met yet: 81-83 % of a 1 Mbit/s link measured (docs/ADAPTATION.md); the issue asks 85 %",
-)
 def test_steady_link_is_filled(netns, tmp_path):
     """1 Mbit/s for 16 s: >= 85 % of the link sent (second half), base delay p95 <= 200 ms."""
     _scenario(tmp_path, "steady", [(16, 1000, 0)], _check_steady)
@@ -105,8 +101,10 @@ def _check_start(res, info):
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="target not met yet: the link change drops the bottleneck's queue, SCTP stalls for seconds in "
-    "retransmission timeouts and the estimate falls to its floor, so the rise is not used within 5 s "
+    reason="target not met: after the drop to 300 kbit/s aiortc's SCTP stalls in retransmission timeouts "
+    "(the tail loss of the sender's 0.5-s reaction): 10-33 kbit/s delivered for the whole 8-s low phase, base "
+    "delay up to 2.3-4.5 s, the estimate at its floor, so the rise after it is not used within 8 s; the same with "
+    "the queue kept (tc qdisc change) or flushed (replace). The rise alone: test_rise_is_used_within_five_seconds "
     "(docs/ADAPTATION.md)",
 )
 def test_step_down_and_back_up(netns, tmp_path):
@@ -127,6 +125,23 @@ def _check_step(res, info):
     assert lo["tiers_mode"] == 3, info
     # no probing that queues the base: the second half of the low phase stays under 200 ms
     assert lo["base_delay_ms_max_2nd_half"] is not None and lo["base_delay_ms_max_2nd_half"] <= 200, info
+
+
+@pytest.mark.slow
+def test_rise_is_used_within_five_seconds(netns, tmp_path):
+    """300 kbit/s for 8 s, then 2 Mbit/s for 8 s: the new rate used (>= 80 % of the link over a
+    second) within 5 s of the rise; no stall; the low link probed without queueing the base
+    (second half of the 300-kbit/s phase: p95 <= 200 ms)."""
+    _scenario(tmp_path, "rise", [(8, 300, 0), (8, 2000, 0)], _check_rise)
+
+
+def _check_rise(res, info):
+    lo, hi = res["phases"]
+    (rise,) = res["steps"]
+    assert rise["used_after_s"] is not None and rise["used_after_s"] <= 5.0, info
+    assert res["stalls"] == [], info
+    assert lo["base_delay_ms_p95_2nd_half"] is not None and lo["base_delay_ms_p95_2nd_half"] <= 200, info
+    assert lo["tiers_mode"] == 3 and hi["tiers_mode"] == 3, info
 
 
 @pytest.mark.slow

@@ -52,6 +52,7 @@ LONG = {
     "steady1m": Scenario("steady1m", "steady 1 Mbit/s", [(40, 1000, 0)]),
     "steady5m": Scenario("steady5m", "steady 5 Mbit/s", [(40, 5000, 0)]),
     "step": Scenario("step", "5 Mbit/s -> 300 kbit/s -> 2 Mbit/s", [(15, 5000, 0), (20, 300, 0), (25, 2000, 0)]),
+    "rise": Scenario("rise", "300 kbit/s -> 2 Mbit/s", [(20, 300, 0), (20, 2000, 0)]),
     "loss2": Scenario("loss2", "2 Mbit/s, 2 % random loss", [(40, 2000, 2)]),
     "loss5": Scenario("loss5", "2 Mbit/s, 5 % random loss", [(40, 2000, 5)]),
 }
@@ -103,9 +104,10 @@ def plot(res: dict, path: Path) -> None:
 
 def table(results: list[dict]) -> str:
     rows = ["| scenario | phase (link, loss) | sent kbit/s | utilisation (sent/link) | estimate kbit/s | qp p50 | "
-            "tiers | base delay p50/p95 ms (run) | base delay max ms (phase 2nd half) | stalls > 1 s | reaction | "
+            "tiers | base share (P-frames) | base delay p50/p95 ms (run) | base delay max ms (phase 2nd half) | "
+            "stalls > 1 s | reaction | "
             "clean picture after loss p50/max s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         for n, ph in enumerate(r["phases"]):
             first = n == 0
@@ -123,9 +125,11 @@ def table(results: list[dict]) -> str:
             dl = f"{_f(r['base_delay_ms_p50'], 0)} / {_f(r['base_delay_ms_p95'], 0)}" if first else ""
             stalls = (str(len(r["stalls"])) + (f" (longest {max(s[1] for s in r['stalls'])} s)" if r["stalls"] else "")
                       if first else "")
+            pt = ph.get("p_tier_kbps") or []
+            share = f"{100 * pt[0] / pt[-1]:.0f} %" if pt and pt[-1] else "-"
             rows.append(f"| {r['title'] if first else ''} | {link}, {ph['loss_pct']:g} % | {ph['sent_kbps']:.0f} | "
                         f"{_f(ph['utilisation'] and ph['utilisation'] * 100, 0)} % | {_f(ph['estimate_kbps'], 0)} | "
-                        f"{_f(ph['qp_median'], 0)} | {ph['tiers_mode']} | {dl} | "
+                        f"{_f(ph['qp_median'], 0)} | {ph['tiers_mode']} | {share} | {dl} | "
                         f"{_f(ph['base_delay_ms_max_2nd_half'], 0)} | {stalls} | {react} | {clean} |")
     return "\n".join(rows)
 
