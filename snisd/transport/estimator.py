@@ -12,13 +12,18 @@ bound), reduced to the signals this transport has:
   hop; the rate it drains at is that hop's capacity.
 * **Rate.** On overuse the estimate becomes `backoff` x the rate the receiver got (while a queue
   exists that rate is the path's capacity), at most once per `decrease_interval_s` unless the rate
-  received is far lower still. On normal it grows: fast (x`fast_growth` per second) when nothing is
-  known or the estimate is well above where the path last congested, slowly (`slow_growth` per
-  second) near that point, never above 1.5 x the rate received (plus a floor), since a rate
-  that was never sent says nothing about the path.
+  received is far lower still; a short queue costs at most `mild_backoff`. While a queue drains
+  the estimate holds, but not below `drain_share` x the rate it drains at. On normal it grows:
+  fast (x`fast_growth` per second) when nothing is known or the estimate is well above where the
+  path last congested, slowly (`slow_growth` per second) near that point, never above 1.5 x the
+  rate received (plus a floor), since a rate that was never sent says nothing about the path.
+* **Probing the congestion point.** Near it the encoder's own stream is the probe: once that rate
+  has been received for `probe_s` with no queue forming, the point is stale (the capacity rose)
+  and growth is fast again, so a rise is found within seconds.
 * **Loss bound.** The share of enhancement fragments that never arrived (the sender's counts
   against the receiver's, lagged by the fragments' lifetime): above 10 % the bound is cut by half
-  that share, below 2 % it grows 5 % per second, in between it holds.
+  that share, once per second and only without a queue (loss behind a queue is congestion the
+  delay-based estimate answers); below 2 % it grows as fast as the estimate; in between it holds.
 
 Deterministic: every call gets `now` (seconds, the sender's clock). `tests/test_estimator.py`
 drives it with synthetic reports.
