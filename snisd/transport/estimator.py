@@ -59,7 +59,7 @@ class EstimatorPolicy:
     deep_drop: float = 0.6  # ... unless the rate received fell below this share of the estimate
     fast_growth: float = 2.0  # per second, far from the last congestion point
     slow_growth: float = 0.15  # per second (a share), near it
-    calm_queue_ms: float = 20.0  # fast growth only while the path queue is below this
+    calm_queue_ms: float = 10.0  # fast growth only while the path queue is below this
     near_low: float = 0.85  # ... and above this multiple (further below it, the rate is known to fit)
     near: float = 1.05  # 'near': below this multiple of the rate at the last overuse
     near_s: float = 10.0  # ... and for this long after it ...
