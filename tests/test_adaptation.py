@@ -102,8 +102,8 @@ def _check_start(res, info):
 @pytest.mark.xfail(
     strict=True,
     reason="target not met: after the drop to 300 kbit/s aiortc's SCTP stalls in retransmission timeouts "
-    "(the tail loss of the sender's 0.5-s reaction): 10-33 kbit/s delivered for the whole 8-s low phase, base "
-    "delay up to 2.3-4.5 s, the estimate at its floor, so the rise after it is not used within 8 s; the same with "
+    "(the tail loss of the sender's 0.5-s reaction): 2-41 kbit/s delivered for the whole 8-s low phase, base "
+    "delay up to 2.3-6.4 s, the estimate at its floor, so the rise after it is not used within 8 s; the same with "
     "the queue kept (tc qdisc change) or flushed (replace). The rise alone: test_rise_is_used_within_five_seconds "
     "(docs/ADAPTATION.md)",
 )
