@@ -36,15 +36,18 @@ class Tuning:
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
     threshold (mean |residual| in 1/256 of the top step), the full-pel search range, the mean
     |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never),
-    the one (1/16 pixel) below which the motion search stops at the predicted vector, and the
+    the one (1/16 pixel) below which the motion search stops at a merge candidate's vector, the
     coefficient decisions priced by the entropy model (native/snis.h, docs/CODEC.md): decimation of
     blocks of at most `decimate` lone +-1 levels, their lambda in 1/256 of a squared step per bit,
     rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
-    skip of macroblocks of at most `mb_rd` levels; 0 turns each off; and the
-    adaptive-quantisation strength in 1/16 (a macroblock's qp offset per octave of its prediction's
-    luma variance over the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off); and whether intra
+    skip of macroblocks of at most `mb_rd` levels; 0 turns each off; the adaptive-quantisation
+    strength in 1/16 (a macroblock's qp offset per octave of its prediction's luma variance over
+    the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off); whether intra
     macroblocks use intra prediction (1; keyframes are then coded in bands, one analysis per
-    macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md)."""
+    macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md);
+    then the motion tools (docs/CODEC.md, "Motion"), each 0 = off: quarter-pel refinement, the
+    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere) and
+    rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate)."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -61,6 +64,10 @@ class Tuning:
     mb_rd: int = 0
     aq_strength: int = 0
     intra_pred: int = 0
+    qpel: int = 0
+    merge: int = 1
+    split: int = 0
+    rd_rates: int = 1
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

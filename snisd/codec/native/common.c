@@ -150,7 +150,10 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
     m->sad = (uint32_t *)calloc(n, sizeof(uint32_t));
     m->aq = 0;
     m->dqp = (int8_t *)calloc(n, 1);
-    if (!m->intra || !m->imode || !m->mv || !m->skip || !m->sad || !m->dqp) {
+    m->split = (uint8_t *)calloc(n, 1);
+    m->merge = (uint8_t *)calloc(n, 1);
+    m->smv = (int16_t *)calloc(n * 8, sizeof(int16_t));
+    if (!m->intra || !m->imode || !m->mv || !m->skip || !m->sad || !m->dqp || !m->split || !m->merge || !m->smv) {
         motion_free(m);
         return SNIS_E_NOMEM;
     }
@@ -167,6 +170,11 @@ void motion_free(motion_t *m)
     free(m->sad);
     free(m->dqp);
     m->dqp = NULL;
+    free(m->split);
+    free(m->merge);
+    free(m->smv);
+    m->split = m->merge = NULL;
+    m->smv = NULL;
     m->sad = NULL;
     m->intra = NULL;
     m->mv = NULL;
@@ -179,18 +187,60 @@ static int median3(int a, int b, int c)
     return c < lo ? lo : (c > hi ? hi : c);
 }
 
+/* Vector component of partition (sy, sx); intra macroblocks count as zero. */
+static inline int part_mv(const motion_t *m, int sy, int sx, int comp)
+{
+    return m->intra[(sy >> 1) * m->mbw + (sx >> 1)] ? 0 : sub_mv(m, sy, sx)[comp];
+}
+
 int mv_predictor(const motion_t *m, int y, int x, int comp)
 {
-    /* median of left, top and top-right (top-left at the right edge); intra neighbours are 0 */
-    int w = m->mbw;
-#define MVN(yy, xx) (m->intra[(yy) * w + (xx)] ? 0 : m->mv[((yy) * w + (xx)) * 2 + comp])
-    int a = x > 0 ? MVN(y, x - 1) : 0;
+    /* median of left, top and top-right (top-left at the right edge) partitions */
+    int w = m->mbw, sy = 2 * y, sx = 2 * x;
+    int a = x > 0 ? part_mv(m, sy, sx - 1, comp) : 0;
     if (y == 0)
         return a;
-    int b = MVN(y - 1, x);
-    int c = x + 1 < w ? MVN(y - 1, x + 1) : (x > 0 ? MVN(y - 1, x - 1) : b);
-#undef MVN
+    int b = part_mv(m, sy - 1, sx, comp);
+    int c = x + 1 < w ? part_mv(m, sy - 1, sx + 2, comp) : (x > 0 ? part_mv(m, sy - 1, sx - 1, comp) : b);
     return median3(a, b, c);
+}
+
+int part_predictor(const motion_t *m, int sy, int sx, int comp)
+{
+    /* partitions in z-order within a macroblock, macroblocks in raster order: the top-right
+       partition exists unless it lies in a later macroblock (the bottom-right partition's, and the
+       top-right one's on the last column) */
+    int a = sx > 0 ? part_mv(m, sy, sx - 1, comp) : 0;
+    if (sy == 0)
+        return a;
+    int b = part_mv(m, sy - 1, sx, comp);
+    int tr_ok = sx + 1 < 2 * m->mbw && !((sy & 1) && (sx & 1));
+    int c = tr_ok ? part_mv(m, sy - 1, sx + 1, comp) : (sx > 0 ? part_mv(m, sy - 1, sx - 1, comp) : b);
+    return median3(a, b, c);
+}
+
+int mv_zero_ctx(const motion_t *m, int sy, int sx, int comp, int pred)
+{
+    return (sx > 0 && part_mv(m, sy, sx - 1, comp) != pred) + (sy > 0 && part_mv(m, sy - 1, sx, comp) != pred);
+}
+
+void set_mb_mv(motion_t *m, int i)
+{
+    int y = i / m->mbw, x = i % m->mbw;
+    for (int p = 0; p < 4; p++) {
+        int16_t *v = sub_mv(m, 2 * y + (p >> 1), 2 * x + (p & 1));
+        v[0] = m->mv[2 * i];
+        v[1] = m->mv[2 * i + 1];
+    }
+}
+
+void merge_candidates(const motion_t *m, int y, int x, int out[3][2])
+{
+    for (int c = 0; c < 2; c++) {
+        out[0][c] = mv_predictor(m, y, x, c);
+        out[1][c] = x > 0 ? part_mv(m, 2 * y, 2 * x - 1, c) : 0;
+        out[2][c] = y > 0 ? part_mv(m, 2 * y - 1, 2 * x, c) : 0;
+    }
 }
 
 /* ------------------------------------------------------------------------------------------ */

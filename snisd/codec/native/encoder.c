@@ -45,6 +45,10 @@ void snis_default_tuning(snis_tuning *t)
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
     t->aq_strength = 0;  /* off: no strength won on VMAF across the test clips (docs/BENCHMARKS.md) */
     t->intra_pred = 0; /* off: it does not pay with the current entropy model (docs/CODEC.md) */
+    t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
+    t->merge = 1;
+    t->split = 0; /* costs motion time: on in slower settings */
+    t->rd_rates = 1;
 }
 
 snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, const snis_tuning *t, int *status)
@@ -64,7 +68,7 @@ snis_encoder *snis_encoder_create(const snis_params *p, const snis_weights *w, c
             e->t = *t;
         else
             snis_default_tuning(&e->t);
-        e->t.search_range = clampi(e->t.search_range, 1, BORDER - 4);
+        e->t.search_range = clampi(e->t.search_range, 1, BORDER - 8); /* the filter reads 3 samples beyond */
         for (int k = 0; k < p->tiers; k++) {
             e->cap[k] = 1 << 16;
             e->buf[k] = (uint8_t *)malloc(e->cap[k]);
@@ -229,8 +233,18 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     if (frame_type != SNIS_FRAME_I) {
         for (int r2 = 0; r2 < l->mbh; r2++)
             e->row_done[r2] = 0;
+        /* the rates of the motion syntax in the contexts it will be coded with (reset at key pictures) */
+        mv_rates rates;
+        tier_contexts fresh;
+        const tier_contexts *tc = &l->ctx[0];
+        if (frame_type != SNIS_FRAME_P) {
+            contexts_reset(&fresh);
+            tc = &fresh;
+        }
+        motion_rates(tc, &rates);
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
-                      lambda, e->t.intra_bias, e->t.search_range, (int)me_exit, e->row_done};
+                      lambda, e->t.intra_bias, e->t.search_range, (int)me_exit,
+                      e->t.qpel, e->t.merge, e->t.split, e->t.rd_rates ? &rates : NULL, e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
     }
     double t1 = now_us();

@@ -18,9 +18,11 @@
 
 enum {
     CTX_MODE = 0,    /* 3 */
-    CTX_IMODE = 3,   /* 2 (mode == most probable one) + 7 (binary tree of the mode); 12 .. 14 free */
+    CTX_IMODE = 3,   /* 2 (mode == most probable one) + 7 (binary tree of the mode) */
+    CTX_MERGE = 12,  /* 3 */
     CTX_MVZERO = 15, /* 2 x 3 */
     CTX_MVMAG = 21,  /* 2 x 8 */
+    CTX_SPLIT = 37,  /* 3 */
     CTX_MBCBF = 40,  /* 3 neighbours x 2 intra x 2 lower tier coded it */
     CTX_QCBF = 52,   /* the same */
     CTX_CLASS = 64,  /* 4 classes x CLASS_SIZE */
@@ -32,8 +34,10 @@ enum {
     C_EG = 417,      /* 3 band classes x 8 */
     C_SIGN = 441,    /* 3 lower sign x 3 neighbour sign */
     CLASS_SIZE = 450,
+    CTX_MIDX = CTX_CLASS + 4 * CLASS_SIZE, /* 2 */
+    CTX_MVQPEL = CTX_MIDX + 2,             /* 2: the quarter-pel bit of a vector difference, per component */
 };
-_Static_assert(CTX_CLASS + 4 * CLASS_SIZE <= N_CONTEXTS, "context table too small");
+_Static_assert(CTX_MVQPEL + 2 <= N_CONTEXTS, "context table too small");
 
 #define MAG_LIMIT 32767
 #define NO_NB 64 /* template index of a neighbour outside the block (always zero) */
@@ -94,6 +98,71 @@ void contexts_reset(tier_contexts *c)
 {
     for (int i = 0; i < N_CONTEXTS; i++)
         c->p[i][0] = c->p[i][1] = PROB_ONE / 2;
+}
+
+/* -log2(p / PROB_ONE) in 1/16 bit, integer only (encoder decisions must be the same on every
+ * platform): the integer part from the leading bit, four fractional bits by squaring. */
+static uint32_t bit_cost16(uint32_t p)
+{
+    if (p >= PROB_ONE)
+        return 0;
+    if (p < 1)
+        p = 1;
+    int e = 0;
+    while ((p << e) < (1u << (PROB_BITS - 1)))
+        e++;
+    /* p / 2^15 = x 2^-e with x = (p << e) / 2^15 in [0.5, 1): the bits of -log2(x) by squaring x */
+    uint32_t m = p << e, frac = 0;
+    for (int i = 0; i < 4; i++) {
+        m = (m * m) >> PROB_BITS;
+        frac <<= 1;
+        if (m < (1u << (PROB_BITS - 1))) {
+            m <<= 1;
+            frac |= 1;
+        }
+    }
+    return (uint32_t)e * 16 + frac;
+}
+
+static uint32_t ctx_cost(const uint16_t *p, int bit)
+{
+    uint32_t prob0 = ((uint32_t)p[0] + p[1]) >> 1;
+    return bit_cost16(bit ? PROB_ONE - prob0 : prob0);
+}
+
+void motion_rates(const tier_contexts *c, mv_rates *r)
+{
+    for (int k = 0; k < 3; k++)
+        for (int b = 0; b < 2; b++) {
+            r->merge[k][b] = (uint16_t)ctx_cost(c->p[CTX_MERGE + k], b);
+            r->split[k][b] = (uint16_t)ctx_cost(c->p[CTX_SPLIT + k], b);
+        }
+    r->midx[0] = (uint16_t)ctx_cost(c->p[CTX_MIDX], 0);
+    r->midx[1] = (uint16_t)(ctx_cost(c->p[CTX_MIDX], 1) + ctx_cost(c->p[CTX_MIDX + 1], 0));
+    r->midx[2] = (uint16_t)(ctx_cost(c->p[CTX_MIDX], 1) + ctx_cost(c->p[CTX_MIDX + 1], 1));
+    for (int comp = 0; comp < 2; comp++) {
+        const uint16_t(*eg)[2] = (const uint16_t(*)[2]) & c->p[CTX_MVMAG + comp * 8];
+        uint32_t mag[MVC_N];
+        mag[0] = 0;
+        for (int a = 1; a < MVC_N; a++) { /* Exp-Golomb of a - 1: prefix bins, k suffix bits, a sign */
+            uint32_t v = (uint32_t)(a - 1), bits = 16;
+            int k = 0;
+            while (v >= (1u << (k + 1)) - 1) {
+                bits += ctx_cost(eg[k < 7 ? k : 7], 1);
+                k++;
+            }
+            bits += ctx_cost(eg[k < 7 ? k : 7], 0) + 16u * (uint32_t)k;
+            mag[a] = bits;
+        }
+        for (int z = 0; z < 3; z++) {
+            const uint16_t *zp = c->p[CTX_MVZERO + comp * 3 + z];
+            r->mvd[comp][z][0] = (uint16_t)ctx_cost(zp, 0);
+            for (int a = 1; a < MVC_N; a++) {
+                uint32_t t = ctx_cost(zp, 1) + mag[a];
+                r->mvd[comp][z][a] = (uint16_t)(t > 0xFFFF ? 0xFFFF : t);
+            }
+        }
+    }
 }
 
 int rc_encoder_init(rangecoder *rc, size_t capacity)
@@ -412,6 +481,81 @@ static int window_any(const bplane *p, int y0, int x0, int size)
     return 0;
 }
 
+/* One vector against its predictor (pred[2]): per component a zero flag (context: how many of
+ * the left / top vectors differ from the predictor), |d|-1 Exp-Golomb, a bypass sign. */
+static void code_mv(rangecoder *rc, tier_contexts *ctx, int16_t *v, const int pred[2], const int nbdiff[2])
+{
+    for (int comp = 0; comp < 2 && !rc->error; comp++) {
+        int d = rc->decoding ? 0 : v[comp] - pred[comp];
+        if (rc_bit(rc, ctx->p[CTX_MVZERO + comp * 3 + nbdiff[comp]], d != 0)) {
+            int mag = d < 0 ? -d : d;
+            uint32_t r = rc_expgolomb(rc, &ctx->p[CTX_MVMAG + comp * 8], 8, (uint32_t)(mag - 1));
+            if (r >= 2 * MV_LIMIT) {
+                rc->error = SNIS_E_CORRUPT;
+                return;
+            }
+            mag = 1 + (int)r;
+            d = rc_bypass(rc, d < 0) ? -mag : mag;
+        } else {
+            d = 0;
+        }
+        int val = pred[comp] + d;
+        if (val > MV_LIMIT || val < -MV_LIMIT) {
+            rc->error = SNIS_E_CORRUPT;
+            return;
+        }
+        if (rc->decoding)
+            v[comp] = (int16_t)val;
+    }
+}
+
+/* Vector syntax of an inter macroblock of tier 0 (docs/BITSTREAM.md): merge flag and index, or
+ * a split flag and one or four vectors. */
+static void code_inter_mb(rangecoder *rc, tier_contexts *ctx, motion_t *m, int mby, int mbx)
+{
+    int mbw = m->mbw, i = mby * mbw + mbx, left = mbx > 0, top = mby > 0;
+    int mctx = CTX_MERGE + (left && m->merge[i - 1]) + (top && m->merge[i - mbw]);
+    int merge = rc_bit(rc, ctx->p[mctx], m->merge[i] != 0);
+    if (merge) {
+        int k = m->merge[i] - 1;
+        int b0 = rc_bit(rc, ctx->p[CTX_MIDX], k > 0);
+        k = b0 ? 1 + rc_bit(rc, ctx->p[CTX_MIDX + 1], k > 1) : 0;
+        int mc[3][2];
+        merge_candidates(m, mby, mbx, mc);
+        if (rc->decoding) {
+            m->merge[i] = (uint8_t)(1 + k);
+            m->split[i] = 0;
+            m->mv[2 * i] = (int16_t)mc[k][0];
+            m->mv[2 * i + 1] = (int16_t)mc[k][1];
+            set_mb_mv(m, i);
+        }
+        return;
+    }
+    if (rc->decoding)
+        m->merge[i] = 0;
+    int sctx = CTX_SPLIT + (left && m->split[i - 1]) + (top && m->split[i - mbw]);
+    int split = rc_bit(rc, ctx->p[sctx], m->split[i]);
+    if (rc->decoding)
+        m->split[i] = (uint8_t)split;
+    for (int p = 0; p < (split ? 4 : 1) && !rc->error; p++) {
+        int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
+        int pred[2], nbd[2];
+        for (int c = 0; c < 2; c++) {
+            pred[c] = split ? part_predictor(m, sy, sx, c) : mv_predictor(m, mby, mbx, c);
+            nbd[c] = mv_zero_ctx(m, sy, sx, c, pred[c]);
+        }
+        code_mv(rc, ctx, split ? sub_mv(m, sy, sx) : m->mv + 2 * i, pred, nbd);
+    }
+    if (rc->decoding && !rc->error) {
+        if (split) {
+            m->mv[2 * i] = sub_mv(m, 2 * mby, 2 * mbx)[0];
+            m->mv[2 * i + 1] = sub_mv(m, 2 * mby, 2 * mbx)[1];
+        } else {
+            set_mb_mv(m, i);
+        }
+    }
+}
+
 int code_tier(rangecoder *rc, tier_job *job)
 {
     init_tables();
@@ -459,6 +603,8 @@ int code_tier(rangecoder *rc, tier_job *job)
                     if (rc->decoding) {
                         m->intra[i] = 1;
                         m->mv[2 * i] = m->mv[2 * i + 1] = 0;
+                        m->split[i] = m->merge[i] = 0;
+                        set_mb_mv(m, i);
                     }
                     code_imode(rc, ctx, m, i);
                     if (rc->error)
@@ -469,36 +615,15 @@ int code_tier(rangecoder *rc, tier_job *job)
                     if (rc->decoding)
                         m->intra[i] = (uint8_t)intra;
                     if (!intra) {
-                        for (int comp = 0; comp < 2; comp++) {
-                            int pred = mv_predictor(m, mby, mbx, comp);
-                            int d = rc->decoding ? 0 : m->mv[2 * i + comp] - pred;
-                            int zc = CTX_MVZERO + comp * 3 + (left && m->mv[2 * (i - 1) + comp] != pred) +
-                                     (top && m->mv[2 * (i - mbw) + comp] != pred);
-                            if (rc_bit(rc, ctx->p[zc], d != 0)) {
-                                int mag = d < 0 ? -d : d;
-                                uint32_t r = rc_expgolomb(rc, &ctx->p[CTX_MVMAG + comp * 8], 8, (uint32_t)(mag - 1));
-                                if (r >= 2 * MV_LIMIT) {
-                                    rc->error = SNIS_E_CORRUPT;
-                                    break;
-                                }
-                                mag = 1 + (int)r;
-                                d = rc_bypass(rc, d < 0) ? -mag : mag;
-                            } else {
-                                d = 0;
-                            }
-                            int v = pred + d;
-                            if (v > MV_LIMIT || v < -MV_LIMIT) {
-                                rc->error = SNIS_E_CORRUPT;
-                                break;
-                            }
-                            if (rc->decoding)
-                                m->mv[2 * i + comp] = (int16_t)v;
-                        }
+                        code_inter_mb(rc, ctx, m, mby, mbx);
                         if (rc->error)
                             break;
                     } else {
-                        if (rc->decoding)
+                        if (rc->decoding) {
                             m->mv[2 * i] = m->mv[2 * i + 1] = 0;
+                            m->split[i] = m->merge[i] = 0;
+                            set_mb_mv(m, i);
+                        }
                         code_imode(rc, ctx, m, i);
                         if (rc->error)
                             break;

@@ -10,7 +10,7 @@
 
 #define MB 32         /* macroblock, luma samples */
 #define BORDER 80     /* edge-replicated border around references (luma; chroma half) */
-#define MV_LIMIT 512  /* |vector component| in half-pels; beyond it a stream is corrupt */
+#define MV_LIMIT 1024 /* |vector component| in quarter-pels; beyond it a stream is corrupt */
 #define LAT_Y 64      /* stored channels per luma block (63 used) */
 #define LAT_C 16      /* stored channels per chroma block (15 used) */
 #define LAT_K 4       /* coarse latents per 1/16-scale position */
@@ -80,7 +80,10 @@ typedef struct {
     int mbw, mbh;
     uint8_t *intra;   /* 1: intra (predicts from its own frame, intra.c) */
     uint8_t *imode;   /* intra prediction mode of an intra macroblock (INTRA_* in intra.h) */
-    int16_t *mv;      /* (dy, dx) in half-pels */
+    int16_t *mv;      /* (dy, dx) in quarter-pels: the macroblock's vector (its first partition's if split) */
+    uint8_t *split;   /* 1: four 16x16 partitions with the vectors in smv */
+    uint8_t *merge;   /* 0: vector coded; 1 + k: merge candidate k's vector (merge_candidates) */
+    int16_t *smv;     /* (dy, dx) per 16x16 partition, (2 mbh) x (2 mbw): what compensation uses */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
     uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
     /* adaptive quantisation: the frame's strength (0: off; coded in tier 0) and the qp offset of
@@ -92,6 +95,18 @@ typedef struct {
 int motion_alloc(motion_t *m, int mbw, int mbh);
 void motion_free(motion_t *m);
 int mv_predictor(const motion_t *m, int y, int x, int comp);
+/* The vector of 16x16 partition (sy, sx) of the partition grid. */
+static inline int16_t *sub_mv(const motion_t *m, int sy, int sx) { return m->smv + 2 * ((size_t)sy * 2 * m->mbw + sx); }
+/* Context of a vector component's zero flag: how many of the left / top partitions' vectors
+ * (zero if intra) differ from the predictor. */
+int mv_zero_ctx(const motion_t *m, int sy, int sx, int comp, int pred);
+/* Copy macroblock i's vector to its four partitions (an unsplit or intra macroblock). */
+void set_mb_mv(motion_t *m, int i);
+/* Predictor of partition (sy, sx): median of left, top, top-right (else top-left) partitions. */
+int part_predictor(const motion_t *m, int sy, int sx, int comp);
+/* Merge candidates of macroblock (y, x): the median predictor, the left and the top partition's
+ * vector (zero where absent or intra). */
+void merge_candidates(const motion_t *m, int y, int x, int out[3][2]);
 
 /* Thread pool: fn(arg, index) for index in [0, n), results must not depend on the order. */
 typedef struct pool pool_t;
@@ -100,12 +115,24 @@ void pool_destroy(pool_t *p);
 void pool_run(pool_t *p, int n, void (*fn)(void *arg, int index), void *arg);
 int pool_threads(const pool_t *p);
 
+/* Estimated costs of the tier-0 motion syntax in 1/16 bit, from the contexts' current state
+ * (entropy.c), for the encoder's rate-distortion choices. */
+#define MVC_N 64 /* |vector difference| with a tabulated cost; larger ones are extrapolated */
+typedef struct {
+    uint16_t merge[3][2]; /* merge flag by context and value */
+    uint16_t midx[3];     /* merge index 0, 1, 2 */
+    uint16_t split[3][2]; /* split flag by context and value */
+    uint16_t mvd[2][3][MVC_N]; /* vector component by component, zero-flag context and |difference| */
+} mv_rates;
+
 /* Motion (motion.c). */
 typedef struct {
     const picture_t *cur, *ref;
     const motion_t *prev;
     motion_t *out;
     int lambda, intra_bias, range, exit_sad; /* exit_sad: luma SAD of a macroblock that stops the search */
+    int qpel, merge, split;                  /* tools: quarter-pel refinement, merge mode, 16x16 split */
+    const mv_rates *rates;                   /* NULL: a fixed Exp-Golomb-like estimate */
     volatile int *row_done; /* wavefront progress, one counter per macroblock row */
 } me_job;
 void motion_estimate_row(me_job *job, int mby);
@@ -146,11 +173,12 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
                     const int16_t *k, const uint8_t *f_k, int band, const plane_t *pred, plane_t *dst);
 
 /* Entropy coding (entropy.c): one syntax function for both directions. */
-#define N_CONTEXTS 1864
+#define N_CONTEXTS 1868
 typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;
 void contexts_reset(tier_contexts *c);
+void motion_rates(const tier_contexts *c, mv_rates *r);
 
 typedef struct {
     uint8_t *buf;

@@ -1,12 +1,20 @@
 /* Block motion: estimation (encoder) and compensation (both sides).
  *
- * Vectors belong to 32x32 macroblocks, in half-pels of luma (quarter-pels of chroma). The
- * estimate is a 3DRS-like candidate search (zero, the median predictor, the left / top /
+ * Vectors are in quarter-pels of luma (eighth-pels of chroma). A 32x32 macroblock has one
+ * vector, a merge candidate's vector (the median predictor, the left or the top neighbour's), or
+ * four 16x16 partitions with a vector each. Luma is interpolated by separable filters, one per
+ * quarter-pel phase, horizontally and then vertically on the rounded 8-bit output (SIMD, simd.h);
+ * the taps are bilinear (a 6-tap set lost, see LUMA_TAPS). Chroma is bilinear in 1/64. All
+ * integer, the same on every platform.
+ *
+ * The estimate is a 3DRS-like candidate search (zero, the median predictor, the left / top /
  * top-right vectors of this frame and three of the previous frame), a shrinking diamond at full
- * pel and a half-pel refinement; every candidate pays lambda times its vector-coding bits. A
- * macroblock whose predicted vector already matches almost exactly stops searching at once.
- * Compensation is bilinear in integers; references carry an edge-replicated border, so vectors
- * inside it need no clamping, and any other vector takes the clamped path with the same result.
+ * pel and half- and quarter-pel refinements (bilinear samples in one rounding), every candidate
+ * paying lambda times its vector-coding bits. Then a rate-distortion choice between that vector,
+ * the merge candidates and a 16x16 split. A macroblock where a merge candidate already matches
+ * almost exactly stops searching at once.
+ * References carry an edge-replicated border, so vectors inside it need no clamping, and any
+ * other vector takes the clamped path with the same result.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <sched.h>
@@ -14,6 +22,7 @@
 #include "internal.h"
 #include "simd.h"
 
+/* Estimated bits of one vector-difference component (Exp-Golomb-like growth). */
 static int mv_bits(int d)
 {
     if (d == 0)
@@ -26,77 +35,98 @@ static int mv_bits(int d)
     return 2 * n + 2;
 }
 
-/* One row of a luma block at a half-pel offset (fy, fx) from source row r (r + rs below it). */
-static inline void half_pel_row(const uint8_t *r, ptrdiff_t rs, int fy, int fx, int size, uint8_t *dst)
+/* ------------------------------------------------------------------------------------------ */
+/* Interpolation */
+
+#define SUB_MAX (MB + 5) /* source rows / columns an n x n block's filter reads */
+
+/* The luma filters of the quarter-pel phases (sum 64): bilinear. Sharper 6-tap filters
+ * ((2, -9, 39, 39, -9, 2) at half-pel) were measured and lost: on noisy hand-held video they
+ * carry the reference's noise into the prediction (docs/BENCHMARKS.md, "Compression tools"). */
+static const int16_t LUMA_TAPS[4][6] = {
+    {0, 0, 64, 0, 0, 0}, {0, 0, 48, 16, 0, 0}, {0, 0, 32, 32, 0, 0}, {0, 0, 16, 48, 0, 0}};
+
+/* Luma block at quarter-pel fraction (fy, fx) of integer position src: the horizontal filter of
+ * phase fx, then the vertical one of phase fy on its (8-bit) output. */
+static void interp_luma(const uint8_t *src, ptrdiff_t ss, int fy, int fx, int n, uint8_t *dst, ptrdiff_t ds)
 {
-    const uint8_t *r1 = r + rs;
-    if (!fy && !fx)
-        memcpy(dst, r, (size_t)size);
-    else if (!fy)
-        for (int x = 0; x < size; x++)
-            dst[x] = (uint8_t)((r[x] + r[x + 1] + 1) >> 1);
-    else if (!fx)
-        for (int x = 0; x < size; x++)
-            dst[x] = (uint8_t)((r[x] + r1[x] + 1) >> 1);
-    else
-        for (int x = 0; x < size; x++)
-            dst[x] = (uint8_t)((r[x] + r[x + 1] + r1[x] + r1[x + 1] + 2) >> 2);
+    if (!fy && !fx) {
+        for (int y = 0; y < n; y++)
+            memcpy(dst + y * ds, src + y * ss, (size_t)n);
+    } else if (!fy) {
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x += 16)
+                filt6_16(src + y * ss + x, 1, LUMA_TAPS[fx], dst + y * ds + x);
+    } else if (!fx) {
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x += 16)
+                filt6_16(src + y * ss + x, ss, LUMA_TAPS[fy], dst + y * ds + x);
+    } else {
+        uint8_t t[SUB_MAX * MB];
+        for (int j = 0; j < n + 5; j++)
+            for (int x = 0; x < n; x += 16)
+                filt6_16(src + (j - 2) * ss + x, 1, LUMA_TAPS[fx], t + j * n + x);
+        for (int y = 0; y < n; y++)
+            for (int x = 0; x < n; x += 16)
+                filt6_16(t + (y + 2) * n + x, n, LUMA_TAPS[fy], dst + y * ds + x);
+    }
 }
 
-/* Luma block at half-pel vector: fast path inside the border. */
-static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int size, uint8_t *dst,
-                       ptrdiff_t ds)
+/* Luma n x n block at (x0, y0) displaced by a quarter-pel vector. */
+static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint8_t *dst, ptrdiff_t ds)
 {
-    int iy = mvy >> 1, ix = mvx >> 1, fy = mvy & 1, fx = mvx & 1;
-    int sy = y0 + iy, sx = x0 + ix;
+    int sy = y0 + (mvy >> 2), sx = x0 + (mvx >> 2), fy = mvy & 3, fx = mvx & 3;
     int b = ref->border;
     ptrdiff_t rs = ref->stride;
-    if (sy >= -b && sx >= -b && sy + size + 1 <= ref->h + b && sx + size + 1 <= ref->w + b) {
-        const uint8_t *r = ref->data + sy * rs + sx;
-        for (int y = 0; y < size; y++, r += rs, dst += ds)
-            half_pel_row(r, rs, fy, fx, size, dst);
+    if (sy - 2 >= -b && sx - 2 >= -b && sy + n + 4 <= ref->h + b && sx + n + 4 <= ref->w + b) {
+        interp_luma(ref->data + sy * rs + sx, rs, fy, fx, n, dst, ds);
         return;
     }
+    /* outside the border: the same filter on a copy with clamped coordinates */
+    uint8_t tmp[(SUB_MAX + 1) * (SUB_MAX + 1)];
+    const int ts = SUB_MAX + 1;
     int h1 = ref->h - 1, w1 = ref->w - 1;
-    for (int y = 0; y < size; y++, dst += ds) {
-        const uint8_t *ra = ref->data + clampi(sy + y, 0, h1) * rs;
-        const uint8_t *rb = ref->data + clampi(sy + y + 1, 0, h1) * rs;
-        for (int x = 0; x < size; x++) {
-            int xa = clampi(sx + x, 0, w1), xb = clampi(sx + x + 1, 0, w1);
-            int a = ra[xa], bb = ra[xb], c = rb[xa], d = rb[xb];
-            int v = !fy && !fx ? a : (!fy ? (a + bb + 1) >> 1 : (!fx ? (a + c + 1) >> 1 : (a + bb + c + d + 2) >> 2));
-            dst[x] = (uint8_t)v;
-        }
+    for (int y = 0; y < n + 6; y++) {
+        const uint8_t *r = ref->data + clampi(sy + y - 2, 0, h1) * rs;
+        for (int x = 0; x < n + 6; x++)
+            tmp[y * ts + x] = r[clampi(sx + x - 2, 0, w1)];
     }
+    interp_luma(tmp + 2 * ts + 2, ts, fy, fx, n, dst, ds);
 }
 
-/* Chroma block at quarter-pel vector (the luma half-pel vector), bilinear in 1/16. */
-static void chroma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int size, uint8_t *dst,
-                         ptrdiff_t ds)
+/* Chroma n x n block at an eighth-pel vector (the luma quarter-pel vector), bilinear in 1/64. */
+static void chroma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint8_t *dst, ptrdiff_t ds)
 {
-    int iy = mvy >> 2, ix = mvx >> 2, fy = mvy & 3, fx = mvx & 3;
-    int sy = y0 + iy, sx = x0 + ix;
+    int sy = y0 + (mvy >> 3), sx = x0 + (mvx >> 3), fy = mvy & 7, fx = mvx & 7;
     int b = ref->border;
     ptrdiff_t rs = ref->stride;
-    int w00 = (4 - fx) * (4 - fy), w01 = fx * (4 - fy), w10 = (4 - fx) * fy, w11 = fx * fy;
-    if (sy >= -b && sx >= -b && sy + size + 1 <= ref->h + b && sx + size + 1 <= ref->w + b) {
+    int w00 = (8 - fx) * (8 - fy), w01 = fx * (8 - fy), w10 = (8 - fx) * fy, w11 = fx * fy;
+    if (sy >= -b && sx >= -b && sy + n + 1 <= ref->h + b && sx + n + 1 <= ref->w + b) {
         const uint8_t *r = ref->data + sy * rs + sx;
-        for (int y = 0; y < size; y++, r += rs, dst += ds) {
+        for (int y = 0; y < n; y++, r += rs, dst += ds) {
             const uint8_t *r1 = r + rs;
-            for (int x = 0; x < size; x++)
-                dst[x] = (uint8_t)((w00 * r[x] + w01 * r[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 8) >> 4);
+            for (int x = 0; x < n; x++)
+                dst[x] = (uint8_t)((w00 * r[x] + w01 * r[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 32) >> 6);
         }
         return;
     }
     int h1 = ref->h - 1, w1 = ref->w - 1;
-    for (int y = 0; y < size; y++, dst += ds) {
+    for (int y = 0; y < n; y++, dst += ds) {
         const uint8_t *ra = ref->data + clampi(sy + y, 0, h1) * rs;
         const uint8_t *rb = ref->data + clampi(sy + y + 1, 0, h1) * rs;
-        for (int x = 0; x < size; x++) {
+        for (int x = 0; x < n; x++) {
             int xa = clampi(sx + x, 0, w1), xb = clampi(sx + x + 1, 0, w1);
-            dst[x] = (uint8_t)((w00 * ra[xa] + w01 * ra[xb] + w10 * rb[xa] + w11 * rb[xb] + 8) >> 4);
+            dst[x] = (uint8_t)((w00 * ra[xa] + w01 * ra[xb] + w10 * rb[xa] + w11 * rb[xb] + 32) >> 6);
         }
     }
+}
+
+static void predict_block(const picture_t *ref, picture_t *dst, int x0, int y0, int n, int mvy, int mvx)
+{
+    luma_block(&ref->p[0], x0, y0, mvy, mvx, n, dst->p[0].data + y0 * dst->p[0].stride + x0, dst->p[0].stride);
+    for (int c = 1; c < 3; c++)
+        chroma_block(&ref->p[c], x0 / 2, y0 / 2, mvy, mvx, n / 2,
+                     dst->p[c].data + (y0 / 2) * dst->p[c].stride + x0 / 2, dst->p[c].stride);
 }
 
 void motion_compensate_row(const motion_t *m, const picture_t *ref, picture_t *dst, int mby)
@@ -112,36 +142,52 @@ void motion_compensate_row(const motion_t *m, const picture_t *ref, picture_t *d
                     memset(dst->p[c].data + (y0 / 2 + y) * dst->p[c].stride + x0 / 2, 128, MB / 2);
             continue;
         }
-        int mvy = m->mv[2 * i], mvx = m->mv[2 * i + 1];
-        luma_block(&ref->p[0], x0, y0, mvy, mvx, MB, dst->p[0].data + y0 * dst->p[0].stride + x0, dst->p[0].stride);
-        for (int c = 1; c < 3; c++)
-            chroma_block(&ref->p[c], x0 / 2, y0 / 2, mvy, mvx, MB / 2,
-                         dst->p[c].data + (y0 / 2) * dst->p[c].stride + x0 / 2, dst->p[c].stride);
+        if (!m->split[i]) {
+            predict_block(ref, dst, x0, y0, MB, m->mv[2 * i], m->mv[2 * i + 1]);
+            continue;
+        }
+        for (int p = 0; p < 4; p++) {
+            const int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
+            predict_block(ref, dst, x0 + (p & 1) * (MB / 2), y0 + (p >> 1) * (MB / 2), MB / 2, v[0], v[1]);
+        }
     }
 }
 
 /* ------------------------------------------------------------------------------------------ */
 /* Estimation. SADs use every other row (the full row width, which SIMD handles in one go). */
 
-static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, int dy, int dx)
+static inline uint32_t sad_n(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int n, int rows,
+                             int step)
+{
+    return n == MB ? sad32(a, sa, b, sb, rows, step) : sad16(a, sa, b, sb, rows, step);
+}
+
+static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, int n, int dy, int dx)
 {
     const uint8_t *c = cur->data + y0 * cur->stride + x0;
     const uint8_t *r = ref->data + (y0 + dy) * ref->stride + x0 + dx;
-    return 2 * sad32(c, cur->stride, r, ref->stride, MB, 2);
+    return 2 * sad_n(c, cur->stride, r, ref->stride, n, n, 2);
 }
 
-static uint32_t sad_half(const plane_t *cur, const plane_t *ref, int x0, int y0, int mvy, int mvx)
+/* SAD at a quarter-pel vector, the sub-pel samples bilinear (the search's stand-in for the
+ * filter); only the rows the SAD reads are interpolated. The encoder's vectors stay inside the
+ * reference border, so no clamping is needed. */
+static uint32_t sad_sub(const plane_t *cur, const plane_t *ref, int x0, int y0, int n, int mvy, int mvx)
 {
-    /* interpolate only the rows the SAD reads (every other one); the encoder's vectors stay
-       inside the reference border, so no clamping is needed */
+    int fy = mvy & 3, fx = mvx & 3;
+    if (!fy && !fx)
+        return sad_int(cur, ref, x0, y0, n, mvy >> 2, mvx >> 2);
     uint8_t tmp[MB / 2 * MB];
     const uint8_t *c = cur->data + y0 * cur->stride + x0;
-    int iy = mvy >> 1, ix = mvx >> 1, fy = mvy & 1, fx = mvx & 1;
-    const uint8_t *r = ref->data + (y0 + iy) * ref->stride + x0 + ix;
     ptrdiff_t rs = ref->stride;
-    for (int y = 0; y < MB / 2; y++)
-        half_pel_row(r + 2 * y * rs, rs, fy, fx, MB, tmp + y * MB);
-    return 2 * sad32(c, 2 * cur->stride, tmp, MB, MB / 2, 1);
+    const uint8_t *r = ref->data + (y0 + (mvy >> 2)) * rs + x0 + (mvx >> 2);
+    int w00 = (4 - fx) * (4 - fy), w01 = fx * (4 - fy), w10 = (4 - fx) * fy, w11 = fx * fy;
+    for (int y = 0; y < n / 2; y++) {
+        const uint8_t *r0 = r + 2 * y * rs;
+        for (int x = 0; x < n; x += 16)
+            bilin16(r0 + x, r0 + rs + x, w00, w01, w10, w11, tmp + y * n + x);
+    }
+    return 2 * sad_n(c, 2 * cur->stride, tmp, n, n, n / 2, 1);
 }
 
 static void wait_row(volatile int *row_done, int row, int need)
@@ -151,6 +197,100 @@ static void wait_row(volatile int *row_done, int row, int need)
     for (int spins = 0; __atomic_load_n(&row_done[row], __ATOMIC_ACQUIRE) < need; spins++)
         if (spins > 256)
             sched_yield();
+}
+
+typedef struct {
+    const plane_t *cur, *ref;
+    int x0, y0, n, lam, range, qpel;
+    int py, px; /* predictor, quarter-pel */
+    int zc[2];  /* zero-flag contexts of the two components */
+    const mv_rates *rates;
+} block_search;
+
+static inline int bit_length(int a)
+{
+    int n = 0;
+    while (a) {
+        n++;
+        a >>= 1;
+    }
+    return n;
+}
+
+/* Bits of one component difference in 1/16 bit: the contexts' estimate, or a fixed one. */
+static inline uint32_t comp_bits16(const block_search *s, int comp, int d)
+{
+    int a = d < 0 ? -d : d;
+    if (!s->rates)
+        return (uint32_t)(16 * mv_bits(d));
+    if (a < MVC_N)
+        return s->rates->mvd[comp][s->zc[comp]][a];
+    return s->rates->mvd[comp][s->zc[comp]][MVC_N - 1] + 32u * (uint32_t)(bit_length(a) - bit_length(MVC_N - 1));
+}
+
+static inline uint32_t vec_cost(const block_search *s, int vy, int vx)
+{
+    return (uint32_t)(((uint64_t)s->lam * (comp_bits16(s, 0, vy - s->py) + comp_bits16(s, 1, vx - s->px)) + 8) >> 4);
+}
+
+/* lambda times a flag cost in 1/16 bit */
+static inline uint32_t lam_bits(int lam, uint32_t bits16) { return (uint32_t)(((uint64_t)lam * bits16 + 8) >> 4); }
+
+/* Full-pel diamond from the best of the candidates (quarter-pel, rounded to full pel), then the
+ * half- and quarter-pel refinements. Returns the cost (SAD + lambda bits); *vy, *vx the vector. */
+static uint32_t search_block(const block_search *s, const int (*cand)[2], int n, int diamond, int *vy, int *vx)
+{
+    int by = 0, bx = 0;
+    uint32_t best = UINT32_MAX;
+    for (int c = 0; c < n; c++) {
+        int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
+        int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
+        uint32_t cost = sad_int(s->cur, s->ref, s->x0, s->y0, s->n, cy, cx) + vec_cost(s, 4 * cy, 4 * cx);
+        if (cost < best) {
+            best = cost;
+            by = cy;
+            bx = cx;
+        }
+    }
+    for (int step = diamond; step >= 1; step >>= 1) {
+        for (int it = 0; it < 2; it++) {
+            int moved = 0;
+            static const int dirs[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
+            for (int d = 0; d < 4; d++) {
+                int ny = by + dirs[d][0] * step, nx = bx + dirs[d][1] * step;
+                if (ny > s->range || ny < -s->range || nx > s->range || nx < -s->range)
+                    continue;
+                uint32_t cost = sad_int(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, 4 * ny, 4 * nx);
+                if (cost < best) {
+                    best = cost;
+                    by = ny;
+                    bx = nx;
+                    moved = 1;
+                }
+            }
+            if (!moved)
+                break;
+        }
+    }
+    int hy = 4 * by, hx = 4 * bx;
+    for (int d = 2; d >= (s->qpel ? 1 : 2); d--) {
+        int cy0 = hy, cx0 = hx;
+        for (int dy = -d; dy <= d; dy += d)
+            for (int dx = -d; dx <= d; dx += d) {
+                if ((!dy && !dx) || (d == 1 && dy && dx)) /* quarter-pel: the four closest only */
+                    continue;
+                int ny = cy0 + dy, nx = cx0 + dx;
+                uint32_t cost = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+                if (cost < best) {
+                    best = cost;
+                    hy = ny;
+                    hx = nx;
+                }
+            }
+    }
+    *vy = hy;
+    *vx = hx;
+    return best;
 }
 
 void motion_estimate_row(me_job *job, int mby)
@@ -164,6 +304,8 @@ void motion_estimate_row(me_job *job, int mby)
             wait_row(job->row_done, mby - 1, mbx + 2 < mbw ? mbx + 2 : mbw);
         int i = mby * mbw + mbx, x0 = mbx * MB, y0 = mby * MB;
         m->intra[i] = 0;
+        m->split[i] = 0;
+        m->merge[i] = 0;
         int py = mv_predictor(m, mby, mbx, 0), px = mv_predictor(m, mby, mbx, 1);
         int cand[9][2], n = 0;
 #define CAND(a, b)                                                                                                      \
@@ -187,73 +329,98 @@ void motion_estimate_row(me_job *job, int mby)
         if (mbx + 1 < mbw)
             CAND(prev->mv[2 * (i + 1)], prev->mv[2 * (i + 1) + 1]);
 #undef CAND
-        int by = 0, bx = 0;
-        uint32_t best = UINT32_MAX;
-        int hy = 0, hx = 0, done = 0;
-        for (int c = 0; c < n; c++) {
-            int cy = clampi(cand[c][0] >> 1, -range, range), cx = clampi(cand[c][1] >> 1, -range, range);
-            uint32_t s = sad_int(cur, ref, x0, y0, cy, cx);
-            if (c == 0 && (cand[0][0] & 1 || cand[0][1] & 1) && cand[0][0] >> 1 == cy && cand[0][1] >> 1 == cx) {
-                uint32_t sh = sad_half(cur, ref, x0, y0, cand[0][0], cand[0][1]);
-                if (sh < (uint32_t)job->exit_sad) { /* the predicted half-pel vector is already right */
-                    hy = cand[0][0];
-                    hx = cand[0][1];
-                    done = 1;
-                    break;
-                }
-            }
-            if (c == 0 && s < (uint32_t)job->exit_sad) {
-                hy = 2 * cy;
-                hx = 2 * cx;
+        block_search s = {cur, ref, x0, y0, MB, lam, range, job->qpel, py, px,
+                          {mv_zero_ctx(m, 2 * mby, 2 * mbx, 0, py), mv_zero_ctx(m, 2 * mby, 2 * mbx, 1, px)},
+                          job->rates};
+        /* flag costs (1/16 bit) in this macroblock's contexts */
+        const mv_rates *rt = job->rates;
+        int mctx = (mbx > 0 && m->merge[i - 1]) + (mby > 0 && m->merge[i - mbw]);
+        int sctx = (mbx > 0 && m->split[i - 1]) + (mby > 0 && m->split[i - mbw]);
+        uint32_t merge0 = rt ? rt->merge[mctx][0] : 16, merge1 = rt ? rt->merge[mctx][1] : 16;
+        uint32_t split0 = rt ? rt->split[sctx][0] : 16, split1 = rt ? rt->split[sctx][1] : 16;
+        int hy = py, hx = px;
+        int pmax = 4 * range;
+        /* merge candidates (0 is the predictor), each scored once; a duplicate is skipped */
+        int mc[3][2];
+        uint32_t msad[3] = {UINT32_MAX, UINT32_MAX, UINT32_MAX};
+        merge_candidates(m, mby, mbx, mc);
+        int done = 0;
+        for (int k = 0; k < (job->merge ? 3 : 1) && !done; k++) {
+            int dup = 0;
+            for (int j = 0; j < k; j++)
+                dup |= mc[j][0] == mc[k][0] && mc[j][1] == mc[k][1];
+            if (dup || mc[k][0] < -pmax || mc[k][0] > pmax || mc[k][1] < -pmax || mc[k][1] > pmax)
+                continue;
+            msad[k] = sad_sub(cur, ref, x0, y0, MB, mc[k][0], mc[k][1]);
+            if (msad[k] < (uint32_t)job->exit_sad) { /* a candidate's vector is already right */
+                hy = mc[k][0];
+                hx = mc[k][1];
+                m->merge[i] = (uint8_t)(job->merge ? 1 + k : 0);
                 done = 1;
-                break;
-            }
-            uint32_t cost = s + (uint32_t)(lam * (mv_bits(2 * cy - py) + mv_bits(2 * cx - px)));
-            if (cost < best) {
-                best = cost;
-                by = cy;
-                bx = cx;
             }
         }
         if (!done) {
-            for (int step = 4; step >= 1; step >>= 1) {
-                for (int it = 0; it < 2; it++) {
-                    int moved = 0;
-                    static const int dirs[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
-                    for (int d = 0; d < 4; d++) {
-                        int ny = by + dirs[d][0] * step, nx = bx + dirs[d][1] * step;
-                        if (ny > range || ny < -range || nx > range || nx < -range)
-                            continue;
-                        uint32_t cost = sad_int(cur, ref, x0, y0, ny, nx) +
-                                        (uint32_t)(lam * (mv_bits(2 * ny - py) + mv_bits(2 * nx - px)));
-                        if (cost < best) {
-                            best = cost;
-                            by = ny;
-                            bx = nx;
-                            moved = 1;
-                        }
-                    }
-                    if (!moved)
+            uint32_t best = search_block(&s, (const int(*)[2])cand, n, 4, &hy, &hx);
+            /* every choice pays its flags: a coded vector the merge and the split flag */
+            best += lam_bits(lam, merge0 + split0);
+            /* merge: a candidate's vector for the merge flag and its index */
+            if (job->merge) {
+                for (int k = 0; k < 3; k++) /* the searched vector is a candidate: merge it */
+                    if (msad[k] != UINT32_MAX && mc[k][0] == hy && mc[k][1] == hx) {
+                        uint32_t bits = merge1 + (rt ? rt->midx[k] : (k ? 32u : 16u));
+                        best = best - vec_cost(&s, hy, hx) - lam_bits(lam, merge0 + split0) + lam_bits(lam, bits);
+                        m->merge[i] = (uint8_t)(1 + k);
                         break;
-                }
-            }
-            hy = 2 * by;
-            hx = 2 * bx;
-            best = sad_half(cur, ref, x0, y0, hy, hx) + (uint32_t)(lam * (mv_bits(hy - py) + mv_bits(hx - px)));
-            int cy0 = hy, cx0 = hx;
-            for (int dy = -1; dy <= 1; dy++)
-                for (int dx = -1; dx <= 1; dx++) {
-                    if (!dy && !dx)
+                    }
+                for (int k = 0; k < 3; k++) {
+                    if (msad[k] == UINT32_MAX || m->merge[i] == 1 + k)
                         continue;
-                    int ny = cy0 + dy, nx = cx0 + dx;
-                    uint32_t cost = sad_half(cur, ref, x0, y0, ny, nx) +
-                                    (uint32_t)(lam * (mv_bits(ny - py) + mv_bits(nx - px)));
+                    uint32_t cost = msad[k] + lam_bits(lam, merge1 + (rt ? rt->midx[k] : (k ? 32u : 16u)));
                     if (cost < best) {
                         best = cost;
-                        hy = ny;
-                        hx = nx;
+                        hy = mc[k][0];
+                        hx = mc[k][1];
+                        m->merge[i] = (uint8_t)(1 + k);
                     }
                 }
+            }
+            /* (split = 1: only where the single vector leaves a large residual; 2: everywhere) */
+            if (job->split >= 2 || (job->split == 1 && best > 2 * (uint32_t)job->exit_sad)) {
+                int16_t save[4][2];
+                for (int p = 0; p < 4; p++) {
+                    int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
+                    save[p][0] = v[0];
+                    save[p][1] = v[1];
+                }
+                uint32_t total = lam_bits(lam, merge0 + split1);
+                for (int p = 0; p < 4 && total < best; p++) {
+                    int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
+                    block_search ps = {cur, ref, x0 + (p & 1) * (MB / 2), y0 + (p >> 1) * (MB / 2), MB / 2, lam,
+                                       range, job->qpel, part_predictor(m, sy, sx, 0), part_predictor(m, sy, sx, 1),
+                                       {0, 0}, rt};
+                    ps.zc[0] = mv_zero_ctx(m, sy, sx, 0, ps.py);
+                    ps.zc[1] = mv_zero_ctx(m, sy, sx, 1, ps.px);
+                    int pc[2][2] = {{hy, hx}, {ps.py, ps.px}};
+                    int vy, vx;
+                    total += search_block(&ps, (const int(*)[2])pc, 2, 1, &vy, &vx);
+                    int16_t *v = sub_mv(m, sy, sx);
+                    v[0] = (int16_t)vy;
+                    v[1] = (int16_t)vx;
+                }
+                if (total < best) {
+                    m->split[i] = 1;
+                    m->merge[i] = 0;
+                    best = total;
+                    hy = sub_mv(m, 2 * mby, 2 * mbx)[0];
+                    hx = sub_mv(m, 2 * mby, 2 * mbx)[1];
+                } else {
+                    for (int p = 0; p < 4; p++) {
+                        int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
+                        v[0] = save[p][0];
+                        v[1] = save[p][1];
+                    }
+                }
+            }
             /* intra if the block's own texture is cheaper than the motion-compensated residual */
             const uint8_t *c = cur->data + y0 * cur->stride + x0;
             uint32_t sum = 0;
@@ -269,11 +436,15 @@ void motion_estimate_row(me_job *job, int mby)
                 }
             if ((uint64_t)sad_intra * 4 + (uint64_t)job->intra_bias * lam < best) {
                 m->intra[i] = 1;
+                m->split[i] = 0;
+                m->merge[i] = 0;
                 hy = hx = 0;
             }
         }
         m->mv[2 * i] = (int16_t)hy;
         m->mv[2 * i + 1] = (int16_t)hx;
+        if (!m->split[i])
+            set_mb_mv(m, i);
         __atomic_store_n(&job->row_done[mby], mbx + 1, __ATOMIC_RELEASE);
     }
 }

@@ -35,6 +35,42 @@ static inline uint32_t sad16(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, p
     }
     return (uint32_t)(_mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8)));
 }
+/* A 6-tap filter k[0..5] (sum 64) over 16 samples: taps at p[j * s], j = -2..3 (s = 1:
+ * horizontal, s = stride: vertical); rounded, clipped to 0..255. In 16-bit lanes (the taps keep
+ * every sum inside them). */
+static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+{
+    const __m128i z = _mm_setzero_si128();
+    __m128i lo = _mm_set1_epi16(32), hi = lo;
+    for (int j = 0; j < 6; j++) {
+        if (!k[j])
+            continue;
+        __m128i v = _mm_loadu_si128((const __m128i *)(p + (j - 2) * s)), kj = _mm_set1_epi16(k[j]);
+        lo = _mm_add_epi16(lo, _mm_mullo_epi16(_mm_unpacklo_epi8(v, z), kj));
+        hi = _mm_add_epi16(hi, _mm_mullo_epi16(_mm_unpackhi_epi8(v, z), kj));
+    }
+    _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(_mm_srai_epi16(lo, 6), _mm_srai_epi16(hi, 6)));
+}
+/* Bilinear sample of 16 positions in 1/16: (w00 a[x] + w01 a[x+1] + w10 b[x] + w11 b[x+1] + 8) >> 4. */
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+{
+    const __m128i z = _mm_setzero_si128();
+    __m128i p0 = _mm_loadu_si128((const __m128i *)a), p1 = _mm_loadu_si128((const __m128i *)(a + 1));
+    __m128i q0 = _mm_loadu_si128((const __m128i *)b), q1 = _mm_loadu_si128((const __m128i *)(b + 1));
+    __m128i r[2];
+    for (int h = 0; h < 2; h++) {
+        __m128i x0 = h ? _mm_unpackhi_epi8(p0, z) : _mm_unpacklo_epi8(p0, z);
+        __m128i x1 = h ? _mm_unpackhi_epi8(p1, z) : _mm_unpacklo_epi8(p1, z);
+        __m128i y0 = h ? _mm_unpackhi_epi8(q0, z) : _mm_unpacklo_epi8(q0, z);
+        __m128i y1 = h ? _mm_unpackhi_epi8(q1, z) : _mm_unpacklo_epi8(q1, z);
+        __m128i v = _mm_add_epi16(_mm_mullo_epi16(x0, _mm_set1_epi16((short)w00)),
+                                  _mm_mullo_epi16(x1, _mm_set1_epi16((short)w01)));
+        v = _mm_add_epi16(v, _mm_mullo_epi16(y0, _mm_set1_epi16((short)w10)));
+        v = _mm_add_epi16(v, _mm_mullo_epi16(y1, _mm_set1_epi16((short)w11)));
+        r[h] = _mm_srli_epi16(_mm_add_epi16(v, _mm_set1_epi16(8)), 4);
+    }
+    _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(r[0], r[1]));
+}
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
 #define SNIS_SIMD "neon"
@@ -60,6 +96,32 @@ static inline uint32_t sad16(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, p
     uint64x2_t t = vpaddlq_u32(vpaddlq_u16(acc));
     return (uint32_t)(vgetq_lane_u64(t, 0) + vgetq_lane_u64(t, 1));
 }
+static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+{
+    int16x8_t lo = vdupq_n_s16(0), hi = vdupq_n_s16(0);
+    for (int j = 0; j < 6; j++) {
+        if (!k[j])
+            continue;
+        uint8x16_t v = vld1q_u8(p + (j - 2) * s);
+        lo = vmlaq_n_s16(lo, vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(v))), k[j]);
+        hi = vmlaq_n_s16(hi, vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(v))), k[j]);
+    }
+    vst1q_u8(o, vcombine_u8(vqrshrun_n_s16(lo, 6), vqrshrun_n_s16(hi, 6)));
+}
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+{
+    uint8x16_t p0 = vld1q_u8(a), p1 = vld1q_u8(a + 1), q0 = vld1q_u8(b), q1 = vld1q_u8(b + 1);
+    uint8x8_t k00 = vdup_n_u8((uint8_t)w00), k01 = vdup_n_u8((uint8_t)w01);
+    uint8x8_t k10 = vdup_n_u8((uint8_t)w10), k11 = vdup_n_u8((uint8_t)w11);
+    uint16x8_t l = vmull_u8(vget_low_u8(p0), k00), h = vmull_u8(vget_high_u8(p0), k00);
+    l = vmlal_u8(l, vget_low_u8(p1), k01);
+    h = vmlal_u8(h, vget_high_u8(p1), k01);
+    l = vmlal_u8(l, vget_low_u8(q0), k10);
+    h = vmlal_u8(h, vget_high_u8(q0), k10);
+    l = vmlal_u8(l, vget_low_u8(q1), k11);
+    h = vmlal_u8(h, vget_high_u8(q1), k11);
+    vst1q_u8(o, vcombine_u8(vrshrn_n_u16(l, 4), vrshrn_n_u16(h, 4)));
+}
 #else
 #define SNIS_SIMD "c"
 static inline uint32_t sadn(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step, int n)
@@ -79,6 +141,21 @@ static inline uint32_t sad32(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, p
 static inline uint32_t sad16(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step)
 {
     return sadn(a, sa, b, sb, rows, step, 16);
+}
+static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+{
+    for (int x = 0; x < 16; x++) {
+        int v = 32;
+        for (int j = 0; j < 6; j++)
+            v += k[j] * p[x + (j - 2) * s];
+        v >>= 6;
+        o[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+    }
+}
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+{
+    for (int x = 0; x < 16; x++)
+        o[x] = (uint8_t)((w00 * a[x] + w01 * a[x + 1] + w10 * b[x] + w11 * b[x + 1] + 8) >> 4);
 }
 #endif
 

@@ -89,6 +89,11 @@ typedef struct {
                          finer, busy textures coarser); 0: off (docs/BITSTREAM.md) */
     int intra_pred;   /* 1: intra macroblocks choose an intra prediction mode, keyframes are coded in
                          bands (snis_encoder_intra_begin()); 0: every intra macroblock predicts grey */
+    int qpel;         /* motion tools, 0 = off: 1 = quarter-pel refinement (else half-pel vectors), */
+    int merge;        /* 1 = the merge mode (a neighbour's vector for a flag and an index), */
+    int split;        /* 16x16 partitions with their own vectors: 1 = tried where one vector leaves a
+                         mean |residual| above twice me_exit_q4, 2 = tried everywhere; */
+    int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
 } snis_tuning;
 
 typedef struct {
