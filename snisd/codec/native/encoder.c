@@ -130,6 +130,24 @@ static void load_input(snis_encoder *e, const snis_image_in *in)
 
 static void me_row(void *arg, int mby) { motion_estimate_row((me_job *)arg, mby); }
 
+/* The motion tools a frame's decisions use (MT_*): what the frame header of tier 0 announces, so
+ * a tool that was not used costs no bits (no flags; half-pel differences if no vector is odd). */
+static int motion_tools_used(const motion_t *m)
+{
+    int t = 0;
+    size_t n = (size_t)m->mbw * m->mbh;
+    for (size_t i = 0; i < n; i++) {
+        if (m->merge[i])
+            t |= MT_MERGE;
+        if (m->split[i])
+            t |= MT_SPLIT;
+    }
+    for (size_t j = 0; j < 8 * n; j++)
+        if (m->smv[j] & 1)
+            t |= MT_QPEL;
+    return t;
+}
+
 typedef struct {
     snis_encoder *e;
     uint32_t skip_sad[AQ_N]; /* per macroblock qp offset: the threshold scales with the step */
@@ -241,11 +259,12 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
             contexts_reset(&fresh);
             tc = &fresh;
         }
-        motion_rates(tc, &rates);
+        motion_rates(tc, e->t.qpel, &rates);
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, e->t.intra_bias, e->t.search_range, (int)me_exit,
                       e->t.qpel, e->t.merge, e->t.split, e->t.rd_rates ? &rates : NULL, e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
+        l->motion.tools = motion_tools_used(&l->motion);
     }
     double t1 = now_us();
     if (e->band_open) { /* a keyframe in bands was abandoned */

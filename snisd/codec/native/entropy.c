@@ -130,7 +130,7 @@ static uint32_t ctx_cost(const uint16_t *p, int bit)
     return bit_cost16(bit ? PROB_ONE - prob0 : prob0);
 }
 
-void motion_rates(const tier_contexts *c, mv_rates *r)
+void motion_rates(const tier_contexts *c, int qpel, mv_rates *r)
 {
     for (int k = 0; k < 3; k++)
         for (int b = 0; b < 2; b++) {
@@ -144,8 +144,16 @@ void motion_rates(const tier_contexts *c, mv_rates *r)
         const uint16_t(*eg)[2] = (const uint16_t(*)[2]) & c->p[CTX_MVMAG + comp * 8];
         uint32_t mag[MVC_N];
         mag[0] = 0;
-        for (int a = 1; a < MVC_N; a++) { /* Exp-Golomb of a - 1: prefix bins, k suffix bits, a sign */
-            uint32_t v = (uint32_t)(a - 1), bits = 16;
+        for (int a = 1; a < MVC_N; a++) {
+            /* code_mv(): quarter-pel bit (qpel only), Exp-Golomb of the half-pel magnitude, sign */
+            int odd = a & 1;
+            if (odd && !qpel) {
+                mag[a] = 0xFFFF; /* not codable in a half-pel frame */
+                continue;
+            }
+            uint32_t v = (uint32_t)(odd ? (a - 1) / 2 : a / 2 - 1), bits = 16;
+            if (qpel)
+                bits += ctx_cost(c->p[CTX_MVQPEL + comp], odd);
             int k = 0;
             while (v >= (1u << (k + 1)) - 1) {
                 bits += ctx_cost(eg[k < 7 ? k : 7], 1);
@@ -482,19 +490,27 @@ static int window_any(const bplane *p, int y0, int x0, int size)
 }
 
 /* One vector against its predictor (pred[2]): per component a zero flag (context: how many of
- * the left / top vectors differ from the predictor), |d|-1 Exp-Golomb, a bypass sign. */
-static void code_mv(rangecoder *rc, tier_contexts *ctx, int16_t *v, const int pred[2], const int nbdiff[2])
+ * the left / top vectors differ from the predictor), in a quarter-pel frame the difference's
+ * quarter-pel bit (its own context), the half-pel magnitude as Exp-Golomb, a bypass sign. In a
+ * half-pel frame every vector and predictor is even and the difference is coded in half-pels. */
+static void code_mv(rangecoder *rc, tier_contexts *ctx, int qpel, int16_t *v, const int pred[2], const int nbdiff[2])
 {
     for (int comp = 0; comp < 2 && !rc->error; comp++) {
         int d = rc->decoding ? 0 : v[comp] - pred[comp];
+        if (!qpel && (d & 1)) { /* the encoder's frame flags say half-pel: a bug, not a stream */
+            rc->error = SNIS_E_ARG;
+            return;
+        }
         if (rc_bit(rc, ctx->p[CTX_MVZERO + comp * 3 + nbdiff[comp]], d != 0)) {
             int mag = d < 0 ? -d : d;
-            uint32_t r = rc_expgolomb(rc, &ctx->p[CTX_MVMAG + comp * 8], 8, (uint32_t)(mag - 1));
-            if (r >= 2 * MV_LIMIT) {
+            int odd = qpel ? rc_bit(rc, ctx->p[CTX_MVQPEL + comp], mag & 1) : 0;
+            uint32_t half = rc->decoding ? 0 : (uint32_t)(odd ? (mag - 1) / 2 : mag / 2 - 1);
+            uint32_t r = rc_expgolomb(rc, &ctx->p[CTX_MVMAG + comp * 8], 8, half);
+            if (r >= MV_LIMIT) {
                 rc->error = SNIS_E_CORRUPT;
                 return;
             }
-            mag = 1 + (int)r;
+            mag = 2 * (int)r + (odd ? 1 : 2);
             d = rc_bypass(rc, d < 0) ? -mag : mag;
         } else {
             d = 0;
@@ -515,7 +531,7 @@ static void code_inter_mb(rangecoder *rc, tier_contexts *ctx, motion_t *m, int m
 {
     int mbw = m->mbw, i = mby * mbw + mbx, left = mbx > 0, top = mby > 0;
     int mctx = CTX_MERGE + (left && m->merge[i - 1]) + (top && m->merge[i - mbw]);
-    int merge = rc_bit(rc, ctx->p[mctx], m->merge[i] != 0);
+    int merge = (m->tools & MT_MERGE) ? rc_bit(rc, ctx->p[mctx], m->merge[i] != 0) : 0;
     if (merge) {
         int k = m->merge[i] - 1;
         int b0 = rc_bit(rc, ctx->p[CTX_MIDX], k > 0);
@@ -534,7 +550,7 @@ static void code_inter_mb(rangecoder *rc, tier_contexts *ctx, motion_t *m, int m
     if (rc->decoding)
         m->merge[i] = 0;
     int sctx = CTX_SPLIT + (left && m->split[i - 1]) + (top && m->split[i - mbw]);
-    int split = rc_bit(rc, ctx->p[sctx], m->split[i]);
+    int split = (m->tools & MT_SPLIT) ? rc_bit(rc, ctx->p[sctx], m->split[i]) : 0;
     if (rc->decoding)
         m->split[i] = (uint8_t)split;
     for (int p = 0; p < (split ? 4 : 1) && !rc->error; p++) {
@@ -544,7 +560,7 @@ static void code_inter_mb(rangecoder *rc, tier_contexts *ctx, motion_t *m, int m
             pred[c] = split ? part_predictor(m, sy, sx, c) : mv_predictor(m, mby, mbx, c);
             nbd[c] = mv_zero_ctx(m, sy, sx, c, pred[c]);
         }
-        code_mv(rc, ctx, split ? sub_mv(m, sy, sx) : m->mv + 2 * i, pred, nbd);
+        code_mv(rc, ctx, m->tools & MT_QPEL, split ? sub_mv(m, sy, sx) : m->mv + 2 * i, pred, nbd);
     }
     if (rc->decoding && !rc->error) {
         if (split) {
@@ -594,6 +610,15 @@ int code_tier(rangecoder *rc, tier_job *job)
             aq = (int)rc_bypass_bits(rc, (uint32_t)(m->aq + AQ_STRENGTH_MAX + 1), 6) - (AQ_STRENGTH_MAX + 1);
         if (rc->decoding)
             m->aq = aq;
+        /* the frame's motion tools: three bypass bits (quarter-pel, merge, split) on P-frames */
+        if (intra_frame) {
+            if (rc->decoding)
+                m->tools = 0;
+        } else {
+            int t = (int)rc_bypass_bits(rc, (uint32_t)m->tools & 7u, 3);
+            if (rc->decoding)
+                m->tools = t;
+        }
     }
     for (int mby = 0; mby < mbh && !rc->error; mby++) {
         for (int mbx = 0; mbx < mbw; mbx++) {

@@ -84,6 +84,7 @@ typedef struct {
     uint8_t *split;   /* 1: four 16x16 partitions with the vectors in smv */
     uint8_t *merge;   /* 0: vector coded; 1 + k: merge candidate k's vector (merge_candidates) */
     int16_t *smv;     /* (dy, dx) per 16x16 partition, (2 mbh) x (2 mbw): what compensation uses */
+    int tools;        /* the frame's motion tools (MT_*), coded at the start of tier 0 of a P-frame */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
     uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
     /* adaptive quantisation: the frame's strength (0: off; coded in tier 0) and the qp offset of
@@ -92,6 +93,9 @@ typedef struct {
     int8_t *dqp;
 } motion_t;
 
+/* Motion tools a frame uses (docs/BITSTREAM.md): without MT_QPEL every vector is even (half-pel)
+ * and differences are coded in half-pels; without MT_MERGE / MT_SPLIT no merge / split flags. */
+enum { MT_QPEL = 1, MT_MERGE = 2, MT_SPLIT = 4 };
 int motion_alloc(motion_t *m, int mbw, int mbh);
 void motion_free(motion_t *m);
 int mv_predictor(const motion_t *m, int y, int x, int comp);
@@ -122,7 +126,8 @@ typedef struct {
     uint16_t merge[3][2]; /* merge flag by context and value */
     uint16_t midx[3];     /* merge index 0, 1, 2 */
     uint16_t split[3][2]; /* split flag by context and value */
-    uint16_t mvd[2][3][MVC_N]; /* vector component by component, zero-flag context and |difference| */
+    uint16_t mvd[2][3][MVC_N]; /* vector component by component, zero-flag context and |difference|
+                                  in quarter-pels */
 } mv_rates;
 
 /* Motion (motion.c). */
@@ -178,7 +183,8 @@ typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;
 void contexts_reset(tier_contexts *c);
-void motion_rates(const tier_contexts *c, mv_rates *r);
+/* qpel: the rates of quarter-pel vector differences (else half-pel ones, odd |d| unpriced) */
+void motion_rates(const tier_contexts *c, int qpel, mv_rates *r);
 
 typedef struct {
     uint8_t *buf;

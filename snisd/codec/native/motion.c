@@ -221,11 +221,13 @@ static inline int bit_length(int a)
 static inline uint32_t comp_bits16(const block_search *s, int comp, int d)
 {
     int a = d < 0 ? -d : d;
-    if (!s->rates)
-        return (uint32_t)(16 * mv_bits(d));
+    if (!s->rates) /* a half-pel frame codes half the difference (the vectors are even) */
+        return (uint32_t)(16 * mv_bits(s->qpel ? d : d / 2));
     if (a < MVC_N)
         return s->rates->mvd[comp][s->zc[comp]][a];
-    return s->rates->mvd[comp][s->zc[comp]][MVC_N - 1] + 32u * (uint32_t)(bit_length(a) - bit_length(MVC_N - 1));
+    /* beyond the table: from its last even entry (codable in either kind of frame), 2 bits more
+       per doubling */
+    return s->rates->mvd[comp][s->zc[comp]][MVC_N - 2] + 32u * (uint32_t)(bit_length(a) - bit_length(MVC_N - 2));
 }
 
 static inline uint32_t vec_cost(const block_search *s, int vy, int vx)
@@ -336,8 +338,9 @@ void motion_estimate_row(me_job *job, int mby)
         const mv_rates *rt = job->rates;
         int mctx = (mbx > 0 && m->merge[i - 1]) + (mby > 0 && m->merge[i - mbw]);
         int sctx = (mbx > 0 && m->split[i - 1]) + (mby > 0 && m->split[i - mbw]);
-        uint32_t merge0 = rt ? rt->merge[mctx][0] : 16, merge1 = rt ? rt->merge[mctx][1] : 16;
-        uint32_t split0 = rt ? rt->split[sctx][0] : 16, split1 = rt ? rt->split[sctx][1] : 16;
+        /* a tool that is off has no flag (docs/BITSTREAM.md: the frame's motion tools) */
+        uint32_t merge0 = !job->merge ? 0 : rt ? rt->merge[mctx][0] : 16, merge1 = rt ? rt->merge[mctx][1] : 16;
+        uint32_t split0 = !job->split ? 0 : rt ? rt->split[sctx][0] : 16, split1 = rt ? rt->split[sctx][1] : 16;
         int hy = py, hx = px;
         int pmax = 4 * range;
         /* merge candidates (0 is the predictor), each scored once; a duplicate is skipped */
