@@ -83,6 +83,12 @@ def main() -> int:
                             + ("" if thin is None else f"_thin{thin}") + ".bin")
                     (out / "seeds" / name).write_bytes(data)
                     n += 1
+        # every motion tool on, so the corpus starts inside the quarter-pel, merge and split syntax
+        tools = Tuning().with_overrides(["qpel=1", "merge=1", "split=2"])
+        enc = Encoder(EncoderConfig(w, h, 25, 1, tiers=2, qp=30, tier_ratio=8, switch_interval=3, tuning=tools))
+        (out / "seeds" / f"{w}x{h}_t2_qp30_tools.bin").write_bytes(
+            stream_input(bit, 2, 8, [enc.encode(f) for f in frames]))
+        n += 1
     print(f"{n} seeds and weights.h written to {out}")
     return 0
 
