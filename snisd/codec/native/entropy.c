@@ -194,6 +194,9 @@ void rc_decoder_init(rangecoder *rc, const uint8_t *data, size_t len)
     rc->range = 0xFFFFFFFFu;
     for (int i = 0; i < 4; i++) /* the encoder's always-zero first byte is not transmitted */
         rc->code = (rc->code << 8) | rc_next_byte(rc);
+    /* a coder's code is always below its range (0xFFFFFFFF here): four 0xFF bytes are no stream */
+    if (rc->code >= rc->range)
+        rc->error = SNIS_E_CORRUPT;
 }
 
 int rc_finish(rangecoder *rc, size_t *len)
