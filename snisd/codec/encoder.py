@@ -63,11 +63,11 @@ class Tuning:
     rdoq: int = 0
     mb_rd: int = 0
     aq_strength: int = 0
-    intra_pred: int = 0
     qpel: int = 0
     merge: int = 1
     split: int = 0
     rd_rates: int = 1
+    intra_pred: int = 0
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

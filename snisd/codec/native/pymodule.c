@@ -138,8 +138,8 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
     if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
                                              &t.lambda_q4, &t.intra_bias, &t.skip_sad_q8, &t.search_range,
                                              &t.key_sad_q4, &t.me_exit_q4, &t.decimate, &t.rd_lambda_q8, &t.rdoq,
-                                             &t.mb_rd, &t.aq_strength, &t.intra_pred, &t.qpel, &t.merge, &t.split,
-                                             &t.rd_rates))
+                                             &t.mb_rd, &t.aq_strength, &t.qpel, &t.merge, &t.split, &t.rd_rates,
+                                             &t.intra_pred))
         return -1;
     int st;
     snis_encoder *e;
