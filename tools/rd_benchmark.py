@@ -393,7 +393,7 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
     # cross-clip mean BD-rate
     if len(all_clips) > 1:
         L.append("## Mean over clips\n")
-        L.append("| codec | BD-rate VMAF vs x264-ultrafast | BD-rate PSNR-Y vs x264-ultrafast | clips |")
+        L.append(f"| codec | BD-rate VMAF vs {ANCHOR} | BD-rate PSNR-Y vs {ANCHOR} | clips |")
         L.append("|---|---:|---:|---:|")
         for c in codec_order:
             bv = [summary[cl]["codecs"][c]["bd_rate_vmaf_vs_anchor"] for cl in all_clips if c in summary[cl]["codecs"]]
