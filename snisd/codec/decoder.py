@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import BitstreamError, ModelError
 from ..frame import Frame
 from . import _native
-from .bitstream import EncodedFrame, FrameHeader, SequenceHeader, tier_payload
+from .bitstream import BITSTREAM_VERSION, EncodedFrame, FrameHeader, SequenceHeader, tier_payload
 from .synthesis import SynthesisTransform
 
 
@@ -33,7 +33,7 @@ class Decoder:
         threads: int = 1,
     ) -> None:
         self.seq = seq
-        if seq.version != 2:
+        if seq.version != BITSTREAM_VERSION:
             raise BitstreamError(f"unsupported bitstream version {seq.version}")
         self.synthesis = synthesis if synthesis is not None else SynthesisTransform.load(model)
         if self.synthesis.model_hash != seq.model_hash:
