@@ -6,6 +6,7 @@ docs/BENCHMARKS.md gives each preset's measured speed and BD-rate."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,5 +35,4 @@ def tuning_for(preset: str = DEFAULT_PRESET, overrides: Sequence[str] = ()) -> T
 
     if preset not in PRESETS:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    base = Tuning().with_overrides([f"{k}={v}" for k, v in PRESETS[preset].items()])
-    return base.with_overrides(overrides)
+    return dataclasses.replace(Tuning(), **PRESETS[preset]).with_overrides(overrides)
