@@ -281,6 +281,19 @@ def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthe
         assert same(dec.decode(ef), recons[i]), i
 
 
+def test_split8_partitions_change_the_split_stream(natural_frames, analysis, synthesis):
+    """8x8 partitions are chosen somewhere on natural video (their flags and vectors change tier 0
+    against 16x16 partitions alone) and decode to the encoder's pictures."""
+    from snisd.codec.encoder import Tuning
+
+    _, s16, _, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2))
+    enc, s8, recons, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2, split8=2))
+    assert sum(a.tiers[0] != b.tiers[0] for a, b in zip(s16[1:], s8[1:])) >= (len(s8) - 1) // 2
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    for i, ef in enumerate(s8):
+        assert same(dec.decode(ef), recons[i]), i
+
+
 def test_nonzero_level_counter(natural_frames, analysis, synthesis):
     """nz_levels counts the levels each tier coded: none past the tier count, and fewer where
     decimation at a huge lambda drops every block of lone +-1 levels."""
@@ -317,7 +330,11 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
     assert sum(a != b for a, b in zip(streams[0][1:], streams[strength][1:])) >= len(natural_frames) - 2
 
 
-@pytest.mark.parametrize("overrides", [["merge=0"], ["qpel=1"], ["split=2"], ["qpel=1", "split=2", "merge=0"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["merge=0"], ["qpel=1"], ["split=2"], ["qpel=1", "split=2", "merge=0"], ["split=2", "split8=2"],
+     ["split=1", "split8=1", "qpel=1"]],
+)
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of
     the others is absent) decodes to the encoder's picture bit for bit, and changes the stream."""

@@ -120,6 +120,7 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
         assert enc.encode(g).tiers == ref.encode(g).tiers
 
 
-def test_intra_pred_is_the_last_tuning_field_the_core_reads():
-    t = Tuning().with_overrides(["intra_pred=1"])
-    assert t.intra_pred == 1 and t.as_tuple()[-1] == 1 and Tuning().as_tuple()[-1] == 0
+def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
+    """The binding reads the tuple in declaration order: intra_pred, then split8, close it."""
+    t = Tuning().with_overrides(["intra_pred=1", "split8=2"])
+    assert t.as_tuple()[-2:] == (1, 2) and Tuning().as_tuple()[-2:] == (0, 0)

@@ -46,8 +46,10 @@ class Tuning:
     macroblocks use intra prediction (1; keyframes are then coded in bands, one analysis per
     macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md);
     then the motion tools (docs/CODEC.md, "Motion"), each 0 = off: quarter-pel refinement, the
-    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere) and
-    rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate)."""
+    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere),
+    rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate) and 8x8
+    partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
+    vector leaves a large residual, 2: everywhere)."""
 
     round_intra: int = 24
     round_inter: int = 10
@@ -68,6 +70,7 @@ class Tuning:
     split: int = 0
     rd_rates: int = 1
     intra_pred: int = 0
+    split8: int = 0
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and

@@ -152,7 +152,7 @@ int motion_alloc(motion_t *m, int mbw, int mbh)
     m->dqp = (int8_t *)calloc(n, 1);
     m->split = (uint8_t *)calloc(n, 1);
     m->merge = (uint8_t *)calloc(n, 1);
-    m->smv = (int16_t *)calloc(n * 8, sizeof(int16_t));
+    m->smv = (int16_t *)calloc(n * 32, sizeof(int16_t));
     if (!m->intra || !m->imode || !m->mv || !m->skip || !m->sad || !m->dqp || !m->split || !m->merge || !m->smv) {
         motion_free(m);
         return SNIS_E_NOMEM;
@@ -187,59 +187,73 @@ static int median3(int a, int b, int c)
     return c < lo ? lo : (c > hi ? hi : c);
 }
 
-/* Vector component of partition (sy, sx); intra macroblocks count as zero. */
-static inline int part_mv(const motion_t *m, int sy, int sx, int comp)
+/* Vector component of cell (qy, qx); intra macroblocks count as zero. */
+static inline int part_mv(const motion_t *m, int qy, int qx, int comp)
 {
-    return m->intra[(sy >> 1) * m->mbw + (sx >> 1)] ? 0 : sub_mv(m, sy, sx)[comp];
+    return m->intra[(qy >> 2) * m->mbw + (qx >> 2)] ? 0 : sub_mv(m, qy, qx)[comp];
 }
 
 int mv_predictor(const motion_t *m, int y, int x, int comp)
 {
-    /* median of left, top and top-right (top-left at the right edge) partitions */
-    int w = m->mbw, sy = 2 * y, sx = 2 * x;
-    int a = x > 0 ? part_mv(m, sy, sx - 1, comp) : 0;
+    /* median of the left, top and top-right (top-left at the right edge) cells */
+    int w = m->mbw, qy = 4 * y, qx = 4 * x;
+    int a = x > 0 ? part_mv(m, qy, qx - 1, comp) : 0;
     if (y == 0)
         return a;
-    int b = part_mv(m, sy - 1, sx, comp);
-    int c = x + 1 < w ? part_mv(m, sy - 1, sx + 2, comp) : (x > 0 ? part_mv(m, sy - 1, sx - 1, comp) : b);
+    int b = part_mv(m, qy - 1, qx, comp);
+    int c = x + 1 < w ? part_mv(m, qy - 1, qx + 4, comp) : (x > 0 ? part_mv(m, qy - 1, qx - 1, comp) : b);
     return median3(a, b, c);
 }
 
-int part_predictor(const motion_t *m, int sy, int sx, int comp)
+/* Coding order of cell (ry, rx) inside its macroblock: 16x16 partitions in z-order, their 8x8
+ * cells in z-order. */
+static inline int cell_order(int ry, int rx) { return ((ry >> 1) * 2 + (rx >> 1)) * 4 + (ry & 1) * 2 + (rx & 1); }
+
+int part_predictor(const motion_t *m, int qy, int qx, int size, int comp)
 {
-    /* partitions in z-order within a macroblock, macroblocks in raster order: the top-right
-       partition exists unless it lies in a later macroblock (the bottom-right partition's, and the
-       top-right one's on the last column) */
-    int a = sx > 0 ? part_mv(m, sy, sx - 1, comp) : 0;
-    if (sy == 0)
+    /* macroblocks in raster order, cells in z-order: the top-right cell is coded unless it lies
+       in a later macroblock (right of this one in its row) or later in this macroblock */
+    int a = qx > 0 ? part_mv(m, qy, qx - 1, comp) : 0;
+    if (qy == 0)
         return a;
-    int b = part_mv(m, sy - 1, sx, comp);
-    int tr_ok = sx + 1 < 2 * m->mbw && !((sy & 1) && (sx & 1));
-    int c = tr_ok ? part_mv(m, sy - 1, sx + 1, comp) : (sx > 0 ? part_mv(m, sy - 1, sx - 1, comp) : b);
+    int b = part_mv(m, qy - 1, qx, comp);
+    int ty = qy - 1, tx = qx + size, tr_ok;
+    if (tx >= 4 * m->mbw)
+        tr_ok = 0;
+    else if ((ty >> 2) < (qy >> 2))
+        tr_ok = 1;
+    else if ((tx >> 2) != (qx >> 2))
+        tr_ok = 0;
+    else
+        tr_ok = cell_order(ty & 3, tx & 3) < cell_order(qy & 3, qx & 3);
+    int c = tr_ok ? part_mv(m, ty, tx, comp) : (qx > 0 ? part_mv(m, qy - 1, qx - 1, comp) : b);
     return median3(a, b, c);
 }
 
-int mv_zero_ctx(const motion_t *m, int sy, int sx, int comp, int pred)
+int mv_zero_ctx(const motion_t *m, int qy, int qx, int comp, int pred)
 {
-    return (sx > 0 && part_mv(m, sy, sx - 1, comp) != pred) + (sy > 0 && part_mv(m, sy - 1, sx, comp) != pred);
+    return (qx > 0 && part_mv(m, qy, qx - 1, comp) != pred) + (qy > 0 && part_mv(m, qy - 1, qx, comp) != pred);
 }
 
-void set_mb_mv(motion_t *m, int i)
+void set_part_mv(motion_t *m, int qy, int qx, int size, const int16_t *v)
 {
-    int y = i / m->mbw, x = i % m->mbw;
-    for (int p = 0; p < 4; p++) {
-        int16_t *v = sub_mv(m, 2 * y + (p >> 1), 2 * x + (p & 1));
-        v[0] = m->mv[2 * i];
-        v[1] = m->mv[2 * i + 1];
-    }
+    int16_t vy = v[0], vx = v[1];
+    for (int y = 0; y < size; y++)
+        for (int x = 0; x < size; x++) {
+            int16_t *d = sub_mv(m, qy + y, qx + x);
+            d[0] = vy;
+            d[1] = vx;
+        }
 }
+
+void set_mb_mv(motion_t *m, int i) { set_part_mv(m, 4 * (i / m->mbw), 4 * (i % m->mbw), 4, m->mv + 2 * i); }
 
 void merge_candidates(const motion_t *m, int y, int x, int out[3][2])
 {
     for (int c = 0; c < 2; c++) {
         out[0][c] = mv_predictor(m, y, x, c);
-        out[1][c] = x > 0 ? part_mv(m, 2 * y, 2 * x - 1, c) : 0;
-        out[2][c] = y > 0 ? part_mv(m, 2 * y - 1, 2 * x, c) : 0;
+        out[1][c] = x > 0 ? part_mv(m, 4 * y, 4 * x - 1, c) : 0;
+        out[2][c] = y > 0 ? part_mv(m, 4 * y - 1, 4 * x, c) : 0;
     }
 }
 

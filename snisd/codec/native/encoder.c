@@ -48,6 +48,7 @@ void snis_default_tuning(snis_tuning *t)
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
     t->split = 0; /* costs motion time: on in slower settings */
+    t->split8 = 0;
     t->rd_rates = 1;
 }
 
@@ -141,8 +142,10 @@ static int motion_tools_used(const motion_t *m)
             t |= MT_MERGE;
         if (m->split[i])
             t |= MT_SPLIT;
+        if (m->split[i] & ~1)
+            t |= MT_SPLIT8;
     }
-    for (size_t j = 0; j < 8 * n; j++)
+    for (size_t j = 0; j < 32 * n; j++)
         if (m->smv[j] & 1)
             t |= MT_QPEL;
     return t;
@@ -262,7 +265,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         motion_rates(tc, e->t.qpel, &rates);
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, e->t.intra_bias, e->t.search_range, (int)me_exit,
-                      e->t.qpel, e->t.merge, e->t.split, e->t.rd_rates ? &rates : NULL, e->row_done};
+                      e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.rd_rates ? &rates : NULL, e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
         l->motion.tools = motion_tools_used(&l->motion);
     }

@@ -36,8 +36,9 @@ enum {
     CLASS_SIZE = 450,
     CTX_MIDX = CTX_CLASS + 4 * CLASS_SIZE, /* 2 */
     CTX_MVQPEL = CTX_MIDX + 2,             /* 2: the quarter-pel bit of a vector difference, per component */
+    CTX_SPLIT8 = CTX_MVQPEL + 2,           /* 3: a 16x16 partition's 8x8 split, by left / top ones */
 };
-_Static_assert(CTX_MVQPEL + 2 <= N_CONTEXTS, "context table too small");
+_Static_assert(CTX_SPLIT8 + 3 <= N_CONTEXTS, "context table too small");
 
 #define MAG_LIMIT 32767
 #define NO_NB 64 /* template index of a neighbour outside the block (always zero) */
@@ -136,6 +137,7 @@ void motion_rates(const tier_contexts *c, int qpel, mv_rates *r)
         for (int b = 0; b < 2; b++) {
             r->merge[k][b] = (uint16_t)ctx_cost(c->p[CTX_MERGE + k], b);
             r->split[k][b] = (uint16_t)ctx_cost(c->p[CTX_SPLIT + k], b);
+            r->split8[k][b] = (uint16_t)ctx_cost(c->p[CTX_SPLIT8 + k], b);
         }
     r->midx[0] = (uint16_t)ctx_cost(c->p[CTX_MIDX], 0);
     r->midx[1] = (uint16_t)(ctx_cost(c->p[CTX_MIDX], 1) + ctx_cost(c->p[CTX_MIDX + 1], 0));
@@ -553,25 +555,45 @@ static void code_inter_mb(rangecoder *rc, tier_contexts *ctx, motion_t *m, int m
     if (rc->decoding)
         m->merge[i] = 0;
     int sctx = CTX_SPLIT + (left && m->split[i - 1]) + (top && m->split[i - mbw]);
-    int split = (m->tools & MT_SPLIT) ? rc_bit(rc, ctx->p[sctx], m->split[i]) : 0;
+    int split = (m->tools & MT_SPLIT) ? rc_bit(rc, ctx->p[sctx], m->split[i] & 1) : 0;
     if (rc->decoding)
         m->split[i] = (uint8_t)split;
-    for (int p = 0; p < (split ? 4 : 1) && !rc->error; p++) {
-        int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
+    if (!split) {
         int pred[2], nbd[2];
         for (int c = 0; c < 2; c++) {
-            pred[c] = split ? part_predictor(m, sy, sx, c) : mv_predictor(m, mby, mbx, c);
-            nbd[c] = mv_zero_ctx(m, sy, sx, c, pred[c]);
+            pred[c] = mv_predictor(m, mby, mbx, c);
+            nbd[c] = mv_zero_ctx(m, 4 * mby, 4 * mbx, c, pred[c]);
         }
-        code_mv(rc, ctx, m->tools & MT_QPEL, split ? sub_mv(m, sy, sx) : m->mv + 2 * i, pred, nbd);
+        code_mv(rc, ctx, m->tools & MT_QPEL, m->mv + 2 * i, pred, nbd);
+        if (rc->decoding && !rc->error)
+            set_mb_mv(m, i);
+        return;
+    }
+    for (int p = 0; p < 4 && !rc->error; p++) {
+        int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
+        int s8 = 0;
+        if (m->tools & MT_SPLIT8) {
+            int c8 = CTX_SPLIT8 + (sx > 0 && part_split8(m, sy, sx - 1)) + (sy > 0 && part_split8(m, sy - 1, sx));
+            s8 = rc_bit(rc, ctx->p[c8], part_split8(m, sy, sx));
+            if (rc->decoding)
+                m->split[i] = (uint8_t)(m->split[i] | (s8 << (1 + p)));
+        }
+        for (int q = 0; q < (s8 ? 4 : 1) && !rc->error; q++) {
+            int qy = 2 * sy + (q >> 1), qx = 2 * sx + (q & 1), size = s8 ? 1 : 2;
+            int pred[2], nbd[2];
+            for (int c = 0; c < 2; c++) {
+                pred[c] = part_predictor(m, qy, qx, size, c);
+                nbd[c] = mv_zero_ctx(m, qy, qx, c, pred[c]);
+            }
+            int16_t *v = sub_mv(m, qy, qx);
+            code_mv(rc, ctx, m->tools & MT_QPEL, v, pred, nbd);
+            if (rc->decoding && !s8) /* the later partitions' predictors read every cell */
+                set_part_mv(m, qy, qx, 2, v);
+        }
     }
     if (rc->decoding && !rc->error) {
-        if (split) {
-            m->mv[2 * i] = sub_mv(m, 2 * mby, 2 * mbx)[0];
-            m->mv[2 * i + 1] = sub_mv(m, 2 * mby, 2 * mbx)[1];
-        } else {
-            set_mb_mv(m, i);
-        }
+        m->mv[2 * i] = sub_mv(m, 4 * mby, 4 * mbx)[0];
+        m->mv[2 * i + 1] = sub_mv(m, 4 * mby, 4 * mbx)[1];
     }
 }
 
@@ -613,12 +635,13 @@ int code_tier(rangecoder *rc, tier_job *job)
             aq = (int)rc_bypass_bits(rc, (uint32_t)(m->aq + AQ_STRENGTH_MAX + 1), 6) - (AQ_STRENGTH_MAX + 1);
         if (rc->decoding)
             m->aq = aq;
-        /* the frame's motion tools: three bypass bits (quarter-pel, merge, split) on P-frames */
+        /* the frame's motion tools: four bypass bits (quarter-pel, merge, split, 8x8 split) on
+           P-frames */
         if (intra_frame) {
             if (rc->decoding)
                 m->tools = 0;
         } else {
-            int t = (int)rc_bypass_bits(rc, (uint32_t)m->tools & 7u, 3);
+            int t = (int)rc_bypass_bits(rc, (uint32_t)m->tools & MT_ALL, MT_BITS);
             if (rc->decoding)
                 m->tools = t;
         }

@@ -81,9 +81,10 @@ typedef struct {
     uint8_t *intra;   /* 1: intra (predicts from its own frame, intra.c) */
     uint8_t *imode;   /* intra prediction mode of an intra macroblock (INTRA_* in intra.h) */
     int16_t *mv;      /* (dy, dx) in quarter-pels: the macroblock's vector (its first partition's if split) */
-    uint8_t *split;   /* 1: four 16x16 partitions with the vectors in smv */
+    uint8_t *split;   /* bit 0: four 16x16 partitions with the vectors in smv; bit 1 + p: 16x16
+                         partition p (z-order) is four 8x8 partitions */
     uint8_t *merge;   /* 0: vector coded; 1 + k: merge candidate k's vector (merge_candidates) */
-    int16_t *smv;     /* (dy, dx) per 16x16 partition, (2 mbh) x (2 mbw): what compensation uses */
+    int16_t *smv;     /* (dy, dx) per 8x8 partition, (4 mbh) x (4 mbw): what compensation uses */
     int tools;        /* the frame's motion tools (MT_*), coded at the start of tier 0 of a P-frame */
     uint8_t *skip;    /* encoder only: codes nothing in any tier */
     uint32_t *sad;    /* encoder only: luma SAD of the residual (plus chroma near the skip threshold) */
@@ -94,20 +95,31 @@ typedef struct {
 } motion_t;
 
 /* Motion tools a frame uses (docs/BITSTREAM.md): without MT_QPEL every vector is even (half-pel)
- * and differences are coded in half-pels; without MT_MERGE / MT_SPLIT no merge / split flags. */
-enum { MT_QPEL = 1, MT_MERGE = 2, MT_SPLIT = 4 };
+ * and differences are coded in half-pels; without MT_MERGE / MT_SPLIT / MT_SPLIT8 no merge /
+ * split / 8x8 split flags. */
+enum { MT_QPEL = 1, MT_MERGE = 2, MT_SPLIT = 4, MT_SPLIT8 = 8 };
+#define MT_ALL 15
+#define MT_BITS 4
 int motion_alloc(motion_t *m, int mbw, int mbh);
 void motion_free(motion_t *m);
 int mv_predictor(const motion_t *m, int y, int x, int comp);
-/* The vector of 16x16 partition (sy, sx) of the partition grid. */
-static inline int16_t *sub_mv(const motion_t *m, int sy, int sx) { return m->smv + 2 * ((size_t)sy * 2 * m->mbw + sx); }
-/* Context of a vector component's zero flag: how many of the left / top partitions' vectors
- * (zero if intra) differ from the predictor. */
-int mv_zero_ctx(const motion_t *m, int sy, int sx, int comp, int pred);
-/* Copy macroblock i's vector to its four partitions (an unsplit or intra macroblock). */
+/* The vector of 8x8 cell (qy, qx) of the partition grid (four per 16x16 partition). */
+static inline int16_t *sub_mv(const motion_t *m, int qy, int qx) { return m->smv + 2 * ((size_t)qy * 4 * m->mbw + qx); }
+/* Context of a vector component's zero flag: how many of the left / top cells' vectors (zero if
+ * intra) differ from the predictor. */
+int mv_zero_ctx(const motion_t *m, int qy, int qx, int comp, int pred);
+/* Copy macroblock i's vector to its cells (an unsplit or intra macroblock). */
 void set_mb_mv(motion_t *m, int i);
-/* Predictor of partition (sy, sx): median of left, top, top-right (else top-left) partitions. */
-int part_predictor(const motion_t *m, int sy, int sx, int comp);
+/* Give the size x size cells from (qy, qx) the vector v. */
+void set_part_mv(motion_t *m, int qy, int qx, int size, const int16_t *v);
+/* Predictor of the partition of size x size cells (2: 16x16, 1: 8x8) at cell (qy, qx): median of
+ * the left, top and top-right (else top-left) cells. */
+int part_predictor(const motion_t *m, int qy, int qx, int size, int comp);
+/* 1: the 16x16 partition (sy, sx) (16x16 grid) is split into 8x8 partitions. */
+static inline int part_split8(const motion_t *m, int sy, int sx)
+{
+    return (m->split[(sy >> 1) * m->mbw + (sx >> 1)] >> (1 + 2 * (sy & 1) + (sx & 1))) & 1;
+}
 /* Merge candidates of macroblock (y, x): the median predictor, the left and the top partition's
  * vector (zero where absent or intra). */
 void merge_candidates(const motion_t *m, int y, int x, int out[3][2]);
@@ -126,6 +138,7 @@ typedef struct {
     uint16_t merge[3][2]; /* merge flag by context and value */
     uint16_t midx[3];     /* merge index 0, 1, 2 */
     uint16_t split[3][2]; /* split flag by context and value */
+    uint16_t split8[3][2]; /* 8x8 split flag of a 16x16 partition by context and value */
     uint16_t mvd[2][3][MVC_N]; /* vector component by component, zero-flag context and |difference|
                                   in quarter-pels */
 } mv_rates;
@@ -136,7 +149,7 @@ typedef struct {
     const motion_t *prev;
     motion_t *out;
     int lambda, intra_bias, range, exit_sad; /* exit_sad: luma SAD of a macroblock that stops the search */
-    int qpel, merge, split;                  /* tools: quarter-pel refinement, merge mode, 16x16 split */
+    int qpel, merge, split, split8;          /* tools: quarter-pel refinement, merge mode, 16x16 / 8x8 split */
     const mv_rates *rates;                   /* NULL: a fixed Exp-Golomb-like estimate */
     volatile int *row_done; /* wavefront progress, one counter per macroblock row */
 } me_job;
@@ -178,7 +191,7 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
                     const int16_t *k, const uint8_t *f_k, int band, const plane_t *pred, plane_t *dst);
 
 /* Entropy coding (entropy.c): one syntax function for both directions. */
-#define N_CONTEXTS 1868
+#define N_CONTEXTS 1871
 typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;

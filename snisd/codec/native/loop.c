@@ -171,7 +171,7 @@ void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, i
     if (frame_type == SNIS_FRAME_I) {
         memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
         memset(l->motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
-        memset(l->motion.smv, 0, (size_t)l->mbw * l->mbh * 8 * sizeof(int16_t));
+        memset(l->motion.smv, 0, (size_t)l->mbw * l->mbh * 32 * sizeof(int16_t));
         memset(l->motion.split, 0, (size_t)l->mbw * l->mbh);
         memset(l->motion.merge, 0, (size_t)l->mbw * l->mbh);
     }

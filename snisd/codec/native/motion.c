@@ -75,6 +75,13 @@ static void interp_luma(const uint8_t *src, ptrdiff_t ss, int fy, int fx, int n,
 /* Luma n x n block at (x0, y0) displaced by a quarter-pel vector. */
 static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint8_t *dst, ptrdiff_t ds)
 {
+    if (n < 16) { /* the filters work in 16 columns: an 8x8 partition is the corner of a 16x16 block */
+        uint8_t t[16 * 16];
+        luma_block(ref, x0, y0, mvy, mvx, 16, t, 16);
+        for (int y = 0; y < n; y++)
+            memcpy(dst + y * ds, t + y * 16, (size_t)n);
+        return;
+    }
     int sy = y0 + (mvy >> 2), sx = x0 + (mvx >> 2), fy = mvy & 3, fx = mvx & 3;
     int b = ref->border;
     ptrdiff_t rs = ref->stride;
@@ -147,8 +154,17 @@ void motion_compensate_row(const motion_t *m, const picture_t *ref, picture_t *d
             continue;
         }
         for (int p = 0; p < 4; p++) {
-            const int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
-            predict_block(ref, dst, x0 + (p & 1) * (MB / 2), y0 + (p >> 1) * (MB / 2), MB / 2, v[0], v[1]);
+            int px = x0 + (p & 1) * (MB / 2), py = y0 + (p >> 1) * (MB / 2);
+            int qy = 4 * mby + 2 * (p >> 1), qx = 4 * mbx + 2 * (p & 1);
+            if (!((m->split[i] >> (1 + p)) & 1)) {
+                const int16_t *v = sub_mv(m, qy, qx);
+                predict_block(ref, dst, px, py, MB / 2, v[0], v[1]);
+                continue;
+            }
+            for (int q = 0; q < 4; q++) {
+                const int16_t *v = sub_mv(m, qy + (q >> 1), qx + (q & 1));
+                predict_block(ref, dst, px + (q & 1) * (MB / 4), py + (q >> 1) * (MB / 4), MB / 4, v[0], v[1]);
+            }
         }
     }
 }
@@ -156,10 +172,23 @@ void motion_compensate_row(const motion_t *m, const picture_t *ref, picture_t *d
 /* ------------------------------------------------------------------------------------------ */
 /* Estimation. SADs use every other row (the full row width, which SIMD handles in one go). */
 
+/* Rows of 8 bytes (8x8 partitions; plain C, vectorised by the compiler). */
+static inline uint32_t sad8(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step)
+{
+    uint32_t s = 0;
+    for (int y = 0; y < rows; y += step)
+        for (int x = 0; x < 8; x++) {
+            int d = a[y * sa + x] - b[y * sb + x];
+            s += (uint32_t)(d < 0 ? -d : d);
+        }
+    return s;
+}
+
 static inline uint32_t sad_n(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int n, int rows,
                              int step)
 {
-    return n == MB ? sad32(a, sa, b, sb, rows, step) : sad16(a, sa, b, sb, rows, step);
+    return n == MB ? sad32(a, sa, b, sb, rows, step)
+                   : n == MB / 2 ? sad16(a, sa, b, sb, rows, step) : sad8(a, sa, b, sb, rows, step);
 }
 
 static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, int n, int dy, int dx)
@@ -183,9 +212,14 @@ static uint32_t sad_sub(const plane_t *cur, const plane_t *ref, int x0, int y0, 
     const uint8_t *r = ref->data + (y0 + (mvy >> 2)) * rs + x0 + (mvx >> 2);
     int w00 = (4 - fx) * (4 - fy), w01 = fx * (4 - fy), w10 = (4 - fx) * fy, w11 = fx * fy;
     for (int y = 0; y < n / 2; y++) {
-        const uint8_t *r0 = r + 2 * y * rs;
-        for (int x = 0; x < n; x += 16)
-            bilin16(r0 + x, r0 + rs + x, w00, w01, w10, w11, tmp + y * n + x);
+        const uint8_t *r0 = r + 2 * y * rs, *r1 = r0 + rs;
+        if (n < 16) /* (the 16-column kernel would read past the border) */
+            for (int x = 0; x < n; x++)
+                tmp[y * n + x] =
+                    (uint8_t)((w00 * r0[x] + w01 * r0[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 8) >> 4);
+        else
+            for (int x = 0; x < n; x += 16)
+                bilin16(r0 + x, r1 + x, w00, w01, w10, w11, tmp + y * n + x);
     }
     return 2 * sad_n(c, 2 * cur->stride, tmp, n, n, n / 2, 1);
 }
@@ -295,6 +329,52 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
     return best;
 }
 
+/* Block search of the partition of size x size cells at cell (qy, qx) (n pixels), from the
+ * candidates cy, cx and its predictor; the vector goes to its cells. Returns the cost. */
+static uint32_t search_cells(const me_job *job, int qy, int qx, int size, int cy, int cx, int *vy, int *vx)
+{
+    motion_t *m = job->out;
+    block_search s = {&job->cur->p[0], &job->ref->p[0], qx * (MB / 4), qy * (MB / 4), size * (MB / 4), job->lambda,
+                      job->range, job->qpel, part_predictor(m, qy, qx, size, 0), part_predictor(m, qy, qx, size, 1),
+                      {0, 0}, job->rates};
+    s.zc[0] = mv_zero_ctx(m, qy, qx, 0, s.py);
+    s.zc[1] = mv_zero_ctx(m, qy, qx, 1, s.px);
+    int pc[2][2] = {{cy, cx}, {s.py, s.px}};
+    uint32_t cost = search_block(&s, (const int(*)[2])pc, 2, 1, vy, vx);
+    int16_t v[2] = {(int16_t)*vy, (int16_t)*vx};
+    set_part_mv(m, qy, qx, size, v);
+    return cost;
+}
+
+/* 16x16 partition (sy, sx) of a split macroblock: one vector (searched from the macroblock's
+ * cy, cx), or four 8x8 ones where that pays (job->split8). Sets the cells and the split bit;
+ * returns the cost with the 8x8 flag's. */
+static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int cx)
+{
+    motion_t *m = job->out;
+    const mv_rates *rt = job->rates;
+    int i = (sy >> 1) * m->mbw + (sx >> 1), bit = 1 << (1 + 2 * (sy & 1) + (sx & 1));
+    int c8 = (sx > 0 && part_split8(m, sy, sx - 1)) + (sy > 0 && part_split8(m, sy - 1, sx));
+    uint32_t flag0 = !job->split8 ? 0 : rt ? rt->split8[c8][0] : 16, flag1 = rt ? rt->split8[c8][1] : 16;
+    int vy, vx;
+    uint32_t one = search_cells(job, 2 * sy, 2 * sx, 2, cy, cx, &vy, &vx) + lam_bits(job->lambda, flag0);
+    /* (split8 = 1: only where the vector leaves a large residual; 2: everywhere) */
+    if (!job->split8 || (job->split8 == 1 && one <= (uint32_t)job->exit_sad / 2))
+        return one;
+    m->split[i] = (uint8_t)(m->split[i] | bit);
+    uint32_t four = lam_bits(job->lambda, flag1);
+    for (int q = 0; q < 4 && four < one; q++) {
+        int ey, ex;
+        four += search_cells(job, 2 * sy + (q >> 1), 2 * sx + (q & 1), 1, vy, vx, &ey, &ex);
+    }
+    if (four < one)
+        return four;
+    m->split[i] = (uint8_t)(m->split[i] & ~bit);
+    int16_t v[2] = {(int16_t)vy, (int16_t)vx};
+    set_part_mv(m, 2 * sy, 2 * sx, 2, v);
+    return one;
+}
+
 void motion_estimate_row(me_job *job, int mby)
 {
     motion_t *m = job->out;
@@ -332,12 +412,12 @@ void motion_estimate_row(me_job *job, int mby)
             CAND(prev->mv[2 * (i + 1)], prev->mv[2 * (i + 1) + 1]);
 #undef CAND
         block_search s = {cur, ref, x0, y0, MB, lam, range, job->qpel, py, px,
-                          {mv_zero_ctx(m, 2 * mby, 2 * mbx, 0, py), mv_zero_ctx(m, 2 * mby, 2 * mbx, 1, px)},
+                          {mv_zero_ctx(m, 4 * mby, 4 * mbx, 0, py), mv_zero_ctx(m, 4 * mby, 4 * mbx, 1, px)},
                           job->rates};
         /* flag costs (1/16 bit) in this macroblock's contexts */
         const mv_rates *rt = job->rates;
         int mctx = (mbx > 0 && m->merge[i - 1]) + (mby > 0 && m->merge[i - mbw]);
-        int sctx = (mbx > 0 && m->split[i - 1]) + (mby > 0 && m->split[i - mbw]);
+        int sctx = (mbx > 0 && m->split[i - 1] != 0) + (mby > 0 && m->split[i - mbw] != 0);
         /* a tool that is off has no flag (docs/BITSTREAM.md: the frame's motion tools) */
         uint32_t merge0 = !job->merge ? 0 : rt ? rt->merge[mctx][0] : 16, merge1 = rt ? rt->merge[mctx][1] : 16;
         uint32_t split0 = !job->split ? 0 : rt ? rt->split[sctx][0] : 16, split1 = rt ? rt->split[sctx][1] : 16;
@@ -389,38 +469,29 @@ void motion_estimate_row(me_job *job, int mby)
             }
             /* (split = 1: only where the single vector leaves a large residual; 2: everywhere) */
             if (job->split >= 2 || (job->split == 1 && best > 2 * (uint32_t)job->exit_sad)) {
-                int16_t save[4][2];
-                for (int p = 0; p < 4; p++) {
-                    int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
-                    save[p][0] = v[0];
-                    save[p][1] = v[1];
+                int16_t save[16][2];
+                for (int c = 0; c < 16; c++) {
+                    int16_t *v = sub_mv(m, 4 * mby + (c >> 2), 4 * mbx + (c & 3));
+                    save[c][0] = v[0];
+                    save[c][1] = v[1];
                 }
                 uint32_t total = lam_bits(lam, merge0 + split1);
+                m->split[i] = 1; /* (the 8x8 flags' contexts read this macroblock's bits) */
                 for (int p = 0; p < 4 && total < best; p++) {
                     int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
-                    block_search ps = {cur, ref, x0 + (p & 1) * (MB / 2), y0 + (p >> 1) * (MB / 2), MB / 2, lam,
-                                       range, job->qpel, part_predictor(m, sy, sx, 0), part_predictor(m, sy, sx, 1),
-                                       {0, 0}, rt};
-                    ps.zc[0] = mv_zero_ctx(m, sy, sx, 0, ps.py);
-                    ps.zc[1] = mv_zero_ctx(m, sy, sx, 1, ps.px);
-                    int pc[2][2] = {{hy, hx}, {ps.py, ps.px}};
-                    int vy, vx;
-                    total += search_block(&ps, (const int(*)[2])pc, 2, 1, &vy, &vx);
-                    int16_t *v = sub_mv(m, sy, sx);
-                    v[0] = (int16_t)vy;
-                    v[1] = (int16_t)vx;
+                    total += search_partition(job, sy, sx, hy, hx);
                 }
                 if (total < best) {
-                    m->split[i] = 1;
                     m->merge[i] = 0;
                     best = total;
-                    hy = sub_mv(m, 2 * mby, 2 * mbx)[0];
-                    hx = sub_mv(m, 2 * mby, 2 * mbx)[1];
+                    hy = sub_mv(m, 4 * mby, 4 * mbx)[0];
+                    hx = sub_mv(m, 4 * mby, 4 * mbx)[1];
                 } else {
-                    for (int p = 0; p < 4; p++) {
-                        int16_t *v = sub_mv(m, 2 * mby + (p >> 1), 2 * mbx + (p & 1));
-                        v[0] = save[p][0];
-                        v[1] = save[p][1];
+                    m->split[i] = 0;
+                    for (int c = 0; c < 16; c++) {
+                        int16_t *v = sub_mv(m, 4 * mby + (c >> 2), 4 * mbx + (c & 3));
+                        v[0] = save[c][0];
+                        v[1] = save[c][1];
                     }
                 }
             }

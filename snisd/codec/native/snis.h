@@ -94,6 +94,8 @@ typedef struct {
     int split;        /* 16x16 partitions with their own vectors: 1 = tried where one vector leaves a
                          mean |residual| above twice me_exit_q4, 2 = tried everywhere; */
     int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
+    int split8;       /* 8x8 partitions inside a 16x16 one (only where split is tried): 1 = tried where
+                         the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
 } snis_tuning;
 
 typedef struct {
