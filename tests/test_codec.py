@@ -185,7 +185,7 @@ def test_wrong_model_version_and_bad_frames_are_refused(coded, natural_frames, s
     with pytest.raises(ModelError, match="model"):
         Decoder(seq, synthesis=synthesis)
     raw = bytearray(enc.sequence_header.to_bytes())
-    for old in (1, 2):  # version 2 has the same framing but another payload syntax
+    for old in (1, 2, 3):  # versions 2 and 3 have the same framing but another payload syntax
         raw[4] = old
         with pytest.raises(BitstreamError, match=f"version {old}"):
             SequenceHeader.from_bytes(bytes(raw))
