@@ -112,6 +112,8 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
     ystrip, uvstrip = enc.analysis.input_buffers(_native.ALIGN, enc.wp)
     f = natural_frames[0]
     enc._core.intra_begin(f.y, f.u, f.v, 30)
+    with pytest.raises(ValueError, match="wrong shape"):  # a strip of the wrong height
+        enc._core.intra_band(0, None, (), (), ystrip[1:], uvstrip)
     enc._core.intra_band(0, None, (), (), ystrip, uvstrip)
     enc.analysis(ystrip, uvstrip)
     with pytest.raises(_native.NativeError):

@@ -173,21 +173,49 @@ static int enter(int *busy)
     return 0;
 }
 
+static void release(Py_buffer *views, int n)
+{
+    for (int i = 0; i < n; i++)
+        PyBuffer_Release(&views[i]);
+}
+
+/* After an entry point has released its views: -1 with the exception set if a step failed (a
+ * Python error, or a core status that is not SNIS_OK), else 0. */
+static int check(int st)
+{
+    if (PyErr_Occurred())
+        return -1;
+    if (st != SNIS_OK) {
+        raise_status(st, -1);
+        return -1;
+    }
+    return 0;
+}
+
+/* The result of an entry point that returns nothing. */
+static PyObject *none_or_error(int st)
+{
+    if (check(st) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* Width or height padded to the core's alignment. */
+static int padded(int v) { return (v + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN; }
+
 /* The three planes of an input frame as an snis_image_in; views released by the caller on success. */
 static int frame_in(EncoderObject *self, PyObject *objs[3], Py_buffer in[3], snis_image_in *img)
 {
     for (int got = 0; got < 3; got++) {
         if (get_view(objs[got], &in[got], 2, 0, "frame plane") < 0) {
-            for (int i = 0; i < got; i++)
-                PyBuffer_Release(&in[i]);
+            release(in, got);
             return -1;
         }
         int pw = got ? self->p.width / 2 : self->p.width, ph = got ? self->p.height / 2 : self->p.height;
         if (in[got].shape[0] != ph || in[got].shape[1] != pw) {
             PyErr_Format(PyExc_ValueError, "frame plane %d: shape (%zd, %zd), expected (%d, %d)", got,
                          in[got].shape[0], in[got].shape[1], ph, pw);
-            for (int i = 0; i <= got; i++)
-                PyBuffer_Release(&in[i]);
+            release(in, got + 1);
             return -1;
         }
         img->plane[got] = (const uint8_t *)in[got].buf;
@@ -196,65 +224,55 @@ static int frame_in(EncoderObject *self, PyObject *objs[3], Py_buffer in[3], sni
     return 0;
 }
 
+/* The padded int8 residual buffers the analysis reads, luma (rows + context, wp + context) and
+ * both chroma planes, for `rows` picture rows (the frame, or one band); 0 with both views held,
+ * or -1 with an exception set and nothing held. */
+static int residual_views(PyObject *ybuf, PyObject *uvbuf, int rows, int wp, Py_buffer *yp, Py_buffer *uvp)
+{
+    if (get_view(ybuf, yp, 2, 1, "luma residual buffer") < 0)
+        return -1;
+    if (get_view(uvbuf, uvp, 3, 1, "chroma residual buffer") < 0) {
+        PyBuffer_Release(yp);
+        return -1;
+    }
+    if (yp->shape[0] == rows + 2 * SNIS_LUMA_CTX && yp->shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp->shape[0] == 2 &&
+        uvp->shape[1] == rows / 2 + 2 * SNIS_CHROMA_CTX && uvp->shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "residual buffers have the wrong shape for %d rows of width %d", rows, wp);
+    PyBuffer_Release(yp);
+    PyBuffer_Release(uvp);
+    return -1;
+}
+
 static PyObject *Encoder_predict(EncoderObject *self, PyObject *args)
 {
-    PyObject *y, *u, *v, *ypad, *uvpad;
+    PyObject *objs[3], *ypad, *uvpad;
     int ftype, qp;
-    if (!PyArg_ParseTuple(args, "OOOiiOO", &y, &u, &v, &ftype, &qp, &ypad, &uvpad))
+    if (!PyArg_ParseTuple(args, "OOOiiOO", &objs[0], &objs[1], &objs[2], &ftype, &qp, &ypad, &uvpad))
         return NULL;
     if (!self->enc)
         return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
     Py_buffer in[3], yp, uvp;
-    PyObject *objs[3] = {y, u, v};
-    int got = 0;
     snis_image_in img;
-    for (; got < 3; got++) {
-        if (get_view(objs[got], &in[got], 2, 0, "frame plane") < 0)
-            goto fail;
-        int pw = got ? self->p.width / 2 : self->p.width, ph = got ? self->p.height / 2 : self->p.height;
-        if (in[got].shape[0] != ph || in[got].shape[1] != pw) {
-            PyErr_Format(PyExc_ValueError, "frame plane %d: shape (%zd, %zd), expected (%d, %d)", got,
-                         in[got].shape[0], in[got].shape[1], ph, pw);
-            got++;
-            goto fail;
-        }
-        img.plane[got] = (const uint8_t *)in[got].buf;
-        img.stride[got] = in[got].strides[0];
-    }
-    if (get_view(ypad, &yp, 2, 1, "ypad") < 0)
-        goto fail;
-    if (get_view(uvpad, &uvp, 3, 1, "uvpad") < 0) {
-        PyBuffer_Release(&yp);
-        goto fail;
+    if (frame_in(self, objs, in, &img) < 0)
+        return NULL;
+    if (residual_views(ypad, uvpad, padded(self->p.height), padded(self->p.width), &yp, &uvp) < 0) {
+        release(in, 3);
+        return NULL;
     }
     int st = SNIS_E_ARG;
-    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
-    int hp = (self->p.height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
-    if (yp.shape[0] == hp + 2 * SNIS_LUMA_CTX && yp.shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp.shape[0] == 2 &&
-        uvp.shape[1] == hp / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
-        enter(&self->busy) == 0) {
+    if (enter(&self->busy) == 0) {
         Py_BEGIN_ALLOW_THREADS
         st = snis_encoder_predict(self->enc, &img, ftype, qp, (int8_t *)yp.buf, yp.strides[0], (int8_t *)uvp.buf,
                                   uvp.strides[1], uvp.strides[0]);
         Py_END_ALLOW_THREADS
         self->busy = 0;
         self->banded = 0;
-    } else if (!PyErr_Occurred()) {
-        PyErr_SetString(PyExc_ValueError, "residual buffers have the wrong shape");
     }
     PyBuffer_Release(&yp);
     PyBuffer_Release(&uvp);
-    for (int i = 0; i < 3; i++)
-        PyBuffer_Release(&in[i]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (st != SNIS_OK)
-        return raise_status(st, -1);
-    Py_RETURN_NONE;
-fail:
-    for (int i = 0; i < got; i++)
-        PyBuffer_Release(&in[i]);
-    return NULL;
+    release(in, 3);
+    return none_or_error(st);
 }
 
 static int latent_tensor(PyObject *arr, PyObject *mult, PyObject *zp, int ndim, int nch, snis_latent_tensor *t,
@@ -311,16 +329,14 @@ static int parse_latents(PyObject *lats, PyObject *mults, PyObject *zps, int hp,
     snis_latent_tensor *ts[4] = {&lat->y_ac, &lat->y_coarse, &lat->c_ac, &lat->c_coarse};
     for (int got = 0; got < 4; got++) {
         if (latent_tensor(a[got], m[got], z[got], ndims[got], nchs[got], ts[got], &views[got], names[got]) < 0) {
-            for (int i = 0; i < got; i++)
-                PyBuffer_Release(&views[i]);
+            release(views, got);
             return -1;
         }
         int div = got % 2 ? 16 : 8, nd = ndims[got];
         const Py_ssize_t *sh = views[got].shape;
         if (sh[nd - 3] != hp / div || sh[nd - 2] != wp / div || (nd == 4 && sh[0] != 2)) {
             PyErr_Format(PyExc_ValueError, "%s: wrong shape for a %dx%d picture", names[got], wp, hp);
-            for (int i = 0; i <= got; i++)
-                PyBuffer_Release(&views[i]);
+            release(views, got + 1);
             return -1;
         }
     }
@@ -334,11 +350,10 @@ static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
         return NULL;
     if (!self->enc)
         return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
-    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
-    int hp = (self->p.height + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
     snis_latents lat;
     Py_buffer views[4];
-    if (parse_latents(lats, mults, zps, self->banded ? SNIS_ALIGN : hp, wp, &lat, views) < 0)
+    int rows = self->banded ? SNIS_ALIGN : padded(self->p.height);
+    if (parse_latents(lats, mults, zps, rows, padded(self->p.width), &lat, views) < 0)
         return NULL;
     int st = SNIS_E_ARG;
     if (enter(&self->busy) == 0) {
@@ -348,12 +363,9 @@ static PyObject *Encoder_code(EncoderObject *self, PyObject *args)
         self->busy = 0;
         self->banded = 0;
     }
-    for (int i = 0; i < 4; i++)
-        PyBuffer_Release(&views[i]);
-    if (PyErr_Occurred())
+    release(views, 4);
+    if (check(st) < 0)
         return NULL;
-    if (st != SNIS_OK)
-        return raise_status(st, -1);
     PyObject *out = PyTuple_New(self->p.tiers);
     if (!out)
         return NULL;
@@ -390,13 +402,8 @@ static PyObject *Encoder_intra_begin(EncoderObject *self, PyObject *args)
         self->busy = 0;
         self->banded = st == SNIS_OK;
     }
-    for (int i = 0; i < 3; i++)
-        PyBuffer_Release(&in[i]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (st != SNIS_OK)
-        return raise_status(st, -1);
-    Py_RETURN_NONE;
+    release(in, 3);
+    return none_or_error(st);
 }
 
 static PyObject *Encoder_intra_band(EncoderObject *self, PyObject *args)
@@ -407,40 +414,28 @@ static PyObject *Encoder_intra_band(EncoderObject *self, PyObject *args)
         return NULL;
     if (!self->enc || !self->banded)
         return PyErr_Format(PyExc_RuntimeError, "no keyframe in bands open (intra_begin)");
-    int wp = (self->p.width + SNIS_ALIGN - 1) / SNIS_ALIGN * SNIS_ALIGN;
+    int wp = padded(self->p.width);
     snis_latents lat;
     Py_buffer views[4], yp, uvp;
-    int have_lat = lats != Py_None;
-    if (have_lat && parse_latents(lats, mults, zps, SNIS_ALIGN, wp, &lat, views) < 0)
+    int nviews = lats != Py_None ? 4 : 0;
+    if (nviews && parse_latents(lats, mults, zps, SNIS_ALIGN, wp, &lat, views) < 0)
         return NULL;
-    int st = SNIS_E_ARG, nviews = have_lat ? 4 : 0;
-    if (get_view(ystrip, &yp, 2, 1, "ystrip") < 0)
-        goto done;
-    if (get_view(uvstrip, &uvp, 3, 1, "uvstrip") < 0) {
-        PyBuffer_Release(&yp);
-        goto done;
+    if (residual_views(ystrip, uvstrip, SNIS_ALIGN, wp, &yp, &uvp) < 0) {
+        release(views, nviews);
+        return NULL;
     }
-    if (yp.shape[0] == SNIS_ALIGN + 2 * SNIS_LUMA_CTX && yp.shape[1] == wp + 2 * SNIS_LUMA_CTX && uvp.shape[0] == 2 &&
-        uvp.shape[1] == SNIS_ALIGN / 2 + 2 * SNIS_CHROMA_CTX && uvp.shape[2] == wp / 2 + 2 * SNIS_CHROMA_CTX &&
-        enter(&self->busy) == 0) {
+    int st = SNIS_E_ARG;
+    if (enter(&self->busy) == 0) {
         Py_BEGIN_ALLOW_THREADS
-        st = snis_encoder_intra_band(self->enc, band, have_lat ? &lat : NULL, (int8_t *)yp.buf, yp.strides[0],
+        st = snis_encoder_intra_band(self->enc, band, nviews ? &lat : NULL, (int8_t *)yp.buf, yp.strides[0],
                                      (int8_t *)uvp.buf, uvp.strides[1], uvp.strides[0]);
         Py_END_ALLOW_THREADS
         self->busy = 0;
-    } else if (!PyErr_Occurred()) {
-        PyErr_SetString(PyExc_ValueError, "strip buffers have the wrong shape");
     }
     PyBuffer_Release(&yp);
     PyBuffer_Release(&uvp);
-done:
-    for (int i = 0; i < nviews; i++)
-        PyBuffer_Release(&views[i]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (st != SNIS_OK)
-        return raise_status(st, -1);
-    Py_RETURN_NONE;
+    release(views, nviews);
+    return none_or_error(st);
 }
 
 static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
@@ -460,13 +455,8 @@ static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
         Py_END_ALLOW_THREADS
         self->busy = 0;
     }
-    for (int i = 0; i < 3; i++)
-        PyBuffer_Release(&views[i]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (st != SNIS_OK)
-        return raise_status(st, -1);
-    Py_RETURN_NONE;
+    release(views, 3);
+    return none_or_error(st);
 }
 
 static PyObject *Encoder_stats(EncoderObject *self, PyObject *Py_UNUSED(ignored))
@@ -581,11 +571,9 @@ static PyObject *Decoder_decode(DecoderObject *self, PyObject *args)
             self->busy = 0;
         }
     }
-    for (int i = 0; i < got; i++)
-        PyBuffer_Release(&pv[i]);
+    release(pv, got);
     if (have_out)
-        for (int i = 0; i < 3; i++)
-            PyBuffer_Release(&views[i]);
+        release(views, 3);
     if (PyErr_Occurred())
         return NULL;
     if (st != SNIS_OK) {
