@@ -21,7 +21,15 @@ DEFAULT_PRESET = "realtime"
 PRESETS: dict[str, dict[str, int]] = {
     "realtime": {},
     "fast": {"me_exit_q4": 6, "search_range": 96, "mb_rd": 4, "split": 1},
-    "medium": {"me_exit_q4": 0, "search_range": 128, "skip_sad_q8": 4, "mb_rd": 4, "intra_pred": 1, "split": 1},
+    "medium": {
+        "me_exit_q4": 0,
+        "search_range": 128,
+        "skip_sad_q8": 4,
+        "mb_rd": 4,
+        "intra_pred": 1,
+        "split": 1,
+        "split8": 1,
+    },
 }
 
 

@@ -195,6 +195,8 @@ static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, 
 {
     const uint8_t *c = cur->data + y0 * cur->stride + x0;
     const uint8_t *r = ref->data + (y0 + dy) * ref->stride + x0 + dx;
+    if (n < 16) /* every row: half of an 8x8 block's rows is too noisy a sample to choose by */
+        return sad8(c, cur->stride, r, ref->stride, n, 1);
     return 2 * sad_n(c, cur->stride, r, ref->stride, n, n, 2);
 }
 
@@ -211,15 +213,17 @@ static uint32_t sad_sub(const plane_t *cur, const plane_t *ref, int x0, int y0, 
     ptrdiff_t rs = ref->stride;
     const uint8_t *r = ref->data + (y0 + (mvy >> 2)) * rs + x0 + (mvx >> 2);
     int w00 = (4 - fx) * (4 - fy), w01 = fx * (4 - fy), w10 = (4 - fx) * fy, w11 = fx * fy;
-    for (int y = 0; y < n / 2; y++) {
-        const uint8_t *r0 = r + 2 * y * rs, *r1 = r0 + rs;
-        if (n < 16) /* (the 16-column kernel would read past the border) */
+    if (n < 16) { /* every row (as sad_int) */
+        for (int y = 0; y < n; y++)
             for (int x = 0; x < n; x++)
-                tmp[y * n + x] =
-                    (uint8_t)((w00 * r0[x] + w01 * r0[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 8) >> 4);
-        else
-            for (int x = 0; x < n; x += 16)
-                bilin16(r0 + x, r1 + x, w00, w01, w10, w11, tmp + y * n + x);
+                tmp[y * n + x] = (uint8_t)((w00 * r[y * rs + x] + w01 * r[y * rs + x + 1] + w10 * r[(y + 1) * rs + x] +
+                                            w11 * r[(y + 1) * rs + x + 1] + 8) >> 4);
+        return sad8(c, cur->stride, tmp, n, n, 1);
+    }
+    for (int y = 0; y < n / 2; y++) {
+        const uint8_t *r0 = r + 2 * y * rs;
+        for (int x = 0; x < n; x += 16)
+            bilin16(r0 + x, r0 + rs + x, w00, w01, w10, w11, tmp + y * n + x);
     }
     return 2 * sad_n(c, 2 * cur->stride, tmp, n, n, n / 2, 1);
 }
