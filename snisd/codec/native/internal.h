@@ -162,6 +162,10 @@ typedef struct {
     int32_t col[8][8][16]; /* per horizontal frequency u (group filters expanded) */
     int32_t coarse[4][4][4];
     int n; /* block size: 8 luma, 4 chroma */
+    /* the same row and column weights in int16, pair-interleaved for simd.h's synthesis kernels:
+       row2[(p * 2n + t) * 2 + e] = row[2p + e][t], col2[u][...] likewise over v */
+    int16_t row2[128];
+    int16_t col2[8][128];
 } plane_weights;
 
 typedef struct {
@@ -172,6 +176,7 @@ typedef struct {
     int32_t *dc;        /* hb * wb */
     uint8_t *nz;        /* hb * wb: block has any non-zero coefficient after the DC stage */
     uint8_t *touched;   /* per block tile of the plane: some coded block's window reaches it */
+    int *runs;          /* wb + 1 pairs: the runs of touched tiles of one tile row (synth_rolling) */
     int blocks;         /* blocks synthesised by the last call */
     int band_i, band_y; /* synthesize_band(): the next block row to synthesise, row to finish */
 } synth_plane;

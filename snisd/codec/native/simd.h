@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "snis.h" /* SNIS_FRAC */
+
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #define SNIS_SIMD "sse2"
@@ -71,6 +73,66 @@ static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01,
     }
     _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(r[0], r[1]));
 }
+/* Synthesis kernels (synthesis.c) in 16-bit lanes: int16 x int16 products summed in pairs into
+ * 32-bit lanes (pmaddwd), which are exact, so the wrapping 32-bit sums equal the scalar ones.
+ * Weights are pair-interleaved: w2[(p * T + t) * 2 + e] = w[2p + e][t].
+ *
+ * Column stage of one horizontal frequency: t[y] = sum_v col[v][y] cf[v] over the N/2 pairs of
+ * v, rounded by 2^-SNIS_FRAC (wrapping add, arithmetic shift) into tv[0 .. T) in int16. Returns 0
+ * if some value does not fit in int16 (the caller then takes the 32-bit path). T = 2N. */
+static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
+{
+    const int T = 2 * N;
+    __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+    for (int p = 0; p < N / 2; p++) {
+        uint32_t pr = (uint32_t)(uint16_t)cf[2 * p] | (uint32_t)(uint16_t)cf[2 * p + 1] << 16;
+        if (!pr)
+            continue;
+        __m128i b = _mm_set1_epi32((int32_t)pr);
+        for (int q = 0; q < T / 4; q++)
+            acc[q] = _mm_add_epi32(acc[q], _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(col2 + (p * T + 4 * q) * 2)), b));
+    }
+    const __m128i rnd = _mm_set1_epi32(1 << (SNIS_FRAC - 1));
+    __m128i ok = _mm_set1_epi32(-1);
+    for (int h = 0; h < T / 8; h++) {
+        __m128i lo = _mm_srai_epi32(_mm_add_epi32(acc[2 * h], rnd), SNIS_FRAC);
+        __m128i hi = _mm_srai_epi32(_mm_add_epi32(acc[2 * h + 1], rnd), SNIS_FRAC);
+        __m128i pk = _mm_packs_epi32(lo, hi);
+        ok = _mm_and_si128(ok, _mm_cmpeq_epi32(_mm_srai_epi32(_mm_unpacklo_epi16(pk, pk), 16), lo));
+        ok = _mm_and_si128(ok, _mm_cmpeq_epi32(_mm_srai_epi32(_mm_unpackhi_epi16(pk, pk), 16), hi));
+        _mm_storeu_si128((__m128i *)(tv + 8 * h), pk);
+    }
+    return _mm_movemask_epi8(ok) == 0xFFFF;
+}
+/* Row stage: cv[y][x] += sum_u row[u][x] tv[u][y] over the pairs of u in pairs[0 .. np) (tv:
+ * N rows of T, a row of a pair that is not live holds zeros), x, y < T, wrapping. */
+static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
+                               const int *pairs, int np, int N)
+{
+    const int T = 2 * N;
+    uint32_t tp[4][16];
+    for (int i = 0; i < np; i++) {
+        int p = pairs[i];
+        for (int h = 0; h < T / 8; h++) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(tv[2 * p] + 8 * h));
+            __m128i b = _mm_loadu_si128((const __m128i *)(tv[2 * p + 1] + 8 * h));
+            _mm_storeu_si128((__m128i *)(tp[i] + 8 * h), _mm_unpacklo_epi16(a, b));
+            _mm_storeu_si128((__m128i *)(tp[i] + 8 * h + 4), _mm_unpackhi_epi16(a, b));
+        }
+    }
+    for (int y = 0; y < T; y++) {
+        __m128i acc[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+        for (int i = 0; i < np; i++) {
+            __m128i b = _mm_set1_epi32((int32_t)tp[i][y]);
+            const int16_t *w = row2 + pairs[i] * T * 2;
+            for (int q = 0; q < T / 4; q++)
+                acc[q] = _mm_add_epi32(acc[q], _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(w + 8 * q)), b));
+        }
+        int32_t *r = cv + y * cs;
+        for (int q = 0; q < T / 4; q++)
+            _mm_storeu_si128((__m128i *)(r + 4 * q), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(r + 4 * q)), acc[q]));
+    }
+}
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
 #define SNIS_SIMD "neon"
@@ -122,6 +184,59 @@ static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01,
     h = vmlal_u8(h, vget_high_u8(q1), k11);
     vst1q_u8(o, vcombine_u8(vrshrn_n_u16(l, 4), vrshrn_n_u16(h, 4)));
 }
+/* NEON: the same 16-bit products and wrapping 32-bit sums; vld2 splits the pair-interleaved
+ * weights into the even and odd member of each pair, vmlal multiplies by one lane. */
+static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
+{
+    const int T = 2 * N;
+    int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+    for (int p = 0; p < N / 2; p++) {
+        int16_t a = cf[2 * p], b = cf[2 * p + 1];
+        if (!a && !b)
+            continue;
+        for (int h = 0; h < T / 8; h++) {
+            int16x8x2_t w = vld2q_s16(col2 + (p * T + 8 * h) * 2);
+            acc[2 * h] = vmlal_n_s16(acc[2 * h], vget_low_s16(w.val[0]), a);
+            acc[2 * h] = vmlal_n_s16(acc[2 * h], vget_low_s16(w.val[1]), b);
+            acc[2 * h + 1] = vmlal_high_n_s16(acc[2 * h + 1], w.val[0], a);
+            acc[2 * h + 1] = vmlal_high_n_s16(acc[2 * h + 1], w.val[1], b);
+        }
+    }
+    const int32x4_t rnd = vdupq_n_s32(1 << (SNIS_FRAC - 1));
+    uint32x4_t ok = vdupq_n_u32(0xFFFFFFFFu);
+    for (int h = 0; h < T / 8; h++) {
+        /* an explicit wrapping add: vrshr would round without wrapping */
+        int32x4_t lo = vshrq_n_s32(vaddq_s32(acc[2 * h], rnd), SNIS_FRAC);
+        int32x4_t hi = vshrq_n_s32(vaddq_s32(acc[2 * h + 1], rnd), SNIS_FRAC);
+        int16x4_t nl = vqmovn_s32(lo), nh = vqmovn_s32(hi);
+        ok = vandq_u32(ok, vandq_u32(vceqq_s32(vmovl_s16(nl), lo), vceqq_s32(vmovl_s16(nh), hi)));
+        vst1q_s16(tv + 8 * h, vcombine_s16(nl, nh));
+    }
+    return vminvq_u32(ok) == 0xFFFFFFFFu;
+}
+static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
+                               const int *pairs, int np, int N)
+{
+    const int T = 2 * N;
+    for (int y = 0; y < T; y++) {
+        int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
+        for (int i = 0; i < np; i++) {
+            int p = pairs[i];
+            int16x4_t t = vset_lane_s16(tv[2 * p + 1][y], vdup_n_s16(tv[2 * p][y]), 1);
+            const int16_t *w = row2 + p * T * 2;
+            for (int h = 0; h < T / 8; h++) {
+                int16x8x2_t k = vld2q_s16(w + 16 * h);
+                acc[2 * h] = vmlal_lane_s16(acc[2 * h], vget_low_s16(k.val[0]), t, 0);
+                acc[2 * h] = vmlal_lane_s16(acc[2 * h], vget_low_s16(k.val[1]), t, 1);
+                acc[2 * h + 1] = vmlal_high_lane_s16(acc[2 * h + 1], k.val[0], t, 0);
+                acc[2 * h + 1] = vmlal_high_lane_s16(acc[2 * h + 1], k.val[1], t, 1);
+            }
+        }
+        int32_t *r = cv + y * cs;
+        for (int q = 0; q < T / 4; q++)
+            vst1q_s32(r + 4 * q, vaddq_s32(vld1q_s32(r + 4 * q), acc[q]));
+    }
+}
 #else
 #define SNIS_SIMD "c"
 static inline uint32_t sadn(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step, int n)
@@ -156,6 +271,43 @@ static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01,
 {
     for (int x = 0; x < 16; x++)
         o[x] = (uint8_t)((w00 * a[x] + w01 * a[x + 1] + w10 * b[x] + w11 * b[x + 1] + 8) >> 4);
+}
+/* Portable C: the same 16-bit products and wrapping 32-bit sums. */
+static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
+{
+    const int T = 2 * N;
+    uint32_t acc[16] = {0};
+    for (int p = 0; p < N / 2; p++) {
+        int a = cf[2 * p], b = cf[2 * p + 1];
+        if (!a && !b)
+            continue;
+        for (int t = 0; t < T; t++)
+            acc[t] += (uint32_t)(col2[(p * T + t) * 2] * a + col2[(p * T + t) * 2 + 1] * b);
+    }
+    int ok = 1;
+    for (int t = 0; t < T; t++) {
+        int32_t v = (int32_t)(acc[t] + (1u << (SNIS_FRAC - 1))) >> SNIS_FRAC;
+        ok &= v >= -32768 && v <= 32767;
+        tv[t] = (int16_t)v;
+    }
+    return ok;
+}
+static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
+                               const int *pairs, int np, int N)
+{
+    const int T = 2 * N;
+    for (int y = 0; y < T; y++) {
+        uint32_t acc[16] = {0};
+        for (int i = 0; i < np; i++) {
+            int p = pairs[i], a = tv[2 * p][y], b = tv[2 * p + 1][y];
+            const int16_t *w = row2 + p * T * 2;
+            for (int x = 0; x < T; x++)
+                acc[x] += (uint32_t)(w[2 * x] * a + w[2 * x + 1] * b);
+        }
+        int32_t *r = cv + y * cs;
+        for (int x = 0; x < T; x++)
+            r[x] = (int32_t)((uint32_t)r[x] + acc[x]);
+    }
 }
 #endif
 
