@@ -49,10 +49,57 @@ void channel_steps(int step16, int n, int32_t *steps)
 
 static inline int16_t clamp_sum(int32_t v) { return (int16_t)clampi(v, -DEQ_LIMIT, DEQ_LIMIT); }
 
-/* The channel steps of one block kind at every qp offset a frame may use. */
+/* The channel steps of one block kind at every qp offset a frame may use; narrow: every step
+ * below 2^15, with int16 copies in steps16 (the 16-bit path of deq_block). */
 typedef struct {
     const int32_t *steps[AQ_N];
+    int16_t steps16[AQ_N][64];
+    int narrow;
 } kind_steps;
+
+static void kind_init(kind_steps *ks)
+{
+    memset(ks->steps, 0, sizeof(ks->steps));
+    ks->narrow = 1;
+}
+
+static void kind_set(kind_steps *ks, int a, const int32_t *steps, int nch)
+{
+    ks->steps[a] = steps;
+    for (int c = 0; c < nch; c++) {
+        ks->narrow &= steps[c] < 32768;
+        ks->steps16[a][c] = (int16_t)steps[c];
+    }
+}
+
+/* One block's levels x dequantised into its sum s. With steps below 2^15 the product of a level
+ * and a step is exact in 32 bits (a widening 16-bit multiply the compiler vectorises), and
+ * truncation toward zero is an add of 3 to negative values before the shift: the same values
+ * as dequant1(), which the other path calls. */
+static inline void deq_block(int16_t *s, const int16_t *x, const int32_t *steps, const int16_t *st16, int nch,
+                             int fresh, int narrow)
+{
+    if (!narrow) {
+        for (int c = 0; c < nch; c++) {
+            int32_t v = dequant1(x[c], steps[c]);
+            s[c] = clamp_sum(fresh ? v : s[c] + v);
+        }
+        return;
+    }
+    if (fresh) {
+        for (int c = 0; c < nch; c++) {
+            int32_t v = (int32_t)x[c] * st16[c];
+            v = (v + ((v >> 31) & 3)) >> 2;
+            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
+        }
+    } else {
+        for (int c = 0; c < nch; c++) {
+            int32_t v = (int32_t)x[c] * st16[c];
+            v = s[c] + ((v + ((v >> 31) & 3)) >> 2);
+            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
+        }
+    }
+}
 
 /* Blocks of one kind; block (i, j) belongs to macroblock (i / per_mb, j / per_mb). */
 SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, const uint8_t *fq, int hb, int wb,
@@ -66,14 +113,9 @@ SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, co
             size_t b = (size_t)i * wb + j;
             if (!fq[b])
                 continue;
-            const int32_t *steps = ks->steps[m->aq ? clampi(drow[j / per_mb], -AQ_MAX, AQ_MAX) + AQ_MAX : AQ_MAX];
-            int16_t *s = sum + b * (size_t)stride;
-            const int16_t *x = q + b * (size_t)stride;
-            int fresh = !fsum[b];
-            for (int c = 0; c < nch; c++) {
-                int32_t v = dequant1(x[c], steps[c]);
-                s[c] = clamp_sum(fresh ? v : s[c] + v);
-            }
+            int a = m->aq ? clampi(drow[j / per_mb], -AQ_MAX, AQ_MAX) + AQ_MAX : AQ_MAX;
+            deq_block(sum + b * (size_t)stride, q + b * (size_t)stride, ks->steps[a], ks->steps16[a], nch, !fsum[b],
+                      ks->narrow);
             fsum[b] = 1;
         }
     }
@@ -85,20 +127,21 @@ void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int q
     /* steps of the offsets the frame uses: all of them with adaptive quantisation, else offset 0 */
     int32_t sy[AQ_N][63], sc[AQ_N][15], sk[AQ_N][4];
     kind_steps ky, kc, kk;
+    kind_init(&ky);
+    kind_init(&kc);
+    kind_init(&kk);
     for (int d = -AQ_MAX; d <= AQ_MAX; d++) {
         int a = d + AQ_MAX;
-        if (d && !m->aq) {
-            ky.steps[a] = kc.steps[a] = kk.steps[a] = NULL;
+        if (d && !m->aq)
             continue;
-        }
         int step16 = snis_step16(mb_qp(qp, d), tier, tiers, ratio);
         channel_steps(step16, 8, sy[a]);
         channel_steps(step16, 4, sc[a]);
         for (int c = 0; c < 4; c++)
             sk[a][c] = step16;
-        ky.steps[a] = sy[a];
-        kc.steps[a] = sc[a];
-        kk.steps[a] = sk[a];
+        kind_set(&ky, a, sy[a], 63);
+        kind_set(&kc, a, sc[a], 15);
+        kind_set(&kk, a, sk[a], 4);
     }
     int hb = q->hb, wb = q->wb;
     deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, hb, wb, 4, m, LAT_Y, 63, &ky, first);
@@ -114,10 +157,13 @@ void dequantize_mb_row(latents_t *sum, const latents_t *q, const motion_t *m, in
     int32_t sy[63], sc[15], sk[4] = {step16, step16, step16, step16};
     channel_steps(step16, 8, sy);
     channel_steps(step16, 4, sc);
-    kind_steps ky = {{NULL}}, kc = {{NULL}}, kk = {{NULL}};
-    ky.steps[AQ_MAX] = sy;
-    kc.steps[AQ_MAX] = sc;
-    kk.steps[AQ_MAX] = sk;
+    kind_steps ky, kc, kk;
+    kind_init(&ky);
+    kind_init(&kc);
+    kind_init(&kk);
+    kind_set(&ky, AQ_MAX, sy, 63);
+    kind_set(&kc, AQ_MAX, sc, 15);
+    kind_set(&kk, AQ_MAX, sk, 4);
     size_t b0 = (size_t)mby * 4 * q->wb, k0 = (size_t)mby * 2 * (q->wb / 2);
     int wb = q->wb;
     deq_plane(sum->y_ac + b0 * LAT_Y, sum->f_y_ac + b0, q->y_ac + b0 * LAT_Y, q->f_y_ac + b0, 4, wb, 4, m, LAT_Y, 63,
