@@ -133,6 +133,20 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
             _mm_storeu_si128((__m128i *)(r + 4 * q), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(r + 4 * q)), acc[q]));
     }
 }
+/* Synthesis read-back of 8 samples: d = clip(d + ((cv + 2^(F+1)) >> (F+2))) with F = SNIS_FRAC (a
+ * wrapping add, an arithmetic shift), cv cleared. Saturating to int16, then a saturating add
+ * and the clip to 0..255: what saturates lies beyond 0..255 either way, so the result is exact. */
+static inline void readback8(int32_t *cv, uint8_t *d)
+{
+    const __m128i rnd = _mm_set1_epi32(1 << (SNIS_FRAC + 1)), z = _mm_setzero_si128();
+    __m128i a = _mm_srai_epi32(_mm_add_epi32(_mm_loadu_si128((const __m128i *)cv), rnd), SNIS_FRAC + 2);
+    __m128i b = _mm_srai_epi32(_mm_add_epi32(_mm_loadu_si128((const __m128i *)(cv + 4)), rnd), SNIS_FRAC + 2);
+    __m128i p = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)d), z);
+    __m128i v = _mm_adds_epi16(p, _mm_packs_epi32(a, b));
+    _mm_storel_epi64((__m128i *)d, _mm_packus_epi16(v, v));
+    _mm_storeu_si128((__m128i *)cv, z);
+    _mm_storeu_si128((__m128i *)(cv + 4), z);
+}
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
 #define SNIS_SIMD "neon"
@@ -237,6 +251,16 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
             vst1q_s32(r + 4 * q, vaddq_s32(vld1q_s32(r + 4 * q), acc[q]));
     }
 }
+static inline void readback8(int32_t *cv, uint8_t *d)
+{
+    const int32x4_t rnd = vdupq_n_s32(1 << (SNIS_FRAC + 1));
+    int32x4_t a = vshrq_n_s32(vaddq_s32(vld1q_s32(cv), rnd), SNIS_FRAC + 2);
+    int32x4_t b = vshrq_n_s32(vaddq_s32(vld1q_s32(cv + 4), rnd), SNIS_FRAC + 2);
+    int16x8_t p = vreinterpretq_s16_u16(vmovl_u8(vld1_u8(d)));
+    vst1_u8(d, vqmovun_s16(vqaddq_s16(p, vcombine_s16(vqmovn_s32(a), vqmovn_s32(b)))));
+    vst1q_s32(cv, vdupq_n_s32(0));
+    vst1q_s32(cv + 4, vdupq_n_s32(0));
+}
 #else
 #define SNIS_SIMD "c"
 static inline uint32_t sadn(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step, int n)
@@ -307,6 +331,14 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
         int32_t *r = cv + y * cs;
         for (int x = 0; x < T; x++)
             r[x] = (int32_t)((uint32_t)r[x] + acc[x]);
+    }
+}
+static inline void readback8(int32_t *cv, uint8_t *d)
+{
+    for (int x = 0; x < 8; x++) {
+        int v = d[x] + ((int32_t)((uint32_t)cv[x] + (1u << (SNIS_FRAC + 1))) >> (SNIS_FRAC + 2));
+        d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        cv[x] = 0;
     }
 }
 #endif

@@ -233,7 +233,10 @@ static inline void readback_span(int32_t *cv, uint8_t *d, int len)
 {
     const int shift = SNIS_FRAC + 2;
     const int32_t rnd = 1 << (shift - 1);
-    for (int x = 0; x < len; x++) {
+    int x = 0;
+    for (; x + 8 <= len; x += 8)
+        readback8(cv + x, d + x);
+    for (; x < len; x++) {
         int v = d[x] + ((int32_t)((uint32_t)cv[x] + (uint32_t)rnd) >> shift);
         d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
         cv[x] = 0;
@@ -309,8 +312,6 @@ SNIS_HOT static void synth_readback_row(void *arg, int i)
     synth_job *job = (synth_job *)arg;
     synth_plane *s = job->s;
     int n = job->pw->n, half = n / 2;
-    const int shift = SNIS_FRAC + 2;
-    const int32_t rnd = 1 << (shift - 1);
     uint8_t *touched = s->touched + i * s->wb;
     for (int j0 = 0; j0 < s->wb;) {
         if (!touched[j0]) {
@@ -324,15 +325,52 @@ SNIS_HOT static void synth_readback_row(void *arg, int i)
         int x0 = j0 * n, len = (j1 - j0) * n;
         for (int y = i * n; y < i * n + n; y++) {
             int32_t *cv = s->canvas + (ptrdiff_t)(y + half) * s->cstride + half + x0;
-            uint8_t *d = job->dst->data + y * job->dst->stride + x0;
-            for (int x = 0; x < len; x++) {
-                int v = d[x] + ((int32_t)((uint32_t)cv[x] + (uint32_t)rnd) >> shift);
-                d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
-                cv[x] = 0;
-            }
+            readback_span(cv, job->dst->data + y * job->dst->stride + x0, len);
         }
         j0 = j1;
     }
+}
+
+/* Coarse latents of coarse rows [ii0, ii1) into the (unrounded) DC plane: each spreads over the
+ * 4 x 4 blocks around its 2 x 2 ones, contributions beyond the picture folded back onto their
+ * mirror block. The four latents of a position are summed per tap first (wrapping, so in any
+ * order); positions whose 4 x 4 window lies inside the plane need no fold. */
+static void coarse_rows(synth_plane *s, const plane_weights *pw, const int16_t *k, const uint8_t *f_k, int ii0,
+                        int ii1)
+{
+    int hb = s->hb, wb = s->wb;
+    for (int ii = ii0; ii < ii1; ii++)
+        for (int jj = 0; jj < wb / 2; jj++) {
+            int p = ii * (wb / 2) + jj;
+            if (!f_k[p])
+                continue;
+            const int16_t *c = k + (size_t)p * LAT_K;
+            if (!(c[0] | c[1] | c[2] | c[3]))
+                continue;
+            uint32_t tap[4][4];
+            for (int a = 0; a < 4; a++)
+                for (int b = 0; b < 4; b++)
+                    tap[a][b] = (uint32_t)pw->coarse[0][a][b] * (uint32_t)c[0] +
+                                (uint32_t)pw->coarse[1][a][b] * (uint32_t)c[1] +
+                                (uint32_t)pw->coarse[2][a][b] * (uint32_t)c[2] +
+                                (uint32_t)pw->coarse[3][a][b] * (uint32_t)c[3];
+            int y0 = 2 * ii - 1, x0 = 2 * jj - 1;
+            if (y0 >= 0 && y0 + 4 <= hb && x0 >= 0 && x0 + 4 <= wb) {
+                for (int a = 0; a < 4; a++) {
+                    int32_t *d = s->dc + (size_t)(y0 + a) * wb + x0;
+                    for (int b = 0; b < 4; b++)
+                        d[b] = (int32_t)((uint32_t)d[b] + tap[a][b]);
+                }
+                continue;
+            }
+            for (int a = 0; a < 4; a++) {
+                int y = fold(y0 + a, hb);
+                for (int b = 0; b < 4; b++) {
+                    int x = fold(x0 + b, wb);
+                    s->dc[y * wb + x] = (int32_t)((uint32_t)s->dc[y * wb + x] + tap[a][b]);
+                }
+            }
+        }
 }
 
 void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac,
@@ -342,24 +380,7 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
     /* 1. coarse latents -> DC plane */
     memset(s->dc, 0, (size_t)hb * wb * sizeof(int32_t));
     int any = 0;
-    for (int ii = 0; ii < hb / 2; ii++)
-        for (int jj = 0; jj < wb / 2; jj++) {
-            int p = ii * (wb / 2) + jj;
-            if (!f_k[p])
-                continue;
-            const int16_t *c = k + (size_t)p * LAT_K;
-            for (int kk = 0; kk < 4; kk++) {
-                if (!c[kk])
-                    continue;
-                for (int a = 0; a < 4; a++) {
-                    int y = fold(2 * ii - 1 + a, hb);
-                    for (int b = 0; b < 4; b++) {
-                        int x = fold(2 * jj - 1 + b, wb);
-                        s->dc[y * wb + x] = wadd(s->dc[y * wb + x], wmul(pw->coarse[kk][a][b], c[kk]));
-                    }
-                }
-            }
-        }
+    coarse_rows(s, pw, k, f_k, 0, hb / 2);
     for (int b = 0; b < hb * wb; b++) {
         s->dc[b] = wadd(s->dc[b], 1 << (SNIS_FRAC - 1)) >> SNIS_FRAC;
         s->nz[b] = (uint8_t)(f_ac[b] || s->dc[b]);
@@ -368,16 +389,21 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
     s->blocks = any;
     if (!any)
         return;
-    /* 2. mark the tiles each coded block's window touches */
-    for (int i = 0; i < hb; i++)
-        for (int j = 0; j < wb; j++) {
-            if (!s->nz[i * wb + j])
+    /* 2. mark the tiles each coded block's window touches: the 3 x 3 dilation of nz (touched is
+       clear between calls) */
+    for (int i = 0; i < hb; i++) {
+        uint8_t *t = s->touched + (size_t)i * wb;
+        for (int r = i - 1; r <= i + 1; r++) {
+            if (r < 0 || r >= hb)
                 continue;
-            for (int y = i - 1; y <= i + 1; y++)
-                for (int x = j - 1; x <= j + 1; x++)
-                    if (y >= 0 && y < hb && x >= 0 && x < wb)
-                        s->touched[y * wb + x] = 1;
+            const uint8_t *z = s->nz + (size_t)r * wb;
+            t[0] |= z[0] | (wb > 1 ? z[1] : 0);
+            for (int j = 1; j < wb - 1; j++)
+                t[j] |= z[j - 1] | z[j] | z[j + 1];
+            if (wb > 1)
+                t[wb - 1] |= z[wb - 2] | z[wb - 1];
         }
+    }
     synth_job job = {s, pw, ac, f_ac, stride_ac, 0, dst};
     if (pool_threads(pool) == 1) {
         synth_rolling(&job);
@@ -413,31 +439,6 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
     }
     /* 5. add to the prediction and clear what was used */
     pool_run(pool, hb, synth_readback_row, &job);
-}
-
-/* Coarse latents of coarse rows [ii0, ii1) into the (unrounded) DC plane, as synthesize_add(). */
-static void coarse_rows(synth_plane *s, const plane_weights *pw, const int16_t *k, const uint8_t *f_k, int ii0,
-                        int ii1)
-{
-    int hb = s->hb, wb = s->wb;
-    for (int ii = ii0; ii < ii1; ii++)
-        for (int jj = 0; jj < wb / 2; jj++) {
-            int p = ii * (wb / 2) + jj;
-            if (!f_k[p])
-                continue;
-            const int16_t *c = k + (size_t)p * LAT_K;
-            for (int kk = 0; kk < 4; kk++) {
-                if (!c[kk])
-                    continue;
-                for (int a = 0; a < 4; a++) {
-                    int y = fold(2 * ii - 1 + a, hb);
-                    for (int b = 0; b < 4; b++) {
-                        int x = fold(2 * jj - 1 + b, wb);
-                        s->dc[y * wb + x] = wadd(s->dc[y * wb + x], wmul(pw->coarse[kk][a][b], c[kk]));
-                    }
-                }
-            }
-        }
 }
 
 /* Band-sequential synthesis (see internal.h). A band is 4 block rows and 2 coarse rows; coarse
