@@ -499,6 +499,173 @@ static void check_truncated(const snis_weights *w)
     snis_decoder_destroy(d);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Synthesis against a plain 32-bit reference: the DC plane from the coarse latents, every coded
+ * block's lapped window summed term by term into a canvas, the margins folded back, the sum
+ * rounded onto the prediction. synthesize_add() (one thread: rows in order; two: the parallel
+ * order) and synthesize_band() must give its pictures exactly, for realistic values and for
+ * values beyond 16 bits (where simd.h's 16-bit kernels hand over to the 32-bit path). */
+
+static int ref_fold(int i, int n) { return i < 0 ? -1 - i : (i >= n ? 2 * n - 1 - i : i); }
+
+static void ref_synth(const plane_weights *pw, int w, int h, const int16_t *ac, const uint8_t *f_ac, int sa,
+                      const int16_t *k, const uint8_t *f_k, plane_t *dst)
+{
+    int n = pw->n, half = n / 2, hb = h / n, wb = w / n, cw = w + n, T = 2 * n;
+    uint32_t *dc = (uint32_t *)calloc((size_t)hb * wb, sizeof(uint32_t));
+    uint32_t *cv = (uint32_t *)calloc((size_t)(h + n) * cw, sizeof(uint32_t));
+    uint32_t *fin = (uint32_t *)calloc((size_t)h * w, sizeof(uint32_t));
+    for (int ii = 0; ii < hb / 2; ii++)
+        for (int jj = 0; jj < wb / 2; jj++) {
+            int p = ii * (wb / 2) + jj;
+            if (!f_k[p])
+                continue;
+            for (int kk = 0; kk < 4; kk++)
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++)
+                        dc[ref_fold(2 * ii - 1 + a, hb) * wb + ref_fold(2 * jj - 1 + b, wb)] +=
+                            (uint32_t)pw->coarse[kk][a][b] * (uint32_t)k[p * LAT_K + kk];
+        }
+    for (int i = 0; i < hb; i++)
+        for (int j = 0; j < wb; j++) {
+            int b = i * wb + j;
+            int32_t d = (int32_t)(dc[b] + (1u << (SNIS_FRAC - 1))) >> SNIS_FRAC;
+            if (!f_ac[b] && !d)
+                continue;
+            for (int u = 0; u < n; u++) {
+                uint32_t t[16] = {0};
+                for (int v = 0; v < n; v++) {
+                    int c = u * n + v;
+                    int32_t cf = c == 0 ? d : (f_ac[b] ? ac[(size_t)b * sa + c - 1] : 0);
+                    for (int y = 0; y < T; y++)
+                        t[y] += (uint32_t)pw->col[u][v][y] * (uint32_t)cf;
+                }
+                for (int y = 0; y < T; y++) {
+                    uint32_t tv = (uint32_t)((int32_t)(t[y] + (1u << (SNIS_FRAC - 1))) >> SNIS_FRAC);
+                    for (int x = 0; x < T; x++)
+                        cv[(size_t)(i * n + y) * cw + j * n + x] += (uint32_t)pw->row[u][x] * tv;
+                }
+            }
+        }
+    for (int cy = 0; cy < h + n; cy++)
+        for (int cx = 0; cx < cw; cx++)
+            fin[ref_fold(cy - half, h) * w + ref_fold(cx - half, w)] += cv[(size_t)cy * cw + cx];
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++) {
+            uint8_t *px = dst->data + y * dst->stride + x;
+            int v = *px + ((int32_t)(fin[y * w + x] + (1u << (SNIS_FRAC + 1))) >> (SNIS_FRAC + 2));
+            *px = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
+        }
+    free(dc);
+    free(cv);
+    free(fin);
+}
+
+/* A value of regime r: 0 realistic (small, mostly zero), 1 anywhere in int16, 2 large but
+ * inside the dequantiser's bound. */
+static int16_t synth_value(int r)
+{
+    if (rnd(3))
+        return 0;
+    switch (r) {
+    case 0:
+        return (int16_t)((int)rnd(401) - 200);
+    case 1:
+        return (int16_t)((int)rnd(65536) - 32768);
+    default:
+        return (int16_t)((int)rnd(2 * DEQ_LIMIT + 1) - DEQ_LIMIT);
+    }
+}
+
+static int planes_equal(const plane_t *a, const plane_t *b)
+{
+    for (int y = 0; y < a->h; y++)
+        if (memcmp(a->data + y * a->stride, b->data + y * b->stride, (size_t)a->w))
+            return 0;
+    return 1;
+}
+
+static void check_synthesis(void)
+{
+    enum { SW = 96, SH = 64 };
+    snis_weights w;
+    int32_t *wa = (int32_t *)&w;
+    plane_weights pl, pc;
+    pool_t *pools[2] = {pool_create(1), pool_create(2)};
+    picture_t pred, ref, out;
+    CHECK(pools[0] && pools[1] && !picture_alloc(&pred, SW, SH) && !picture_alloc(&ref, SW, SH) &&
+              !picture_alloc(&out, SW, SH),
+          "synthesis check: out of memory");
+    int bad = 0, wide = 0;
+    for (int trial = 0; trial < 24; trial++) {
+        int regime = trial % 3;
+        rng_state = 1000 + (uint64_t)trial;
+        for (size_t i = 0; i < sizeof(w) / sizeof(int32_t); i++) /* anywhere in the allowed (-2, 2) */
+            wa[i] = (int32_t)rnd((4 << SNIS_FRAC) - 1) - ((2 << SNIS_FRAC) - 1);
+        weights_expand(&w, &pl, &pc);
+        for (int c = 0; c < 3; c++) {
+            const plane_weights *pw = c ? &pc : &pl;
+            plane_t *pp = &pred.p[c];
+            int n = pw->n, hb = pp->h / n, wb = pp->w / n, sa = c ? LAT_C : LAT_Y;
+            int16_t *ac = (int16_t *)malloc((size_t)hb * wb * sa * sizeof(int16_t));
+            int16_t *k = (int16_t *)malloc((size_t)hb * wb * sizeof(int16_t)); /* (hb/2)(wb/2) LAT_K */
+            uint8_t *f_ac = (uint8_t *)malloc((size_t)hb * wb), *f_k = (uint8_t *)malloc((size_t)hb * wb / 4);
+            for (int i = 0; i < hb * wb; i++) {
+                f_ac[i] = (uint8_t)(rnd(10) < 6);
+                for (int j = 0; j < sa; j++) /* unflagged blocks hold garbage, as in the codec */
+                    ac[(size_t)i * sa + j] = f_ac[i] ? synth_value(regime) : (int16_t)rnd(65536);
+            }
+            for (int i = 0; i < hb * wb / 4; i++) {
+                f_k[i] = (uint8_t)(rnd(10) < 6);
+                for (int j = 0; j < LAT_K; j++)
+                    k[i * LAT_K + j] = f_k[i] ? synth_value(regime == 2 ? 0 : regime) : (int16_t)rnd(65536);
+            }
+            for (int y = 0; y < pp->h; y++)
+                for (int x = 0; x < pp->w; x++)
+                    pp->data[y * pp->stride + x] = (uint8_t)rnd(256);
+            for (int y = 0; y < pp->h; y++)
+                memcpy(ref.p[c].data + y * ref.p[c].stride, pp->data + y * pp->stride, (size_t)pp->w);
+            ref_synth(pw, pp->w, pp->h, ac, f_ac, sa, k, f_k, &ref.p[c]);
+            synth_plane sp;
+            CHECK(synth_plane_alloc(&sp, pp->w, pp->h, n) == SNIS_OK, "synth_plane_alloc");
+            for (int mode = 0; mode < 3; mode++) { /* one thread, two threads, bands */
+                for (int y = 0; y < pp->h; y++)
+                    memcpy(out.p[c].data + y * out.p[c].stride, pp->data + y * pp->stride, (size_t)pp->w);
+                if (mode < 2) {
+                    synthesize_add(pools[mode], &sp, pw, ac, f_ac, sa, k, f_k, &out.p[c]);
+                } else {
+                    for (int band = 0; 4 * band < hb; band++)
+                        synthesize_band(&sp, pw, ac, f_ac, sa, k, f_k, band, pp, &out.p[c]);
+                }
+                if (!planes_equal(&out.p[c], &ref.p[c])) {
+                    bad++;
+                    fprintf(stderr, "synthesis trial %d plane %d mode %d differs from the reference\n", trial, c,
+                            mode);
+                }
+                int clear = 1; /* the canvas is left clear for the next call */
+                for (size_t i = 0; i < (size_t)(pp->h + n) * (size_t)sp.cstride; i++)
+                    clear &= sp.canvas[i] == 0;
+                CHECK(clear, "synthesis trial %d plane %d mode %d left the canvas dirty", trial, c, mode);
+                for (int i = 0; mode == 0 && i < hb * wb; i++) /* DC beyond 16 bits: the 32-bit path */
+                    wide += sp.nz[i] && (sp.dc[i] < -32768 || sp.dc[i] > 32767);
+            }
+            synth_plane_free(&sp);
+            free(ac);
+            free(k);
+            free(f_ac);
+            free(f_k);
+        }
+    }
+    CHECK(bad == 0, "%d synthesised planes differ from the 32-bit reference", bad);
+    CHECK(wide > 0, "no block exercised the 32-bit path");
+    printf("synthesis: 24 trials x 3 planes x 3 orders against the 32-bit reference, %d wide DC blocks\n", wide);
+    picture_free(&pred);
+    picture_free(&ref);
+    picture_free(&out);
+    pool_destroy(pools[0]);
+    pool_destroy(pools[1]);
+}
+
 static void check_codec(void)
 {
     snis_weights w;
@@ -691,6 +858,7 @@ int main(int argc, char **argv)
     printf("simd %s\n", SNIS_SIMD);
     check_rangecoder();
     check_steps();
+    check_synthesis();
     check_codec();
     if (argc == 2 && !check_vector(argv[1]))
         return 2;
