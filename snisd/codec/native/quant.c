@@ -66,6 +66,7 @@ static void kind_init(kind_steps *ks)
 static void kind_set(kind_steps *ks, int a, const int32_t *steps, int nch)
 {
     ks->steps[a] = steps;
+    memset(ks->steps16[a], 0, sizeof(ks->steps16[a])); /* the stored lanes beyond nch: 0 */
     for (int c = 0; c < nch; c++) {
         ks->narrow &= steps[c] < 32768;
         ks->steps16[a][c] = (int16_t)steps[c];
@@ -75,9 +76,12 @@ static void kind_set(kind_steps *ks, int a, const int32_t *steps, int nch)
 /* One block's levels x dequantised into its sum s. With steps below 2^15 the product of a level
  * and a step is exact in 32 bits (a widening 16-bit multiply the compiler vectorises), and
  * truncation toward zero is an add of 3 to negative values before the shift: the same values
- * as dequant1(), which the other path calls. */
-static inline void deq_block(int16_t *s, const int16_t *x, const int32_t *steps, const int16_t *st16, int nch,
-                             int fresh, int narrow)
+ * as dequant1(), which the other path calls. The 16-bit path runs over all `lanes` stored
+ * values of the block (a whole number of vectors; the unused lane of a block gets a value that
+ * nothing reads), lanes a compile-time constant in each instance. */
+static inline __attribute__((always_inline)) void deq_block(int16_t *s, const int16_t *x, const int32_t *steps,
+                                                            const int16_t *st16, int nch, int fresh, int narrow,
+                                                            const int lanes)
 {
     if (!narrow) {
         for (int c = 0; c < nch; c++) {
@@ -87,13 +91,13 @@ static inline void deq_block(int16_t *s, const int16_t *x, const int32_t *steps,
         return;
     }
     if (fresh) {
-        for (int c = 0; c < nch; c++) {
+        for (int c = 0; c < lanes; c++) {
             int32_t v = (int32_t)x[c] * st16[c];
             v = (v + ((v >> 31) & 3)) >> 2;
             s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
         }
     } else {
-        for (int c = 0; c < nch; c++) {
+        for (int c = 0; c < lanes; c++) {
             int32_t v = (int32_t)x[c] * st16[c];
             v = s[c] + ((v + ((v >> 31) & 3)) >> 2);
             s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
@@ -114,8 +118,14 @@ SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, co
             if (!fq[b])
                 continue;
             int a = m->aq ? clampi(drow[j / per_mb], -AQ_MAX, AQ_MAX) + AQ_MAX : AQ_MAX;
-            deq_block(sum + b * (size_t)stride, q + b * (size_t)stride, ks->steps[a], ks->steps16[a], nch, !fsum[b],
-                      ks->narrow);
+            int16_t *sb = sum + b * (size_t)stride;
+            const int16_t *qb = q + b * (size_t)stride;
+            if (stride == LAT_Y)
+                deq_block(sb, qb, ks->steps[a], ks->steps16[a], nch, !fsum[b], ks->narrow, LAT_Y);
+            else if (stride == LAT_C)
+                deq_block(sb, qb, ks->steps[a], ks->steps16[a], nch, !fsum[b], ks->narrow, LAT_C);
+            else
+                deq_block(sb, qb, ks->steps[a], ks->steps16[a], nch, !fsum[b], ks->narrow, LAT_K);
             fsum[b] = 1;
         }
     }
