@@ -65,9 +65,9 @@ def calibration_planes(media: str, per_clip: int = CALIB_FRAMES):
     multiples of 32 (the codec pads frames to that).
     """
     out = []
-    for name in tt.TRAIN_CLIPS:
+    for name in tt.CALIB_CLIPS:
         frames = tt.read_clip(os.path.join(media, name))
-        n = len(frames) if name == "tree.avi" else int(len(frames) * tt.TRAIN_FRACTION)
+        n = len(frames) if name == "tree.avi" else int(len(frames) * tt.CALIB_FRACTION)
         for t in np.linspace(1, n - 1, per_clip).astype(int):
             cur, prev = frames[t], frames[t - 1]
             h, w = (cur[0].shape[0] // 32) * 32, (cur[0].shape[1] // 32) * 32

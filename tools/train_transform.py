@@ -1,40 +1,61 @@
 #!/usr/bin/env python3
-"""Train the SNIS-896 linear lapped transform (analysis + synthesis, 896 parameters each).
+"""Train the SNIS-896 lapped transform for what the codec does (analysis + synthesis, 896 each).
 
-Command (from the repository root, about 9 CPU-minutes, fully seeded):
+Command (from the repository root; TensorFlow, the `train` extra; seeded, one thread by default;
+1000 steps of 12 crops, Adam 3e-3, checkpoints with --checkpoint-dir):
 
     python tools/train_transform.py --media DIR      # DIR: the clips listed in models/README.md
 
-It writes models/snis896_analysis_float.npz and models/snis896_synthesis.npz and prints a
-float before/after comparison on held-out frames.  tools/export_model.py then builds the
-int8 TFLite models and the full results table.
+It writes models/snis896_analysis_float.npz, models/snis896_synthesis.npz and
+models/snis896_rate_model.json (the fitted bit model and how well it matches the coder), then
+prints a float before/after comparison on held-out frames.  tools/export_model.py builds the int8
+TFLite models from the analysis weights.
 
-Training data: tree.avi (all frames) and the FIRST 40 % of the frames of cockatoo.mp4,
-bikes.mp4 and vtest.avi, decoded with PyAV to YUV 4:2:0.  Held-out evaluation frames come
-from the last 60 % of cockatoo.mp4, bikes.mp4 and vtest.avi.
+**Parametrisation (perfect reconstruction by construction).**  Each 1-D lapped stage (luma rows,
+the column stage of each row-frequency group, the same for chroma, and both directions of the
+coarse stage) is a time-domain lapped transform: a pre-filter P = B diag(I, V) B across every
+block boundary (B the butterfly that pairs the n/2 samples before a boundary with their mirror
+images after it, V an invertible (n/2 x n/2) matrix learned from V = I) followed by the
+orthonormal block DCT (the Haar pair for the coarse stage).  Written as 2n-tap filters this is
+exactly the analysis arrays of the contract; the synthesis arrays are the same structure with
+P^-1 = B diag(I, V^-1) B, so synthesis(analysis(x)) = x exactly for any V, frame edges included
+(the symmetric reflection leaves the boundary pre-filter at an edge the identity, and the folding
+synthesis undoes the post-filter).  Each analysis filter is scaled to unit L2 norm (latents stay in
+pixel units) and its synthesis filter by the inverse.  V = I is the DCT ablation itself.  Learned:
+100 numbers (luma rows 16, luma columns 4 x 16, chroma rows 4, chroma columns 3 x 4, coarse
+2 x 2), expanded into the 896 + 896 stored parameters.
 
-Loss per batch (quantiser step s drawn log-uniformly from [4, 64]):
-    [MSE(x, synth(analysis(x) + U(-s/2, s/2)))  +  LAMBDA * s^2 * R] / (s^2 / 12)
-with R = sum over latents of log2(1 + |y| / s) per pixel (a rate proxy in bits/pixel).
-The division by s^2/12 gives every step the same weight in the gradient.  The MSE is the
-mean of the MSE under additive uniform noise and the MSE under hard rounding with a
-straight-through gradient (--ste 0.5): with noise only, the synthesis learns a shrinkage
-that is right for noise but wrong for the dead zone of a real rounding quantiser, and the
-learned transform lost to the DCT at small steps.
-Tying the rate weight to s^2 (the slope of the distortion-rate curve at high rate) makes
-one transform good over the whole range of steps.  After every optimiser step each
-analysis filter (each row of the row/column/coarse arrays) is renormalised to unit L2
-norm, as in the orthonormal DCT: latents stay in pixel units, so a step s means the same
-for the learned transform and for the DCT, and the int8 ranges do not grow.  A small penalty keeps each filter close
-to the even/odd symmetry of its DCT initialisation; that symmetry is what makes the
-reflection at frame edges + folding synthesis (nearly) perfectly reconstructing.
+**Training data: the codec's own residuals.**  The real encoder (DCT ablation model, 3 tiers)
+codes frames 60.. of cockatoo.mp4, bikes.mp4 and vtest.avi at a few qps; every frame's padded
+int8 residual (intra: pixel - 128 at keyframes; motion-compensated at P-frames and key pictures)
+is what the analysis sees in the codec, and is kept with its frame type and qp.  The RD
+benchmark codes the first 60 frames, which are never used here; tree.avi is held out entirely.
 
-TensorFlow is needed only here and in tools/export_model.py (the `train` extra).
+**Rate term calibrated on the coder.**  The same encodes give the bits of every tier of every
+frame.  A bit model on smooth features of the embedded-quantised latents of every tier (soft
+count of non-zero levels, log2-magnitude, soft count of coded blocks; one weight each for all
+latents, plus per-macroblock and per-chunk constants) is fitted to those bits by non-negative
+least squares; its error on tree.avi (held out) and on the shipped model's encodes (a different
+transform) is printed and stored.  (Weights per band or plane were tried first: the fit put zero
+cost on some bands, and the training moved energy into them.)
+
+**Loss per sample** (qp and frame type of its residual; steps as the core: top step 0.625 *
+2^(qp/6), frequency-weighted per channel, tiers 2x coarser each at P-frames, one step at
+keyframes and key pictures, the encoder's dead-zone rounding per tier):
+    [D + kappa * s^2 * R] / (s^2 / 12)
+D: MSE (Y+U+V) of the reconstruction from all tiers, plus --grad times the MSE of the horizontal
+and vertical differences of the error (a perceptual term: blocking and ringing edges);
+R: the fitted bit model in bits per luma pixel summed over the tiers; s: the top step.
+The quantiser is the real embedded dead-zone quantiser with a straight-through gradient; the
+analysis outputs and the luma row intermediate are fake-quantised to int8 with the per-channel
+steps the export will use (max |value| over a calibration pool, re-measured every 200 steps);
+the synthesis filters are rounded to the core's 12-bit fixed point (straight-through).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -49,28 +70,41 @@ from snisd.codec import reference as ref
 from snisd.codec import weights as wts
 
 SEED = 896
-TRAIN_CLIPS = ("tree.avi", "cockatoo.mp4", "bikes.mp4", "vtest.avi")
-HELDOUT_CLIPS = ("cockatoo.mp4", "bikes.mp4", "vtest.avi")
-TRAIN_FRACTION = 0.4
+TRAIN_CLIPS = ("cockatoo.mp4", "bikes.mp4", "vtest.avi")
+HELDOUT_CLIP = "tree.avi"
+BENCH_FRAMES = 60  # tools/rd_benchmark.py --frames 60 codes these: training starts after them
+COLLECT_FRAMES = 30  # frames per clip coded for the training data (from BENCH_FRAMES on)
+COLLECT_QPS = (28, 36, 44)
+TIERS = 3
+TIER_RATIO = 8  # 1/8 octave: each tier halves the step (EncoderConfig default)
+ROUND_INTRA, ROUND_INTER = 24 / 64, 10 / 64  # the encoder's dead-zone rounding (Tuning)
+FRAC = 12  # fixed-point bits of the synthesis weights
 LUMA_CROP = 136  # 16 luma blocks of 8 (incl. 4+4 px overlap), 7x7 coarse latents
 CHROMA_CROP = LUMA_CROP // 2
-LAMBDA = 0.02
-SYM_WEIGHT = 1.0
-STE_WEIGHT = 0.5
-STEP_RANGE = (4.0, 64.0)
+KAPPA = 0.12  # rate weight (times s^2): the high-rate slope of D(R) is 2 ln 2 * s^2 / 12 = 0.116 s^2
+GRAD_WEIGHT = 0.5
 EVAL_STEPS = (4, 8, 16, 32, 64)
+# frames of the export's calibration and of the float evaluation table (models/README.md)
+CALIB_CLIPS = ("tree.avi", "cockatoo.mp4", "bikes.mp4", "vtest.avi")
+CALIB_FRACTION = 0.4
+HELDOUT_CLIPS = ("cockatoo.mp4", "bikes.mp4", "vtest.avi")
+NZ_SHARPNESS = 6.0  # slope of the soft non-zero indicator (per step)
 
 
 # ---------------------------------------------------------------------------
 # data
 # ---------------------------------------------------------------------------
-def read_clip(path: str):
-    """All frames of a clip as a list of (y, u, v) uint8 arrays (YUV 4:2:0)."""
+def read_clip(path: str, start: int = 0, count: int | None = None):
+    """Frames start .. start+count-1 of a clip as (y, u, v) uint8 arrays (YUV 4:2:0)."""
     import av
 
     frames = []
     with av.open(path) as c:
-        for fr in c.decode(video=0):
+        for i, fr in enumerate(c.decode(video=0)):
+            if i < start:
+                continue
+            if count is not None and len(frames) >= count:
+                break
             a = fr.to_ndarray(format="yuv420p")
             h, w = fr.height, fr.width
             y = a[:h]
@@ -79,18 +113,8 @@ def read_clip(path: str):
     return frames
 
 
-def load_training_frames(media: str):
-    clips = []
-    for name in TRAIN_CLIPS:
-        frames = read_clip(os.path.join(media, name))
-        n = len(frames) if name == "tree.avi" else int(len(frames) * TRAIN_FRACTION)
-        clips.append((name, frames[:n]))
-        print(f"  train: {name}: frames 0..{n - 1} of {len(frames)}", flush=True)
-    return clips
-
-
 def heldout_samples(media: str, per_clip: int = 2):
-    """Held-out frames from the last 60 % of the test clips: intra + temporal residuals.
+    """Frames from the last 60 % of the test clips, intra + plain residual (the export's table).
 
     Returns a list of (label, y, u, v) int16 residual planes cropped to multiples of 64.
     """
@@ -98,7 +122,7 @@ def heldout_samples(media: str, per_clip: int = 2):
     for name in HELDOUT_CLIPS:
         frames = read_clip(os.path.join(media, name))
         n = len(frames)
-        first = int(np.ceil(n * TRAIN_FRACTION)) + 1
+        first = int(np.ceil(n * CALIB_FRACTION)) + 1
         idx = np.linspace(first, n - 1, per_clip).astype(int)
         for t in idx:
             y, u, v = frames[t]
@@ -108,56 +132,155 @@ def heldout_samples(media: str, per_clip: int = 2):
             resid = [a.astype(np.int16) - b.astype(np.int16) for a, b in ((y, py), (u, pu), (v, pv))]
             for kind, planes in (("intra", intra), ("resid", resid)):
                 out.append(
-                    (f"{name}#{t}:{kind}", planes[0][:h, :w], planes[1][: h // 2, : w // 2], planes[2][: h // 2, : w // 2])
+                    (
+                        f"{name}#{t}:{kind}",
+                        planes[0][:h, :w],
+                        planes[1][: h // 2, : w // 2],
+                        planes[2][: h // 2, : w // 2],
+                    )
                 )
     return out
 
 
-class CropSampler:
-    """Deterministic random crops: 50 % intra (pixel - 128), 50 % shifted temporal residuals."""
+def step_px(qp: int) -> float:
+    """The top tier's step in pixels (native/quant.c: 10 * 2^(qp/6) in 1/16 pixel)."""
+    return 10.0 * 2.0 ** (qp / 6.0) / 16.0
 
-    def __init__(self, clips, seed: int):
-        self.rng = np.random.default_rng(seed)
-        # weight clips by frame area so large clips are not under-sampled
-        self.frames = []
-        for _, frames in clips:
-            self.frames.extend(frames)
-        area = np.array([f[0].size for f in self.frames], np.float64)
-        self.p = area / area.sum()
 
-    def sample(self, batch: int, luma_crop: int = LUMA_CROP):
-        LUMA_CROP, CHROMA_CROP = luma_crop, luma_crop // 2
-        ly = np.empty((batch, LUMA_CROP, LUMA_CROP), np.float32)
-        lc = np.empty((batch, 2, CHROMA_CROP, CHROMA_CROP), np.float32)
-        rng = self.rng
-        for b in range(batch):
-            k = int(rng.choice(len(self.frames), p=self.p))
-            if k == 0:
-                k = 1
-            y, u, v = self.frames[k]
-            h, w = y.shape
-            r0 = int(rng.integers(4, (h - LUMA_CROP - 4) // 2)) * 2
-            c0 = int(rng.integers(4, (w - LUMA_CROP - 4) // 2)) * 2
-            cr, cc = r0 // 2, c0 // 2
-            if rng.random() < 0.5:
-                ly[b] = y[r0 : r0 + LUMA_CROP, c0 : c0 + LUMA_CROP].astype(np.float32) - 128
-                lc[b, 0] = u[cr : cr + CHROMA_CROP, cc : cc + CHROMA_CROP].astype(np.float32) - 128
-                lc[b, 1] = v[cr : cr + CHROMA_CROP, cc : cc + CHROMA_CROP].astype(np.float32) - 128
-            else:
-                py, pu, pv = self.frames[k - 1]
-                if py.shape != y.shape:  # first frame of another clip: use the same frame
-                    py, pu, pv = y, u, v
-                dy, dx = (int(s) for s in rng.integers(-3, 4, size=2))
-                cdy, cdx = int(np.fix(dy / 2)), int(np.fix(dx / 2))
-                ly[b] = y[r0 : r0 + LUMA_CROP, c0 : c0 + LUMA_CROP].astype(np.float32) - py[
-                    r0 + dy : r0 + dy + LUMA_CROP, c0 + dx : c0 + dx + LUMA_CROP
-                ]
-                for ci, (cur, prev) in enumerate(((u, pu), (v, pv))):
-                    lc[b, ci] = cur[cr : cr + CHROMA_CROP, cc : cc + CHROMA_CROP].astype(np.float32) - prev[
-                        cr + cdy : cr + cdy + CHROMA_CROP, cc + cdx : cc + cdx + CHROMA_CROP
-                    ]
-        lc = lc.reshape(batch * 2, CHROMA_CROP, CHROMA_CROP)
-        return ly, lc
+def tier_plan(frame_type: int, qp: int) -> tuple[list[float], list[float]]:
+    """(step multipliers of the top step per tier, dead-zone rounding per tier) as the core does.
+
+    Keyframes (0) and key pictures with a fine base (2) put every tier at the top step (all but
+    tier 0 code nothing); P-frames (1) and coarse key pictures (3) halve the step per tier.
+    """
+    if frame_type in (0, 2):
+        return [1.0], [ROUND_INTRA if frame_type == 0 else ROUND_INTER]
+    mult = [2.0 ** (TIER_RATIO * (TIERS - 1 - k) / 8.0) for k in range(TIERS)]
+    return mult, [ROUND_INTER] * TIERS
+
+
+def collect(media: str, clips, model: str | None, qps=COLLECT_QPS, keep_residuals: bool = True):
+    """Code clips with the real encoder; per frame: residual planes, frame type, qp, bits per tier.
+
+    clips: (name, first frame, count).  The residual is the padded int8 buffer the analysis
+    reads (its interior Hp x Wp); the latents are the analysis' int8 outputs, dequantised.
+    """
+    from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.frame import Frame
+
+    out = []
+    for name, first, count in clips:
+        frames = read_clip(os.path.join(media, name), first, count)
+        h, w = frames[0][0].shape
+        for qp in qps:
+            enc = Encoder(EncoderConfig(width=w, height=h, tiers=TIERS, qp=qp, tier_ratio=TIER_RATIO, model=model))
+            for y, u, v in frames:
+                ef = enc.encode(Frame(y, u, v))
+                ftype = int(enc.times.stages[-1]["frame_type"])
+                yp, uvp = enc._ypad, enc._uvpad
+                lat = enc.analysis(yp, uvp).dequantized()
+                rec = {
+                    "clip": name,
+                    "qp": qp,
+                    "type": ftype,
+                    "bits": [8 * len(c) for c in ef.tiers],
+                    "latents": lat,
+                }
+                if keep_residuals:
+                    rec["y"] = yp[12:-12, 12:-12].copy()
+                    rec["uv"] = uvp[:, 6:-6, 6:-6].copy()
+                out.append(rec)
+        print(f"  coded {name} frames {first}..{first + count - 1} at qp {','.join(map(str, qps))}", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# the lapped transform from its 100 free parameters
+# ---------------------------------------------------------------------------
+def _butterfly(n: int) -> np.ndarray:
+    h = n // 2
+    eye, j = np.eye(h), np.eye(h)[::-1]
+    return np.block([[eye, j], [j, -eye]]) / np.sqrt(2.0)
+
+
+def _haar() -> np.ndarray:
+    return np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2.0)
+
+
+def free_init() -> dict[str, np.ndarray]:
+    """The free parameters at the DCT ablation (every V = I)."""
+    return {
+        "luma_row": np.eye(4, dtype=np.float32),
+        "luma_col": np.repeat(np.eye(4, dtype=np.float32)[None], 4, axis=0),
+        "chroma_row": np.eye(2, dtype=np.float32),
+        "chroma_col": np.repeat(np.eye(2, dtype=np.float32)[None], 3, axis=0),
+        "luma_coarse": np.ones((2, 1, 1), np.float32),
+        "chroma_coarse": np.ones((2, 1, 1), np.float32),
+    }
+
+
+def lapped_pair(xp, v, basis: np.ndarray):
+    """Analysis and synthesis 2n-tap filters (n, 2n) of one 1-D lapped stage from V (n/2, n/2).
+
+    xp: numpy or tensorflow (the same algebra); basis: the orthonormal block transform (n, n).
+    Returns (A, S) with unit-norm analysis rows and synthesis rows scaled inversely.
+    """
+    n = basis.shape[0]
+    h = n // 2
+    bf = _butterfly(n)
+    if xp is np:
+        vi = np.linalg.inv(v)
+        blk = lambda m: np.block([[np.eye(h), np.zeros((h, h))], [np.zeros((h, h)), m]])  # noqa: E731
+        concat, norm = np.concatenate, lambda a: np.sqrt(np.sum(a * a, axis=1, keepdims=True))  # noqa: E731
+    else:
+        tf = xp
+        vi = tf.linalg.inv(v)
+        z = tf.zeros((h, h), v.dtype)
+
+        def blk(m):
+            return tf.concat([tf.concat([tf.eye(h, dtype=v.dtype), z], 1), tf.concat([z, m], 1)], 0)
+
+        concat = lambda a, axis: tf.concat(a, axis)  # noqa: E731
+        norm = lambda a: tf.sqrt(tf.reduce_sum(a * a, axis=1, keepdims=True))  # noqa: E731
+        bf = tf.constant(bf, v.dtype)
+        basis = tf.constant(basis, v.dtype)
+    p = bf @ blk(v) @ bf
+    q = bf @ blk(vi) @ bf
+    a = concat([basis[:, :h] @ p[h:, :], basis[:, h:] @ p[:h, :]], 1)
+    s = concat([basis[:, :h] @ _t(xp, q[:, h:]), basis[:, h:] @ _t(xp, q[:, :h])], 1)
+    g = norm(a)
+    return a / g, s * g
+
+
+def _t(xp, m):
+    return m.T if xp is np else xp.transpose(m)
+
+
+def expand(xp, free) -> tuple[dict, dict]:
+    """The contract's six analysis and six synthesis arrays from the free parameters."""
+    ana, syn = {}, {}
+    for prefix, n in (("luma", 8), ("chroma", 4)):
+        c = ref.dct_matrix(n)
+        ana[f"{prefix}_row"], syn[f"{prefix}_row"] = lapped_pair(xp, free[f"{prefix}_row"], c)
+        cols = [lapped_pair(xp, free[f"{prefix}_col"][g], c) for g in range(free[f"{prefix}_col"].shape[0])]
+        stack = np.stack if xp is np else xp.stack
+        ana[f"{prefix}_col"] = stack([a for a, _ in cols])
+        syn[f"{prefix}_col"] = stack([s for _, s in cols])
+        (fa_y, fs_y), (fa_x, fs_x) = (lapped_pair(xp, free[f"{prefix}_coarse"][d], _haar()) for d in range(2))
+        # coarse k = 2*ka + kb: vertical filter ka (over a) times horizontal kb (over b)
+        ka, kb = [0, 0, 1, 1], [0, 1, 0, 1]
+        if xp is np:
+            ana[f"{prefix}_coarse"] = np.stack([np.outer(fa_y[i], fa_x[j]) for i, j in zip(ka, kb)])
+            syn[f"{prefix}_coarse"] = np.stack([np.outer(fs_y[i], fs_x[j]) for i, j in zip(ka, kb)])
+        else:
+            ana[f"{prefix}_coarse"] = xp.stack([fa_y[i][:, None] * fa_x[j][None, :] for i, j in zip(ka, kb)])
+            syn[f"{prefix}_coarse"] = xp.stack([fs_y[i][:, None] * fs_x[j][None, :] for i, j in zip(ka, kb)])
+    return ana, syn
+
+
+def expand_numpy(free) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    a, s = expand(np, {k: np.asarray(v, np.float64) for k, v in free.items()})
+    return ({k: v.astype(np.float32) for k, v in a.items()}, {k: v.astype(np.float32) for k, v in s.items()})
 
 
 # ---------------------------------------------------------------------------
@@ -169,18 +292,34 @@ def _tf():
     return tf
 
 
-def tf_analysis(tf, x, a_row, a_col_full, a_coarse, n):
-    """x (B, H, W) -> coef (B, nby, nbx, n*n) for all blocks of the crop, coarse (B, nI, nJ, 4)."""
+def _fq(tf, x, step):
+    """Straight-through int8 fake quantisation with per-channel step (last axis), clipped at 127."""
+    q = tf.clip_by_value(tf.round(x / step), -127.0, 127.0) * step
+    return x + tf.stop_gradient(q - x)
+
+
+def tf_analysis(tf, x, a_row, a_col_full, a_coarse, n, q=None):
+    """x (B, H, W) -> coef (B, nby, nbx, n*n) for all blocks of the crop, coarse (B, nI, nJ, 4).
+
+    q: optional int8 steps {"row": (n,) or None, "ac": (n*n,), "coarse": (4,)} (fake quantisation
+    of the int8 graph's tensors: the luma row intermediate, the column output, the coarse output).
+    """
     taps = 2 * n
     w = tf.signal.frame(x, taps, n, axis=2)  # (B, H, nbx, t)
     r = tf.einsum("byjt,ut->byju", w, a_row)
+    if q is not None and q.get("row") is not None:
+        r = _fq(tf, r, q["row"])
     w = tf.signal.frame(r, taps, n, axis=1)  # (B, nby, t, nbx, u)
     coef = tf.einsum("bitju,uvt->bijuv", w, a_col_full)
     sh = tf.shape(coef)
     coef = tf.reshape(coef, [sh[0], sh[1], sh[2], n * n])
+    if q is not None:
+        coef = _fq(tf, coef, q["ac"])
     dc = coef[..., 0]
     w = tf.signal.frame(tf.signal.frame(dc, 4, 2, axis=1), 4, 2, axis=3)  # (B, nI, a, nJ, b)
     coarse = tf.einsum("bIaJc,kac->bIJk", w, a_coarse)
+    if q is not None:
+        coarse = _fq(tf, coarse, q["coarse"])
     return coef, coarse
 
 
@@ -199,130 +338,312 @@ def tf_synthesis(tf, coef, coarse, s_row, s_col_full, s_coarse, n):
     return tf.signal.overlap_and_add(x, n)  # (B, H, W)
 
 
-def parity_masks(w0: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """For each array, the parity (+1/-1) of its DCT initialisation under tap reversal."""
-    out = {}
-    for k, v in w0.items():
-        if k.endswith("coarse"):
-            p = np.ones((4,), np.float32)
-            p[[2, 3]] *= -1  # ka = 1 (odd in a)
-            out[k] = p
-        else:
-            n = v.shape[-2]
-            out[k] = np.array([(-1.0) ** u for u in range(n)], np.float32)
-    return out
+# ---------------------------------------------------------------------------
+# quantiser and bit model (shared by the fit and the training loss)
+# ---------------------------------------------------------------------------
+def channel_weights(n: int) -> np.ndarray:
+    """The core's frequency weighting of the AC steps: 1 + (u+v) / (2(n-1)), channel u*n+v-1."""
+    c = np.arange(1, n * n)
+    return (1.0 + (c // n + c % n) / (2.0 * (n - 1))).astype(np.float32)
 
 
-def train(args) -> dict[str, dict[str, np.ndarray]]:
+# One weight per feature for every latent (luma AC, chroma AC, coarse): a fit with weights per
+# band or plane is degenerate on this data (collinear features: non-negative least squares gave
+# some bands zero cost), and training exploits a free band by moving energy into it.
+FEATURES = ("nz", "mag", "cbf", "mb_intra", "mb_inter_tier0", "mb_upper_tier", "chunk")
+N_CONST = 4  # the per-macroblock and per-chunk constants at the end (no gradient)
+
+
+def quantise_tiers(tf, y, steps, rnds):
+    """Embedded dead-zone quantisation of latents y (..., C) over tiers.
+
+    steps: list of per-tier per-channel steps broadcastable to y; rnds: per-tier rounding.
+    Returns (dequantised sum with a straight-through gradient, per-tier list of z = |r|/step,
+    where r is what the tiers below left).
+    """
+    r = y
+    total = tf.zeros_like(y)
+    zs = []
+    for s, rnd in zip(steps, rnds):
+        z = tf.abs(r) / s
+        zs.append((z, rnd))
+        m = tf.stop_gradient(tf.floor(z + rnd))
+        dq = tf.sign(r) * m * s
+        r = r - tf.stop_gradient(dq)
+        total = total + tf.stop_gradient(dq)
+    return y + tf.stop_gradient(total - y), zs
+
+
+def _soft(tf, z, rnd):
+    nz = tf.sigmoid(NZ_SHARPNESS * (z - (1.0 - rnd)))
+    mag = tf.math.log(1.0 + tf.nn.relu(z + rnd - 1.0)) / np.log(2.0)
+    return nz, mag
+
+
+def tier_features(tf, zy, zc, zky, zkc, rnd):
+    """Features of one tier, per sample: (B, len(FEATURES) - N_CONST) (no constants).
+
+    zy (B, ..., 63) luma AC, zc (B, 2, ..., 15) chroma AC, zky (B, ..., 4), zkc (B, 2, ..., 4).
+    """
+    b = tf.shape(zy)[0]
+
+    def flat(z, c):
+        return tf.reshape(z, [b, -1, c])
+
+    nz_sum, mag_sum, cbf_sum = 0.0, 0.0, 0.0
+    for z, c in ((zy, 63), (zc, 15), (zky, 4), (zkc, 4)):
+        nz, mag = _soft(tf, flat(z, c), rnd)
+        nz_sum += tf.reduce_sum(nz, axis=[1, 2])
+        mag_sum += tf.reduce_sum(mag, axis=[1, 2])
+        # soft coded-block flag: 1 - P(every latent of the block is zero)
+        cbf_sum += tf.reduce_sum(1.0 - tf.exp(tf.reduce_sum(tf.math.log(1.0 - nz + 1e-6), axis=2)), axis=1)
+    return tf.stack([nz_sum, mag_sum, cbf_sum], axis=1)
+
+
+def frame_steps(ftype: int, qp: int):
+    """Per-tier step arrays (luma AC, chroma AC, coarse) and roundings of a frame type and qp."""
+    mult, rnds = tier_plan(ftype, qp)
+    s = step_px(qp)
+    wy, wc = channel_weights(8), channel_weights(4)
+    return [(s * m * wy, s * m * wc, np.full(4, s * m, np.float32)) for m in mult], rnds
+
+
+def record_features(tf, rec) -> np.ndarray:
+    """Rows (one per tier) of the features of a coded frame's int8 latents (for the bit fit)."""
+    y_coarse, y_ac, c_coarse, c_ac = rec["latents"]
+    steps, rnds = frame_steps(rec["type"], rec["qp"])
+    lat = [tf.constant(a[None]) for a in (y_ac, c_ac, y_coarse, c_coarse)]
+    zs = [quantise_tiers(tf, t, [st[i] for st in steps], rnds)[1] for i, t in zip((0, 1, 2, 2), lat)]
+    hb, wb = y_ac.shape[:2]
+    mbs = hb * wb / 16.0  # 32x32 macroblocks
+    rows = []
+    for k in range(len(steps)):
+        f = tier_features(tf, zs[0][k][0], zs[1][k][0], zs[2][k][0], zs[3][k][0], rnds[k]).numpy()[0]
+        const = [
+            mbs if (rec["type"] == 0) else 0.0,
+            mbs if (rec["type"] != 0 and k == 0) else 0.0,
+            mbs if k > 0 else 0.0,
+            1.0,
+        ]
+        rows.append(np.concatenate([f, const]))
+    while len(rows) < TIERS:  # tiers that only carry their header at keyframes / key pictures
+        rows.append(np.concatenate([np.zeros(len(FEATURES) - N_CONST), [0.0, 0.0, mbs, 1.0]]))
+    return np.array(rows)
+
+
+def nnls(a: np.ndarray, b: np.ndarray, iters: int = 5000) -> np.ndarray:
+    """Non-negative least squares by projected gradient on column-normalised features."""
+    scale = np.sqrt((a * a).sum(0)) + 1e-12
+    an = a / scale
+    x = np.linalg.lstsq(an, b, rcond=None)[0].clip(0)
+    lip = np.linalg.norm(an, 2) ** 2
+    for _ in range(iters):
+        x = (x - (an.T @ (an @ x - b)) / lip).clip(0)
+    return x / scale
+
+
+def fit_bits(tf, records):
+    """Fit the bit model to the coder's bits per tier; returns (weights, rows, bits)."""
+    rows, bits = [], []
+    for rec in records:
+        f = record_features(tf, rec)
+        rows.append(f)
+        bits.extend(rec["bits"][: len(f)] + [0] * (len(f) - len(rec["bits"])))
+    a = np.concatenate(rows)
+    b = np.array(bits, np.float64)
+    wr = 1.0 / np.sqrt(b + 256.0)  # between absolute and relative errors: small frames count too
+    return nnls(a * wr[:, None], b * wr), a, b
+
+
+def bit_errors(w, records, tf) -> dict[str, float]:
+    """How well the bit model predicts the coder: per-frame total error, overall ratio."""
+    pred, real = [], []
+    for rec in records:
+        f = record_features(tf, rec)
+        pred.append(float((f @ w).sum()))
+        real.append(float(sum(rec["bits"])))
+    p, r = np.array(pred), np.array(real)
+    rel = np.abs(p - r) / r
+    return {
+        "frames": len(r),
+        "median_abs_rel_error": float(np.median(rel)),
+        "mean_abs_rel_error": float(rel.mean()),
+        "total_ratio_pred_over_real": float(p.sum() / r.sum()),
+        "log_correlation": float(np.corrcoef(np.log(p + 1), np.log(r))[0, 1]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# training
+# ---------------------------------------------------------------------------
+class CropSampler:
+    """Deterministic random crops of the coded residuals, with their frame type and qp."""
+
+    def __init__(self, records, seed: int):
+        self.rng = np.random.default_rng(seed)
+        self.recs = [r for r in records if r["y"].shape[0] >= LUMA_CROP and r["y"].shape[1] >= LUMA_CROP]
+        area = np.array([r["y"].size for r in self.recs], np.float64)
+        self.p = area / area.sum()
+
+    def sample(self, batch: int):
+        ly = np.empty((batch, LUMA_CROP, LUMA_CROP), np.float32)
+        lc = np.empty((batch, 2, CHROMA_CROP, CHROMA_CROP), np.float32)
+        meta = []
+        for b in range(batch):
+            rec = self.recs[int(self.rng.choice(len(self.recs), p=self.p))]
+            h, w = rec["y"].shape
+            r0 = int(self.rng.integers(0, (h - LUMA_CROP) // 2 + 1)) * 2
+            c0 = int(self.rng.integers(0, (w - LUMA_CROP) // 2 + 1)) * 2
+            ly[b] = rec["y"][r0 : r0 + LUMA_CROP, c0 : c0 + LUMA_CROP]
+            lc[b] = rec["uv"][:, r0 // 2 : r0 // 2 + CHROMA_CROP, c0 // 2 : c0 // 2 + CHROMA_CROP]
+            # the qp of the steps: the residual's own qp +- 2, so the coded range 26..46 is covered
+            meta.append((rec["type"], rec["qp"] + int(self.rng.integers(-2, 3))))
+        return ly, lc.reshape(batch * 2, CHROMA_CROP, CHROMA_CROP), meta
+
+
+def batch_steps(meta):
+    """Per-sample step tensors for the batch: (tiers, B, C) arrays for luma AC, chroma AC, coarse,
+    rounding (tiers, B) and the top step (B,).  Samples with fewer tiers get huge steps above."""
+    k = TIERS
+    sy = np.full((k, len(meta), 63), 1e9, np.float32)
+    sc = np.full((k, len(meta), 15), 1e9, np.float32)
+    sk = np.full((k, len(meta), 4), 1e9, np.float32)
+    rnd = np.zeros((k, len(meta)), np.float32)
+    top = np.zeros(len(meta), np.float32)
+    for b, (ft, qp) in enumerate(meta):
+        steps, rnds = frame_steps(ft, qp)
+        for t, ((a, c, d), r) in enumerate(zip(steps, rnds)):
+            sy[t, b], sc[t, b], sk[t, b], rnd[t, b] = a, c, d, r
+        top[b] = step_px(qp)
+    return sy, sc, sk, rnd, top
+
+
+def train(args, records, bit_w):
     tf = _tf()
     tf.keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-
-    print("loading training frames", flush=True)
-    clips = load_training_frames(args.media)
-    sampler = CropSampler(clips, SEED)
-    w0 = ref.dct_weights()
-    par = parity_masks(w0)
-    va = {k: tf.Variable(v, name="a_" + k) for k, v in w0.items()}
-    vs = {k: tf.Variable(v, name="s_" + k) for k, v in w0.items()}
+    sampler = CropSampler(records, SEED)
+    free0 = free_init()
+    free = {k: tf.Variable(v.astype(np.float32), name=k) for k, v in free0.items()}
+    variables = list(free.values())
+    opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
     lg = tf.constant(wts.LUMA_GROUPS)
     cg = tf.constant(wts.CHROMA_GROUPS)
-    opt = tf.keras.optimizers.Adam(learning_rate=args.lr)
-    variables = list(va.values()) + list(vs.values())
-    lam = tf.constant(args.lam, tf.float32)
+    bw = tf.constant(bit_w[: len(FEATURES) - N_CONST], tf.float32)
+    kappa = tf.constant(args.kappa, tf.float32)
+    gradw = tf.constant(args.grad, tf.float32)
 
-    def sym_penalty(d):
-        tot = 0.0
-        for k, v in d.items():
-            if k.endswith("coarse"):
-                pa = tf.constant(par[k])[:, None, None]
-                tot += tf.reduce_sum(tf.square(v - pa * tf.reverse(v, [1])))
-                pb = tf.constant(np.array([1, -1, 1, -1], np.float32))[:, None, None]
-                tot += tf.reduce_sum(tf.square(v - pb * tf.reverse(v, [2])))
-            elif k.endswith("row"):
-                tot += tf.reduce_sum(tf.square(v - tf.constant(par[k])[:, None] * tf.reverse(v, [1])))
-            else:
-                tot += tf.reduce_sum(tf.square(v - tf.constant(par[k])[None, :, None] * tf.reverse(v, [2])))
-        return 0.25 * tot
+    def arrays():
+        a, s = expand(tf, free)
+        # synthesis on the core's 12-bit grid (straight-through)
+        s = {k: v + tf.stop_gradient(tf.round(v * (1 << FRAC)) / (1 << FRAC) - v) for k, v in s.items()}
+        return a, s
 
-    def plane_loss(x, prefix, groups, n, step, noise_c, noise_k, ste):
-        a_col = tf.gather(va[prefix + "_col"], groups)
-        s_col = tf.gather(vs[prefix + "_col"], groups)
-        coef, coarse = tf_analysis(tf, x, va[prefix + "_row"], a_col, va[prefix + "_coarse"], n)
-        ac = coef[..., 1:]
-        rate = tf.reduce_sum(tf.math.log(1.0 + tf.abs(ac) / step)) + tf.reduce_sum(
-            tf.math.log(1.0 + tf.abs(coarse) / step)
+    # a fixed calibration pool for the int8 steps (max |value| per channel, like the export)
+    pool = [sampler.sample(16) for _ in range(8)]
+
+    def int8_steps():
+        a, _ = arrays()
+        mx = {"luma_row": 0, "luma_ac": 0, "luma_coarse": 0, "chroma_ac": 0, "chroma_coarse": 0}
+        for ly, lc, _ in pool:
+            for prefix, x, g, n in (("luma", ly, lg, 8), ("chroma", lc, cg, 4)):
+                xt = tf.constant(x)
+                w = tf.signal.frame(xt, 2 * n, n, axis=2)
+                r = tf.einsum("byjt,ut->byju", w, a[prefix + "_row"])
+                coef, coarse = tf_analysis(
+                    tf, xt, a[prefix + "_row"], tf.gather(a[prefix + "_col"], g), a[prefix + "_coarse"], n
+                )
+                red = lambda t: tf.reduce_max(tf.reshape(tf.abs(t), [-1, t.shape[-1]]), axis=0)  # noqa: E731
+                if prefix == "luma":
+                    mx["luma_row"] = tf.maximum(mx["luma_row"], red(r))
+                mx[prefix + "_ac"] = tf.maximum(mx[prefix + "_ac"], red(coef))
+                mx[prefix + "_coarse"] = tf.maximum(mx[prefix + "_coarse"], red(coarse))
+        return {k: tf.constant(np.maximum(v.numpy(), 1e-3) / 127.0, tf.float32) for k, v in mx.items()}
+
+    def plane(x, prefix, groups, n, q, st_ac, st_k, rnd, a, s):
+        coef, coarse = tf_analysis(
+            tf, x, a[prefix + "_row"], tf.gather(a[prefix + "_col"], groups), a[prefix + "_coarse"], n, q
         )
-        if ste:
-            # hard rounding with a straight-through gradient (matches the codec's quantiser)
-            ac_n = ac + tf.stop_gradient(tf.round(ac / step) * step - ac)
-            coarse_n = coarse + tf.stop_gradient(tf.round(coarse / step) * step - coarse)
-        else:
-            ac_n = ac + noise_c * step
-            coarse_n = coarse + noise_k * step
-        coef_n = tf.concat([coef[..., :1], ac_n], axis=-1)
-        xh = tf_synthesis(tf, coef_n, coarse_n, vs[prefix + "_row"], s_col, vs[prefix + "_coarse"], n)
+        ac = coef[..., 1:]
+        ac_q, zac = quantise_tiers(tf, ac, st_ac, rnd)
+        k_q, zk = quantise_tiers(tf, coarse, st_k, rnd)
+        coef_q = tf.concat([coef[..., :1], ac_q], axis=-1)
+        xh = tf_synthesis(
+            tf, coef_q, k_q, s[prefix + "_row"], tf.gather(s[prefix + "_col"], groups), s[prefix + "_coarse"], n
+        )
         lo, hi = 3 * n, x.shape[1] - 3 * n  # region reconstructed from complete latents
-        sse = tf.reduce_sum(tf.square(xh[:, lo:hi, lo:hi] - x[:, lo:hi, lo:hi]))
-        npx = tf.cast(tf.shape(x)[0] * (hi - lo) * (hi - lo), tf.float32)
-        # rate is normalised by the crop area (all latents of the crop are counted)
-        area = tf.cast(tf.shape(x)[0] * x.shape[1] * x.shape[2], tf.float32)
-        return sse, npx, rate / np.log(2.0), area
+        e = xh[:, lo:hi, lo:hi] - x[:, lo:hi, lo:hi]
+        se = tf.reduce_sum(tf.square(e), axis=[1, 2])
+        ge = tf.reduce_sum(tf.square(e[:, 1:, :] - e[:, :-1, :]), axis=[1, 2]) + tf.reduce_sum(
+            tf.square(e[:, :, 1:] - e[:, :, :-1]), axis=[1, 2]
+        )
+        return se, ge, (hi - lo) ** 2, zac, zk
 
-    @tf.function(jit_compile=False, reduce_retracing=True)
-    def step_fn(ly, lc, step, nly, nky, nlc, nkc):
+    @tf.function(reduce_retracing=True)
+    def step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc):
+        b = tf.shape(ly)[0]
         with tf.GradientTape() as tape:
-            se_y, n_y, r_y, a_y = plane_loss(ly, "luma", lg, 8, step, nly, nky, False)
-            se_c, n_c, r_c, _ = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, False)
-            mse = (se_y + se_c) / (n_y + n_c)
-            if args.ste > 0:
-                # mix in the distortion under hard rounding (straight-through gradient)
-                se_y2, _, _, _ = plane_loss(ly, "luma", lg, 8, step, nly, nky, True)
-                se_c2, _, _, _ = plane_loss(lc, "chroma", cg, 4, step, nlc, nkc, True)
-                mse = (1.0 - args.ste) * mse + args.ste * (se_y2 + se_c2) / (n_y + n_c)
-            bpp = (r_y + r_c) / a_y  # bits per luma pixel
-            # divided by s^2/12 (the noise MSE of an orthonormal transform) so that every
-            # step in the range weighs the same in the gradient
-            loss = (mse + lam * step * step * bpp) / (step * step / 12.0) + SYM_WEIGHT * (
-                sym_penalty(va) + sym_penalty(vs)
-            )
+            a, s = arrays()
+            sy_l = [sy[t][:, None, None, :] for t in range(TIERS)]
+            sk_l = [sk[t][:, None, None, :] for t in range(TIERS)]
+            sc_l = [tf.repeat(sc[t], 2, axis=0)[:, None, None, :] for t in range(TIERS)]
+            skc_l = [tf.repeat(sk[t], 2, axis=0)[:, None, None, :] for t in range(TIERS)]
+            rnd_y = [rnd[t][:, None, None, None] for t in range(TIERS)]
+            rnd_c = [tf.repeat(rnd[t], 2, axis=0)[:, None, None, None] for t in range(TIERS)]
+            se_y, ge_y, n_y, zy, zky = plane(ly, "luma", lg, 8, qy, sy_l, sk_l, rnd_y, a, s)
+            se_c, ge_c, n_c, zc, zkc = plane(lc, "chroma", cg, 4, qc, sc_l, skc_l, rnd_c, a, s)
+            se_c = tf.reduce_sum(tf.reshape(se_c, [b, 2]), axis=1)
+            ge_c = tf.reduce_sum(tf.reshape(ge_c, [b, 2]), axis=1)
+            npx = float(n_y + 2 * n_c)
+            mse = (se_y + se_c) / npx
+            gmse = (ge_y + ge_c) / npx
+            bits = 0.0
+            for t in range(TIERS):
+                hc = tf.shape(zc[t][0])
+                f = tier_features(
+                    tf,
+                    zy[t][0],
+                    tf.reshape(zc[t][0], [b, 2, hc[1], hc[2], 15]),
+                    zky[t][0],
+                    tf.reshape(zkc[t][0], [b, 2, tf.shape(zkc[t][0])[1], tf.shape(zkc[t][0])[2], 4]),
+                    rnd[t][:, None, None],
+                )
+                bits = bits + tf.reduce_sum(f * bw, axis=1)
+            bpp = bits / float(LUMA_CROP * LUMA_CROP)
+            d = mse + gradw * gmse
+            loss = tf.reduce_mean((d + kappa * top * top * bpp) / (top * top / 12.0))
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
-        # projection: every analysis filter keeps unit L2 norm, like the orthonormal DCT,
-        # so latents stay in pixel units (no escape from the noise by a gain > 1, and the
-        # int8 output ranges stay those of the DCT)
-        for k, v in va.items():
-            axes = [1, 2] if k.endswith("coarse") else [v.shape.rank - 1]
-            v.assign(v / tf.sqrt(tf.reduce_sum(tf.square(v), axis=axes, keepdims=True)))
-        return loss, mse, bpp
+        return loss, tf.reduce_mean(mse), tf.reduce_mean(bpp)
 
-    nb_y = (LUMA_CROP - 16) // 8 + 1
-    nb_c = (CHROMA_CROP - 8) // 4 + 1
-    ni = (nb_y - 4) // 2 + 1
+    ckpt = tf.train.Checkpoint(opt=opt, **free)
+    manager = tf.train.CheckpointManager(ckpt, args.checkpoint_dir, max_to_keep=2) if args.checkpoint_dir else None
+    start = 0
+    if manager is not None and manager.latest_checkpoint:
+        ckpt.restore(manager.latest_checkpoint)
+        start = int(opt.iterations.numpy())
+        for _ in range(start):  # replay the sampler so a resumed run sees the same batches
+            sampler.sample(args.batch)
+        print(f"  resumed at step {start}", flush=True)
     t0 = time.time()
-    for it in range(args.steps):
-        if it == int(args.steps * 0.7):
-            opt.learning_rate.assign(args.lr * 0.3)
-        ly, lc = sampler.sample(args.batch)
-        rng = sampler.rng
-        s = float(np.exp(rng.uniform(np.log(STEP_RANGE[0]), np.log(STEP_RANGE[1]))))
-        b = args.batch
-        nly = rng.uniform(-0.5, 0.5, (b, nb_y, nb_y, 63)).astype(np.float32)
-        nky = rng.uniform(-0.5, 0.5, (b, ni, ni, 4)).astype(np.float32)
-        nlc = rng.uniform(-0.5, 0.5, (2 * b, nb_c, nb_c, 15)).astype(np.float32)
-        nkc = rng.uniform(-0.5, 0.5, (2 * b, ni, ni, 4)).astype(np.float32)
-        loss, mse, bpp = step_fn(ly, lc, tf.constant(s, tf.float32), nly, nky, nlc, nkc)
-        if it % 100 == 0 or it == args.steps - 1:
+    q = None
+    for it in range(start, args.steps):
+        if it % 200 == 0 or q is None:
+            q = int8_steps()
+        ly, lc, meta = sampler.sample(args.batch)
+        sy, sc, sk, rnd, top = batch_steps(meta)
+        qy = {"row": q["luma_row"], "ac": q["luma_ac"], "coarse": q["luma_coarse"]}
+        qc = {"row": None, "ac": q["chroma_ac"], "coarse": q["chroma_coarse"]}
+        loss, mse, bpp = step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc)
+        if it % 50 == 0 or it == args.steps - 1:
             print(
-                f"  step {it:5d}  s={s:5.1f}  loss={float(loss):9.3f}  mse={float(mse):8.3f}  "
-                f"bpp={float(bpp):6.3f}  ({time.time() - t0:.0f}s)",
+                f"  step {it:5d}  loss={float(loss):8.4f}  mse={float(mse):8.3f}  bpp={float(bpp):6.4f}  "
+                f"({time.time() - t0:.0f}s)",
                 flush=True,
             )
-    analysis = {k: v.numpy().astype(np.float32) for k, v in va.items()}
-    synthesis = {k: v.numpy().astype(np.float32) for k, v in vs.items()}
-    return {"analysis": analysis, "synthesis": synthesis}
+        if manager is not None and (it + 1) % 100 == 0:
+            manager.save()
+    return {k: v.numpy() for k, v in free.items()}
 
 
 # ---------------------------------------------------------------------------
@@ -371,7 +692,6 @@ def evaluate(samples, analyse, synthesis, steps=EVAL_STEPS):
     rows = []
     for s in steps:
         qlat, bits = [], 0.0
-        # entropy pooled over samples: concatenate symbols per latent array kind
         for lat in lats:
             ql, _ = quantise_latents(lat, s)
             qlat.append(ql)
@@ -393,28 +713,62 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--media", required=True, help="directory with the clips (models/README.md lists them)")
     ap.add_argument("--out", default="models", help="output directory (default models)")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--lam", type=float, default=LAMBDA, help="rate weight (multiplied by s^2)")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--kappa", type=float, default=KAPPA, help="rate weight (multiplied by s^2)")
+    ap.add_argument("--grad", type=float, default=GRAD_WEIGHT, help="weight of the gradient (perceptual) term")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--ste", type=float, default=STE_WEIGHT, help="weight of the hard-rounding distortion")
+    ap.add_argument("--checkpoint-dir", default=None, help="checkpoint every 100 steps here and resume from it")
     ap.add_argument("--no-eval", action="store_true")
+    ap.add_argument("--fit-only", action="store_true", help="only code the frames and fit the bit model")
     args = ap.parse_args(argv)
 
-    w = train(args)
+    tf = _tf()
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    dct_model = os.path.join(REPO, "models", "dct8.tflite")
+    t0 = time.time()
+    print("coding the training frames with the DCT ablation model", flush=True)
+    train_recs = collect(args.media, [(c, BENCH_FRAMES, COLLECT_FRAMES) for c in TRAIN_CLIPS], dct_model)
+    held_recs = collect(args.media, [(HELDOUT_CLIP, 0, COLLECT_FRAMES)], dct_model, keep_residuals=False)
+    shipped = collect(args.media, [(c, BENCH_FRAMES, 10) for c in TRAIN_CLIPS], None, keep_residuals=False)
+    print(f"  {len(train_recs)} training frames ({time.time() - t0:.0f}s)", flush=True)
+    bit_w, _, _ = fit_bits(tf, train_recs)
+    report = {
+        "features": dict(zip(FEATURES, map(float, bit_w))),
+        "fit_frames": bit_errors(bit_w, train_recs, tf),
+        "heldout_tree": bit_errors(bit_w, held_recs, tf),
+        "shipped_model_frames": bit_errors(bit_w, shipped, tf),
+    }
+    for k in ("fit_frames", "heldout_tree", "shipped_model_frames"):
+        print(f"  bit model on {k}: {report[k]}", flush=True)
     os.makedirs(args.out, exist_ok=True)
-    np.savez(os.path.join(args.out, "snis896_analysis_float.npz"), **w["analysis"])
-    np.savez(os.path.join(args.out, "snis896_synthesis.npz"), **w["synthesis"])
-    print(f"wrote {args.out}/snis896_analysis_float.npz and {args.out}/snis896_synthesis.npz")
+    rate_path = os.path.join(args.out, "snis896_rate_model.json")
+    if args.fit_only:
+        with open(rate_path, "w") as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+            f.write("\n")
+        print(f"wrote {rate_path}")
+        return 0
+    free = train(args, train_recs, bit_w)
+    a, s = expand_numpy(free)
+    np.savez(os.path.join(args.out, "snis896_analysis_float.npz"), **a)
+    np.savez(os.path.join(args.out, "snis896_synthesis.npz"), **s)
+    report["free_parameters"] = {k: np.asarray(v, np.float64).round(6).tolist() for k, v in free.items()}
+    with open(rate_path, "w") as f:
+        json.dump(report, f, indent=1, sort_keys=True)
+        f.write("\n")
+    print(
+        f"wrote {args.out}/snis896_analysis_float.npz, snis896_synthesis.npz, snis896_rate_model.json "
+        f"({time.time() - t0:.0f}s)"
+    )
     if not args.no_eval:
         samples = heldout_samples(args.media)
         d = ref.dct_weights()
         rows, clean = evaluate(samples, lambda y, u, v: ref.analyze_reference(y, u, v, d), d)
         print(format_rows("DCT init (float)", rows, clean))
-        rows, clean = evaluate(
-            samples, lambda y, u, v: ref.analyze_reference(y, u, v, w["analysis"]), w["synthesis"]
-        )
+        rows, clean = evaluate(samples, lambda y, u, v: ref.analyze_reference(y, u, v, a), s)
         print(format_rows("learned (float)", rows, clean))
     return 0
 
