@@ -74,3 +74,35 @@ def test_nnls_recovers_non_negative_weights():
     got = tt.nnls(a, a @ x)
     assert np.all(got >= 0)
     np.testing.assert_allclose(got, x, atol=1e-3)
+
+
+def test_scan_tables_follow_the_core():
+    # native/entropy.c make_scan: diagonals u+v, alternating direction, channel u*n+v-1
+    for n in (8, 4):
+        pos, band, nba, nbb = tt.scan_tables(n)
+        c = n * n - 1
+        assert sorted(pos.tolist()) == list(range(c))
+        for ch in range(c):
+            for nb in (nba[ch], nbb[ch]):
+                assert nb == c or pos[nb] < pos[ch]  # the template is coded before the latent
+        assert np.all(np.diff(band[np.argsort(pos)]) >= 0)
+    pos, band, nba, nbb = tt.scan_tables(8)
+    assert pos[7] == 0 and pos[0] == 1  # (u, v) = (1, 0) first, then (0, 1)
+    assert nba[7] == 63 and nbb[7] == 63  # both neighbours are the DC: no template
+    assert nba[8] == 0 and nbb[8] == 7  # (1, 1): (0, 1) and (1, 0)
+    order = np.argsort(pos)
+    assert band[order[0]] == 0 and band[order[2]] == 2 and band[order[5]] == 3 and band[order[62]] == 9
+
+
+def test_context_costs_are_never_free():
+    counts = np.zeros((2, 3, 2))
+    counts[0, 0] = [0, 0]  # never seen
+    counts[0, 1] = [1000, 1000]  # always significant
+    counts[0, 2] = [0, 1000]  # never significant
+    counts[1] = [[10, 100], [50, 100], [90, 100]]
+    c1, c0 = tt.ctx_costs(counts)
+    assert np.all(np.isfinite(c1)) and np.all(np.isfinite(c0))
+    assert np.all(c1 > 0) and np.all(c0 > 0)
+    assert c1[0, 0] == pytest.approx(1.0) and c0[0, 0] == pytest.approx(1.0)
+    assert c1[0, 2] > 10 and c0[0, 2] < 0.01
+    np.testing.assert_allclose(c1[1], -np.log2((np.array([10, 50, 90]) + 0.5) / 101), rtol=1e-5)

@@ -2,7 +2,8 @@
 """Train the SNIS-896 lapped transform for what the codec does (analysis + synthesis, 896 each).
 
 Command (from the repository root; TensorFlow, the `train` extra; seeded, one thread by default;
-1000 steps of 12 crops, Adam 3e-3, checkpoints with --checkpoint-dir):
+by default 1000 steps of 8 crops, Adam 3e-3, x0.3 for the last 30 %; checkpoints every 100
+steps with --checkpoint-dir, the pair every N steps with --snapshot-every N):
 
     python tools/train_transform.py --media DIR      # DIR: the clips listed in models/README.md
 
@@ -26,17 +27,26 @@ pixel units) and its synthesis filter by the inverse.  V = I is the DCT ablation
 2 x 2), expanded into the 896 + 896 stored parameters.
 
 **Training data: the codec's own residuals.**  The real encoder (DCT ablation model, 3 tiers)
-codes frames 60.. of cockatoo.mp4, bikes.mp4 and vtest.avi at a few qps; every frame's padded
-int8 residual (intra: pixel - 128 at keyframes; motion-compensated at P-frames and key pictures)
-is what the analysis sees in the codec, and is kept with its frame type and qp.  The RD
+codes frames 60..119 of cockatoo.mp4, bikes.mp4 and vtest.avi at qp 28, 36, 44; every frame's
+padded int8 residual (intra: pixel - 128 at keyframes; motion-compensated at P-frames and key
+pictures) is what the analysis sees in the codec, and is kept with its frame type and qp.  The RD
 benchmark codes the first 60 frames, which are never used here; tree.avi is held out entirely.
 
 **Rate term calibrated on the coder.**  The same encodes give the bits of every tier of every
-frame.  A bit model on smooth features of the embedded-quantised latents of every tier (soft
-count of non-zero levels, log2-magnitude, soft count of coded blocks; one weight each for all
-latents, plus per-macroblock and per-chunk constants) is fitted to those bits by non-negative
-least squares; its error on tree.avi (held out) and on the shipped model's encodes (a different
-transform) is printed and stored.  (Weights per band or plane were tried first: the fit put zero
+frame.  The bit model follows the coder's contexts (native/entropy.c): each latent of a coded
+block up to its last non-zero position costs -log2 p(significant | context), the context being
+the core's band x in-block template x neighbour template x lower-tier level, per tier and block
+kind (luma AC, chroma AC, luma / chroma coarse); the probabilities are counted on the hard levels
+(add-one-half), never fitted, so no band is free; during training they are a running count over
+the batches (decay 0.98 per step), so they follow the transform as the adaptive coder does.  On
+top of that entropy, one weight each (shared by every latent) for the count of non-zero levels
+(sign, greater-than flags), their log2-magnitude (Exp-Golomb) and the coded blocks, plus
+per-macroblock and per-chunk constants, fitted to the coder's bits by non-negative least squares.
+Every feature takes the hard value of the real levels and the gradient of a smooth version
+(straight-through): a soft indicator's tail on the many zero latents was most of the previous
+model's 35 % per-frame error.  Its error on the fit frames, on tree.avi (held out) and on the
+shipped model's encodes (a different transform) is printed and stored, also for the same fit
+without the context entropy.  (Free weights per band or plane were tried first: the fit put zero
 cost on some bands, and the training moved energy into them.)
 
 **Loss per sample** (qp and frame type of its residual; steps as the core: top step 0.625 *
@@ -73,7 +83,7 @@ SEED = 896
 TRAIN_CLIPS = ("cockatoo.mp4", "bikes.mp4", "vtest.avi")
 HELDOUT_CLIP = "tree.avi"
 BENCH_FRAMES = 60  # tools/rd_benchmark.py --frames 60 codes these: training starts after them
-COLLECT_FRAMES = 30  # frames per clip coded for the training data (from BENCH_FRAMES on)
+COLLECT_FRAMES = 60  # frames per clip coded for the training data (from BENCH_FRAMES on)
 COLLECT_QPS = (28, 36, 44)
 TIERS = 3
 TIER_RATIO = 8  # 1/8 octave: each tier halves the step (EncoderConfig default)
@@ -347,11 +357,81 @@ def channel_weights(n: int) -> np.ndarray:
     return (1.0 + (c // n + c % n) / (2.0 * (n - 1))).astype(np.float32)
 
 
-# One weight per feature for every latent (luma AC, chroma AC, coarse): a fit with weights per
-# band or plane is degenerate on this data (collinear features: non-negative least squares gave
-# some bands zero cost), and training exploits a free band by moving energy into it.
-FEATURES = ("nz", "mag", "cbf", "mb_intra", "mb_inter_tier0", "mb_upper_tier", "chunk")
+# The bit model.  Its rate follows the coder's significance contexts (native/entropy.c): every
+# latent of a coded block up to its last non-zero position pays -log2 p(sig | context) with the
+# context band(pos) x in-block template T x neighbour template N x lower-tier level L of the
+# core, per tier and block kind; the probabilities are measured (counts of the hard levels), not
+# fitted, so no band can get zero cost, and during training they follow the transform (a running
+# count over the batches), as the adaptive coder does.  On top of that context entropy a few
+# weights shared by all latents (non-negative least squares against the coder's bits): the
+# entropy, the count of non-zero levels (sign, greater-than flags), their log2-magnitude
+# (Exp-Golomb), coded blocks, and per-macroblock / per-chunk constants.  (Free weights per band
+# were tried first: the fit put zero cost on some bands and training moved energy into them.)
+FEATURES = ("ctx_entropy", "nz", "mag", "cbf", "mb_intra", "mb_inter_tier0", "mb_upper_tier", "chunk")
 N_CONST = 4  # the per-macroblock and per-chunk constants at the end (no gradient)
+N_SIG_CTX = 270  # 10 bands x 3 T x 3 N x 3 L (native/entropy.c C_SIG)
+N_KINDS = 4  # luma AC, chroma AC, luma coarse, chroma coarse (each has its own contexts)
+BAND_EDGES = (1, 2, 3, 6, 10, 15, 21, 28, 36, 64)
+CTX_PRIOR = 0.5  # add-one-half counts of the probability estimates
+CTX_DECAY = 0.98  # per training step, of the running context counts
+
+
+def scan_tables(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per AC channel u*n+v-1 of an n x n block: (zig-zag position, band, template neighbours
+    (u-1, v) and (u, v-1), n*n-1 where absent), as native/entropy.c make_scan."""
+    c = n * n - 1
+    pos, band, nba, nbb = (np.zeros(c, np.int32) for _ in range(4))
+    p = 0
+    for s in range(1, 2 * (n - 1) + 1):
+        for i in range(s + 1):
+            u = s - i if s % 2 else i
+            v = s - u
+            if u >= n or v >= n:
+                continue
+            ch = u * n + v - 1
+            pos[ch] = p
+            band[ch] = int(np.searchsorted(BAND_EDGES, p, side="right"))
+            nba[ch] = (u - 1) * n + v - 1 if u > 0 and u - 1 + v > 0 else c
+            nbb[ch] = u * n + v - 2 if v > 0 and u + v - 1 > 0 else c
+            p += 1
+    return pos, band, nba, nbb
+
+
+def _kind_tables():
+    k = (np.arange(4, dtype=np.int32), np.arange(4, dtype=np.int32), np.array([4, 0, 1, 2], np.int32),
+         np.array([4, 4, 0, 1], np.int32))  # fmt: skip
+    return (scan_tables(8), scan_tables(4), k, k)
+
+
+KIND_TABLES = _kind_tables()
+
+
+def sig_terms(tf, z, rnd, m_prev, kind: int):
+    """Context and masks of one block kind of one tier.  z (N, H, W, C) = |residual| / step of
+    this tier, rnd its rounding, m_prev the lower tier's hard level magnitudes (or None).
+    Returns (ctx int32, mask: inside a coded block up to its last non-zero position, soft
+    non-zero indicator, hard level magnitudes)."""
+    pos, band, nba, nbb = (tf.constant(a) for a in KIND_TABLES[kind])
+    m = tf.stop_gradient(tf.floor(z + rnd))
+    mc = tf.minimum(m, 3.0)
+    mpad = tf.concat([mc, tf.zeros_like(mc[..., :1])], axis=-1)
+    t = tf.minimum(tf.gather(mpad, nba, axis=-1) + tf.gather(mpad, nbb, axis=-1), 2.0)
+    left = tf.pad(m[:, :, :-1, :], [[0, 0], [0, 0], [1, 0], [0, 0]])
+    top = tf.pad(m[:, :-1, :, :], [[0, 0], [1, 0], [0, 0], [0, 0]])
+    nb = tf.minimum(left + top, 2.0)
+    low = tf.zeros_like(m) if m_prev is None else tf.minimum(m_prev, 2.0)
+    ctx = tf.cast(band, tf.int32) * 27 + tf.cast(t, tf.int32) * 9 + tf.cast(nb, tf.int32) * 3 + tf.cast(low, tf.int32)
+    posf = tf.cast(pos, tf.float32)
+    last = tf.reduce_max(tf.where(m > 0, posf, -1.0), axis=-1, keepdims=True)
+    mask = tf.cast(posf <= last, tf.float32)
+    nz, _ = _soft(tf, z, rnd)
+    return ctx, mask, nz, m
+
+
+def ctx_costs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(-log2 p(sig), -log2 p(zero)) per (tier, kind, context) from counts (..., 2): (non-zero, all)."""
+    p = (counts[..., 0] + CTX_PRIOR) / (counts[..., 1] + 2 * CTX_PRIOR)
+    return (-np.log2(p)).astype(np.float32), (-np.log2(1.0 - p)).astype(np.float32)
 
 
 def quantise_tiers(tf, y, steps, rnds):
@@ -374,30 +454,62 @@ def quantise_tiers(tf, y, steps, rnds):
     return y + tf.stop_gradient(total - y), zs
 
 
+def _ste(tf, hard, soft):
+    """The hard value with the soft one's gradient (the features count the coder's real levels)."""
+    return hard + soft - tf.stop_gradient(soft)
+
+
 def _soft(tf, z, rnd):
-    nz = tf.sigmoid(NZ_SHARPNESS * (z - (1.0 - rnd)))
+    """(non-zero indicator, log2-magnitude) of a tier's levels, hard values, smooth gradients."""
+    hard = tf.stop_gradient(tf.cast(tf.floor(z + rnd) > 0, z.dtype))
+    nz = _ste(tf, hard, tf.sigmoid(NZ_SHARPNESS * (z - (1.0 - rnd))))
     mag = tf.math.log(1.0 + tf.nn.relu(z + rnd - 1.0)) / np.log(2.0)
     return nz, mag
 
 
-def tier_features(tf, zy, zc, zky, zkc, rnd):
-    """Features of one tier, per sample: (B, len(FEATURES) - N_CONST) (no constants).
-
-    zy (B, ..., 63) luma AC, zc (B, 2, ..., 15) chroma AC, zky (B, ..., 4), zkc (B, 2, ..., 4).
+def kind_terms(tf, zs, kind: int, costs=None):
+    """Per tier of one block kind (z (N, H, W, C) per tier): per-sample (N,) soft features
+    (nz, mag, cbf), and either the context entropy (costs: per tier (c1, c0) arrays (270,)) or,
+    without costs, the histograms (N, 3, 270) of soft non-zero / zero mass inside the mask and
+    soft non-zero mass outside it, plus the hard counts (270, 2) of (non-zero, all) in the mask.
     """
-    b = tf.shape(zy)[0]
+    out = []
+    m_prev = None
+    for k, (z, rnd) in enumerate(zs):
+        ctx, mask, nz, m = sig_terms(tf, z, rnd, m_prev, kind)
+        _, mag = _soft(tf, z, rnd)
+        f_nz = tf.reduce_sum(nz, axis=[1, 2, 3])
+        f_mag = tf.reduce_sum(mag, axis=[1, 2, 3])
+        # coded blocks: the hard count, the gradient of 1 - P(every latent of the block is zero)
+        soft = tf.sigmoid(NZ_SHARPNESS * (z - (1.0 - rnd)))
+        cbf_soft = 1.0 - tf.exp(tf.reduce_sum(tf.math.log(1.0 - soft + 1e-6), axis=3))
+        cbf = _ste(tf, tf.cast(tf.reduce_max(m, axis=3) > 0, z.dtype), cbf_soft)
+        f_cbf = tf.reduce_sum(cbf, axis=[1, 2])
+        hard = tf.cast(m > 0, tf.float32) * mask
+        flat = tf.reshape(ctx, [-1])
+        counts = tf.stack(
+            [
+                tf.math.unsorted_segment_sum(tf.reshape(hard, [-1]), flat, N_SIG_CTX),
+                tf.math.unsorted_segment_sum(tf.reshape(mask, [-1]), flat, N_SIG_CTX),
+            ],
+            axis=1,
+        )
+        if costs is not None:
+            c1 = tf.gather(costs[k][0], ctx)
+            c0 = tf.gather(costs[k][1], ctx)
+            h = tf.reduce_sum(mask * (nz * c1 + (1.0 - nz) * c0) + (1.0 - mask) * nz * c1, axis=[1, 2, 3])
+            out.append((f_nz, f_mag, f_cbf, h, counts))
+        else:
+            n = tf.shape(z)[0]
+            seg = tf.reshape(tf.range(n)[:, None, None, None] * N_SIG_CTX + ctx, [-1])
 
-    def flat(z, c):
-        return tf.reshape(z, [b, -1, c])
+            def hist(w, seg=seg, n=n):
+                return tf.reshape(tf.math.unsorted_segment_sum(tf.reshape(w, [-1]), seg, n * N_SIG_CTX), [n, N_SIG_CTX])
 
-    nz_sum, mag_sum, cbf_sum = 0.0, 0.0, 0.0
-    for z, c in ((zy, 63), (zc, 15), (zky, 4), (zkc, 4)):
-        nz, mag = _soft(tf, flat(z, c), rnd)
-        nz_sum += tf.reduce_sum(nz, axis=[1, 2])
-        mag_sum += tf.reduce_sum(mag, axis=[1, 2])
-        # soft coded-block flag: 1 - P(every latent of the block is zero)
-        cbf_sum += tf.reduce_sum(1.0 - tf.exp(tf.reduce_sum(tf.math.log(1.0 - nz + 1e-6), axis=2)), axis=1)
-    return tf.stack([nz_sum, mag_sum, cbf_sum], axis=1)
+            hh = tf.stack([hist(mask * nz), hist(mask * (1.0 - nz)), hist((1.0 - mask) * nz)], axis=1)
+            out.append((f_nz, f_mag, f_cbf, hh, counts))
+        m_prev = m
+    return out
 
 
 def frame_steps(ftype: int, qp: int):
@@ -408,27 +520,54 @@ def frame_steps(ftype: int, qp: int):
     return [(s * m * wy, s * m * wc, np.full(4, s * m, np.float32)) for m in mult], rnds
 
 
-def record_features(tf, rec) -> np.ndarray:
-    """Rows (one per tier) of the features of a coded frame's int8 latents (for the bit fit)."""
+def record_terms(tf, rec) -> dict:
+    """Per tier of a coded frame's int8 latents: soft features (nz, mag, cbf summed over the
+    kinds), the context histograms (kind, 3, 270) and hard counts (kind, 270, 2), and the
+    constants (for the bit fit; computed once per record and kept in it)."""
+    if "terms" in rec:
+        return rec["terms"]
     y_coarse, y_ac, c_coarse, c_ac = rec["latents"]
     steps, rnds = frame_steps(rec["type"], rec["qp"])
-    lat = [tf.constant(a[None]) for a in (y_ac, c_ac, y_coarse, c_coarse)]
-    zs = [quantise_tiers(tf, t, [st[i] for st in steps], rnds)[1] for i, t in zip((0, 1, 2, 2), lat)]
+    lats = [y_ac[None], c_ac, y_coarse[None], c_coarse]  # (N, H, W, C) per kind
+    per_kind = []
+    for kind, (lat, si) in enumerate(zip(lats, (0, 1, 2, 2), strict=True)):
+        _, zs = quantise_tiers(tf, tf.constant(lat), [st[si] for st in steps], rnds)
+        per_kind.append(kind_terms(tf, zs, kind))
     hb, wb = y_ac.shape[:2]
     mbs = hb * wb / 16.0  # 32x32 macroblocks
-    rows = []
-    for k in range(len(steps)):
-        f = tier_features(tf, zs[0][k][0], zs[1][k][0], zs[2][k][0], zs[3][k][0], rnds[k]).numpy()[0]
-        const = [
-            mbs if (rec["type"] == 0) else 0.0,
+    soft = np.zeros((TIERS, 3))
+    hist = np.zeros((TIERS, N_KINDS, 3, N_SIG_CTX))
+    counts = np.zeros((TIERS, N_KINDS, N_SIG_CTX, 2))
+    const = np.zeros((TIERS, N_CONST))
+    for k in range(TIERS):
+        const[k] = [
+            mbs if (rec["type"] == 0 and k == 0) else 0.0,
             mbs if (rec["type"] != 0 and k == 0) else 0.0,
             mbs if k > 0 else 0.0,
             1.0,
         ]
-        rows.append(np.concatenate([f, const]))
-    while len(rows) < TIERS:  # tiers that only carry their header at keyframes / key pictures
-        rows.append(np.concatenate([np.zeros(len(FEATURES) - N_CONST), [0.0, 0.0, mbs, 1.0]]))
-    return np.array(rows)
+        if k >= len(steps):  # tiers that only carry their header at keyframes / key pictures
+            continue
+        for kind in range(N_KINDS):
+            f_nz, f_mag, f_cbf, hh, cnt = per_kind[kind][k]
+            soft[k] += [float(tf.reduce_sum(f_nz)), float(tf.reduce_sum(f_mag)), float(tf.reduce_sum(f_cbf))]
+            hist[k, kind] = hh.numpy().sum(0)
+            counts[k, kind] = cnt.numpy()
+    rec["terms"] = {"soft": soft, "hist": hist, "counts": counts, "const": const}
+    return rec["terms"]
+
+
+def context_counts(tf, records) -> np.ndarray:
+    """Hard (non-zero, all) counts per (tier, kind, context) over the records' masks."""
+    return sum(record_terms(tf, r)["counts"] for r in records)
+
+
+def record_features(tf, rec, costs) -> np.ndarray:
+    """Rows (one per tier) of FEATURES of a coded frame under context costs (c1, c0) (tier, kind, 270)."""
+    t = record_terms(tf, rec)
+    c1, c0 = costs
+    h = (t["hist"][:, :, 0] * c1 + t["hist"][:, :, 1] * c0 + t["hist"][:, :, 2] * c1).sum(axis=(1, 2))
+    return np.concatenate([h[:, None], t["soft"], t["const"]], axis=1)
 
 
 def nnls(a: np.ndarray, b: np.ndarray, iters: int = 5000) -> np.ndarray:
@@ -442,24 +581,29 @@ def nnls(a: np.ndarray, b: np.ndarray, iters: int = 5000) -> np.ndarray:
     return x / scale
 
 
-def fit_bits(tf, records):
-    """Fit the bit model to the coder's bits per tier; returns (weights, rows, bits)."""
+def fit_bits(tf, records, use=None):
+    """Fit the bit model to the coder's bits per tier; returns (weights, context costs).
+
+    use: names of FEATURES to fit (the others get weight 0; for the comparison of models)."""
+    costs = ctx_costs(context_counts(tf, records))
     rows, bits = [], []
     for rec in records:
-        f = record_features(tf, rec)
+        f = record_features(tf, rec, costs)
         rows.append(f)
         bits.extend(rec["bits"][: len(f)] + [0] * (len(f) - len(rec["bits"])))
     a = np.concatenate(rows)
+    if use is not None:
+        a = a * np.array([name in use for name in FEATURES], np.float64)
     b = np.array(bits, np.float64)
     wr = 1.0 / np.sqrt(b + 256.0)  # between absolute and relative errors: small frames count too
-    return nnls(a * wr[:, None], b * wr), a, b
+    return nnls(a * wr[:, None], b * wr), costs
 
 
-def bit_errors(w, records, tf) -> dict[str, float]:
+def bit_errors(w, costs, records, tf) -> dict[str, float]:
     """How well the bit model predicts the coder: per-frame total error, overall ratio."""
     pred, real = [], []
     for rec in records:
-        f = record_features(tf, rec)
+        f = record_features(tf, rec, costs)
         pred.append(float((f @ w).sum()))
         real.append(float(sum(rec["bits"])))
     p, r = np.array(pred), np.array(real)
@@ -518,7 +662,7 @@ def batch_steps(meta):
     return sy, sc, sk, rnd, top
 
 
-def train(args, records, bit_w):
+def train(args, records, bit_w, fit_counts):
     tf = _tf()
     tf.keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
@@ -530,6 +674,9 @@ def train(args, records, bit_w):
     lg = tf.constant(wts.LUMA_GROUPS)
     cg = tf.constant(wts.CHROMA_GROUPS)
     bw = tf.constant(bit_w[: len(FEATURES) - N_CONST], tf.float32)
+    # running context counts (non-zero, all) per (tier, kind, context): start from the fit frames'
+    fit_px = float(sum(r["y"].size for r in records))
+    ctx_state = tf.Variable(np.zeros((TIERS, N_KINDS, N_SIG_CTX, 2), np.float32), trainable=False, name="ctx")
     kappa = tf.constant(args.kappa, tf.float32)
     gradw = tf.constant(args.grad, tf.float32)
 
@@ -580,7 +727,7 @@ def train(args, records, bit_w):
         return se, ge, (hi - lo) ** 2, zac, zk
 
     @tf.function(reduce_retracing=True)
-    def step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc):
+    def step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc, c1, c0):
         b = tf.shape(ly)[0]
         with tf.GradientTape() as tape:
             a, s = arrays()
@@ -597,26 +744,36 @@ def train(args, records, bit_w):
             npx = float(n_y + 2 * n_c)
             mse = (se_y + se_c) / npx
             gmse = (ge_y + ge_c) / npx
+            cost = [[(c1[t, kd], c0[t, kd]) for t in range(TIERS)] for kd in range(N_KINDS)]
+            terms = [
+                kind_terms(tf, zy, 0, cost[0]),
+                kind_terms(tf, zc, 1, cost[1]),
+                kind_terms(tf, zky, 2, cost[2]),
+                kind_terms(tf, zkc, 3, cost[3]),
+            ]
             bits = 0.0
+            counts = []
             for t in range(TIERS):
-                hc = tf.shape(zc[t][0])
-                f = tier_features(
-                    tf,
-                    zy[t][0],
-                    tf.reshape(zc[t][0], [b, 2, hc[1], hc[2], 15]),
-                    zky[t][0],
-                    tf.reshape(zkc[t][0], [b, 2, tf.shape(zkc[t][0])[1], tf.shape(zkc[t][0])[2], 4]),
-                    rnd[t][:, None, None],
-                )
-                bits = bits + tf.reduce_sum(f * bw, axis=1)
+                for kd in range(N_KINDS):
+                    f_nz, f_mag, f_cbf, h, cnt = terms[kd][t]
+                    f = tf.stack([h, f_nz, f_mag, f_cbf], axis=1)
+                    if kd in (1, 3):  # U and V of a sample are consecutive in the batch
+                        f = tf.reduce_sum(tf.reshape(f, [b, 2, 4]), axis=1)
+                    bits = bits + tf.reduce_sum(f * bw, axis=1)
+                    counts.append(cnt)
             bpp = bits / float(LUMA_CROP * LUMA_CROP)
             d = mse + gradw * gmse
             loss = tf.reduce_mean((d + kappa * top * top * bpp) / (top * top / 12.0))
         grads = tape.gradient(loss, variables)
         opt.apply_gradients(zip(grads, variables))
-        return loss, tf.reduce_mean(mse), tf.reduce_mean(bpp)
+        return (
+            loss,
+            tf.reduce_mean(mse),
+            tf.reduce_mean(bpp),
+            tf.reshape(tf.stack(counts), [TIERS, N_KINDS, N_SIG_CTX, 2]),
+        )
 
-    ckpt = tf.train.Checkpoint(opt=opt, **free)
+    ckpt = tf.train.Checkpoint(opt=opt, ctx=ctx_state, **free)
     manager = tf.train.CheckpointManager(ckpt, args.checkpoint_dir, max_to_keep=2) if args.checkpoint_dir else None
     start = 0
     if manager is not None and manager.latest_checkpoint:
@@ -628,13 +785,19 @@ def train(args, records, bit_w):
     t0 = time.time()
     q = None
     for it in range(start, args.steps):
+        opt.learning_rate.assign(args.lr * (args.lr_drop if it >= int(args.steps * 0.7) else 1.0))
         if it % 200 == 0 or q is None:
             q = int8_steps()
         ly, lc, meta = sampler.sample(args.batch)
         sy, sc, sk, rnd, top = batch_steps(meta)
         qy = {"row": q["luma_row"], "ac": q["luma_ac"], "coarse": q["luma_coarse"]}
         qc = {"row": None, "ac": q["chroma_ac"], "coarse": q["chroma_coarse"]}
-        loss, mse, bpp = step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc)
+        state = ctx_state.numpy()
+        if it == 0:  # fit frames' statistics at the scale of a steady running count
+            state = fit_counts * (args.batch * LUMA_CROP**2 / fit_px / (1.0 - CTX_DECAY))
+        c1, c0 = ctx_costs(state)
+        loss, mse, bpp, cnt = step_fn(ly, lc, sy, sc, sk, rnd, top, qy, qc, tf.constant(c1), tf.constant(c0))
+        ctx_state.assign((CTX_DECAY * state + cnt.numpy()).astype(np.float32))
         if it % 50 == 0 or it == args.steps - 1:
             print(
                 f"  step {it:5d}  loss={float(loss):8.4f}  mse={float(mse):8.3f}  bpp={float(bpp):6.4f}  "
@@ -643,6 +806,10 @@ def train(args, records, bit_w):
             )
         if manager is not None and (it + 1) % 100 == 0:
             manager.save()
+        if args.snapshot_every and (it + 1) % args.snapshot_every == 0 and it + 1 < args.steps:
+            d = os.path.join(args.out, f"step{it + 1}")
+            os.makedirs(d, exist_ok=True)
+            write_pair(d, {k: v.numpy() for k, v in free.items()})
     return {k: v.numpy() for k, v in free.items()}
 
 
@@ -709,6 +876,14 @@ def format_rows(title, rows, clean):
     return "\n".join(lines)
 
 
+def write_pair(out: str, free) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Write the analysis (float) and synthesis arrays of the free parameters into out."""
+    a, s = expand_numpy(free)
+    np.savez(os.path.join(out, "snis896_analysis_float.npz"), **a)
+    np.savez(os.path.join(out, "snis896_synthesis.npz"), **s)
+    return a, s
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--media", required=True, help="directory with the clips (models/README.md lists them)")
@@ -716,6 +891,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr-drop", type=float, default=0.3, help="learning-rate factor for the last 30 %% of the steps")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="also write the pair to OUT/stepN every N steps")
     ap.add_argument("--kappa", type=float, default=KAPPA, help="rate weight (multiplied by s^2)")
     ap.add_argument("--grad", type=float, default=GRAD_WEIGHT, help="weight of the gradient (perceptual) term")
     ap.add_argument("--threads", type=int, default=1)
@@ -734,15 +911,25 @@ def main(argv=None) -> int:
     held_recs = collect(args.media, [(HELDOUT_CLIP, 0, COLLECT_FRAMES)], dct_model, keep_residuals=False)
     shipped = collect(args.media, [(c, BENCH_FRAMES, 10) for c in TRAIN_CLIPS], None, keep_residuals=False)
     print(f"  {len(train_recs)} training frames ({time.time() - t0:.0f}s)", flush=True)
-    bit_w, _, _ = fit_bits(tf, train_recs)
+    bit_w, costs = fit_bits(tf, train_recs)
     report = {
         "features": dict(zip(FEATURES, map(float, bit_w))),
-        "fit_frames": bit_errors(bit_w, train_recs, tf),
-        "heldout_tree": bit_errors(bit_w, held_recs, tf),
-        "shipped_model_frames": bit_errors(bit_w, shipped, tf),
+        "fit_frames": bit_errors(bit_w, costs, train_recs, tf),
+        "heldout_tree": bit_errors(bit_w, costs, held_recs, tf),
+        "shipped_model_frames": bit_errors(bit_w, costs, shipped, tf),
+    }
+    # the same fit without the context entropy (the previous model's features, hard-valued)
+    w0, _ = fit_bits(tf, train_recs, use=set(FEATURES) - {"ctx_entropy"})
+    report["without_contexts"] = {
+        "features": dict(zip(FEATURES, map(float, w0), strict=True)),
+        **{k: bit_errors(w0, costs, r, tf) for k, r in (("fit_frames", train_recs), ("heldout_tree", held_recs))},
     }
     for k in ("fit_frames", "heldout_tree", "shipped_model_frames"):
         print(f"  bit model on {k}: {report[k]}", flush=True)
+    print(f"  without the context entropy: {report['without_contexts']}", flush=True)
+    fit_counts = context_counts(tf, train_recs)
+    for rec in train_recs + held_recs + shipped:
+        rec.pop("latents", None)  # the bit fit is done; keep only the residuals
     os.makedirs(args.out, exist_ok=True)
     rate_path = os.path.join(args.out, "snis896_rate_model.json")
     if args.fit_only:
@@ -751,10 +938,8 @@ def main(argv=None) -> int:
             f.write("\n")
         print(f"wrote {rate_path}")
         return 0
-    free = train(args, train_recs, bit_w)
-    a, s = expand_numpy(free)
-    np.savez(os.path.join(args.out, "snis896_analysis_float.npz"), **a)
-    np.savez(os.path.join(args.out, "snis896_synthesis.npz"), **s)
+    free = train(args, train_recs, bit_w, fit_counts)
+    a, s = write_pair(args.out, free)
     report["free_parameters"] = {k: np.asarray(v, np.float64).round(6).tolist() for k, v in free.items()}
     with open(rate_path, "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
