@@ -93,6 +93,7 @@ LUMA_CROP = 136  # 16 luma blocks of 8 (incl. 4+4 px overlap), 7x7 coarse latent
 CHROMA_CROP = LUMA_CROP // 2
 KAPPA = 0.12  # rate weight (times s^2): the high-rate slope of D(R) is 2 ln 2 * s^2 / 12 = 0.116 s^2
 GRAD_WEIGHT = 0.5
+INTRA_SHARE = 0.0  # fraction of the crops from keyframes (0: by area, about 3 %)
 EVAL_STEPS = (4, 8, 16, 32, 64)
 # frames of the export's calibration and of the float evaluation table (models/README.md)
 CALIB_CLIPS = ("tree.avi", "cockatoo.mp4", "bikes.mp4", "vtest.avi")
@@ -175,15 +176,24 @@ def collect(media: str, clips, model: str | None, qps=COLLECT_QPS, keep_residual
     clips: (name, first frame, count).  The residual is the padded int8 buffer the analysis
     reads (its interior Hp x Wp); the latents are the analysis' int8 outputs, dequantised.
     """
+    from fractions import Fraction
+
     from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.files import probe
     from snisd.frame import Frame
 
     out = []
     for name, first, count in clips:
-        frames = read_clip(os.path.join(media, name), first, count)
+        path = os.path.join(media, name)
+        frames = read_clip(path, first, count)
         h, w = frames[0][0].shape
+        # the clip's frame rate, as `snisd encode` sets it: it places the key pictures (1 a second)
+        fps = Fraction(probe(path)[2]).limit_denominator(1001)
         for qp in qps:
-            enc = Encoder(EncoderConfig(width=w, height=h, tiers=TIERS, qp=qp, tier_ratio=TIER_RATIO, model=model))
+            cfg = EncoderConfig(
+                w, h, fps.numerator, fps.denominator, tiers=TIERS, qp=qp, tier_ratio=TIER_RATIO, model=model
+            )
+            enc = Encoder(cfg)
             for y, u, v in frames:
                 ef = enc.encode(Frame(y, u, v))
                 ftype = int(enc.times.stages[-1]["frame_type"])
@@ -623,10 +633,16 @@ def bit_errors(w, costs, records, tf) -> dict[str, float]:
 class CropSampler:
     """Deterministic random crops of the coded residuals, with their frame type and qp."""
 
-    def __init__(self, records, seed: int):
+    def __init__(self, records, seed: int, intra_share: float = 0.0):
+        """intra_share > 0: that fraction of the crops comes from keyframes (intra residuals),
+        else every frame is sampled in proportion to its area."""
         self.rng = np.random.default_rng(seed)
         self.recs = [r for r in records if r["y"].shape[0] >= LUMA_CROP and r["y"].shape[1] >= LUMA_CROP]
         area = np.array([r["y"].size for r in self.recs], np.float64)
+        key = np.array([r["type"] == 0 for r in self.recs])
+        if intra_share > 0 and key.any() and not key.all():
+            area[key] *= intra_share / area[key].sum()
+            area[~key] *= (1.0 - intra_share) / area[~key].sum()
         self.p = area / area.sum()
 
     def sample(self, batch: int):
@@ -666,7 +682,7 @@ def train(args, records, bit_w, fit_counts):
     tf = _tf()
     tf.keras.utils.set_random_seed(SEED)
     tf.config.experimental.enable_op_determinism()
-    sampler = CropSampler(records, SEED)
+    sampler = CropSampler(records, SEED, args.intra_share)
     free0 = free_init()
     free = {k: tf.Variable(v.astype(np.float32), name=k) for k, v in free0.items()}
     variables = list(free.values())
@@ -892,6 +908,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lr-drop", type=float, default=0.3, help="learning-rate factor for the last 30 %% of the steps")
+    ap.add_argument("--intra-share", type=float, default=INTRA_SHARE, help="fraction of crops from keyframes")
     ap.add_argument("--snapshot-every", type=int, default=0, help="also write the pair to OUT/stepN every N steps")
     ap.add_argument("--kappa", type=float, default=KAPPA, help="rate weight (multiplied by s^2)")
     ap.add_argument("--grad", type=float, default=GRAD_WEIGHT, help="weight of the gradient (perceptual) term")
