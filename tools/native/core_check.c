@@ -645,6 +645,8 @@ static void check_synthesis(void)
                 int clear = 1; /* the canvas is left clear for the next call */
                 for (size_t i = 0; i < (size_t)(pp->h + n) * (size_t)sp.cstride; i++)
                     clear &= sp.canvas[i] == 0;
+                for (size_t i = 0; i < (size_t)(2 * n) * (size_t)sp.cstride; i++)
+                    clear &= sp.ring[i] == 0;
                 CHECK(clear, "synthesis trial %d plane %d mode %d left the canvas dirty", trial, c, mode);
                 for (int i = 0; mode == 0 && i < hb * wb; i++) /* DC beyond 16 bits: the 32-bit path */
                     wide += sp.nz[i] && (sp.dc[i] < -32768 || sp.dc[i] > 32767);

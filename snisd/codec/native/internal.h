@@ -177,6 +177,7 @@ typedef struct {
     uint8_t *nz;        /* hb * wb: block has any non-zero coefficient after the DC stage */
     uint8_t *touched;   /* per block tile of the plane: some coded block's window reaches it */
     int *runs;          /* wb + 1 pairs: the runs of touched tiles of one tile row (synth_rolling) */
+    int32_t *ring;      /* 2n canvas rows, canvas row y at ring row y mod 2n (synth_rolling), zero between uses */
     int blocks;         /* blocks synthesised by the last call */
     int band_i, band_y; /* synthesize_band(): the next block row to synthesise, row to finish */
 } synth_plane;

@@ -105,9 +105,10 @@ static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int
     return _mm_movemask_epi8(ok) == 0xFFFF;
 }
 /* Row stage: cv[y][x] += sum_u row[u][x] tv[u][y] over the pairs of u in pairs[0 .. np) (tv:
- * N rows of T, a row of a pair that is not live holds zeros), x, y < T, wrapping. */
-static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
-                               const int *pairs, int np, int N)
+ * N rows of T, a row of a pair that is not live holds zeros), x, y < T, wrapping; rows y >= N
+ * of the window are at cvb + (y - N) cs (cvb = cv + N cs in a whole canvas, else a ring's). */
+static inline void synth_row16(int32_t *cv, int32_t *cvb, ptrdiff_t cs, const int16_t *row2,
+                               const int16_t (*tv)[16], const int *pairs, int np, int N)
 {
     const int T = 2 * N;
     uint32_t tp[4][16];
@@ -128,7 +129,7 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
             for (int q = 0; q < T / 4; q++)
                 acc[q] = _mm_add_epi32(acc[q], _mm_madd_epi16(_mm_loadu_si128((const __m128i *)(w + 8 * q)), b));
         }
-        int32_t *r = cv + y * cs;
+        int32_t *r = y < N ? cv + y * cs : cvb + (y - N) * cs;
         for (int q = 0; q < T / 4; q++)
             _mm_storeu_si128((__m128i *)(r + 4 * q), _mm_add_epi32(_mm_loadu_si128((const __m128i *)(r + 4 * q)), acc[q]));
     }
@@ -228,8 +229,8 @@ static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int
     }
     return vminvq_u32(ok) == 0xFFFFFFFFu;
 }
-static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
-                               const int *pairs, int np, int N)
+static inline void synth_row16(int32_t *cv, int32_t *cvb, ptrdiff_t cs, const int16_t *row2,
+                               const int16_t (*tv)[16], const int *pairs, int np, int N)
 {
     const int T = 2 * N;
     for (int y = 0; y < T; y++) {
@@ -246,7 +247,7 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
                 acc[2 * h + 1] = vmlal_high_lane_s16(acc[2 * h + 1], k.val[1], t, 1);
             }
         }
-        int32_t *r = cv + y * cs;
+        int32_t *r = y < N ? cv + y * cs : cvb + (y - N) * cs;
         for (int q = 0; q < T / 4; q++)
             vst1q_s32(r + 4 * q, vaddq_s32(vld1q_s32(r + 4 * q), acc[q]));
     }
@@ -316,8 +317,8 @@ static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int
     }
     return ok;
 }
-static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, const int16_t (*tv)[16],
-                               const int *pairs, int np, int N)
+static inline void synth_row16(int32_t *cv, int32_t *cvb, ptrdiff_t cs, const int16_t *row2,
+                               const int16_t (*tv)[16], const int *pairs, int np, int N)
 {
     const int T = 2 * N;
     for (int y = 0; y < T; y++) {
@@ -328,7 +329,7 @@ static inline void synth_row16(int32_t *cv, ptrdiff_t cs, const int16_t *row2, c
             for (int x = 0; x < T; x++)
                 acc[x] += (uint32_t)(w[2 * x] * a + w[2 * x + 1] * b);
         }
-        int32_t *r = cv + y * cs;
+        int32_t *r = y < N ? cv + y * cs : cvb + (y - N) * cs;
         for (int x = 0; x < T; x++)
             r[x] = (int32_t)((uint32_t)r[x] + acc[x]);
     }

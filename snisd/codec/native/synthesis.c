@@ -66,7 +66,8 @@ int synth_plane_alloc(synth_plane *s, int w, int h, int n)
     s->nz = (uint8_t *)calloc((size_t)s->hb * s->wb, 1);
     s->touched = (uint8_t *)calloc((size_t)s->hb * s->wb, 1);
     s->runs = (int *)calloc((size_t)s->wb + 1, 2 * sizeof(int));
-    if (!s->canvas || !s->dc || !s->nz || !s->touched || !s->runs) {
+    s->ring = (int32_t *)calloc((size_t)(2 * n) * (size_t)s->cstride, sizeof(int32_t));
+    if (!s->canvas || !s->dc || !s->nz || !s->touched || !s->runs || !s->ring) {
         synth_plane_free(s);
         return SNIS_E_NOMEM;
     }
@@ -80,6 +81,7 @@ void synth_plane_free(synth_plane *s)
     free(s->nz);
     free(s->touched);
     free(s->runs);
+    free(s->ring);
     memset(s, 0, sizeof(*s));
 }
 
@@ -106,7 +108,7 @@ typedef struct {
  * local 2N x 2N window, added to the canvas once. The reference for synth_block(), and its path
  * for values beyond 16 bits (hostile streams). */
 static void synth_block_wide(const plane_weights *pw, const int16_t *a, int has_ac, int32_t dc, int32_t *cv,
-                             ptrdiff_t cs, const int N)
+                             int32_t *cvb, ptrdiff_t cs, const int N)
 {
     const int T = 2 * N;
     uint32_t blk[16][16];
@@ -144,7 +146,7 @@ static void synth_block_wide(const plane_weights *pw, const int16_t *a, int has_
     if (!used)
         return;
     for (int yy = 0; yy < T; yy++) {
-        int32_t *row = cv + yy * cs;
+        int32_t *row = yy < N ? cv + yy * cs : cvb + (yy - N) * cs;
         for (int xx = 0; xx < T; xx++)
             row[xx] = (int32_t)((uint32_t)row[xx] + blk[yy][xx]);
     }
@@ -157,10 +159,11 @@ static void synth_block_wide(const plane_weights *pw, const int16_t *a, int has_
  * in pairs (a pair with one live u multiplies zeros for the other). N is a compile-time constant
  * in each instance. */
 static inline __attribute__((always_inline)) void synth_block(const plane_weights *pw, const int16_t *a, int has_ac,
-                                                              int32_t dc, int32_t *cv, ptrdiff_t cs, const int N)
+                                                              int32_t dc, int32_t *cv, int32_t *cvb, ptrdiff_t cs,
+                                                              const int N)
 {
     if (dc < -32768 || dc > 32767) {
-        synth_block_wide(pw, a, has_ac, dc, cv, cs, N);
+        synth_block_wide(pw, a, has_ac, dc, cv, cvb, cs, N);
         return;
     }
     int16_t cfb[64]; /* coefficient (u, v) at cfb[8u + v] */
@@ -189,7 +192,7 @@ static inline __attribute__((always_inline)) void synth_block(const plane_weight
                 continue;
             }
             if (!synth_col16(pw->col2[u], cf[u], N, tv[u])) {
-                synth_block_wide(pw, a, has_ac, dc, cv, cs, N);
+                synth_block_wide(pw, a, has_ac, dc, cv, cvb, cs, N);
                 return;
             }
             live = 1;
@@ -198,11 +201,12 @@ static inline __attribute__((always_inline)) void synth_block(const plane_weight
             pairs[np++] = p;
     }
     if (np)
-        synth_row16(cv, cs, pw->row2, (const int16_t(*)[16])tv, pairs, np, N);
+        synth_row16(cv, cvb, cs, pw->row2, (const int16_t(*)[16])tv, pairs, np, N);
 }
 
-/* The coded blocks of block row i into the canvas. */
-static inline __attribute__((always_inline)) void synth_blocks(synth_job *job, int i)
+/* The coded blocks of block row i into the canvas: the top half of their windows in the rows
+ * from top, the bottom half from bot (stride cstride). */
+static inline __attribute__((always_inline)) void synth_blocks(synth_job *job, int i, int32_t *top, int32_t *bot)
 {
     synth_plane *s = job->s;
     const plane_weights *pw = job->pw;
@@ -212,20 +216,21 @@ static inline __attribute__((always_inline)) void synth_blocks(synth_job *job, i
         if (!s->nz[b])
             continue;
         const int16_t *a = job->ac + (size_t)b * job->stride_ac;
-        int32_t *cv0 = s->canvas + (ptrdiff_t)(i * n) * s->cstride + j * n;
         if (n == 8)
-            synth_block(pw, a, job->f_ac[b], s->dc[b], cv0, s->cstride, 8);
+            synth_block(pw, a, job->f_ac[b], s->dc[b], top + j * n, bot + j * n, s->cstride, 8);
         else
-            synth_block(pw, a, job->f_ac[b], s->dc[b], cv0, s->cstride, 4);
+            synth_block(pw, a, job->f_ac[b], s->dc[b], top + j * n, bot + j * n, s->cstride, 4);
     }
 }
 
 SNIS_HOT static void synth_block_row(void *arg, int index)
 {
     synth_job *job = (synth_job *)arg;
-    int i = 2 * index + job->parity;
-    if (i < job->s->hb)
-        synth_blocks(job, i);
+    synth_plane *s = job->s;
+    int i = 2 * index + job->parity, n = job->pw->n;
+    int32_t *top = s->canvas + (ptrdiff_t)(i * n) * s->cstride;
+    if (i < s->hb)
+        synth_blocks(job, i, top, top + n * s->cstride);
 }
 
 /* len samples of a canvas row (rounded) added to dst, clipped; the canvas samples cleared. */
@@ -244,30 +249,33 @@ static inline void readback_span(int32_t *cv, uint8_t *d, int len)
 }
 
 /* One thread: the block rows in order, and each picture row added to dst as soon as no later
- * block row reaches it, so the canvas rows in use stay in cache instead of a whole canvas being
- * written and then read back (on 1080p luma 8 MB). The same wrapping sums as the parallel
- * order, margins folded as there (a top or bottom margin row over the full width, then the left
- * and right margins of the row); only touched tiles are read back. */
+ * block row reaches it. Block row i's windows cover canvas rows [n i, n i + 2n), and every row
+ * above them is final and cleared by then, so the canvas is a ring of 2n rows that stays in
+ * cache (instead of a whole canvas written and then read back: on 1080p luma 8 MB). The same
+ * wrapping sums as the parallel order, margins folded as there (a top or bottom margin row over
+ * the full width, then the left and right margins of the row); only touched tiles are read
+ * back. */
 SNIS_HOT static void synth_rolling(synth_job *job)
 {
     synth_plane *s = job->s;
     int n = job->pw->n, half = n / 2, h = s->h, w = s->w, hb = s->hb, wb = s->wb, nr = 0;
     ptrdiff_t cs = s->cstride;
     int *runs = s->runs;
+#define RING(cy) (s->ring + (ptrdiff_t)((cy) % (2 * n)) * cs) /* canvas row cy */
     for (int i = 0, y0 = 0; i < hb; i++) {
-        synth_blocks(job, i);
+        synth_blocks(job, i, RING(i * n), RING(i * n + n));
         int last = i == hb - 1, y1 = last ? h : (i + 1) * n - half;
         for (int y = y0; y < y1; y++) {
-            int32_t *row = s->canvas + (ptrdiff_t)(y + half) * cs;
+            int32_t *row = RING(y + half);
             if (y < half) {
-                int32_t *out = s->canvas + (ptrdiff_t)(half - 1 - y) * cs;
+                int32_t *out = RING(half - 1 - y);
                 for (int x = 0; x < w + n; x++) {
                     row[x] = wadd(row[x], out[x]);
                     out[x] = 0;
                 }
             }
             if (last && y >= h - half) {
-                int32_t *out = s->canvas + (ptrdiff_t)(half + h + (h - 1 - y)) * cs;
+                int32_t *out = RING(half + h + (h - 1 - y));
                 for (int x = 0; x < w + n; x++) {
                     row[x] = wadd(row[x], out[x]);
                     out[x] = 0;
@@ -305,6 +313,7 @@ SNIS_HOT static void synth_rolling(synth_job *job)
         }
         y0 = y1;
     }
+#undef RING
 }
 
 SNIS_HOT static void synth_readback_row(void *arg, int i)
@@ -466,9 +475,9 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
             int32_t *cv0 = s->canvas + (ptrdiff_t)(i * n) * cs + j * n;
             const int16_t *a = ac + (size_t)b * stride_ac;
             if (n == 8)
-                synth_block(pw, a, f_ac[b], dc, cv0, cs, 8);
+                synth_block(pw, a, f_ac[b], dc, cv0, cv0 + n * cs, cs, 8);
             else
-                synth_block(pw, a, f_ac[b], dc, cv0, cs, 4);
+                synth_block(pw, a, f_ac[b], dc, cv0, cv0 + n * cs, cs, 4);
         }
     s->band_i = i1;
     int y1 = last ? h : 4 * n * (band + 1) - 3 * half;
