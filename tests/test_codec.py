@@ -346,3 +346,18 @@ def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides)
     dec = Decoder(enc.sequence_header, synthesis=synthesis)
     for i, ef in enumerate(out):
         assert same(dec.decode(ef), recons[i]), i
+
+
+def test_contexts_start_from_the_trained_initial_probabilities(natural_frames, analysis, synthesis):
+    """Every tier starts from its table of native/context_init.h (not one half everywhere), in the
+    documented form v * 128 + 64, the tables differ between tiers, and coding moves them."""
+    enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30)
+    start = [np.frombuffer(enc._core.contexts(k), dtype=np.uint16).copy() for k in range(3)]
+    for s in start:
+        assert np.all((s.astype(np.int64) - 64) % 128 == 0)
+        assert np.count_nonzero(s != 128 * 128 + 64) > 300
+    assert not np.array_equal(start[0], start[1])
+    enc.encode(natural_frames[0])
+    assert not np.array_equal(np.frombuffer(enc._core.contexts(0), dtype=np.uint16), start[0])
+    with pytest.raises(ValueError, match="tier 3"):
+        enc._core.contexts(3)

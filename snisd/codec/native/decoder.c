@@ -47,7 +47,7 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
     memcpy(d->saved, l->ctx, sizeof(d->saved));
     if (frame_type != SNIS_FRAME_P)
         for (int k = 0; k < l->p.tiers; k++)
-            contexts_reset(&l->ctx[k]);
+            contexts_reset(&l->ctx[k], k);
     l->stats.error_tier = -1;
     for (int k = 0; k < ntiers; k++) {
         rangecoder rc;

@@ -259,7 +259,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         tier_contexts fresh;
         const tier_contexts *tc = &l->ctx[0];
         if (frame_type != SNIS_FRAME_P) {
-            contexts_reset(&fresh);
+            contexts_reset(&fresh, 0);
             tc = &fresh;
         }
         motion_rates(tc, e->t.qpel, &rates);
@@ -907,7 +907,7 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)
         for (int k = 0; k < l->p.tiers; k++)
-            contexts_reset(&l->ctx[k]);
+            contexts_reset(&l->ctx[k], k);
     entropy_job ej;
     memset(&ej, 0, sizeof(ej));
     ej.e = e;
@@ -951,6 +951,17 @@ int snis_encoder_reconstruction(snis_encoder *e, int tiers, snis_image_out *out)
     loop_picture_of_tiers(&e->l, &e->l.prev_motion, tiers, &e->l.recon); /* prev_motion: the last frame's */
     loop_output(&e->l.recon, &e->l.p, out);
     return SNIS_OK;
+}
+
+int snis_encoder_contexts(const snis_encoder *e, int tier, uint16_t *out, size_t n)
+{
+    if (tier < 0 || tier >= e->l.p.tiers)
+        return -1;
+    uint16_t all[N_CONTEXTS];
+    contexts_export(&e->l.ctx[tier], all);
+    if (n)
+        memcpy(out, all, (n < N_CONTEXTS ? n : N_CONTEXTS) * sizeof(uint16_t));
+    return N_CONTEXTS;
 }
 
 void snis_encoder_stats(const snis_encoder *e, snis_stats *s)

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+#include "context_init.h"
 #include "intra.h"
 #include "rangecoder.h"
 
@@ -39,6 +40,7 @@ enum {
     CTX_SPLIT8 = CTX_MVQPEL + 2,           /* 3: a 16x16 partition's 8x8 split, by left / top ones */
 };
 _Static_assert(CTX_SPLIT8 + 3 <= N_CONTEXTS, "context table too small");
+_Static_assert(sizeof(CONTEXT_INIT[0]) == N_CONTEXTS, "context_init.h is for another context layout: regenerate it");
 
 #define MAG_LIMIT 32767
 #define NO_NB 64 /* template index of a neighbour outside the block (always zero) */
@@ -95,10 +97,18 @@ static void init_tables(void)
     pthread_once(&once, make_tables);
 }
 
-void contexts_reset(tier_contexts *c)
+void contexts_reset(tier_contexts *c, int tier)
+{
+    /* the initial probability of a 0, in 1/256 (context_init.h); both estimates start there */
+    const uint8_t *init = CONTEXT_INIT[tier < CONTEXT_INIT_TIERS ? tier : CONTEXT_INIT_TIERS - 1];
+    for (int i = 0; i < N_CONTEXTS; i++)
+        c->p[i][0] = c->p[i][1] = (uint16_t)(((uint32_t)init[i] << (PROB_BITS - 8)) + (1u << (PROB_BITS - 9)));
+}
+
+void contexts_export(const tier_contexts *c, uint16_t *out)
 {
     for (int i = 0; i < N_CONTEXTS; i++)
-        c->p[i][0] = c->p[i][1] = PROB_ONE / 2;
+        out[i] = (uint16_t)(((uint32_t)c->p[i][0] + c->p[i][1]) >> 1);
 }
 
 /* -log2(p / PROB_ONE) in 1/16 bit, integer only (encoder decisions must be the same on every

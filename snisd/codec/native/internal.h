@@ -201,7 +201,11 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
 typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;
-void contexts_reset(tier_contexts *c);
+/* Every context of tier `tier` at its initial probability (context_init.h), as at a keyframe or key picture. */
+void contexts_reset(tier_contexts *c, int tier);
+/* Each context's probability of a 0 (mean of its two estimates, PROB_BITS bits), for the tool
+ * that derives the initial probabilities (tools/make_context_init.py). */
+void contexts_export(const tier_contexts *c, uint16_t *out);
 /* qpel: the rates of quarter-pel vector differences (else half-pel ones, odd |d| unpriced) */
 void motion_rates(const tier_contexts *c, int qpel, mv_rates *r);
 

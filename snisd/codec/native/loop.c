@@ -51,7 +51,7 @@ int loop_init(loop_t *l, const snis_params *p, const snis_weights *w)
     picture_fill(&l->keyref, 128);
     picture_fill(&l->pred, 128);
     for (int k = 0; k < SNIS_MAX_TIERS; k++)
-        contexts_reset(&l->ctx[k]);
+        contexts_reset(&l->ctx[k], k);
     l->stats.total_mbs = l->mbw * l->mbh;
     return SNIS_OK;
 }

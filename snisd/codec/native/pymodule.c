@@ -459,6 +459,22 @@ static PyObject *Encoder_reconstruction(EncoderObject *self, PyObject *args)
     return none_or_error(st);
 }
 
+static PyObject *Encoder_contexts(EncoderObject *self, PyObject *args)
+{
+    int tier;
+    if (!PyArg_ParseTuple(args, "i", &tier))
+        return NULL;
+    if (!self->enc)
+        return PyErr_Format(PyExc_RuntimeError, "encoder not initialised");
+    int n = snis_encoder_contexts(self->enc, tier, NULL, 0);
+    if (n < 0)
+        return PyErr_Format(PyExc_ValueError, "tier %d: the stream has %d tiers", tier, self->p.tiers);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n * 2);
+    if (out)
+        snis_encoder_contexts(self->enc, tier, (uint16_t *)PyBytes_AS_STRING(out), (size_t)n);
+    return out;
+}
+
 static PyObject *Encoder_stats(EncoderObject *self, PyObject *Py_UNUSED(ignored))
 {
     snis_stats s;
@@ -480,6 +496,8 @@ static PyMethodDef Encoder_methods[] = {
     {"reconstruction", (PyCFunction)Encoder_reconstruction, METH_VARARGS,
      "reconstruction(tiers, y, u, v): the last frame's picture with that many tiers"},
     {"stats", (PyCFunction)Encoder_stats, METH_NOARGS, "stage times (us) and counters of the last frame"},
+    {"contexts", (PyCFunction)Encoder_contexts, METH_VARARGS,
+     "contexts(tier): the tier's context probabilities of a 0 (uint16, native order, 1/32768)"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject EncoderType = {

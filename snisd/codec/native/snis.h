@@ -171,6 +171,10 @@ const uint8_t *snis_encoder_payload(const snis_encoder *e, int tier, size_t *len
  * (`tiers` = all: exactly what every full decoder shows). Cropped to width x height. */
 int snis_encoder_reconstruction(snis_encoder *e, int tiers, snis_image_out *out);
 void snis_encoder_stats(const snis_encoder *e, snis_stats *s);
+/* Tier `tier`'s context probabilities after the last frame (probability of a 0 in 1/32768), for
+ * deriving the initial ones (tools/make_context_init.py): writes min(n, count) values, returns
+ * the count, or -1 for a tier the stream does not have. */
+int snis_encoder_contexts(const snis_encoder *e, int tier, uint16_t *out, size_t n);
 
 snis_decoder *snis_decoder_create(const snis_params *p, const snis_weights *w, int *status);
 void snis_decoder_destroy(snis_decoder *d);
