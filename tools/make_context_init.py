@@ -1,7 +1,13 @@
 #!/usr/bin/env python3
 """Derive the entropy coder's initial context probabilities (snisd/codec/native/context_init.h).
 
-    python tools/make_context_init.py --media DIR      # writes snisd/codec/native/context_init.h
+    python tools/make_context_init.py --uniform        # 1. every table at one half
+    python setup.py build_ext --inplace                # 2. a build that starts from them
+    python tools/make_context_init.py --media DIR      # 3. derive the tables from that build
+    python setup.py build_ext --inplace                # 4. the build with the derived tables
+
+The shipped header was made this way (the derivation reads the states a build reaches, which
+depend a little on where it starts, so step 1 makes the result reproducible).
 
 Contexts restart at every keyframe and key picture (docs/BITSTREAM.md), which with several tiers
 is every second. Starting every context at one half makes each restart pay for re-learning about
@@ -20,24 +26,24 @@ tree.avi is never used here and stays a held-out check (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # this checkout's snisd
-
-from snisd.capture.file import iter_frames  # noqa: E402
-from snisd.codec.encoder import Encoder, EncoderConfig  # noqa: E402
+sys.path.insert(0, str(ROOT))  # this checkout's snisd (imported where used: --uniform needs no build)
 
 TIERS = 3  # the header holds one table per tier index; tiers beyond the last use the last table
+N_CONTEXTS = 1871  # entropy.c's context count (the build refuses a header of another size)
 PROB_ONE = 1 << 15
 
 
 def collect(clip: Path, start: int, frames: int, qp: int) -> list[np.ndarray]:
     """End-of-interval context states of one encode: a (TIERS, n) array per interval."""
+    from snisd.capture.file import iter_frames
+    from snisd.codec.encoder import Encoder, EncoderConfig
+
     enc: Encoder | None = None
     states: list[np.ndarray] = []
     last: np.ndarray | None = None
@@ -97,13 +103,19 @@ def write_header(out: Path, init: np.ndarray, provenance: str) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--media", required=True, type=Path, help="directory with the clips")
+    ap.add_argument("--media", type=Path, help="directory with the clips")
+    ap.add_argument("--uniform", action="store_true", help="only write tables of one half everywhere")
     ap.add_argument("--clips", default="vtest.avi,cockatoo.mp4,bikes.mp4")
     ap.add_argument("--start", type=int, default=150, help="first frame used (the RD benchmark uses those before)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip")
     ap.add_argument("--qps", default="26,32,38,44")
     ap.add_argument("--out", type=Path, default=ROOT / "snisd/codec/native/context_init.h")
     args = ap.parse_args()
+    if args.uniform:
+        write_header(args.out, np.full((TIERS, N_CONTEXTS), 128, np.uint8), "Uniform: every context at one half.")
+        return 0
+    if args.media is None:
+        ap.error("--media is required (or --uniform)")
     qps = [int(q) for q in args.qps.split(",")]
     samples: list[np.ndarray] = []
     for name in args.clips.split(","):
@@ -112,6 +124,8 @@ def main() -> int:
             samples += got
             print(f"{name} qp {qp}: {len(got)} intervals", file=sys.stderr)
     # a context still at the value this build starts it at was not used: a fresh encoder's state
+    from snisd.codec.encoder import Encoder, EncoderConfig
+
     fresh = Encoder(EncoderConfig(64, 64, tiers=TIERS, qp=30))
     untouched = np.stack([np.frombuffer(fresh._core.contexts(k), dtype=np.uint16) for k in range(TIERS)])
     init = table(samples, untouched)
@@ -122,7 +136,8 @@ def main() -> int:
     write_header(args.out, init, provenance)
     moved = int((init != 128).sum())
     print(
-        f"wrote {args.out}: {init.shape[0]} tiers x {init.shape[1]} contexts, {moved} not at one half", file=sys.stderr
+        f"wrote {args.out}: {init.shape[0]} tiers x {init.shape[1]} contexts, {moved} values not at one half",
+        file=sys.stderr,
     )
     return 0
 
