@@ -80,25 +80,27 @@ def test_intra_prediction_changes_keyframes_and_can_be_turned_off(natural_frames
     assert abs(quality[0] - quality[1]) < 1.5  # a different prediction, not a broken picture
 
 
-def mode_payload(bits: list[tuple[int, int]]) -> bytes:
+def mode_payload(bits: list[tuple[int, int]], init: bytes) -> bytes:
     """A keyframe's tier-0 payload: the adaptive-quantisation flag (a bypass 0: off), then these
-    (context, bit) decisions."""
+    (context, bit) decisions, the contexts starting where a decoder's tier 0 starts (init: the
+    first 64 of them)."""
     kinds = bytes([1] + [0] * len(bits))
     ctxs = bytes([0] + [c for c, _ in bits])
     vals = np.array([0] + [b for _, b in bits], "<i4").tobytes()
-    return _native.rc_code(False, kinds, ctxs, vals, b"")
+    return _native.rc_code(False, kinds, ctxs, vals, b"", init)
 
 
-def test_a_corrupt_intra_mode_is_a_typed_error(coded, synthesis):
+def test_a_corrupt_intra_mode_is_a_typed_error(coded, natural_frames, analysis, synthesis):
     enc, frames, _, _ = coded
     header = FrameHeader(FRAME_I, True, 0, 30, 1).to_bytes()
+    init = encoder(natural_frames, analysis, synthesis, tiers=1, qp=30)._core.contexts(0)[:128]  # a fresh tier 0
     # macroblock 0: not the most probable mode (DC), then the tree bits 1, 1, 1: mode 7
-    bad = mode_payload([(CTX_IMODE, 0), (CTX_IMODE + 2, 1), (CTX_IMODE + 4, 1), (CTX_IMODE + 8, 1)])
+    bad = mode_payload([(CTX_IMODE, 0), (CTX_IMODE + 2, 1), (CTX_IMODE + 4, 1), (CTX_IMODE + 8, 1)], init)
     dec = Decoder(enc.sequence_header, synthesis=synthesis)
     with pytest.raises(BitstreamError, match="corrupt"):
         dec.decode(EncodedFrame(0, 0, True, True, (header + bad,)))
     # mode 6 is valid: that payload fails later, when it runs out of bytes, not at the mode
-    ok = mode_payload([(CTX_IMODE, 0), (CTX_IMODE + 2, 1), (CTX_IMODE + 4, 1), (CTX_IMODE + 8, 0)])
+    ok = mode_payload([(CTX_IMODE, 0), (CTX_IMODE + 2, 1), (CTX_IMODE + 4, 1), (CTX_IMODE + 8, 0)], init)
     with pytest.raises(BitstreamError, match="truncated"):
         dec.decode(EncodedFrame(0, 0, True, True, (header + ok,)))
     # the decoder is usable after the errors

@@ -639,9 +639,9 @@ static PyObject *py_step16(PyObject *self, PyObject *args)
  * 1 bypass bit, 2 Exp-Golomb value), context ctx[i] (0..63) and value[i] (int32). */
 static PyObject *py_rc_code(PyObject *self, PyObject *args)
 {
-    Py_buffer kinds, ctxs, vals, data;
+    Py_buffer kinds, ctxs, vals, data, init = {0};
     int decoding;
-    if (!PyArg_ParseTuple(args, "py*y*y*y*", &decoding, &kinds, &ctxs, &vals, &data))
+    if (!PyArg_ParseTuple(args, "py*y*y*y*|y*", &decoding, &kinds, &ctxs, &vals, &data, &init))
         return NULL;
     Py_ssize_t n = kinds.len;
     PyObject *result = NULL;
@@ -649,9 +649,17 @@ static PyObject *py_rc_code(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "kinds, ctxs and values must describe the same symbols");
         goto done;
     }
+    if (init.buf && init.len != 64 * (Py_ssize_t)sizeof(uint16_t)) {
+        PyErr_SetString(PyExc_ValueError, "init must hold 64 uint16 probabilities");
+        goto done;
+    }
     uint16_t probs[64 + 8][2];
-    for (int i = 0; i < 72; i++)
-        probs[i][0] = probs[i][1] = PROB_ONE / 2;
+    for (int i = 0; i < 72; i++) {
+        uint16_t p0 = PROB_ONE / 2;
+        if (init.buf && i < 64)
+            memcpy(&p0, (const uint8_t *)init.buf + 2 * i, 2);
+        probs[i][0] = probs[i][1] = p0 >= 1 && p0 < PROB_ONE ? p0 : PROB_ONE / 2;
+    }
     rangecoder rc;
     if (decoding) {
         rc_decoder_init(&rc, (const uint8_t *)data.buf, (size_t)data.len);
@@ -689,12 +697,15 @@ done:
     PyBuffer_Release(&ctxs);
     PyBuffer_Release(&vals);
     PyBuffer_Release(&data);
+    if (init.buf)
+        PyBuffer_Release(&init);
     return result;
 }
 
 static PyMethodDef module_methods[] = {
     {"rc_code", py_rc_code, METH_VARARGS,
-     "rc_code(decoding, kinds, ctxs, values, data): the range coder alone (tests): payload or int32 values"},
+     "rc_code(decoding, kinds, ctxs, values, data[, init]): the range coder alone (tests): payload or int32 "
+     "values; init: the 64 contexts' starting probabilities (uint16, 1/32768; default one half)"},
     {"step16", py_step16, METH_VARARGS, "step16(qp, tier, tiers, tier_step_log2): quantiser step in 1/16 pixel"},
     {NULL, NULL, 0, NULL}};
 
