@@ -248,6 +248,30 @@ static inline void readback_span(int32_t *cv, uint8_t *d, int len)
     }
 }
 
+/* Fold the margins of canvas row `row` (w + n values, half = n/2 of margin each side) into the
+ * picture: the top or bottom margin row mirrored onto it (top / bottom: that canvas row, or NULL),
+ * then its own left and right margins; every folded value is cleared. */
+static inline void fold_margins(int32_t *row, int32_t *top, int32_t *bottom, int w, int n)
+{
+    int half = n / 2;
+    int32_t *outs[2] = {top, bottom};
+    for (int k = 0; k < 2; k++) {
+        int32_t *out = outs[k];
+        if (!out)
+            continue;
+        for (int x = 0; x < w + n; x++) {
+            row[x] = wadd(row[x], out[x]);
+            out[x] = 0;
+        }
+    }
+    for (int m = 0; m < half; m++) {
+        row[half + m] = wadd(row[half + m], row[half - 1 - m]);
+        row[half - 1 - m] = 0;
+        row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
+        row[half + w + m] = 0;
+    }
+}
+
 /* One thread: the block rows in order, and each picture row added to dst as soon as no later
  * block row reaches it. Block row i's windows cover canvas rows [n i, n i + 2n), and every row
  * above them is final and cleared by then, so the canvas is a ring of 2n rows that stays in
@@ -267,26 +291,8 @@ SNIS_HOT static void synth_rolling(synth_job *job)
         int last = i == hb - 1, y1 = last ? h : (i + 1) * n - half;
         for (int y = y0; y < y1; y++) {
             int32_t *row = RING(y + half);
-            if (y < half) {
-                int32_t *out = RING(half - 1 - y);
-                for (int x = 0; x < w + n; x++) {
-                    row[x] = wadd(row[x], out[x]);
-                    out[x] = 0;
-                }
-            }
-            if (last && y >= h - half) {
-                int32_t *out = RING(half + h + (h - 1 - y));
-                for (int x = 0; x < w + n; x++) {
-                    row[x] = wadd(row[x], out[x]);
-                    out[x] = 0;
-                }
-            }
-            for (int m = 0; m < half; m++) {
-                row[half + m] = wadd(row[half + m], row[half - 1 - m]);
-                row[half - 1 - m] = 0;
-                row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
-                row[half + w + m] = 0;
-            }
+            fold_margins(row, y < half ? RING(half - 1 - y) : NULL,
+                         last && y >= h - half ? RING(half + h + (h - 1 - y)) : NULL, w, n);
             int t = y / n;
             uint8_t *touched = s->touched + (size_t)t * wb;
             if (y == y0 || y % n == 0) { /* the runs of this tile row */
@@ -485,26 +491,8 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
     const int32_t rnd = 1 << (shift - 1);
     for (int y = s->band_y; y < y1; y++) {
         int32_t *row = s->canvas + (ptrdiff_t)(y + half) * cs;
-        if (y < half) { /* the top margin folds back */
-            int32_t *out = s->canvas + (ptrdiff_t)(half - 1 - y) * cs;
-            for (int x = 0; x < w + n; x++) {
-                row[x] = wadd(row[x], out[x]);
-                out[x] = 0;
-            }
-        }
-        if (last && y >= h - half) { /* the bottom margin */
-            int32_t *out = s->canvas + (ptrdiff_t)(half + h + (h - 1 - y)) * cs;
-            for (int x = 0; x < w + n; x++) {
-                row[x] = wadd(row[x], out[x]);
-                out[x] = 0;
-            }
-        }
-        for (int m = 0; m < half; m++) {
-            row[half + m] = wadd(row[half + m], row[half - 1 - m]);
-            row[half - 1 - m] = 0;
-            row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
-            row[half + w + m] = 0;
-        }
+        fold_margins(row, y < half ? s->canvas + (ptrdiff_t)(half - 1 - y) * cs : NULL,
+                     last && y >= h - half ? s->canvas + (ptrdiff_t)(half + h + (h - 1 - y)) * cs : NULL, w, n);
         const uint8_t *pp = pred->data + y * pred->stride;
         uint8_t *d = dst->data + y * dst->stride;
         int32_t *cv = row + half;
