@@ -496,6 +496,27 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+# options whose values are paths of the machine that ran the benchmark
+_PATH_OPTIONS = {"--media": "DIR", "--out": None, "--workdir": None}
+
+
+def portable_args(argv: list[str]) -> list[str]:
+    """The arguments as the results record them: the clip directory as DIR, no output or work
+    paths (they name the machine the run was made on, not the measurement)."""
+    out: list[str] = []
+    it = iter(argv)
+    for a in it:
+        name, eq, value = a.partition("=")
+        if name in _PATH_OPTIONS:
+            if not eq:
+                next(it, None)
+            if _PATH_OPTIONS[name] is not None:
+                out += [name, _PATH_OPTIONS[name]]
+            continue
+        out.append(a)
+    return out
+
+
 def main(argv=None) -> int:
     global ANCHOR
     args = parse_args(argv)
@@ -659,7 +680,7 @@ def main(argv=None) -> int:
 
     codec_order = [c for c in codec_order if any(c in pts for pts in col.points.values())]
     summary = summarize(col, codec_order, snis_pairs)
-    cmdline = "python tools/rd_benchmark.py " + shlex.join(argv if argv is not None else sys.argv[1:])
+    cmdline = "python tools/rd_benchmark.py " + shlex.join(portable_args(argv if argv is not None else sys.argv[1:]))
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "run_kind": "all frames" if not args.frames else f"quick run, first {args.frames} frames",
