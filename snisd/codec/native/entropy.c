@@ -358,6 +358,26 @@ static inline int bit_cost(const uint16_t *p, int bit)
 
 static const block_kind *const KINDS[4] = {&KIND_Y, &KIND_C, &KIND_K, &KIND_K};
 
+/* Cost in 1/256 bit of magnitude mag (> 0) at a position as code_block codes it: the
+ * greater-than-one and -two flags and the Exp-Golomb remainder, without the sign. */
+static int magnitude_cost(uint16_t (*p)[2], int base, int cls3, int t, int ngt1, int lm, int mag)
+{
+    int bits = bit_cost(p[base + C_GT1 + cls3 * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
+    if (mag > 1) {
+        bits += bit_cost(p[base + C_GT2 + cls3 * 3 + t], mag > 2);
+        if (mag > 2) {
+            uint32_t r = (uint32_t)(mag - 3);
+            int k = 0;
+            while (k < 24 && r >= (1u << (k + 1)) - 1) {
+                bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 1);
+                k++;
+            }
+            bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 0) + 256 * k;
+        }
+    }
+    return bits;
+}
+
 int block_rate_q8(const tier_contexts *ctx, int cls, const int16_t *lev, const int16_t *lower, int pm,
                   int *uncoded_q8)
 {
@@ -387,20 +407,8 @@ int block_rate_q8(const tier_contexts *ctx, int cls, const int16_t *lev, const i
         count++;
         int cls3 = bd < 2 ? 0 : (bd < 5 ? 1 : 2);
         int t = min2((ta > 1) + (tb > 1));
-        bits += bit_cost(p[base + C_GT1 + cls3 * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
-        if (mag > 1) {
-            ngt1++;
-            bits += bit_cost(p[base + C_GT2 + cls3 * 3 + t], mag > 2);
-            if (mag > 2) {
-                uint32_t r = (uint32_t)(mag - 3);
-                int k = 0;
-                while (k < 24 && r >= (1u << (k + 1)) - 1) {
-                    bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 1);
-                    k++;
-                }
-                bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 0) + 256 * k;
-            }
-        }
+        bits += magnitude_cost(p, base, cls3, t, ngt1, lm, mag);
+        ngt1 += mag > 1;
         int ls = lower && lower[c] ? 1 + (lower[c] < 0) : 0;
         bits += bit_cost(p[base + C_SIGN + ls * 3], lev[c] < 0);
         m[c] = (uint8_t)(mag < 3 ? mag : 3);
@@ -410,23 +418,12 @@ int block_rate_q8(const tier_contexts *ctx, int cls, const int16_t *lev, const i
     return bits;
 }
 
-/* Cost in 1/256 bit of magnitude mag (> 0) and its sign at a position, as code_block codes it. */
+/* Cost in 1/256 bit of magnitude mag (> 0) and its sign at a position, as code_block codes it
+ * (the sign at the mean of its two costs). */
 static int level_cost(uint16_t (*p)[2], int base, int cls3, int t, int ngt1, int lm, int ls, int mag)
 {
-    int bits = bit_cost(p[base + C_GT1 + cls3 * 18 + t * 6 + min2(ngt1) * 2 + (lm != 0)], mag > 1);
-    if (mag > 1) {
-        bits += bit_cost(p[base + C_GT2 + cls3 * 3 + t], mag > 2);
-        if (mag > 2) {
-            uint32_t r = (uint32_t)(mag - 3);
-            int k = 0;
-            while (k < 24 && r >= (1u << (k + 1)) - 1) {
-                bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 1);
-                k++;
-            }
-            bits += bit_cost(p[base + C_EG + cls3 * 8 + (k < 7 ? k : 7)], 0) + 256 * k;
-        }
-    }
-    return bits + bit_cost(p[base + C_SIGN + ls * 3], 0) / 2 + bit_cost(p[base + C_SIGN + ls * 3], 1) / 2;
+    return magnitude_cost(p, base, cls3, t, ngt1, lm, mag) + bit_cost(p[base + C_SIGN + ls * 3], 0) / 2 +
+           bit_cost(p[base + C_SIGN + ls * 3], 1) / 2;
 }
 
 void rd_round_block(const tier_contexts *ctx, int cls, const int32_t *v, const int32_t *steps, const int32_t *mmax,
