@@ -193,18 +193,6 @@ static inline int part_mv(const motion_t *m, int qy, int qx, int comp)
     return m->intra[(qy >> 2) * m->mbw + (qx >> 2)] ? 0 : sub_mv(m, qy, qx)[comp];
 }
 
-int mv_predictor(const motion_t *m, int y, int x, int comp)
-{
-    /* median of the left, top and top-right (top-left at the right edge) cells */
-    int w = m->mbw, qy = 4 * y, qx = 4 * x;
-    int a = x > 0 ? part_mv(m, qy, qx - 1, comp) : 0;
-    if (y == 0)
-        return a;
-    int b = part_mv(m, qy - 1, qx, comp);
-    int c = x + 1 < w ? part_mv(m, qy - 1, qx + 4, comp) : (x > 0 ? part_mv(m, qy - 1, qx - 1, comp) : b);
-    return median3(a, b, c);
-}
-
 /* Coding order of cell (ry, rx) inside its macroblock: 16x16 partitions in z-order, their 8x8
  * cells in z-order. */
 static inline int cell_order(int ry, int rx) { return ((ry >> 1) * 2 + (rx >> 1)) * 4 + (ry & 1) * 2 + (rx & 1); }
@@ -229,6 +217,9 @@ int part_predictor(const motion_t *m, int qy, int qx, int size, int comp)
     int c = tr_ok ? part_mv(m, ty, tx, comp) : (qx > 0 ? part_mv(m, qy - 1, qx - 1, comp) : b);
     return median3(a, b, c);
 }
+
+/* The macroblock's predictor is that of a partition of all its cells. */
+int mv_predictor(const motion_t *m, int y, int x, int comp) { return part_predictor(m, 4 * y, 4 * x, 4, comp); }
 
 int mv_zero_ctx(const motion_t *m, int qy, int qx, int comp, int pred)
 {

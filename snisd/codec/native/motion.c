@@ -187,8 +187,7 @@ static inline uint32_t sad8(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, pt
 static inline uint32_t sad_n(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int n, int rows,
                              int step)
 {
-    return n == MB ? sad32(a, sa, b, sb, rows, step)
-                   : n == MB / 2 ? sad16(a, sa, b, sb, rows, step) : sad8(a, sa, b, sb, rows, step);
+    return n == MB ? sad32(a, sa, b, sb, rows, step) : sad16(a, sa, b, sb, rows, step); /* 8x8: sad8 */
 }
 
 static uint32_t sad_int(const plane_t *cur, const plane_t *ref, int x0, int y0, int n, int dy, int dx)
