@@ -46,7 +46,8 @@ class Tuning:
     macroblocks use intra prediction (1; keyframes are then coded in bands, one analysis per
     macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md);
     then the motion tools (docs/CODEC.md, "Motion"), each 0 = off: quarter-pel refinement, the
-    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere),
+    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere, 3,
+    the default: as 1 and only where another search candidate fits a quadrant clearly better),
     rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate) and 8x8
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
     vector leaves a large residual, 2: everywhere)."""
@@ -67,7 +68,7 @@ class Tuning:
     aq_strength: int = 0
     qpel: int = 0
     merge: int = 1
-    split: int = 0
+    split: int = 3
     rd_rates: int = 1
     intra_pred: int = 0
     split8: int = 0

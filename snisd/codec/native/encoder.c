@@ -47,7 +47,7 @@ void snis_default_tuning(snis_tuning *t)
     t->intra_pred = 0; /* off: it does not pay with the current entropy model (docs/CODEC.md) */
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
-    t->split = 0; /* costs motion time: on in slower settings */
+    t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
     t->split8 = 0;
     t->rd_rates = 1;
 }

@@ -378,6 +378,30 @@ static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int 
     return one;
 }
 
+/* Whether another vector fits part of the macroblock clearly better than its own (one of the
+ * search candidates lowers a 16x16 quadrant's SAD by an eighth and two bits' worth): what four
+ * vectors can exploit. Where one motion fits every quadrant (a pan, sensor noise) the split
+ * search rarely pays and is skipped (split = 3). */
+static int split_promising(const block_search *s, const int (*cand)[2], int n, int vy, int vx)
+{
+    for (int p = 0; p < 4; p++) {
+        int x = s->x0 + (p & 1) * (MB / 2), y = s->y0 + (p >> 1) * (MB / 2);
+        uint32_t own = sad_sub(s->cur, s->ref, x, y, MB / 2, vy, vx);
+        uint32_t margin = own / 8 + (uint32_t)s->lam * 2;
+        if (own <= margin)
+            continue;
+        for (int c = 0; c < n; c++) {
+            int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
+            int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
+            if (4 * cy == vy && 4 * cx == vx)
+                continue;
+            if (sad_int(s->cur, s->ref, x, y, MB / 2, cy, cx) < own - margin)
+                return 1;
+        }
+    }
+    return 0;
+}
+
 void motion_estimate_row(me_job *job, int mby)
 {
     motion_t *m = job->out;
@@ -470,8 +494,12 @@ void motion_estimate_row(me_job *job, int mby)
                     }
                 }
             }
-            /* (split = 1: only where the single vector leaves a large residual; 2: everywhere) */
-            if (job->split >= 2 || (job->split == 1 && best > 2 * (uint32_t)job->exit_sad)) {
+            /* (split = 1: only where the single vector leaves a large residual; 2: everywhere; 3: where
+               the residual is large and another candidate fits a quadrant better) */
+            int try_split = job->split == 2 || (job->split != 0 && best > 2 * (uint32_t)job->exit_sad);
+            if (try_split && job->split == 3)
+                try_split = split_promising(&s, (const int(*)[2])cand, n, hy, hx);
+            if (try_split) {
                 int16_t save[16][2];
                 for (int c = 0; c < 16; c++) {
                     int16_t *v = sub_mv(m, 4 * mby + (c >> 2), 4 * mbx + (c & 3));

@@ -92,7 +92,8 @@ typedef struct {
     int qpel;         /* motion tools, 0 = off: 1 = quarter-pel refinement (else half-pel vectors), */
     int merge;        /* 1 = the merge mode (a neighbour's vector for a flag and an index), */
     int split;        /* 16x16 partitions with their own vectors: 1 = tried where one vector leaves a
-                         mean |residual| above twice me_exit_q4, 2 = tried everywhere; */
+                         mean |residual| above twice me_exit_q4, 2 = tried everywhere, 3 = as 1 and
+                         only where another search candidate fits a 16x16 quadrant clearly better; */
     int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
     int split8;       /* 8x8 partitions inside a 16x16 one (only where split is tried): 1 = tried where
                          the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
