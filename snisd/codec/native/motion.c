@@ -384,20 +384,28 @@ static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int 
  * search rarely pays and is skipped (split = 3). */
 static int split_promising(const block_search *s, const int (*cand)[2], int n, int vy, int vx)
 {
-    for (int p = 0; p < 4; p++) {
+    int u[9][2], nu = 0; /* the distinct full-pel candidates other than the vector itself */
+    for (int c = 0; c < n && nu < 9; c++) {
+        int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
+        int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
+        int dup = 4 * cy == vy && 4 * cx == vx;
+        for (int j = 0; j < nu && !dup; j++)
+            dup = u[j][0] == cy && u[j][1] == cx;
+        if (!dup) {
+            u[nu][0] = cy;
+            u[nu][1] = cx;
+            nu++;
+        }
+    }
+    for (int p = 0; p < 4 && nu; p++) {
         int x = s->x0 + (p & 1) * (MB / 2), y = s->y0 + (p >> 1) * (MB / 2);
         uint32_t own = sad_sub(s->cur, s->ref, x, y, MB / 2, vy, vx);
         uint32_t margin = own / 8 + (uint32_t)s->lam * 2;
         if (own <= margin)
             continue;
-        for (int c = 0; c < n; c++) {
-            int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
-            int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
-            if (4 * cy == vy && 4 * cx == vx)
-                continue;
-            if (sad_int(s->cur, s->ref, x, y, MB / 2, cy, cx) < own - margin)
+        for (int c = 0; c < nu; c++)
+            if (sad_int(s->cur, s->ref, x, y, MB / 2, u[c][0], u[c][1]) < own - margin)
                 return 1;
-        }
     }
     return 0;
 }
