@@ -185,8 +185,9 @@ typedef struct {
 int synth_plane_alloc(synth_plane *s, int w, int h, int n);
 void synth_plane_free(synth_plane *s);
 void weights_expand(const snis_weights *w, plane_weights *luma, plane_weights *chroma);
-/* Add the synthesised residual of dequantised latents (1/4 pixel) to dst. */
-void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac,
+/* Add the synthesised residual of dequantised latents (1/4 pixel) to dst (one thread; planes
+ * are independent and may run in parallel). */
+void synthesize_add(synth_plane *s, const plane_weights *pw, const int16_t *ac,
                     const uint8_t *f_ac, int stride_ac, const int16_t *k, const uint8_t *f_k,
                     plane_t *dst);
 /* The same synthesis, band by band (macroblock rows of 4 block rows): after the call for band

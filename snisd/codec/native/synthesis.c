@@ -6,7 +6,8 @@
  * first, then rows, into a canvas with a margin of half a block; the margins fold back (the
  * adjoint of the analysis' symmetric extension) and the result is added to the prediction.
  * Only blocks that code something cost anything, and only the canvas tiles they touch are read
- * back and cleared. Block rows of one parity never overlap, so each parity runs in parallel.
+ * back and cleared. The planes are independent: with several threads they run in parallel
+ * (loop.c).
  */
 #include <stdlib.h>
 
@@ -100,7 +101,6 @@ typedef struct {
     const int16_t *ac;
     const uint8_t *f_ac;
     int stride_ac;
-    int parity;
     plane_t *dst;
 } synth_job;
 
@@ -223,16 +223,6 @@ static inline __attribute__((always_inline)) void synth_blocks(synth_job *job, i
     }
 }
 
-SNIS_HOT static void synth_block_row(void *arg, int index)
-{
-    synth_job *job = (synth_job *)arg;
-    synth_plane *s = job->s;
-    int i = 2 * index + job->parity, n = job->pw->n;
-    int32_t *top = s->canvas + (ptrdiff_t)(i * n) * s->cstride;
-    if (i < s->hb)
-        synth_blocks(job, i, top, top + n * s->cstride);
-}
-
 /* len samples of a canvas row (rounded) added to dst, clipped; the canvas samples cleared. */
 static inline void readback_span(int32_t *cv, uint8_t *d, int len)
 {
@@ -322,30 +312,6 @@ SNIS_HOT static void synth_rolling(synth_job *job)
 #undef RING
 }
 
-SNIS_HOT static void synth_readback_row(void *arg, int i)
-{
-    synth_job *job = (synth_job *)arg;
-    synth_plane *s = job->s;
-    int n = job->pw->n, half = n / 2;
-    uint8_t *touched = s->touched + i * s->wb;
-    for (int j0 = 0; j0 < s->wb;) {
-        if (!touched[j0]) {
-            j0++;
-            continue;
-        }
-        int j1 = j0;
-        while (j1 < s->wb && touched[j1])
-            touched[j1++] = 0;
-        /* a run of touched tiles: one contiguous span per picture row */
-        int x0 = j0 * n, len = (j1 - j0) * n;
-        for (int y = i * n; y < i * n + n; y++) {
-            int32_t *cv = s->canvas + (ptrdiff_t)(y + half) * s->cstride + half + x0;
-            readback_span(cv, job->dst->data + y * job->dst->stride + x0, len);
-        }
-        j0 = j1;
-    }
-}
-
 /* Coarse latents of coarse rows [ii0, ii1) into the (unrounded) DC plane: each spreads over the
  * 4 x 4 blocks around its 2 x 2 ones, contributions beyond the picture folded back onto their
  * mirror block. The four latents of a position are summed per tap first (wrapping, so in any
@@ -388,10 +354,10 @@ static void coarse_rows(synth_plane *s, const plane_weights *pw, const int16_t *
         }
 }
 
-void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac,
+void synthesize_add(synth_plane *s, const plane_weights *pw, const int16_t *ac, const uint8_t *f_ac,
                     int stride_ac, const int16_t *k, const uint8_t *f_k, plane_t *dst)
 {
-    int hb = s->hb, wb = s->wb, n = pw->n, half = n / 2;
+    int hb = s->hb, wb = s->wb;
     /* 1. coarse latents -> DC plane */
     memset(s->dc, 0, (size_t)hb * wb * sizeof(int32_t));
     int any = 0;
@@ -419,41 +385,8 @@ void synthesize_add(pool_t *pool, synth_plane *s, const plane_weights *pw, const
                 t[wb - 1] |= z[wb - 2] | z[wb - 1];
         }
     }
-    synth_job job = {s, pw, ac, f_ac, stride_ac, 0, dst};
-    if (pool_threads(pool) == 1) {
-        synth_rolling(&job);
-        return;
-    }
-    /* 3. column and row stages, even block rows then odd ones */
-    int rows = (hb + 1) / 2;
-    pool_run(pool, rows, synth_block_row, &job);
-    job.parity = 1;
-    pool_run(pool, hb / 2, synth_block_row, &job);
-    /* 4. fold the margins back onto the picture (rows over the full width, then columns) */
-    int32_t *cv = s->canvas;
-    ptrdiff_t cs = s->cstride;
-    int h = s->h, w = s->w;
-    for (int m = 0; m < half; m++) {
-        int32_t *top_in = cv + (half + m) * cs, *top_out = cv + (half - 1 - m) * cs;
-        int32_t *bot_in = cv + (half + h - 1 - m) * cs, *bot_out = cv + (half + h + m) * cs;
-        for (int x = 0; x < w + n; x++) {
-            top_in[x] = wadd(top_in[x], top_out[x]);
-            top_out[x] = 0;
-            bot_in[x] = wadd(bot_in[x], bot_out[x]);
-            bot_out[x] = 0;
-        }
-    }
-    for (int y = 0; y < h + n; y++) {
-        int32_t *row = cv + y * cs;
-        for (int m = 0; m < half; m++) {
-            row[half + m] = wadd(row[half + m], row[half - 1 - m]);
-            row[half - 1 - m] = 0;
-            row[half + w - 1 - m] = wadd(row[half + w - 1 - m], row[half + w + m]);
-            row[half + w + m] = 0;
-        }
-    }
-    /* 5. add to the prediction and clear what was used */
-    pool_run(pool, hb, synth_readback_row, &job);
+    synth_job job = {s, pw, ac, f_ac, stride_ac, dst};
+    synth_rolling(&job);
 }
 
 /* Band-sequential synthesis (see internal.h). A band is 4 block rows and 2 coarse rows; coarse
