@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -239,6 +240,11 @@ def test_tuning_overrides_are_checked():
     assert t.as_tuple()[0] == Tuning().round_intra
     for bad in ("nope=1", "skip_sad_q8", "skip_sad_q8=x"):
         with pytest.raises(InputError, match="--tune"):
+            Tuning().with_overrides([bad])
+    assert Tuning().with_overrides(["split=3", "aq_strength=-12"]).aq_strength == -12
+    for bad, message in (("split=4", "split must be 0..3"), ("qpel=2", "qpel must be 0..1"),
+                         ("search_range=-1", "search_range must be >= 0"), ("aq_strength=40", "-32..31")):
+        with pytest.raises(InputError, match=re.escape(message)):
             Tuning().with_overrides([bad])
 
 

@@ -75,7 +75,8 @@ class Tuning:
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
-        presets; an unknown name or a non-integer value is an InputError naming it."""
+        presets; an unknown name, a non-integer value or one outside the field's range (a mode
+        beyond its last, a negative threshold) is an InputError naming it."""
         values = dataclasses.asdict(self)
         for item in items:
             name, sep, text = item.partition("=")
@@ -83,14 +84,32 @@ class Tuning:
             if not sep or name not in values:
                 raise InputError(f"--tune {item!r}: expected NAME=INT with NAME one of {', '.join(values)}")
             try:
-                values[name] = int(text)
+                value = int(text)
             except ValueError:
                 raise InputError(f"--tune {item!r}: {text!r} is not an integer") from None
+            low, high = _TUNING_RANGES.get(name, (0, None))
+            if value < low or (high is not None and value > high):
+                bound = f"{low}..{high}" if high is not None else f">= {low}"
+                raise InputError(f"--tune {item!r}: {name} must be {bound}")
+            values[name] = value
         return Tuning(**values)
 
     def as_tuple(self) -> tuple[int, ...]:
         """The fields in declaration order: the order the native core's binding reads them in."""
         return tuple(int(v) for v in dataclasses.astuple(self))
+
+
+# Fields whose range is not "any non-negative integer": the modes (0 = off) and the signed AQ strength.
+_TUNING_RANGES: dict[str, tuple[int, int | None]] = {
+    "rdoq": (0, 2),
+    "aq_strength": (-32, 31),  # native AQ_STRENGTH_MAX
+    "qpel": (0, 1),
+    "merge": (0, 1),
+    "split": (0, 3),
+    "rd_rates": (0, 1),
+    "intra_pred": (0, 1),
+    "split8": (0, 2),
+}
 
 
 @dataclass
