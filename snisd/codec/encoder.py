@@ -53,7 +53,7 @@ class Tuning:
     vector leaves a large residual, 2: everywhere)."""
 
     round_intra: int = 24
-    round_inter: int = 10
+    round_inter: int = 8
     round_lower: int = 10
     lambda_q4: int = 16
     intra_bias: int = 96
