@@ -262,13 +262,13 @@ static inline void fold_margins(int32_t *row, int32_t *top, int32_t *bottom, int
     }
 }
 
-/* One thread: the block rows in order, and each picture row added to dst as soon as no later
- * block row reaches it. Block row i's windows cover canvas rows [n i, n i + 2n), and every row
- * above them is final and cleared by then, so the canvas is a ring of 2n rows that stays in
- * cache (instead of a whole canvas written and then read back: on 1080p luma 8 MB). The same
- * wrapping sums as the parallel order, margins folded as there (a top or bottom margin row over
- * the full width, then the left and right margins of the row); only touched tiles are read
- * back. */
+/* One plane on one thread: the block rows in order, and each picture row added to dst as soon as
+ * no later block row reaches it. Block row i's windows cover canvas rows [n i, n i + 2n), and
+ * every row above them is final and cleared by then, so the canvas is a ring of 2n rows that
+ * stays in cache (instead of a whole canvas written and then read back: on 1080p luma 8 MB). The
+ * same wrapping sums as synthesize_band()'s whole-canvas order, margins folded as there (a top or
+ * bottom margin row over the full width, then the left and right margins of the row); only
+ * touched tiles are read back. */
 SNIS_HOT static void synth_rolling(synth_job *job)
 {
     synth_plane *s = job->s;
