@@ -243,7 +243,8 @@ def test_tuning_overrides_are_checked():
             Tuning().with_overrides([bad])
     assert Tuning().with_overrides(["split=3", "aq_strength=-12"]).aq_strength == -12
     for bad, message in (("split=4", "split must be 0..3"), ("qpel=2", "qpel must be 0..1"),
-                         ("search_range=-1", "search_range must be >= 0"), ("aq_strength=40", "-32..31")):
+                         ("search_range=-1", "search_range must be >= 0"), ("aq_strength=40", "-32..31"),
+                         ("subpel=3", "subpel must be 0..2")):
         with pytest.raises(InputError, match=re.escape(message)):
             Tuning().with_overrides([bad])
 
@@ -339,7 +340,7 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
 @pytest.mark.parametrize(
     "overrides",
     [["merge=0"], ["qpel=1"], ["split=0"], ["split=2"], ["qpel=1", "split=2", "merge=0"], ["split=2", "split8=2"],
-     ["split=1", "split8=1", "qpel=1"]],
+     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"]],
 )
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of

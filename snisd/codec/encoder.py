@@ -50,7 +50,9 @@ class Tuning:
     the default: as 1 and only where another search candidate fits a quadrant clearly better),
     rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate) and 8x8
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
-    vector leaves a large residual, 2: everywhere)."""
+    vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
+    full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
+    diagonal between the better two, 2: all eight neighbours)."""
 
     round_intra: int = 24
     round_inter: int = 8
@@ -72,6 +74,7 @@ class Tuning:
     rd_rates: int = 1
     intra_pred: int = 0
     split8: int = 0
+    subpel: int = 1
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
@@ -109,6 +112,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "rd_rates": (0, 1),
     "intra_pred": (0, 1),
     "split8": (0, 2),
+    "subpel": (0, 2),
 }
 
 

@@ -29,6 +29,7 @@ PRESETS: dict[str, dict[str, int]] = {
         "intra_pred": 1,
         "split": 1,
         "split8": 1,
+        "subpel": 2,
     },
 }
 

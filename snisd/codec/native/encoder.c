@@ -49,6 +49,7 @@ void snis_default_tuning(snis_tuning *t)
     t->merge = 1;
     t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
     t->split8 = 0;
+    t->subpel = 1;
     t->rd_rates = 1;
 }
 
@@ -265,7 +266,8 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         motion_rates(tc, e->t.qpel, &rates);
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, e->t.intra_bias, e->t.search_range, (int)me_exit,
-                      e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.rd_rates ? &rates : NULL, e->row_done};
+                      e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
+                      e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
         l->motion.tools = motion_tools_used(&l->motion);
     }

@@ -150,6 +150,7 @@ typedef struct {
     motion_t *out;
     int lambda, intra_bias, range, exit_sad; /* exit_sad: luma SAD of a macroblock that stops the search */
     int qpel, merge, split, split8;          /* tools: quarter-pel refinement, merge mode, 16x16 / 8x8 split */
+    int subpel;                              /* half-pel refinement: 0 none, 1 five points, 2 all eight */
     const mv_rates *rates;                   /* NULL: a fixed Exp-Golomb-like estimate */
     volatile int *row_done; /* wavefront progress, one counter per macroblock row */
 } me_job;

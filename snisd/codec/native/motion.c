@@ -9,7 +9,8 @@
  *
  * The estimate is a 3DRS-like candidate search (zero, the median predictor, the left / top /
  * top-right vectors of this frame and three of the previous frame), a shrinking diamond at full
- * pel and half- and quarter-pel refinements (bilinear samples in one rounding), every candidate
+ * pel and half- and quarter-pel refinements (bilinear samples in one rounding; at half pel the
+ * four axial neighbours and one diagonal, or all eight with subpel 2), every candidate
  * paying lambda times its vector-coding bits. Then a rate-distortion choice between that vector,
  * the merge candidates and a 16x16 split. A macroblock where a merge candidate already matches
  * almost exactly stops searching at once.
@@ -238,7 +239,7 @@ static void wait_row(volatile int *row_done, int row, int need)
 
 typedef struct {
     const plane_t *cur, *ref;
-    int x0, y0, n, lam, range, qpel;
+    int x0, y0, n, lam, range, qpel, subpel;
     int py, px; /* predictor, quarter-pel */
     int zc[2];  /* zero-flag contexts of the two components */
     const mv_rates *rates;
@@ -312,7 +313,30 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
         }
     }
     int hy = 4 * by, hx = 4 * bx;
-    for (int d = 2; d >= (s->qpel ? 1 : 2); d--) {
+    if (s->subpel == 1) {
+        /* half-pel: the four axial neighbours, then only the diagonal between the better
+           vertical and the better horizontal one (5 interpolated SADs instead of 8) */
+        static const int ax[4][2] = {{-2, 0}, {2, 0}, {0, -2}, {0, 2}};
+        uint32_t c[4];
+        for (int d = 0; d < 4; d++) {
+            int ny = 4 * by + ax[d][0], nx = 4 * bx + ax[d][1];
+            c[d] = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+            if (c[d] < best) {
+                best = c[d];
+                hy = ny;
+                hx = nx;
+            }
+        }
+        int ny = 4 * by + (c[1] < c[0] ? 2 : -2), nx = 4 * bx + (c[3] < c[2] ? 2 : -2);
+        uint32_t cost = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+        if (cost < best) {
+            best = cost;
+            hy = ny;
+            hx = nx;
+        }
+    }
+    /* the square of eight half-pel neighbours (subpel 2), then the quarter-pel refinement */
+    for (int d = s->subpel == 2 ? 2 : 1; d >= (s->qpel ? 1 : 2); d--) {
         int cy0 = hy, cx0 = hx;
         for (int dy = -d; dy <= d; dy += d)
             for (int dx = -d; dx <= d; dx += d) {
@@ -338,7 +362,7 @@ static uint32_t search_cells(const me_job *job, int qy, int qx, int size, int cy
 {
     motion_t *m = job->out;
     block_search s = {&job->cur->p[0], &job->ref->p[0], qx * (MB / 4), qy * (MB / 4), size * (MB / 4), job->lambda,
-                      job->range, job->qpel, part_predictor(m, qy, qx, size, 0), part_predictor(m, qy, qx, size, 1),
+                      job->range, job->qpel, job->subpel, part_predictor(m, qy, qx, size, 0), part_predictor(m, qy, qx, size, 1),
                       {0, 0}, job->rates};
     s.zc[0] = mv_zero_ctx(m, qy, qx, 0, s.py);
     s.zc[1] = mv_zero_ctx(m, qy, qx, 1, s.px);
@@ -446,7 +470,7 @@ void motion_estimate_row(me_job *job, int mby)
         if (mbx + 1 < mbw)
             CAND(prev->mv[2 * (i + 1)], prev->mv[2 * (i + 1) + 1]);
 #undef CAND
-        block_search s = {cur, ref, x0, y0, MB, lam, range, job->qpel, py, px,
+        block_search s = {cur, ref, x0, y0, MB, lam, range, job->qpel, job->subpel, py, px,
                           {mv_zero_ctx(m, 4 * mby, 4 * mbx, 0, py), mv_zero_ctx(m, 4 * mby, 4 * mbx, 1, px)},
                           job->rates};
         /* flag costs (1/16 bit) in this macroblock's contexts */

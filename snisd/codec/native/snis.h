@@ -97,6 +97,8 @@ typedef struct {
     int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
     int split8;       /* 8x8 partitions inside a 16x16 one (only where split is tried): 1 = tried where
                          the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
+    int subpel;       /* half-pel refinement around the full-pel vector: 0 = none, 1 = the four axial
+                         neighbours and the diagonal between the better two, 2 = all eight */
 } snis_tuning;
 
 typedef struct {
