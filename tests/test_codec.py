@@ -186,7 +186,7 @@ def test_wrong_model_version_and_bad_frames_are_refused(coded, natural_frames, s
     with pytest.raises(ModelError, match="model"):
         Decoder(seq, synthesis=synthesis)
     raw = bytearray(enc.sequence_header.to_bytes())
-    for old in (1, 2, 3):  # versions 2 and 3 have the same framing but another payload syntax
+    for old in (1, 2, 3, 4):  # versions 2 to 4 have the same framing but another payload syntax
         raw[4] = old
         with pytest.raises(BitstreamError, match=f"version {old}"):
             SequenceHeader.from_bytes(bytes(raw))
@@ -272,7 +272,7 @@ def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["mb_rd=4"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
+    [["mb_rd=4", "rd_lambda_q8=80"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
 )
 def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthesis, overrides):
     """Each coefficient decision changes the levels (so the stream), never the syntax: the decoder

@@ -26,6 +26,7 @@ tree.avi is never used here and stays a held-out check (docs/BENCHMARKS.md).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -35,7 +36,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # this checkout's snisd (imported where used: --uniform needs no build)
 
 TIERS = 3  # the header holds one table per tier index; tiers beyond the last use the last table
-N_CONTEXTS = 1871  # entropy.c's context count (the build refuses a header of another size)
+# entropy.c's context count, read from the core's header (the build refuses a table of another size)
+_COUNT = re.search(r"#define N_CONTEXTS (\d+)", (ROOT / "snisd/codec/native/internal.h").read_text())
+if _COUNT is None:
+    raise SystemExit("snisd/codec/native/internal.h defines no N_CONTEXTS")
+N_CONTEXTS = int(_COUNT.group(1))
 PROB_ONE = 1 << 15
 
 

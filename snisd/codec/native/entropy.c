@@ -24,9 +24,9 @@ enum {
     CTX_MVZERO = 15, /* 2 x 3 */
     CTX_MVMAG = 21,  /* 2 x 8 */
     CTX_SPLIT = 37,  /* 3 */
-    CTX_MBCBF = 40,  /* 3 neighbours x 2 intra x 2 lower tier coded it */
-    CTX_QCBF = 52,   /* the same */
-    CTX_CLASS = 64,  /* 4 classes x CLASS_SIZE */
+    CTX_MBCBF = 40,  /* 3 neighbours x 3 kinds (inter, merge, intra) x 2 lower tier coded it */
+    CTX_QCBF = 58,   /* the same */
+    CTX_CLASS = 76,  /* 4 classes x CLASS_SIZE */
     C_CBF = 0,       /* 3 neighbours x 2 lower x 2 intra x 2 cross */
     C_SIG = 24,      /* 10 bands x 3 in-block template x 3 neighbour template x 3 lower */
     C_LAST = 294,    /* 10 bands x 2 lower x 3 levels so far */
@@ -689,6 +689,7 @@ int code_tier(rangecoder *rc, tier_job *job)
                 }
             }
             int pm = m->intra[i];
+            int kind = pm ? 2 : m->merge[i] != 0; /* a merged macroblock is the one most often empty */
             int by = mby * 4, bx = mbx * 4;
             int coded = 0;
             if (!rc->decoding) {
@@ -703,7 +704,7 @@ int code_tier(rangecoder *rc, tier_job *job)
                 for (int p = 0; p < 2; p++)
                     lmb = lmb || window_any(&lc[p], by, bx, 4) || window_any(&lck[p], by / 2, bx / 2, 2);
             }
-            coded = rc_bit(rc, ctx->p[CTX_MBCBF + nbm * 4 + pm * 2 + lmb], coded);
+            coded = rc_bit(rc, ctx->p[CTX_MBCBF + nbm * 6 + kind * 2 + lmb], coded);
             mbcbf[i] = (uint8_t)coded;
             if (!coded) {
                 if (rc->decoding) { /* nothing coded in this macroblock: clear its flags */
@@ -736,7 +737,7 @@ int code_tier(rangecoder *rc, tier_job *job)
                     for (int p = 0; p < 2; p++)
                         lqc = lqc || window_any(&lc[p], qy * 2, qx * 2, 2) || lck[p].f[qy * (wb / 2) + qx];
                 }
-                qc = rc_bit(rc, ctx->p[CTX_QCBF + nbq * 4 + pm * 2 + lqc], qc);
+                qc = rc_bit(rc, ctx->p[CTX_QCBF + nbq * 6 + kind * 2 + lqc], qc);
                 qmap[qi] = (uint8_t)qc;
                 if (!qc) {
                     if (rc->decoding) {

@@ -199,7 +199,7 @@ int synthesize_band(synth_plane *s, const plane_weights *pw, const int16_t *ac, 
                     const int16_t *k, const uint8_t *f_k, int band, const plane_t *pred, plane_t *dst);
 
 /* Entropy coding (entropy.c): one syntax function for both directions. */
-#define N_CONTEXTS 1871
+#define N_CONTEXTS 1883
 typedef struct {
     uint16_t p[N_CONTEXTS][2];
 } tier_contexts;
