@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import replace
 
@@ -247,6 +248,21 @@ def test_tuning_overrides_are_checked():
                          ("subpel=3", "subpel must be 0..2")):
         with pytest.raises(InputError, match=re.escape(message)):
             Tuning().with_overrides([bad])
+
+
+def test_keyframes_are_finer_by_key_qp_at_a_fixed_qp(natural_frames, analysis, synthesis):
+    """At a fixed qp the keyframe's header carries qp - key_qp and the P-frames qp; a qp the
+    caller gives (rate control) is taken as it is; key_qp never reaches the core's tuple."""
+    from snisd.codec.bitstream import FrameHeader
+    from snisd.codec.encoder import Tuning
+
+    assert len(Tuning().as_tuple()) == len(dataclasses.fields(Tuning)) - 1
+    for key_qp, explicit in ((2, None), (0, None), (5, 33)):
+        enc = make_encoder(natural_frames, analysis, synthesis, tiers=2, qp=30, tuning=Tuning(key_qp=key_qp))
+        qps = [FrameHeader.from_bytes(enc.encode(f, qp=explicit).tiers[0]).qp for f in natural_frames[:3]]
+        assert qps == ([30 - key_qp, 30, 30] if explicit is None else [explicit] * 3), (key_qp, qps)
+    enc = make_encoder(natural_frames, analysis, synthesis, qp=1, tuning=Tuning(key_qp=4))
+    assert FrameHeader.from_bytes(enc.encode(natural_frames[0]).tiers[0]).qp == 0
 
 
 def test_presets_differ_only_in_encoder_tuning():

@@ -52,7 +52,10 @@ class Tuning:
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
     vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
     full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
-    diagonal between the better two, 2: all eight neighbours)."""
+    diagonal between the better two, 2: all eight neighbours). `key_qp` is read here, not by the
+    core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (x264's
+    `--ipratio` in qp steps: what later frames inherit from it is worth its bits; rate control
+    chooses every frame's qp itself and is not offset)."""
 
     round_intra: int = 24
     round_inter: int = 8
@@ -75,6 +78,7 @@ class Tuning:
     intra_pred: int = 0
     split8: int = 0
     subpel: int = 1
+    key_qp: int = 2
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
@@ -98,9 +102,12 @@ class Tuning:
         return Tuning(**values)
 
     def as_tuple(self) -> tuple[int, ...]:
-        """The fields in declaration order: the order the native core's binding reads them in."""
-        return tuple(int(v) for v in dataclasses.astuple(self))
+        """The native core's fields in declaration order, the order its binding reads them in."""
+        return tuple(int(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in _PYTHON_FIELDS)
 
+
+# Fields the encoder applies in Python (the core never sees them).
+_PYTHON_FIELDS = frozenset({"key_qp"})
 
 # Fields whose range is not "any non-negative integer": the modes (0 = off) and the signed AQ strength.
 _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
@@ -305,10 +312,11 @@ class Encoder:
         cfg = self.config
         if (frame.width, frame.height) != (cfg.width, cfg.height):
             raise InputError(f"frame is {frame.width}x{frame.height}, encoder was set up for {cfg.width}x{cfg.height}")
-        qp = cfg.qp if qp is None else qp
-        if not 0 <= qp <= MAX_QP:
+        if qp is not None and not 0 <= qp <= MAX_QP:
             raise InputError(f"qp {qp} out of range 0..{MAX_QP}")
         key, switch = self._next_type(force_keyframe)
+        if qp is None:  # fixed qp: the keyframe finer by key_qp
+            qp = max(0, cfg.qp - cfg.tuning.key_qp) if key else cfg.qp
         self._force_key = False
         t0 = time.perf_counter()
         ftype = 0 if key else (FRAME_K if switch else 1)
