@@ -362,8 +362,8 @@ static uint32_t search_cells(const me_job *job, int qy, int qx, int size, int cy
 {
     motion_t *m = job->out;
     block_search s = {&job->cur->p[0], &job->ref->p[0], qx * (MB / 4), qy * (MB / 4), size * (MB / 4), job->lambda,
-                      job->range, job->qpel, job->subpel, part_predictor(m, qy, qx, size, 0), part_predictor(m, qy, qx, size, 1),
-                      {0, 0}, job->rates};
+                      job->range, job->qpel, job->subpel, part_predictor(m, qy, qx, size, 0),
+                      part_predictor(m, qy, qx, size, 1), {0, 0}, job->rates};
     s.zc[0] = mv_zero_ctx(m, qy, qx, 0, s.py);
     s.zc[1] = mv_zero_ctx(m, qy, qx, 1, s.px);
     int pc[2][2] = {{cy, cx}, {s.py, s.px}};
