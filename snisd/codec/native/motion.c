@@ -276,6 +276,19 @@ static inline uint32_t vec_cost(const block_search *s, int vy, int vx)
 /* lambda times a flag cost in 1/16 bit */
 static inline uint32_t lam_bits(int lam, uint32_t bits16) { return (uint32_t)(((uint64_t)lam * bits16 + 8) >> 4); }
 
+/* The block's cost (SAD + lambda bits) at a full-pel vector (dy, dx) or a quarter-pel one (vy, vx). */
+static inline uint32_t cost_full(const block_search *s, int dy, int dx)
+{
+    return sad_int(s->cur, s->ref, s->x0, s->y0, s->n, dy, dx) + vec_cost(s, 4 * dy, 4 * dx);
+}
+static inline uint32_t cost_sub(const block_search *s, int vy, int vx)
+{
+    return sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, vy, vx) + vec_cost(s, vy, vx);
+}
+
+/* A candidate's quarter-pel component rounded to full pel, inside the search range. */
+static inline int full_pel(const block_search *s, int q) { return clampi((q + 2) >> 2, -s->range, s->range); }
+
 /* Full-pel diamond from the best of the candidates (quarter-pel, rounded to full pel), then the
  * half- and quarter-pel refinements. Returns the cost (SAD + lambda bits); *vy, *vx the vector. */
 static uint32_t search_block(const block_search *s, const int (*cand)[2], int n, int diamond, int *vy, int *vx)
@@ -283,9 +296,8 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
     int by = 0, bx = 0;
     uint32_t best = UINT32_MAX;
     for (int c = 0; c < n; c++) {
-        int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
-        int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
-        uint32_t cost = sad_int(s->cur, s->ref, s->x0, s->y0, s->n, cy, cx) + vec_cost(s, 4 * cy, 4 * cx);
+        int cy = full_pel(s, cand[c][0]), cx = full_pel(s, cand[c][1]);
+        uint32_t cost = cost_full(s, cy, cx);
         if (cost < best) {
             best = cost;
             by = cy;
@@ -300,7 +312,7 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
                 int ny = by + dirs[d][0] * step, nx = bx + dirs[d][1] * step;
                 if (ny > s->range || ny < -s->range || nx > s->range || nx < -s->range)
                     continue;
-                uint32_t cost = sad_int(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, 4 * ny, 4 * nx);
+                uint32_t cost = cost_full(s, ny, nx);
                 if (cost < best) {
                     best = cost;
                     by = ny;
@@ -320,7 +332,7 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
         uint32_t c[4];
         for (int d = 0; d < 4; d++) {
             int ny = 4 * by + ax[d][0], nx = 4 * bx + ax[d][1];
-            c[d] = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+            c[d] = cost_sub(s, ny, nx);
             if (c[d] < best) {
                 best = c[d];
                 hy = ny;
@@ -328,7 +340,7 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
             }
         }
         int ny = 4 * by + (c[1] < c[0] ? 2 : -2), nx = 4 * bx + (c[3] < c[2] ? 2 : -2);
-        uint32_t cost = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+        uint32_t cost = cost_sub(s, ny, nx);
         if (cost < best) {
             best = cost;
             hy = ny;
@@ -343,7 +355,7 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
                 if ((!dy && !dx) || (d == 1 && dy && dx)) /* quarter-pel: the four closest only */
                     continue;
                 int ny = cy0 + dy, nx = cx0 + dx;
-                uint32_t cost = sad_sub(s->cur, s->ref, s->x0, s->y0, s->n, ny, nx) + vec_cost(s, ny, nx);
+                uint32_t cost = cost_sub(s, ny, nx);
                 if (cost < best) {
                     best = cost;
                     hy = ny;
@@ -410,8 +422,7 @@ static int split_promising(const block_search *s, const int (*cand)[2], int n, i
 {
     int u[9][2], nu = 0; /* the distinct full-pel candidates other than the vector itself */
     for (int c = 0; c < n && nu < 9; c++) {
-        int cy = clampi((cand[c][0] + 2) >> 2, -s->range, s->range);
-        int cx = clampi((cand[c][1] + 2) >> 2, -s->range, s->range);
+        int cy = full_pel(s, cand[c][0]), cx = full_pel(s, cand[c][1]);
         int dup = 4 * cy == vy && 4 * cx == vx;
         for (int j = 0; j < nu && !dup; j++)
             dup = u[j][0] == cy && u[j][1] == cx;
