@@ -187,7 +187,7 @@ def test_wrong_model_version_and_bad_frames_are_refused(coded, natural_frames, s
     with pytest.raises(ModelError, match="model"):
         Decoder(seq, synthesis=synthesis)
     raw = bytearray(enc.sequence_header.to_bytes())
-    for old in (1, 2, 3, 4):  # versions 2 to 4 have the same framing but another payload syntax
+    for old in (1, 2, 3, 4, 5):  # versions 2 to 5 have the same framing but another payload syntax
         raw[4] = old
         with pytest.raises(BitstreamError, match=f"version {old}"):
             SequenceHeader.from_bytes(bytes(raw))
@@ -331,6 +331,30 @@ def test_nonzero_level_counter(natural_frames, analysis, synthesis):
         assert sum(b) < sum(a)
 
 
+def test_motion_bit_counter(natural_frames, analysis, synthesis):
+    """motion_bits counts tier 0's macroblock modes and vectors on the range coder: next to
+    nothing on a keyframe (grey intra modes), part of tier 0's payload on a P-frame, and more
+    when merging is off and every vector is coded."""
+    from snisd.codec.bitstream import FrameHeader, tier_payload
+    from snisd.codec.encoder import Tuning
+
+    def run(tuning):
+        enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=34, switch_interval=0, tuning=tuning)
+        rows = []
+        for f in natural_frames[:4]:
+            ef = enc.encode(f)
+            payload = tier_payload(ef.tiers[0], 0, FrameHeader.from_bytes(ef.tiers[0]).frame_no)
+            rows.append((enc.times.stages[-1]["motion_bits"], 8 * len(payload)))
+        return rows
+
+    merged, coded = run(Tuning()), run(Tuning(merge=0, split=0))
+    mbs = -(-natural_frames[0].width // 32) * -(-natural_frames[0].height // 32)
+    assert merged[0][0] < 0.1 * mbs
+    for motion, payload in merged[1:] + coded[1:]:
+        assert 0 < motion < payload
+    assert sum(m for m, _ in coded[1:]) > sum(m for m, _ in merged[1:])
+
+
 @pytest.mark.parametrize("strength", [12, -12])
 def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_frames, analysis, synthesis, strength):
     """Per-macroblock qp offsets (derived from the prediction by both ends) change the P-frames'
@@ -356,7 +380,8 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
 @pytest.mark.parametrize(
     "overrides",
     [["merge=0"], ["qpel=1"], ["split=0"], ["split=2"], ["qpel=1", "split=2", "merge=0"], ["split=2", "split8=2"],
-     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"]],
+     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"], ["obmc=0"],
+     ["obmc=0", "split=2", "split8=2", "qpel=1"]],
 )
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of

@@ -125,6 +125,6 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
-    """The binding reads the tuple in declaration order: intra_pred, split8, then subpel close it."""
-    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0"])
-    assert t.as_tuple()[-3:] == (1, 2, 0) and Tuning().as_tuple()[-3:] == (0, 0, 1)
+    """The binding reads the tuple in declaration order: intra_pred, split8, subpel, then obmc close it."""
+    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=0"])
+    assert t.as_tuple()[-4:] == (1, 2, 0, 0) and Tuning().as_tuple()[-4:] == (0, 0, 1, 1)

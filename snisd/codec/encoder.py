@@ -78,6 +78,7 @@ class Tuning:
     intra_pred: int = 0
     split8: int = 0
     subpel: int = 1
+    obmc: int = 1
     key_qp: int = 2
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
@@ -120,6 +121,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "intra_pred": (0, 1),
     "split8": (0, 2),
     "subpel": (0, 2),
+    "obmc": (0, 1),
 }
 
 

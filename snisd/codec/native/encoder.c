@@ -50,6 +50,7 @@ void snis_default_tuning(snis_tuning *t)
     t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
     t->split8 = 0;
     t->subpel = 1;
+    t->obmc = 1;
     t->rd_rates = 1;
 }
 
@@ -269,7 +270,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
                       e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
                       e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
-        l->motion.tools = motion_tools_used(&l->motion);
+        l->motion.tools = motion_tools_used(&l->motion) | (e->t.obmc ? MT_OBMC : 0);
     }
     double t1 = now_us();
     if (e->band_open) { /* a keyframe in bands was abandoned */
@@ -717,9 +718,11 @@ static void entropy_tier(void *arg, int k)
     rc.cap = e->cap[k];
     rc.range = 0xFFFFFFFFu;
     rc.cache_size = 1;
-    tier_job tj = {k, e->frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k], 0};
+    tier_job tj = {k, e->frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k], 0, 0};
     int st = code_tier(&rc, &tj);
     l->stats.nz_levels[k] = tj.nz;
+    if (k == 0)
+        l->stats.motion_bits = (double)tj.motion_q8 / 256.0;
     size_t len = 0;
     if (st == SNIS_OK)
         st = rc_finish(&rc, &len);

@@ -657,6 +657,7 @@ int code_tier(rangecoder *rc, tier_job *job)
         for (int mbx = 0; mbx < mbw; mbx++) {
             int i = mby * mbw + mbx, left = mbx > 0, top = mby > 0;
             if (job->tier == 0) {
+                uint64_t t0 = rc->decoding ? 0 : rc_tell_q8(rc);
                 if (intra_frame) {
                     if (rc->decoding) {
                         m->intra[i] = 1;
@@ -687,6 +688,8 @@ int code_tier(rangecoder *rc, tier_job *job)
                             break;
                     }
                 }
+                if (!rc->decoding)
+                    job->motion_q8 += rc_tell_q8(rc) - t0;
             }
             int pm = m->intra[i];
             int kind = pm ? 2 : m->merge[i] != 0; /* a merged macroblock is the one most often empty */

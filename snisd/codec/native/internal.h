@@ -96,10 +96,11 @@ typedef struct {
 
 /* Motion tools a frame uses (docs/BITSTREAM.md): without MT_QPEL every vector is even (half-pel)
  * and differences are coded in half-pels; without MT_MERGE / MT_SPLIT / MT_SPLIT8 no merge /
- * split / 8x8 split flags. */
-enum { MT_QPEL = 1, MT_MERGE = 2, MT_SPLIT = 4, MT_SPLIT8 = 8 };
-#define MT_ALL 15
-#define MT_BITS 4
+ * split / 8x8 split flags; with MT_OBMC the luma prediction is blended across the edges of 8x8
+ * cells whose vectors differ (overlapped block motion compensation, motion.c). */
+enum { MT_QPEL = 1, MT_MERGE = 2, MT_SPLIT = 4, MT_SPLIT8 = 8, MT_OBMC = 16 };
+#define MT_ALL 31
+#define MT_BITS 5
 int motion_alloc(motion_t *m, int mbw, int mbh);
 void motion_free(motion_t *m);
 int mv_predictor(const motion_t *m, int y, int x, int comp);
@@ -236,7 +237,8 @@ typedef struct {
     latents_t *q;          /* this tier */
     const latents_t *lower; /* the lower tiers' sum (flags and values), NULL for tier 0 */
     tier_contexts *ctx;
-    int nz; /* out: non-zero levels coded */
+    int nz;              /* out: non-zero levels coded */
+    uint64_t motion_q8; /* out, encoder: tier 0's macroblock modes and vectors, 1/256 bit */
 } tier_job;
 int code_tier(rangecoder *rc, tier_job *job);
 /* Encoder estimate from a tier's current contexts (read only): the bits, in 1/256, of coding a

@@ -58,11 +58,11 @@ static int parse_weights(PyObject *obj, snis_weights *w)
 
 static PyObject *stats_dict(const snis_stats *s)
 {
-    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "motion_us", s->motion_us, "predict_us",
+    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:d}", "motion_us", s->motion_us, "predict_us",
                          s->predict_us, "quantize_us", s->quantize_us, "entropy_us", s->entropy_us, "synthesis_us",
                          s->synthesis_us, "skipped_mbs", s->skipped_mbs, "intra_mbs", s->intra_mbs, "total_mbs",
                          s->total_mbs, "error_tier", s->error_tier, "synth_blocks", s->synth_blocks, "total_blocks",
-                         s->total_blocks, "frame_type", s->frame_type);
+                         s->total_blocks, "frame_type", s->frame_type, "motion_bits", s->motion_bits);
     if (!d)
         return NULL;
     PyObject *nz = PyTuple_New(SNIS_MAX_TIERS);
@@ -135,11 +135,11 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     snis_tuning t;
     snis_default_tuning(&t);
-    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
+    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
                                              &t.lambda_q4, &t.intra_bias, &t.skip_sad_q8, &t.search_range,
                                              &t.key_sad_q4, &t.me_exit_q4, &t.decimate, &t.rd_lambda_q8, &t.rdoq,
                                              &t.mb_rd, &t.aq_strength, &t.qpel, &t.merge, &t.split, &t.rd_rates,
-                                             &t.intra_pred, &t.split8, &t.subpel))
+                                             &t.intra_pred, &t.split8, &t.subpel, &t.obmc))
         return -1;
     int st;
     snis_encoder *e;

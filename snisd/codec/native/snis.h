@@ -99,6 +99,8 @@ typedef struct {
                          the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
     int subpel;       /* half-pel refinement around the full-pel vector: 0 = none, 1 = the four axial
                          neighbours and the diagonal between the better two, 2 = all eight */
+    int obmc;         /* 1: P-frames blend the luma prediction across the edges of cells whose
+                         vectors differ (overlapped block motion compensation), 0: block edges */
 } snis_tuning;
 
 typedef struct {
@@ -136,6 +138,7 @@ typedef struct {
     int error_tier; /* decoder: the tier whose payload failed in the last call, or -1 */
     int frame_type; /* encoder: the type the last frame was coded as (a K may become a KC) */
     int nz_levels[SNIS_MAX_TIERS]; /* encoder: non-zero levels each tier coded in the last frame */
+    double motion_bits; /* encoder: bits of the last frame's macroblock modes and vectors (tier 0) */
 } snis_stats;
 
 typedef struct snis_encoder snis_encoder;

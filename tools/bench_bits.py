@@ -1,0 +1,88 @@
+"""Where the bits of a stream go: by frame kind, by tier, and the base tier's motion syntax.
+
+    python tools/bench_bits.py --clip CLIP --frames 60 --qps 30,38 [--tiers 3] [--tune NAME=INT]
+
+Encodes the clip's first N frames at each qp and splits the payload (chunk headers excluded) by
+the kind of frame (the keyframe, the key pictures, the other P-frames) and by tier; for tier 0 it
+also gives the bits of the macroblock modes and vectors (the intra / merge / split flags, merge
+indices, vector differences, intra modes: `motion_bits` in the native encoder's stats, counted
+on the range coder), which every tier's prediction uses and the base tier alone pays for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's snisd
+
+from snisd.capture.file import iter_frames, probe  # noqa: E402
+from snisd.codec.bitstream import FrameHeader, tier_payload  # noqa: E402
+from snisd.codec.encoder import Encoder, EncoderConfig, Tuning  # noqa: E402
+
+KINDS = ("keyframe", "key picture", "P-frame")
+
+
+def measure(clip: str, frames: int, qp: int, tiers: int, tuning: Tuning) -> dict:
+    """Payload bits per frame kind and tier, and tier 0's motion-syntax bits per kind."""
+    _, _, fps = probe(clip)  # the key-picture and keyframe intervals follow the clip's rate
+    enc: Encoder | None = None
+    count = dict.fromkeys(KINDS, 0)
+    bits = {k: [0] * tiers for k in KINDS}
+    motion = dict.fromkeys(KINDS, 0.0)
+    for frame in iter_frames(clip, frames):
+        if enc is None:
+            rate = {"fps_num": fps.numerator, "fps_den": fps.denominator}
+            enc = Encoder(EncoderConfig(frame.width, frame.height, tiers=tiers, qp=qp, tuning=tuning, **rate))
+        ef = enc.encode(frame)
+        kind = KINDS[0] if ef.keyframe else KINDS[1] if ef.switch_point else KINDS[2]
+        fh = FrameHeader.from_bytes(ef.tiers[0])
+        count[kind] += 1
+        for t, chunk in enumerate(ef.tiers):
+            bits[kind][t] += 8 * len(tier_payload(chunk, t, fh.frame_no))
+        motion[kind] += enc.times.stages[-1]["motion_bits"]
+    return {"qp": qp, "frames": sum(count.values()), "count": count, "bits": bits, "motion_bits": motion}
+
+
+def report(r: dict) -> list[str]:
+    total = sum(sum(b) for b in r["bits"].values()) or 1
+    tiers = len(r["bits"][KINDS[0]])
+    lines = [f"qp {r['qp']}: {total / 1000:.1f} kbit in {r['frames']} frames"]
+    for kind in KINDS:
+        n, b = r["count"][kind], r["bits"][kind]
+        if not n:
+            continue
+        per_tier = " / ".join(f"{x / n / 8:.0f}" for x in b)
+        base_motion = r["motion_bits"][kind] / b[0] if b[0] else 0.0
+        lines.append(
+            f"  {kind:11s} x{n:<3d} {100 * sum(b) / total:5.1f} % of the stream; bytes per frame, tier 0…{tiers - 1}: "
+            f"{per_tier}; modes and vectors {100 * base_motion:.0f} % of tier 0"
+        )
+    tier_share = [sum(r["bits"][k][t] for k in KINDS) / total for t in range(tiers)]
+    lines.append("  tiers' shares: " + " / ".join(f"{100 * s:.1f} %" for s in tier_share))
+    return lines
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clip", required=True, help="a natural video clip (any file PyAV reads)")
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--qps", default="30,38", help="comma-separated qps")
+    ap.add_argument("--tiers", type=int, default=3)
+    ap.add_argument("--tune", action="append", default=[], metavar="NAME=INT", help="encoder tuning (as snisd encode)")
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    tuning = Tuning().with_overrides(args.tune)
+    rows = [measure(args.clip, args.frames, int(q), args.tiers, tuning) for q in args.qps.split(",")]
+    for r in rows:
+        print("\n".join(report(r)))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"clip": args.clip, "tune": args.tune, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
