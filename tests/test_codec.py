@@ -380,8 +380,8 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
 @pytest.mark.parametrize(
     "overrides",
     [["merge=0"], ["qpel=1"], ["split=0"], ["split=2"], ["qpel=1", "split=2", "merge=0"], ["split=2", "split8=2"],
-     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"], ["obmc=0"],
-     ["obmc=0", "split=2", "split8=2", "qpel=1"]],
+     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"], ["obmc=1"],
+     ["obmc=1", "split=2", "split8=2", "qpel=1"]],
 )
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of

@@ -126,5 +126,5 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, then obmc close it."""
-    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=0"])
-    assert t.as_tuple()[-4:] == (1, 2, 0, 0) and Tuning().as_tuple()[-4:] == (0, 0, 1, 1)
+    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1"])
+    assert t.as_tuple()[-4:] == (1, 2, 0, 1) and Tuning().as_tuple()[-4:] == (0, 0, 1, 0)

@@ -52,7 +52,8 @@ class Tuning:
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
     vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
     full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
-    diagonal between the better two, 2: all eight neighbours). `key_qp` is read here, not by the
+    diagonal between the better two, 2: all eight neighbours); then `obmc`, overlapped block
+    motion compensation of the luma prediction (1 in `fast` and `medium`). `key_qp` is read here, not by the
     core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (x264's
     `--ipratio` in qp steps: what later frames inherit from it is worth its bits; rate control
     chooses every frame's qp itself and is not offset)."""
@@ -78,7 +79,7 @@ class Tuning:
     intra_pred: int = 0
     split8: int = 0
     subpel: int = 1
-    obmc: int = 1
+    obmc: int = 0
     key_qp: int = 2
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:

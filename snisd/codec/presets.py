@@ -20,7 +20,7 @@ DEFAULT_PRESET = "realtime"
 # Overrides of Tuning's defaults (which are `realtime`), from fastest to slowest.
 PRESETS: dict[str, dict[str, int]] = {
     "realtime": {},
-    "fast": {"me_exit_q4": 6, "search_range": 96, "mb_rd": 4, "split": 1},
+    "fast": {"me_exit_q4": 6, "search_range": 96, "mb_rd": 4, "split": 1, "obmc": 1},
     "medium": {
         "me_exit_q4": 0,
         "search_range": 128,
@@ -30,6 +30,7 @@ PRESETS: dict[str, dict[str, int]] = {
         "split": 1,
         "split8": 1,
         "subpel": 2,
+        "obmc": 1,
     },
 }
 

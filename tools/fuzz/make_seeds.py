@@ -83,9 +83,9 @@ def main() -> int:
                             + ("" if thin is None else f"_thin{thin}") + ".bin")
                     (out / "seeds" / name).write_bytes(data)
                     n += 1
-        # every motion tool on, so the corpus starts inside the quarter-pel, merge, split and 8x8
-        # split syntax
-        tools = Tuning().with_overrides(["qpel=1", "merge=1", "split=2", "split8=2"])
+        # every motion tool on, so the corpus starts inside the quarter-pel, merge, split, 8x8
+        # split and overlapped-compensation syntax
+        tools = Tuning().with_overrides(["qpel=1", "merge=1", "split=2", "split8=2", "obmc=1"])
         enc = Encoder(EncoderConfig(w, h, 25, 1, tiers=2, qp=30, tier_ratio=8, switch_interval=3, tuning=tools))
         (out / "seeds" / f"{w}x{h}_t2_qp30_tools.bin").write_bytes(
             stream_input(bit, 2, 8, [enc.encode(f) for f in frames]))

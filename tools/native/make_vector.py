@@ -42,7 +42,7 @@ def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8,
     # so the cross-platform check covers them: AQ's offsets are derived from the prediction on both
     # ends and must agree bit for bit; intra prediction codes keyframes in bands; 16x16 and 8x8
     # partitions and quarter-pel vectors take the small-block compensation paths
-    tuning = Tuning(aq_strength=8, intra_pred=1, qpel=1, split=2, split8=2)
+    tuning = Tuning(aq_strength=8, intra_pred=1, qpel=1, split=2, split8=2, obmc=1)
     enc = Encoder(EncoderConfig(width, height, 25, 1, tiers=tiers, qp=qp, switch_interval=3, tuning=tuning))
     seq = enc.sequence_header
     parts = [MAGIC, struct.pack("<6I", width, height, tiers, seq.tier_step_log2, frames, len(enc.synthesis.packed)),

@@ -18,6 +18,7 @@
  * other vector takes the clamped path with the same result.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <sched.h>
 
 #include "internal.h"
@@ -139,30 +140,59 @@ static void predict_block(const picture_t *ref, picture_t *dst, int x0, int y0, 
 
 /* Overlapped block motion compensation (luma). A lapped transform codes a discontinuity at a
  * block edge expensively, and block motion compensation puts one wherever two neighbouring
- * vectors differ. Each 8x8 cell's prediction is therefore blended, within 4 pixels of its edges,
- * with the predictions of the same pixels by its neighbours' vectors: separable weights (own
- * share 46, 56, 62, 64 / 64 at 0 … 3 pixels from the edge, a raised cosine 3 pixels wide; the two
- * sides of an edge sum to one), so that where the vectors agree nothing changes. Intra macroblocks and the
- * picture's outside lend no vector. Every pixel's value depends only on the reference and the
- * vectors, so rows stay independent. */
+ * vectors differ. Each 8x8 cell's prediction is therefore blended, near its edges, with the
+ * predictions of the same pixels by its neighbours' vectors: separable weights (own share 46,
+ * 56, 62, 64 / 64 at 0 … 3 pixels from the edge, a raised cosine 3 pixels wide; the two sides of
+ * an edge sum to one), so that where the vectors agree nothing changes. Intra macroblocks and
+ * the picture's outside lend no vector. Every pixel's value depends only on the reference and
+ * the vectors, so rows stay independent. */
 static const int OBMC_OWN[4] = {46, 56, 62, 64};
+
+/* The four weights (own, h, v, d; they sum to 4096) of each sample of each quarter of a cell,
+ * built once from OBMC_OWN. */
+static int32_t obmc_w[4][4][16];
+static pthread_once_t obmc_once = PTHREAD_ONCE_INIT;
+
+static void obmc_weights(void)
+{
+    for (int quad = 0; quad < 4; quad++)
+        for (int k = 0; k < 16; k++) {
+            int y = k >> 2, x = k & 3, hy = quad >> 1, hx = quad & 1;
+            int oy = OBMC_OWN[hy ? 3 - y : y], ox = OBMC_OWN[hx ? 3 - x : x];
+            obmc_w[quad][0][k] = ox * oy;
+            obmc_w[quad][1][k] = (64 - ox) * oy;
+            obmc_w[quad][2][k] = ox * (64 - oy);
+            obmc_w[quad][3][k] = (64 - ox) * (64 - oy);
+        }
+}
 
 /* 4x4 bilinear luma prediction at a quarter-pel vector: the horizontal then the vertical
  * filter of luma_block, rounded to 8 bits between them, coordinates clamped to the plane. */
 static void obmc_block4(const plane_t *ref, int x0, int y0, int vy, int vx, uint8_t out[16])
 {
     int sy = y0 + (vy >> 2), sx = x0 + (vx >> 2), fy = 16 * (vy & 3), fx = 16 * (vx & 3);
-    int b = ref->border, h1 = ref->h - 1, w1 = ref->w - 1;
+    int b = ref->border;
+    uint8_t src[5][5], t[5][4];
     int inside = sy >= -b && sx >= -b && sy + 5 <= ref->h + b && sx + 5 <= ref->w + b;
-    uint8_t t[5][4];
-    for (int j = 0; j < 5; j++) {
-        const uint8_t *r = ref->data + (inside ? sy + j : clampi(sy + j, 0, h1)) * ref->stride;
-        for (int x = 0; x < 4; x++) {
-            int a = inside ? r[sx + x] : r[clampi(sx + x, 0, w1)];
-            int c = inside ? r[sx + x + 1] : r[clampi(sx + x + 1, 0, w1)];
-            t[j][x] = (uint8_t)((a * (64 - fx) + c * fx + 32) >> 6);
+    if (inside && !fy && !fx) { /* full pel: the filters are the identity */
+        for (int y = 0; y < 4; y++)
+            memcpy(out + 4 * y, ref->data + (sy + y) * ref->stride + sx, 4);
+        return;
+    }
+    if (inside) {
+        for (int j = 0; j < 5; j++)
+            memcpy(src[j], ref->data + (sy + j) * ref->stride + sx, 5);
+    } else {
+        int h1 = ref->h - 1, w1 = ref->w - 1;
+        for (int j = 0; j < 5; j++) {
+            const uint8_t *r = ref->data + clampi(sy + j, 0, h1) * ref->stride;
+            for (int x = 0; x < 5; x++)
+                src[j][x] = r[clampi(sx + x, 0, w1)];
         }
     }
+    for (int j = 0; j < 5; j++)
+        for (int x = 0; x < 4; x++)
+            t[j][x] = (uint8_t)((src[j][x] * (64 - fx) + src[j][x + 1] * fx + 32) >> 6);
     for (int y = 0; y < 4; y++)
         for (int x = 0; x < 4; x++)
             out[4 * y + x] = (uint8_t)((t[y][x] * (64 - fy) + t[y + 1][x] * fy + 32) >> 6);
@@ -180,12 +210,18 @@ static inline int same_vec(const int16_t *a, const int16_t *b) { return a[0] == 
 
 static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mby)
 {
+    pthread_once(&obmc_once, obmc_weights);
     for (int mbx = 0; mbx < m->mbw; mbx++) {
         if (m->intra[mby * m->mbw + mbx])
             continue;
         for (int c = 0; c < 16; c++) {
             int qy = 4 * mby + (c >> 2), qx = 4 * mbx + (c & 3);
             const int16_t *own = sub_mv(m, qy, qx);
+            int differs = 0; /* any of the eight neighbours (most cells inside a macroblock: none) */
+            for (int n = 0; n < 9 && !differs; n++)
+                differs = n != 4 && !same_vec(obmc_vec(m, qy + n / 3 - 1, qx + n % 3 - 1, own), own);
+            if (!differs)
+                continue;
             for (int quad = 0; quad < 4; quad++) { /* the cell's 4x4 quarters, each nearest two edges */
                 int hy = quad >> 1, hx = quad & 1, ny = hy ? 1 : -1, nx = hx ? 1 : -1;
                 const int16_t *vh = obmc_vec(m, qy, qx + nx, own), *vv = obmc_vec(m, qy + ny, qx, own);
@@ -194,18 +230,36 @@ static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mb
                     continue;
                 int x0 = 8 * qx + 4 * hx, y0 = 8 * qy + 4 * hy;
                 uint8_t *d = dst->data + y0 * dst->stride + x0;
-                uint8_t ph[16], pv[16], pd[16];
-                obmc_block4(ref, x0, y0, vh[0], vh[1], ph);
-                obmc_block4(ref, x0, y0, vv[0], vv[1], pv);
-                obmc_block4(ref, x0, y0, vd[0], vd[1], pd);
+                /* one interpolation per distinct vector; a neighbour with the own vector reads the
+                   own prediction (the same values) */
+                uint8_t po[16], ph[16], pv[16], pd[16];
                 for (int y = 0; y < 4; y++)
-                    for (int x = 0; x < 4; x++) {
-                        int oy = OBMC_OWN[hy ? 3 - y : y], ox = OBMC_OWN[hx ? 3 - x : x];
-                        int k = 4 * y + x;
-                        int v = ox * oy * d[y * dst->stride + x] + (64 - ox) * oy * ph[k] + ox * (64 - oy) * pv[k] +
-                                (64 - ox) * (64 - oy) * pd[k];
-                        d[y * dst->stride + x] = (uint8_t)((v + 2048) >> 12);
-                    }
+                    memcpy(po + 4 * y, d + y * dst->stride, 4);
+                const uint8_t *h = po, *v = po, *dg = po;
+                if (!same_vec(vh, own)) {
+                    obmc_block4(ref, x0, y0, vh[0], vh[1], ph);
+                    h = ph;
+                }
+                if (same_vec(vv, vh))
+                    v = h;
+                else if (!same_vec(vv, own)) {
+                    obmc_block4(ref, x0, y0, vv[0], vv[1], pv);
+                    v = pv;
+                }
+                if (same_vec(vd, vh))
+                    dg = h;
+                else if (same_vec(vd, vv))
+                    dg = v;
+                else if (!same_vec(vd, own)) {
+                    obmc_block4(ref, x0, y0, vd[0], vd[1], pd);
+                    dg = pd;
+                }
+                const int32_t(*w)[16] = obmc_w[quad];
+                uint8_t out[16];
+                for (int k = 0; k < 16; k++)
+                    out[k] = (uint8_t)((w[0][k] * po[k] + w[1][k] * h[k] + w[2][k] * v[k] + w[3][k] * dg[k] + 2048) >> 12);
+                for (int y = 0; y < 4; y++)
+                    memcpy(d + y * dst->stride, out + 4 * y, 4);
             }
         }
     }
