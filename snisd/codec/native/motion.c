@@ -18,7 +18,6 @@
  * other vector takes the clamped path with the same result.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <pthread.h>
 #include <sched.h>
 
 #include "internal.h"
@@ -141,61 +140,48 @@ static void predict_block(const picture_t *ref, picture_t *dst, int x0, int y0, 
 /* Overlapped block motion compensation (luma). A lapped transform codes a discontinuity at a
  * block edge expensively, and block motion compensation puts one wherever two neighbouring
  * vectors differ. Each 8x8 cell's prediction is therefore blended, near its edges, with the
- * predictions of the same pixels by its neighbours' vectors: separable weights (own share 46,
- * 56, 62, 64 / 64 at 0 … 3 pixels from the edge, a raised cosine 3 pixels wide; the two sides of
- * an edge sum to one), so that where the vectors agree nothing changes. Intra macroblocks and
- * the picture's outside lend no vector. Every pixel's value depends only on the reference and
- * the vectors, so rows stay independent. */
-static const int OBMC_OWN[4] = {46, 56, 62, 64};
+ * predictions of the same pixels by its neighbours' vectors: across the vertical edges, then
+ * across the horizontal ones, each rounded to 8 bits, with weights that fall from 64 to 46 of
+ * 64 over the 3 samples next to an edge (a raised cosine; the two sides of an edge sum to one),
+ * so that where the vectors agree nothing changes. Intra macroblocks and the picture's outside
+ * lend no vector. Every pixel's value depends only on the reference and the vectors, so rows
+ * stay independent; everything fits 16-bit lanes. */
+/* Own weight (of 64) of the sample at column or row i of a cell. */
+static const uint16_t OBMC_W[8] = {46, 56, 62, 64, 64, 62, 56, 46};
 
-/* The four weights (own, h, v, d; they sum to 4096) of each sample of each quarter of a cell,
- * built once from OBMC_OWN. */
-static int32_t obmc_w[4][4][16];
-static pthread_once_t obmc_once = PTHREAD_ONCE_INIT;
-
-static void obmc_weights(void)
-{
-    for (int quad = 0; quad < 4; quad++)
-        for (int k = 0; k < 16; k++) {
-            int y = k >> 2, x = k & 3, hy = quad >> 1, hx = quad & 1;
-            int oy = OBMC_OWN[hy ? 3 - y : y], ox = OBMC_OWN[hx ? 3 - x : x];
-            obmc_w[quad][0][k] = ox * oy;
-            obmc_w[quad][1][k] = (64 - ox) * oy;
-            obmc_w[quad][2][k] = ox * (64 - oy);
-            obmc_w[quad][3][k] = (64 - ox) * (64 - oy);
-        }
-}
-
-/* 4x4 bilinear luma prediction at a quarter-pel vector: the horizontal then the vertical
- * filter of luma_block, rounded to 8 bits between them, coordinates clamped to the plane. */
-static void obmc_block4(const plane_t *ref, int x0, int y0, int vy, int vx, uint8_t out[16])
+/* 8x8 bilinear luma prediction of a cell at a quarter-pel vector: the horizontal then the
+ * vertical filter of luma_block, rounded to 8 bits between them, coordinates clamped to the
+ * plane. */
+static void obmc_block8(const plane_t *ref, int x0, int y0, int vy, int vx, uint8_t out[64])
 {
     int sy = y0 + (vy >> 2), sx = x0 + (vx >> 2), fy = 16 * (vy & 3), fx = 16 * (vx & 3);
     int b = ref->border;
-    uint8_t src[5][5], t[5][4];
-    int inside = sy >= -b && sx >= -b && sy + 5 <= ref->h + b && sx + 5 <= ref->w + b;
+    uint8_t src[9][16];
+    uint8_t t[9][8];
+    int inside = sy >= -b && sx >= -b && sy + 9 <= ref->h + b && sx + 9 <= ref->w + b;
     if (inside && !fy && !fx) { /* full pel: the filters are the identity */
-        for (int y = 0; y < 4; y++)
-            memcpy(out + 4 * y, ref->data + (sy + y) * ref->stride + sx, 4);
+        for (int y = 0; y < 8; y++)
+            memcpy(out + 8 * y, ref->data + (sy + y) * ref->stride + sx, 8);
         return;
     }
     if (inside) {
-        for (int j = 0; j < 5; j++)
-            memcpy(src[j], ref->data + (sy + j) * ref->stride + sx, 5);
+        for (int j = 0; j < 9; j++)
+            memcpy(src[j], ref->data + (sy + j) * ref->stride + sx, 9);
     } else {
         int h1 = ref->h - 1, w1 = ref->w - 1;
-        for (int j = 0; j < 5; j++) {
+        for (int j = 0; j < 9; j++) {
             const uint8_t *r = ref->data + clampi(sy + j, 0, h1) * ref->stride;
-            for (int x = 0; x < 5; x++)
+            for (int x = 0; x < 9; x++)
                 src[j][x] = r[clampi(sx + x, 0, w1)];
         }
     }
-    for (int j = 0; j < 5; j++)
-        for (int x = 0; x < 4; x++)
-            t[j][x] = (uint8_t)((src[j][x] * (64 - fx) + src[j][x + 1] * fx + 32) >> 6);
-    for (int y = 0; y < 4; y++)
-        for (int x = 0; x < 4; x++)
-            out[4 * y + x] = (uint8_t)((t[y][x] * (64 - fy) + t[y + 1][x] * fy + 32) >> 6);
+    uint16_t ax = (uint16_t)(64 - fx), bx = (uint16_t)fx, ay = (uint16_t)(64 - fy), by = (uint16_t)fy;
+    for (int j = 0; j < 9; j++)
+        for (int x = 0; x < 8; x++)
+            t[j][x] = (uint8_t)((uint16_t)(src[j][x] * ax + src[j][x + 1] * bx + 32) >> 6);
+    for (int y = 0; y < 8; y++)
+        for (int x = 0; x < 8; x++)
+            out[8 * y + x] = (uint8_t)((uint16_t)(t[y][x] * ay + t[y + 1][x] * by + 32) >> 6);
 }
 
 /* The vector cell (qy, qx) lends its neighbours: own where it has none. */
@@ -210,57 +196,63 @@ static inline int same_vec(const int16_t *a, const int16_t *b) { return a[0] == 
 
 static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mby)
 {
-    pthread_once(&obmc_once, obmc_weights);
     for (int mbx = 0; mbx < m->mbw; mbx++) {
         if (m->intra[mby * m->mbw + mbx])
             continue;
         for (int c = 0; c < 16; c++) {
             int qy = 4 * mby + (c >> 2), qx = 4 * mbx + (c & 3);
             const int16_t *own = sub_mv(m, qy, qx);
-            int differs = 0; /* any of the eight neighbours (most cells inside a macroblock: none) */
-            for (int n = 0; n < 9 && !differs; n++)
-                differs = n != 4 && !same_vec(obmc_vec(m, qy + n / 3 - 1, qx + n % 3 - 1, own), own);
-            if (!differs)
-                continue;
-            for (int quad = 0; quad < 4; quad++) { /* the cell's 4x4 quarters, each nearest two edges */
-                int hy = quad >> 1, hx = quad & 1, ny = hy ? 1 : -1, nx = hx ? 1 : -1;
-                const int16_t *vh = obmc_vec(m, qy, qx + nx, own), *vv = obmc_vec(m, qy + ny, qx, own);
-                const int16_t *vd = obmc_vec(m, qy + ny, qx + nx, own);
-                if (same_vec(vh, own) && same_vec(vv, own) && same_vec(vd, own))
+            /* the eight neighbours' vectors (n = 4 is the cell itself), the distinct ones other
+               than its own interpolated once each over the whole cell */
+            const int16_t *nv[9];
+            int idx[9], nd = 0;
+            const int16_t *dv[8];
+            for (int n = 0; n < 9; n++) {
+                nv[n] = n == 4 ? own : obmc_vec(m, qy + n / 3 - 1, qx + n % 3 - 1, own);
+                idx[n] = 0;
+                if (same_vec(nv[n], own))
                     continue;
-                int x0 = 8 * qx + 4 * hx, y0 = 8 * qy + 4 * hy;
-                uint8_t *d = dst->data + y0 * dst->stride + x0;
-                /* one interpolation per distinct vector; a neighbour with the own vector reads the
-                   own prediction (the same values) */
-                uint8_t po[16], ph[16], pv[16], pd[16];
-                for (int y = 0; y < 4; y++)
-                    memcpy(po + 4 * y, d + y * dst->stride, 4);
-                const uint8_t *h = po, *v = po, *dg = po;
-                if (!same_vec(vh, own)) {
-                    obmc_block4(ref, x0, y0, vh[0], vh[1], ph);
-                    h = ph;
+                for (int k = 0; k < nd && !idx[n]; k++)
+                    if (same_vec(nv[n], dv[k]))
+                        idx[n] = 1 + k;
+                if (!idx[n]) {
+                    dv[nd] = nv[n];
+                    idx[n] = 1 + nd++;
                 }
-                if (same_vec(vv, vh))
-                    v = h;
-                else if (!same_vec(vv, own)) {
-                    obmc_block4(ref, x0, y0, vv[0], vv[1], pv);
-                    v = pv;
-                }
-                if (same_vec(vd, vh))
-                    dg = h;
-                else if (same_vec(vd, vv))
-                    dg = v;
-                else if (!same_vec(vd, own)) {
-                    obmc_block4(ref, x0, y0, vd[0], vd[1], pd);
-                    dg = pd;
-                }
-                const int32_t(*w)[16] = obmc_w[quad];
-                uint8_t out[16];
-                for (int k = 0; k < 16; k++)
-                    out[k] = (uint8_t)((w[0][k] * po[k] + w[1][k] * h[k] + w[2][k] * v[k] + w[3][k] * dg[k] + 2048) >> 12);
-                for (int y = 0; y < 4; y++)
-                    memcpy(d + y * dst->stride, out + 4 * y, 4);
             }
+            if (!nd) /* most cells inside a macroblock */
+                continue;
+            int x0 = 8 * qx, y0 = 8 * qy;
+            uint8_t *d = dst->data + y0 * dst->stride + x0;
+            uint8_t pred[9][64]; /* 0: the own prediction, 1 + k: vector dv[k]'s */
+            for (int y = 0; y < 8; y++)
+                memcpy(pred[0] + 8 * y, d + y * dst->stride, 8);
+            for (int k = 0; k < nd; k++)
+                obmc_block8(ref, x0, y0, dv[k][0], dv[k][1], pred[1 + k]);
+            /* per sample: the horizontal neighbour's (h), the vertical one's (v) and the diagonal
+               one's (d) prediction, each from the quarter the sample lies in */
+            uint8_t ph[64], pv[64], pd[64];
+            for (int y = 0; y < 8; y++)
+                for (int hx = 0; hx < 2; hx++) {
+                    int hy = y >> 2, o = 8 * y + 4 * hx;
+                    memcpy(ph + o, pred[idx[3 + 2 * hx]] + o, 4);
+                    memcpy(pv + o, pred[idx[1 + 6 * hy]] + o, 4);
+                    memcpy(pd + o, pred[idx[6 * hy + 2 * hx]] + o, 4);
+                }
+            const uint8_t *po = pred[0];
+            uint8_t out[64];
+            for (int y = 0; y < 8; y++) {
+                uint16_t wy = OBMC_W[y], wy1 = (uint16_t)(64 - wy);
+                for (int x = 0; x < 8; x++) {
+                    uint16_t wx = OBMC_W[x], wx1 = (uint16_t)(64 - wx);
+                    int o = 8 * y + x;
+                    uint16_t a1 = (uint16_t)(po[o] * wx + ph[o] * wx1 + 32) >> 6;
+                    uint16_t a2 = (uint16_t)(pv[o] * wx + pd[o] * wx1 + 32) >> 6;
+                    out[o] = (uint8_t)((uint16_t)(a1 * wy + a2 * wy1 + 32) >> 6);
+                }
+            }
+            for (int y = 0; y < 8; y++)
+                memcpy(d + y * dst->stride, out + 8 * y, 8);
         }
     }
 }
