@@ -481,6 +481,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-ablation", action="store_true", help="skip the DCT-8 ablation encodes")
     ap.add_argument("--ablation-all-tiers", action="store_true",
                     help="decode the DCT-8 ablation at every tier count (default: full tiers only)")
+    ap.add_argument("--ablation-args", default="", metavar="ARGS",
+                    help="extra `snisd encode` arguments of the DCT-8 ablation (e.g. '--tune obmc=1', to compare "
+                         "it with a --variant of the same arguments)")
     ap.add_argument("--dct-model", default="models/dct8.tflite", help="ablation analysis model (repo-relative)")
     ap.add_argument("--dct-synthesis", default="models/dct8_synthesis.npz", help="ablation synthesis weights")
     ap.add_argument("--snis-cli", default=None, help="command that runs the SNIS CLI (default: this Python with "
@@ -610,6 +613,8 @@ def main(argv=None) -> int:
                     tasks.append((run_snis, (col, clip, "snis", "SNIS-896 single tier", q, 1, [1], None, None,
                                              work, args)))
         if not args.no_ablation:
+            if args.ablation_args:
+                VARIANT_ARGS["dct8"] = shlex.split(args.ablation_args)
             if dct_model.exists() and dct_synth.exists():
                 dk = list(range(1, K + 1)) if args.ablation_all_tiers else [K]
                 codec_order += [f"dct8-K{K}" + (f"-t{k}" if K > 1 else "") for k in dk]

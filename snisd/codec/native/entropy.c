@@ -642,7 +642,7 @@ int code_tier(rangecoder *rc, tier_job *job)
             aq = (int)rc_bypass_bits(rc, (uint32_t)(m->aq + AQ_STRENGTH_MAX + 1), 6) - (AQ_STRENGTH_MAX + 1);
         if (rc->decoding)
             m->aq = aq;
-        /* the frame's motion tools: four bypass bits (quarter-pel, merge, split, 8x8 split) on
+        /* the frame's motion tools: five bypass bits (quarter-pel, merge, split, 8x8 split, OBMC) on
            P-frames */
         if (intra_frame) {
             if (rc->decoding)
