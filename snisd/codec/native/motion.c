@@ -149,41 +149,6 @@ static void predict_block(const picture_t *ref, picture_t *dst, int x0, int y0, 
 /* Own weight (of 64) of the sample at column or row i of a cell. */
 static const uint16_t OBMC_W[8] = {46, 56, 62, 64, 64, 62, 56, 46};
 
-/* 8x8 bilinear luma prediction of a cell at a quarter-pel vector: the horizontal then the
- * vertical filter of luma_block, rounded to 8 bits between them, coordinates clamped to the
- * plane. */
-static void obmc_block8(const plane_t *ref, int x0, int y0, int vy, int vx, uint8_t out[64])
-{
-    int sy = y0 + (vy >> 2), sx = x0 + (vx >> 2), fy = 16 * (vy & 3), fx = 16 * (vx & 3);
-    int b = ref->border;
-    uint8_t src[9][16];
-    uint8_t t[9][8];
-    int inside = sy >= -b && sx >= -b && sy + 9 <= ref->h + b && sx + 9 <= ref->w + b;
-    if (inside && !fy && !fx) { /* full pel: the filters are the identity */
-        for (int y = 0; y < 8; y++)
-            memcpy(out + 8 * y, ref->data + (sy + y) * ref->stride + sx, 8);
-        return;
-    }
-    if (inside) {
-        for (int j = 0; j < 9; j++)
-            memcpy(src[j], ref->data + (sy + j) * ref->stride + sx, 9);
-    } else {
-        int h1 = ref->h - 1, w1 = ref->w - 1;
-        for (int j = 0; j < 9; j++) {
-            const uint8_t *r = ref->data + clampi(sy + j, 0, h1) * ref->stride;
-            for (int x = 0; x < 9; x++)
-                src[j][x] = r[clampi(sx + x, 0, w1)];
-        }
-    }
-    uint16_t ax = (uint16_t)(64 - fx), bx = (uint16_t)fx, ay = (uint16_t)(64 - fy), by = (uint16_t)fy;
-    for (int j = 0; j < 9; j++)
-        for (int x = 0; x < 8; x++)
-            t[j][x] = (uint8_t)((uint16_t)(src[j][x] * ax + src[j][x + 1] * bx + 32) >> 6);
-    for (int y = 0; y < 8; y++)
-        for (int x = 0; x < 8; x++)
-            out[8 * y + x] = (uint8_t)((uint16_t)(t[y][x] * ay + t[y + 1][x] * by + 32) >> 6);
-}
-
 /* The vector cell (qy, qx) lends its neighbours: own where it has none. */
 static const int16_t *obmc_vec(const motion_t *m, int qy, int qx, const int16_t *own)
 {
@@ -227,8 +192,8 @@ static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mb
             uint8_t pred[9][64]; /* 0: the own prediction, 1 + k: vector dv[k]'s */
             for (int y = 0; y < 8; y++)
                 memcpy(pred[0] + 8 * y, d + y * dst->stride, 8);
-            for (int k = 0; k < nd; k++)
-                obmc_block8(ref, x0, y0, dv[k][0], dv[k][1], pred[1 + k]);
+            for (int k = 0; k < nd; k++) /* the partitions' filter (an 8x8 block) */
+                luma_block(ref, x0, y0, dv[k][0], dv[k][1], 8, pred[1 + k], 8);
             /* per sample: the horizontal neighbour's (h), the vertical one's (v) and the diagonal
                one's (d) prediction, each from the quarter the sample lies in */
             uint8_t ph[64], pv[64], pd[64];
