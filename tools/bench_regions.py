@@ -25,31 +25,32 @@ from rdlib import y4m_info, y4m_luma_frames  # noqa: E402
 BLOCK = 16
 
 
-def moving_masks(ref: str, threshold: float) -> list[np.ndarray]:
-    """Per frame from 1 on, a pixel mask of the blocks whose source changed since the last frame."""
-    masks, prev = [], None
+def moving_blocks(ref: str, threshold: float) -> list[np.ndarray]:
+    """Per frame from 1 on, the blocks (one flag per 16x16) whose source changed since the last
+    frame: block flags, not pixel masks, so that a long clip stays small in memory."""
+    blocks, prev = [], None
     for y in y4m_luma_frames(ref):
         cur = y.astype(np.int16)
         if prev is not None:
             h, w = (cur.shape[0] // BLOCK) * BLOCK, (cur.shape[1] // BLOCK) * BLOCK
             d = np.abs(cur[:h, :w] - prev[:h, :w]).reshape(h // BLOCK, BLOCK, w // BLOCK, BLOCK).mean(axis=(1, 3))
-            mask = np.zeros(cur.shape, bool)
-            mask[:h, :w] = np.kron(d > threshold, np.ones((BLOCK, BLOCK), bool))
-            masks.append(mask)
+            blocks.append(d > threshold)
         prev = cur
-    return masks
+    return blocks
 
 
-def region_psnr(ref: str, dist: str, masks: list[np.ndarray]) -> tuple[float, float, float]:
-    """(moving share, PSNR-Y moving, PSNR-Y still) over frames 1 … len(masks)."""
+def region_psnr(ref: str, dist: str, blocks: list[np.ndarray]) -> tuple[float, float, float]:
+    """(moving share, PSNR-Y moving, PSNR-Y still) over frames 1 … len(blocks)."""
     err, cnt = [0.0, 0.0], [0, 0]
     for t, (a, b) in enumerate(zip(y4m_luma_frames(ref), y4m_luma_frames(dist), strict=False)):  # shorter file ends it
         if t == 0:
             continue
-        if t > len(masks):
+        if t > len(blocks):
             break
         e = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-        m = masks[t - 1]
+        m = np.zeros(e.shape, bool)  # the pixels of the moving blocks (a partial block at the edge is still)
+        f = blocks[t - 1]
+        m[: f.shape[0] * BLOCK, : f.shape[1] * BLOCK] = np.kron(f, np.ones((BLOCK, BLOCK), bool))
         for k, sel in enumerate((m, ~m)):
             err[k] += float(e[sel].sum())
             cnt[k] += int(sel.sum())
@@ -67,13 +68,13 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=3.0, help="mean |frame difference| of a moving block")
     args = ap.parse_args()
     info = y4m_info(args.ref)
-    masks = moving_masks(args.ref, args.threshold)
+    blocks = moving_blocks(args.ref, args.threshold)
     for path in args.decoded:
         d = y4m_info(path)
         if (d.width, d.height) != (info.width, info.height):
             print(f"{path}: {d.width}x{d.height}, the source is {info.width}x{info.height}", file=sys.stderr)
             return 2
-        share, moving, still = region_psnr(args.ref, path, masks)
+        share, moving, still = region_psnr(args.ref, path, blocks)
         print(f"{path}: moving {100 * share:.1f} % of the picture, PSNR-Y moving {moving:.2f} dB, still {still:.2f} dB")
     return 0
 
