@@ -106,6 +106,18 @@ def test_aarch64_build_is_bit_identical_to_this_machine(tmp_path, vector, native
     assert hashes == native_result[1]
 
 
+def test_portable_c_build_is_bit_identical(tmp_path, vector, native_result):
+    """simd.h's portable C (the kernels of targets with neither SSE2 nor NEON) computes exactly
+    what this machine's SIMD kernels do."""
+    undef = {"x86_64": "-U__SSE2__", "aarch64": "-U__ARM_NEON"}.get(os.uname().machine)
+    if undef is None:
+        pytest.skip(f"no SIMD kernels on {os.uname().machine}")
+    exe = build(os.environ.get("CC", "cc"), tmp_path / "core_check", [*setup_flags(), "-Werror", undef])
+    simd, hashes = run([str(exe)], vector)
+    assert simd == "c"
+    assert hashes == native_result[1]
+
+
 @pytest.mark.parametrize("sanitizers", ["address,undefined", "thread"])
 def test_core_checks_under_sanitizers(tmp_path, vector, native_result, sanitizers):
     """The encoder side too (the fuzzer covers the decoder): no memory error, no undefined

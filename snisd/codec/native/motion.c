@@ -149,75 +149,139 @@ static void predict_block(const picture_t *ref, picture_t *dst, int x0, int y0, 
 /* Own weight (of 64) of the sample at column or row i of a cell. */
 static const uint16_t OBMC_W[8] = {46, 56, 62, 64, 64, 62, 56, 46};
 
-/* The vector cell (qy, qx) lends its neighbours: own where it has none. */
-static const int16_t *obmc_vec(const motion_t *m, int qy, int qx, const int16_t *own)
+/* A cell's vector as one comparable value, OBMC_NONE where the cell lends none (intra, outside). */
+#define OBMC_NONE ((int64_t)1 << 40)
+static int64_t obmc_key(const motion_t *m, int qy, int qx)
 {
     if (qy < 0 || qx < 0 || qy >= 4 * m->mbh || qx >= 4 * m->mbw || m->intra[(qy >> 2) * m->mbw + (qx >> 2)])
-        return own;
-    return sub_mv(m, qy, qx);
+        return OBMC_NONE;
+    const int16_t *v = sub_mv(m, qy, qx);
+    return (int64_t)(((uint32_t)(uint16_t)v[0] << 16) | (uint16_t)v[1]);
 }
 
-static inline int same_vec(const int16_t *a, const int16_t *b) { return a[0] == b[0] && a[1] == b[1]; }
+/* Rows needed of a neighbour's prediction in the role of neighbour n (0..8, row-major around the
+ * cell, 4 the cell itself): the horizontal ones (3, 5) blend into every row, the others only into
+ * the rows of their half whose weight is below 64. */
+static unsigned obmc_rows(int n)
+{
+    if (n == 3 || n == 5)
+        return 0xFF;
+    unsigned m = 0;
+    for (int y = n < 3 ? 0 : 4; y < (n < 3 ? 4 : 8); y++)
+        if (OBMC_W[y] != 64)
+            m |= 1u << y;
+    return m;
+}
+
+/* luma_block's 8x8 block at (x0, y0) by vector (mvy, mvx), but only the rows in mask `rows` (bit
+ * y: row y), into dst (stride 8): the same filters on the same samples, in 8 lanes instead of 16,
+ * so the same values. */
+static void luma_rows8(const plane_t *ref, int x0, int y0, int mvy, int mvx, unsigned rows, uint8_t *dst)
+{
+    int sy = y0 + (mvy >> 2), sx = x0 + (mvx >> 2), fy = mvy & 3, fx = mvx & 3;
+    int b = ref->border;
+    ptrdiff_t rs = ref->stride;
+    if (!(sy - 2 >= -b && sx - 2 >= -b && sy + 8 + 4 <= ref->h + b && sx + 8 + 4 <= ref->w + b)) {
+        luma_block(ref, x0, y0, mvy, mvx, 8, dst, 8); /* the clamped path, every row */
+        return;
+    }
+    const uint8_t *s = ref->data + sy * rs + sx;
+    if (!fy && !fx) {
+        for (int y = 0; y < 8; y++)
+            if (rows >> y & 1)
+                memcpy(dst + 8 * y, s + y * rs, 8);
+    } else if (!fy || !fx) {
+        ptrdiff_t step = fy ? rs : 1;
+        for (int y = 0; y < 8; y++)
+            if (rows >> y & 1)
+                filt6_8(s + y * rs, step, LUMA_TAPS[fy | fx], dst + 8 * y);
+    } else {
+        /* the horizontal pass on the source rows that the wanted rows' vertical taps read (row
+           j of t is source row j - 2) */
+        uint8_t t[13 * 8];
+        unsigned need = 0;
+        for (int y = 0; y < 8; y++)
+            if (rows >> y & 1)
+                for (int j = 0; j < 6; j++)
+                    if (LUMA_TAPS[fy][j])
+                        need |= 1u << (y + j);
+        for (int j = 0; j < 13; j++)
+            if (need >> j & 1)
+                filt6_8(s + (j - 2) * rs, 1, LUMA_TAPS[fx], t + 8 * j);
+        for (int y = 0; y < 8; y++)
+            if (rows >> y & 1)
+                filt6_8(t + 8 * (y + 2), 8, LUMA_TAPS[fy], dst + 8 * y);
+    }
+}
 
 static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mby)
 {
+    unsigned role_rows[9];
+    for (int n = 0; n < 9; n++)
+        role_rows[n] = obmc_rows(n);
+    ptrdiff_t ds = dst->stride;
+    /* the cells' vectors of cell rows 4 mby - 1 .. 4 mby + 4, OBMC_CHUNK macroblocks at a time
+       (columns 4 mbx0 - 1 .. 4 (mbx0 + OBMC_CHUNK)) */
+    enum { OBMC_CHUNK = 32, KW = 4 * OBMC_CHUNK + 2 };
+    int64_t key[6 * KW];
     for (int mbx = 0; mbx < m->mbw; mbx++) {
+        int mbx0 = mbx - mbx % OBMC_CHUNK;
+        if (mbx == mbx0)
+            for (int r = 0; r < 6; r++)
+                for (int x = 0; x < KW; x++)
+                    key[r * KW + x] = obmc_key(m, 4 * mby - 1 + r, 4 * mbx0 - 1 + x);
         if (m->intra[mby * m->mbw + mbx])
             continue;
         for (int c = 0; c < 16; c++) {
-            int qy = 4 * mby + (c >> 2), qx = 4 * mbx + (c & 3);
-            const int16_t *own = sub_mv(m, qy, qx);
-            /* the eight neighbours' vectors (n = 4 is the cell itself), the distinct ones other
-               than its own interpolated once each over the whole cell */
-            const int16_t *nv[9];
-            int idx[9], nd = 0;
-            const int16_t *dv[8];
+            int cy = c >> 2, cx = 4 * mbx + (c & 3);
+            const int64_t *k0 = key + (cy + 1) * KW + cx - 4 * mbx0 + 1;
+            int64_t own = *k0;
+            int any = 0; /* most cells inside a macroblock have no differing neighbour */
             for (int n = 0; n < 9; n++) {
-                nv[n] = n == 4 ? own : obmc_vec(m, qy + n / 3 - 1, qx + n % 3 - 1, own);
+                int64_t v = k0[(n / 3 - 1) * KW + n % 3 - 1];
+                any |= v != own && v != OBMC_NONE;
+            }
+            if (!any)
+                continue;
+            /* the eight neighbours (n = 4 is the cell itself): each distinct vector other than
+               its own is interpolated once, on the rows its roles need */
+            int64_t dv[8];
+            unsigned dr[8];
+            int idx[9], nd = 0;
+            for (int n = 0; n < 9; n++) {
+                int64_t v = k0[(n / 3 - 1) * KW + n % 3 - 1];
                 idx[n] = 0;
-                if (same_vec(nv[n], own))
+                if (v == own || v == OBMC_NONE)
                     continue;
                 for (int k = 0; k < nd && !idx[n]; k++)
-                    if (same_vec(nv[n], dv[k]))
+                    if (v == dv[k])
                         idx[n] = 1 + k;
                 if (!idx[n]) {
-                    dv[nd] = nv[n];
+                    dv[nd] = v;
+                    dr[nd] = 0;
                     idx[n] = 1 + nd++;
                 }
+                dr[idx[n] - 1] |= role_rows[n];
             }
-            if (!nd) /* most cells inside a macroblock */
-                continue;
-            int x0 = 8 * qx, y0 = 8 * qy;
-            uint8_t *d = dst->data + y0 * dst->stride + x0;
-            uint8_t pred[9][64]; /* 0: the own prediction, 1 + k: vector dv[k]'s */
-            for (int y = 0; y < 8; y++)
-                memcpy(pred[0] + 8 * y, d + y * dst->stride, 8);
-            for (int k = 0; k < nd; k++) /* the partitions' filter (an 8x8 block) */
-                luma_block(ref, x0, y0, dv[k][0], dv[k][1], 8, pred[1 + k], 8);
-            /* per sample: the horizontal neighbour's (h), the vertical one's (v) and the diagonal
-               one's (d) prediction, each from the quarter the sample lies in */
-            uint8_t ph[64], pv[64], pd[64];
-            for (int y = 0; y < 8; y++)
-                for (int hx = 0; hx < 2; hx++) {
-                    int hy = y >> 2, o = 8 * y + 4 * hx;
-                    memcpy(ph + o, pred[idx[3 + 2 * hx]] + o, 4);
-                    memcpy(pv + o, pred[idx[1 + 6 * hy]] + o, 4);
-                    memcpy(pd + o, pred[idx[6 * hy + 2 * hx]] + o, 4);
-                }
-            const uint8_t *po = pred[0];
-            uint8_t out[64];
+            int x0 = 8 * cx, y0 = 8 * (4 * mby + cy);
+            uint8_t *d = dst->data + y0 * ds + x0;
+            uint8_t pred[8][64]; /* vector dv[k]'s prediction */
+            for (int k = 0; k < nd; k++)
+                luma_rows8(ref, x0, y0, (int16_t)(dv[k] >> 16), (int16_t)dv[k], dr[k], pred[k]);
+            /* row by row: the own prediction (in place), and for each half row the horizontal,
+               vertical and diagonal neighbours' predictions (the own one where they lend none) */
             for (int y = 0; y < 8; y++) {
-                uint16_t wy = OBMC_W[y], wy1 = (uint16_t)(64 - wy);
-                for (int x = 0; x < 8; x++) {
-                    uint16_t wx = OBMC_W[x], wx1 = (uint16_t)(64 - wx);
-                    int o = 8 * y + x;
-                    uint16_t a1 = (uint16_t)(po[o] * wx + ph[o] * wx1 + 32) >> 6;
-                    uint16_t a2 = (uint16_t)(pv[o] * wx + pd[o] * wx1 + 32) >> 6;
-                    out[o] = (uint8_t)((uint16_t)(a1 * wy + a2 * wy1 + 32) >> 6);
-                }
+                int hy = y >> 2;
+                uint8_t *o = d + y * ds;
+#define SNIS_ROW(n) (idx[n] ? pred[idx[n] - 1] + 8 * y : o)
+                const uint8_t *h[2] = {SNIS_ROW(3), SNIS_ROW(5)};
+                const uint8_t *v[2] = {SNIS_ROW(1 + 6 * hy), SNIS_ROW(1 + 6 * hy)};
+                const uint8_t *g[2] = {SNIS_ROW(6 * hy), SNIS_ROW(6 * hy + 2)};
+#undef SNIS_ROW
+                if (OBMC_W[y] == 64 && !idx[3] && !idx[5])
+                    continue; /* nothing to blend in this row */
+                obmc_row8(o, h, v, g, OBMC_W, OBMC_W[y]);
             }
-            for (int y = 0; y < 8; y++)
-                memcpy(d + y * dst->stride, out + 8 * y, 8);
         }
     }
 }

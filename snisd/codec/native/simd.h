@@ -7,7 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <string.h>
+
 #include "snis.h" /* SNIS_FRAC */
+
+/* 4 bytes from any address. */
+static inline uint32_t load_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -52,6 +62,18 @@ static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uin
         hi = _mm_add_epi16(hi, _mm_mullo_epi16(_mm_unpackhi_epi8(v, z), kj));
     }
     _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(_mm_srai_epi16(lo, 6), _mm_srai_epi16(hi, 6)));
+}
+/* The same filter over 8 samples. */
+static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+{
+    const __m128i z = _mm_setzero_si128();
+    __m128i acc = _mm_set1_epi16(32);
+    for (int j = 0; j < 6; j++)
+        if (k[j])
+            acc = _mm_add_epi16(acc, _mm_mullo_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(p + (j - 2) * s)), z),
+                                                     _mm_set1_epi16(k[j])));
+    acc = _mm_srai_epi16(acc, 6);
+    _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(acc, acc));
 }
 /* Bilinear sample of 16 positions in 1/16: (w00 a[x] + w01 a[x+1] + w10 b[x] + w11 b[x+1] + 8) >> 4. */
 static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
@@ -148,6 +170,29 @@ static inline void readback8(int32_t *cv, uint8_t *d)
     _mm_storeu_si128((__m128i *)cv, z);
     _mm_storeu_si128((__m128i *)(cv + 4), z);
 }
+/* One row of the overlapped luma prediction (motion.c): 8 samples whose left and right halves
+ * take the horizontal (h), vertical (v) and diagonal (d) neighbours' samples from two different
+ * rows each ([0]: columns 0-3, [1]: 4-7). a1 = (o wx + h (64 - wx) + 32) >> 6 with the column
+ * weights wx, a2 the same of v and d, out = (a1 wy + a2 (64 - wy) + 32) >> 6; wy = 64 gives a1
+ * and reads no v, d. Every sum fits a 16-bit lane. o is overwritten. */
+static inline void obmc_row8(uint8_t *o, const uint8_t *const h[2], const uint8_t *const v[2],
+                             const uint8_t *const d[2], const uint16_t *wx, int wy)
+{
+    const __m128i z = _mm_setzero_si128(), r = _mm_set1_epi16(32);
+    __m128i w = _mm_loadu_si128((const __m128i *)wx), w1 = _mm_sub_epi16(_mm_set1_epi16(64), w);
+#define SNIS_HALVES(p) _mm_unpacklo_epi8(_mm_unpacklo_epi32(_mm_cvtsi32_si128(load_u32(p[0])), \
+                                                              _mm_cvtsi32_si128(load_u32(p[1] + 4))), z)
+    __m128i po = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)o), z);
+    __m128i a1 = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(po, w), _mm_mullo_epi16(SNIS_HALVES(h), w1)), r), 6);
+    if (wy != 64) {
+        __m128i a2 = _mm_srli_epi16(
+            _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(SNIS_HALVES(v), w), _mm_mullo_epi16(SNIS_HALVES(d), w1)), r), 6);
+        a1 = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(a1, _mm_set1_epi16((short)wy)),
+                                                        _mm_mullo_epi16(a2, _mm_set1_epi16((short)(64 - wy)))), r), 6);
+    }
+#undef SNIS_HALVES
+    _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(a1, a1));
+}
 #elif defined(__ARM_NEON)
 #include <arm_neon.h>
 #define SNIS_SIMD "neon"
@@ -184,6 +229,14 @@ static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uin
         hi = vmlaq_n_s16(hi, vreinterpretq_s16_u16(vmovl_u8(vget_high_u8(v))), k[j]);
     }
     vst1q_u8(o, vcombine_u8(vqrshrun_n_s16(lo, 6), vqrshrun_n_s16(hi, 6)));
+}
+static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+{
+    int16x8_t acc = vdupq_n_s16(0);
+    for (int j = 0; j < 6; j++)
+        if (k[j])
+            acc = vmlaq_n_s16(acc, vreinterpretq_s16_u16(vmovl_u8(vld1_u8(p + (j - 2) * s))), k[j]);
+    vst1_u8(o, vqrshrun_n_s16(acc, 6));
 }
 static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
 {
@@ -262,6 +315,20 @@ static inline void readback8(int32_t *cv, uint8_t *d)
     vst1q_s32(cv, vdupq_n_s32(0));
     vst1q_s32(cv + 4, vdupq_n_s32(0));
 }
+static inline void obmc_row8(uint8_t *o, const uint8_t *const h[2], const uint8_t *const v[2],
+                             const uint8_t *const d[2], const uint16_t *wx, int wy)
+{
+    uint16x8_t w = vld1q_u16(wx), w1 = vsubq_u16(vdupq_n_u16(64), w);
+#define SNIS_HALVES(p) vmovl_u8(vreinterpret_u8_u32(vset_lane_u32(load_u32(p[1] + 4), \
+                                                    vdup_n_u32(load_u32(p[0])), 1)))
+    uint16x8_t a1 = vrshrq_n_u16(vmlaq_u16(vmulq_u16(vmovl_u8(vld1_u8(o)), w), SNIS_HALVES(h), w1), 6);
+    if (wy != 64) {
+        uint16x8_t a2 = vrshrq_n_u16(vmlaq_u16(vmulq_u16(SNIS_HALVES(v), w), SNIS_HALVES(d), w1), 6);
+        a1 = vrshrq_n_u16(vmlaq_n_u16(vmulq_n_u16(a1, (uint16_t)wy), a2, (uint16_t)(64 - wy)), 6);
+    }
+#undef SNIS_HALVES
+    vst1_u8(o, vmovn_u16(a1));
+}
 #else
 #define SNIS_SIMD "c"
 static inline uint32_t sadn(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, ptrdiff_t sb, int rows, int step, int n)
@@ -282,9 +349,9 @@ static inline uint32_t sad16(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, p
 {
     return sadn(a, sa, b, sb, rows, step, 16);
 }
-static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o)
+static inline void filt6_n(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o, int n)
 {
-    for (int x = 0; x < 16; x++) {
+    for (int x = 0; x < n; x++) {
         int v = 32;
         for (int j = 0; j < 6; j++)
             v += k[j] * p[x + (j - 2) * s];
@@ -292,6 +359,8 @@ static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uin
         o[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
 }
+static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 16); }
+static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 8); }
 static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
 {
     for (int x = 0; x < 16; x++)
@@ -340,6 +409,18 @@ static inline void readback8(int32_t *cv, uint8_t *d)
         int v = d[x] + ((int32_t)((uint32_t)cv[x] + (1u << (SNIS_FRAC + 1))) >> (SNIS_FRAC + 2));
         d[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
         cv[x] = 0;
+    }
+}
+static inline void obmc_row8(uint8_t *o, const uint8_t *const h[2], const uint8_t *const v[2],
+                             const uint8_t *const d[2], const uint16_t *wx, int wy)
+{
+    for (int x = 0; x < 8; x++) {
+        int k = x >> 2, a1 = (o[x] * wx[x] + h[k][x] * (64 - wx[x]) + 32) >> 6;
+        if (wy != 64) {
+            int a2 = (v[k][x] * wx[x] + d[k][x] * (64 - wx[x]) + 32) >> 6;
+            a1 = (a1 * wy + a2 * (64 - wy) + 32) >> 6;
+        }
+        o[x] = (uint8_t)a1;
     }
 }
 #endif
