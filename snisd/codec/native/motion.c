@@ -47,47 +47,60 @@ static int mv_bits(int d)
 static const int16_t LUMA_TAPS[4][6] = {
     {0, 0, 64, 0, 0, 0}, {0, 0, 48, 16, 0, 0}, {0, 0, 32, 32, 0, 0}, {0, 0, 16, 48, 0, 0}};
 
-/* Luma block at quarter-pel fraction (fy, fx) of integer position src: the horizontal filter of
- * phase fx, then the vertical one of phase fy on its (8-bit) output. */
-static void interp_luma(const uint8_t *src, ptrdiff_t ss, int fy, int fx, int n, uint8_t *dst, ptrdiff_t ds)
+/* One row of n samples of the filter k (8, 16 or 32 wide). */
+static inline void filt_row(const uint8_t *p, ptrdiff_t s, const int16_t *k, int n, uint8_t *o)
+{
+    if (n == 8) {
+        filt6_8(p, s, k, o);
+        return;
+    }
+    for (int x = 0; x < n; x += 16)
+        filt6_16(p + x, s, k, o + x);
+}
+
+/* The rows (bit y: row y) of an n x n luma block at quarter-pel fraction (fy, fx) of integer
+ * position src: the horizontal filter of phase fx, then the vertical one of phase fy on its
+ * (8-bit) output, which is computed only on the source rows the vertical taps of the wanted rows
+ * read (the bilinear taps read two of the six). */
+static void interp_luma(const uint8_t *src, ptrdiff_t ss, int fy, int fx, int n, uint64_t rows, uint8_t *dst,
+                        ptrdiff_t ds)
 {
     if (!fy && !fx) {
         for (int y = 0; y < n; y++)
-            memcpy(dst + y * ds, src + y * ss, (size_t)n);
-    } else if (!fy) {
+            if (rows >> y & 1)
+                memcpy(dst + y * ds, src + y * ss, (size_t)n);
+    } else if (!fy || !fx) {
         for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x += 16)
-                filt6_16(src + y * ss + x, 1, LUMA_TAPS[fx], dst + y * ds + x);
-    } else if (!fx) {
-        for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x += 16)
-                filt6_16(src + y * ss + x, ss, LUMA_TAPS[fy], dst + y * ds + x);
+            if (rows >> y & 1)
+                filt_row(src + y * ss, fy ? ss : 1, LUMA_TAPS[fy | fx], n, dst + y * ds);
     } else {
-        uint8_t t[SUB_MAX * MB];
-        for (int j = 0; j < n + 5; j++)
-            for (int x = 0; x < n; x += 16)
-                filt6_16(src + (j - 2) * ss + x, 1, LUMA_TAPS[fx], t + j * n + x);
+        uint8_t t[SUB_MAX * MB]; /* row j: source row j - 2 */
+        uint64_t taps = 0, need = 0;
+        for (int j = 0; j < 6; j++)
+            if (LUMA_TAPS[fy][j])
+                taps |= 1u << j;
         for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x += 16)
-                filt6_16(t + (y + 2) * n + x, n, LUMA_TAPS[fy], dst + y * ds + x);
+            if (rows >> y & 1)
+                need |= taps << y;
+        for (int j = 0; j < n + 5; j++)
+            if (need >> j & 1)
+                filt_row(src + (j - 2) * ss, 1, LUMA_TAPS[fx], n, t + j * n);
+        for (int y = 0; y < n; y++)
+            if (rows >> y & 1)
+                filt_row(t + (y + 2) * n, n, LUMA_TAPS[fy], n, dst + y * ds);
     }
 }
 
-/* Luma n x n block at (x0, y0) displaced by a quarter-pel vector. */
-static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint8_t *dst, ptrdiff_t ds)
+/* The rows `rows` (bit y: row y) of the luma n x n block at (x0, y0) displaced by a quarter-pel
+ * vector. */
+static void luma_rows(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint64_t rows, uint8_t *dst,
+                      ptrdiff_t ds)
 {
-    if (n < 16) { /* the filters work in 16 columns: an 8x8 partition is the corner of a 16x16 block */
-        uint8_t t[16 * 16];
-        luma_block(ref, x0, y0, mvy, mvx, 16, t, 16);
-        for (int y = 0; y < n; y++)
-            memcpy(dst + y * ds, t + y * 16, (size_t)n);
-        return;
-    }
     int sy = y0 + (mvy >> 2), sx = x0 + (mvx >> 2), fy = mvy & 3, fx = mvx & 3;
     int b = ref->border;
     ptrdiff_t rs = ref->stride;
     if (sy - 2 >= -b && sx - 2 >= -b && sy + n + 4 <= ref->h + b && sx + n + 4 <= ref->w + b) {
-        interp_luma(ref->data + sy * rs + sx, rs, fy, fx, n, dst, ds);
+        interp_luma(ref->data + sy * rs + sx, rs, fy, fx, n, rows, dst, ds);
         return;
     }
     /* outside the border: the same filter on a copy with clamped coordinates */
@@ -99,7 +112,13 @@ static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int
         for (int x = 0; x < n + 6; x++)
             tmp[y * ts + x] = r[clampi(sx + x - 2, 0, w1)];
     }
-    interp_luma(tmp + 2 * ts + 2, ts, fy, fx, n, dst, ds);
+    interp_luma(tmp + 2 * ts + 2, ts, fy, fx, n, rows, dst, ds);
+}
+
+/* The whole block. */
+static void luma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, int n, uint8_t *dst, ptrdiff_t ds)
+{
+    luma_rows(ref, x0, y0, mvy, mvx, n, ((uint64_t)1 << n) - 1, dst, ds);
 }
 
 /* Chroma n x n block at an eighth-pel vector (the luma quarter-pel vector), bilinear in 1/64. */
@@ -173,47 +192,6 @@ static unsigned obmc_rows(int n)
     return m;
 }
 
-/* luma_block's 8x8 block at (x0, y0) by vector (mvy, mvx), but only the rows in mask `rows` (bit
- * y: row y), into dst (stride 8): the same filters on the same samples, in 8 lanes instead of 16,
- * so the same values. */
-static void luma_rows8(const plane_t *ref, int x0, int y0, int mvy, int mvx, unsigned rows, uint8_t *dst)
-{
-    int sy = y0 + (mvy >> 2), sx = x0 + (mvx >> 2), fy = mvy & 3, fx = mvx & 3;
-    int b = ref->border;
-    ptrdiff_t rs = ref->stride;
-    if (!(sy - 2 >= -b && sx - 2 >= -b && sy + 8 + 4 <= ref->h + b && sx + 8 + 4 <= ref->w + b)) {
-        luma_block(ref, x0, y0, mvy, mvx, 8, dst, 8); /* the clamped path, every row */
-        return;
-    }
-    const uint8_t *s = ref->data + sy * rs + sx;
-    if (!fy && !fx) {
-        for (int y = 0; y < 8; y++)
-            if (rows >> y & 1)
-                memcpy(dst + 8 * y, s + y * rs, 8);
-    } else if (!fy || !fx) {
-        ptrdiff_t step = fy ? rs : 1;
-        for (int y = 0; y < 8; y++)
-            if (rows >> y & 1)
-                filt6_8(s + y * rs, step, LUMA_TAPS[fy | fx], dst + 8 * y);
-    } else {
-        /* the horizontal pass on the source rows that the wanted rows' vertical taps read (row
-           j of t is source row j - 2) */
-        uint8_t t[13 * 8];
-        unsigned need = 0;
-        for (int y = 0; y < 8; y++)
-            if (rows >> y & 1)
-                for (int j = 0; j < 6; j++)
-                    if (LUMA_TAPS[fy][j])
-                        need |= 1u << (y + j);
-        for (int j = 0; j < 13; j++)
-            if (need >> j & 1)
-                filt6_8(s + (j - 2) * rs, 1, LUMA_TAPS[fx], t + 8 * j);
-        for (int y = 0; y < 8; y++)
-            if (rows >> y & 1)
-                filt6_8(t + 8 * (y + 2), 8, LUMA_TAPS[fy], dst + 8 * y);
-    }
-}
-
 static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mby)
 {
     unsigned role_rows[9];
@@ -267,7 +245,7 @@ static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mb
             uint8_t *d = dst->data + y0 * ds + x0;
             uint8_t pred[8][64]; /* vector dv[k]'s prediction */
             for (int k = 0; k < nd; k++)
-                luma_rows8(ref, x0, y0, (int16_t)(dv[k] >> 16), (int16_t)dv[k], dr[k], pred[k]);
+                luma_rows(ref, x0, y0, (int16_t)(dv[k] >> 16), (int16_t)dv[k], 8, dr[k], pred[k], 8);
             /* row by row: the own prediction (in place), and for each half row the horizontal,
                vertical and diagonal neighbours' predictions (the own one where they lend none) */
             for (int y = 0; y < 8; y++) {
