@@ -11,7 +11,7 @@ import pytest
 
 from snisd.codec.bitstream import EncodedFrame, SequenceHeader
 from snisd.codec.decoder import Decoder, MissingReferenceError
-from snisd.codec.encoder import Encoder, EncoderConfig
+from snisd.codec.encoder import Encoder, EncoderConfig, Tuning
 from snisd.errors import BitstreamError, InputError, ModelError
 from snisd.frame import Frame
 
@@ -72,6 +72,34 @@ def test_thinned_stream_drift_is_bounded_and_gone_at_each_key_picture(coded, syn
         else:
             assert psnr(want.y, got.y) > DRIFT_BOUND_DB, i
             assert psnr(want.u, got.u) > DRIFT_BOUND_DB, i
+
+
+def test_thinned_decoders_predict_p_frames_without_obmc(natural_frames, analysis, synthesis):
+    """The overlapped blend is part of the full decoder's P-frames and of every decoder's key
+    pictures (whose reference, the last key picture's base tier, is the encoder's everywhere); a
+    decoder of fewer tiers predicts its P-frames without it, and still shows the encoder's
+    picture of its tiers exactly at every key picture."""
+    enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=26, switch_interval=4, tuning=Tuning(obmc=1))
+    frames, recons = [], []
+    for f in natural_frames:
+        frames.append(enc.encode(f))
+        recons.append([enc.reconstruction(k) for k in (1, 2, 3)])
+    obmc = 16  # the fifth motion-tool bit
+    for tiers in (1, 2, 3):
+        dec = Decoder(enc.sequence_header, synthesis=synthesis)
+        for i, ef in enumerate(frames):
+            got = dec.decode(ef.thinned(tiers))
+            tools = int(dec.stats()["motion_tools"])
+            if ef.keyframe:
+                assert tools == 0, i
+            elif ef.switch_point or tiers == 3:
+                assert tools & obmc, (tiers, i)
+            else:
+                assert not tools & obmc, (tiers, i)
+            if ef.keyframe or ef.switch_point or tiers == 3:
+                assert same(got, recons[i][tiers - 1]), (tiers, i)
+            else:
+                assert psnr(recons[i][tiers - 1].y, got.y) > DRIFT_BOUND_DB, (tiers, i)
 
 
 def test_quality_rises_with_every_tier_on_natural_video(coded, natural_frames):
@@ -187,7 +215,7 @@ def test_wrong_model_version_and_bad_frames_are_refused(coded, natural_frames, s
     with pytest.raises(ModelError, match="model"):
         Decoder(seq, synthesis=synthesis)
     raw = bytearray(enc.sequence_header.to_bytes())
-    for old in (1, 2, 3, 4, 5):  # versions 2 to 5 have the same framing but another payload syntax
+    for old in (1, 2, 3, 4, 5, 6):  # versions 2 to 6 have the same framing but another payload or decoding
         raw[4] = old
         with pytest.raises(BitstreamError, match=f"version {old}"):
             SequenceHeader.from_bytes(bytes(raw))

@@ -14,7 +14,7 @@ from typing import BinaryIO
 
 from ..errors import BitstreamError
 
-BITSTREAM_VERSION = 6
+BITSTREAM_VERSION = 7
 SEQ_MAGIC = b"SNIS"
 ES_MAGIC = b"SNISES\r\n"
 MAX_TIERS = 8

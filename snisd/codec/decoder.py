@@ -61,6 +61,11 @@ class Decoder:
             self.valid_tiers = 0
         return self.valid_tiers
 
+    def stats(self) -> dict[str, float]:
+        """The core's stage clocks and counters of the last decoded frame; `motion_tools` holds
+        the motion-tool bits its prediction used (a decoder of fewer tiers drops OBMC's)."""
+        return self._core.stats()
+
     def decode(
         self, frame: EncodedFrame | tuple[bytes, ...], tiers: int | None = None, show_tiers: int | None = None
     ) -> Frame:

@@ -63,6 +63,12 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         }
     }
     double t1 = now_us();
+    /* A decoder of fewer tiers than the stream has predicts its P-frames without the overlapped
+       blend: its reference has drifted from the encoder's, and blending spreads the drift (more
+       loss of VMAF than the blend gains, docs/BENCHMARKS.md). Key pictures keep it: their
+       reference, the last key picture's base tier, is the encoder's in every decoder. */
+    if (frame_type == SNIS_FRAME_P && ntiers < l->p.tiers)
+        l->motion.tools &= ~MT_OBMC;
     loop_predict(l, frame_type, NULL, 0, 0);
     if (frame_type == SNIS_FRAME_I)
         loop_intra_frame(l, qp);

@@ -175,6 +175,7 @@ void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, i
         memset(l->motion.split, 0, (size_t)l->mbw * l->mbh);
         memset(l->motion.merge, 0, (size_t)l->mbw * l->mbh);
     }
+    l->stats.motion_tools = frame_type == SNIS_FRAME_I ? 0 : l->motion.tools;
     compensate(l, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
     if (frame_type != SNIS_FRAME_I)
         intra_predict_frame(&l->motion, &l->pred, src, lambda, enable);

@@ -58,11 +58,12 @@ static int parse_weights(PyObject *obj, snis_weights *w)
 
 static PyObject *stats_dict(const snis_stats *s)
 {
-    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:d}", "motion_us", s->motion_us, "predict_us",
+    PyObject *d = Py_BuildValue("{s:d,s:d,s:d,s:d,s:d,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:d,s:i}", "motion_us", s->motion_us, "predict_us",
                          s->predict_us, "quantize_us", s->quantize_us, "entropy_us", s->entropy_us, "synthesis_us",
                          s->synthesis_us, "skipped_mbs", s->skipped_mbs, "intra_mbs", s->intra_mbs, "total_mbs",
                          s->total_mbs, "error_tier", s->error_tier, "synth_blocks", s->synth_blocks, "total_blocks",
-                         s->total_blocks, "frame_type", s->frame_type, "motion_bits", s->motion_bits);
+                         s->total_blocks, "frame_type", s->frame_type, "motion_bits", s->motion_bits,
+                         "motion_tools", s->motion_tools);
     if (!d)
         return NULL;
     PyObject *nz = PyTuple_New(SNIS_MAX_TIERS);

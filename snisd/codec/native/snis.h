@@ -139,6 +139,7 @@ typedef struct {
     int frame_type; /* encoder: the type the last frame was coded as (a K may become a KC) */
     int nz_levels[SNIS_MAX_TIERS]; /* encoder: non-zero levels each tier coded in the last frame */
     double motion_bits; /* encoder: bits of the last frame's macroblock modes and vectors (tier 0) */
+    int motion_tools;   /* the motion tools (bitstream bits, 1 qpel .. 16 obmc) the last prediction used */
 } snis_stats;
 
 typedef struct snis_encoder snis_encoder;
