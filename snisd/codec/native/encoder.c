@@ -50,7 +50,7 @@ void snis_default_tuning(snis_tuning *t)
     t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
     t->split8 = 0;
     t->subpel = 1;
-    t->obmc = 0; /* 1 in the slower presets: about 2 % fewer bits for 15 % more time (docs/BENCHMARKS.md) */
+    t->obmc = 0; /* 1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time (docs/BENCHMARKS.md) */
     t->rd_rates = 1;
 }
 
