@@ -68,10 +68,12 @@ static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
 {
     const __m128i z = _mm_setzero_si128();
     __m128i acc = _mm_set1_epi16(32);
-    for (int j = 0; j < 6; j++)
-        if (k[j])
-            acc = _mm_add_epi16(acc, _mm_mullo_epi16(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(p + (j - 2) * s)), z),
-                                                     _mm_set1_epi16(k[j])));
+    for (int j = 0; j < 6; j++) {
+        if (!k[j])
+            continue;
+        __m128i v = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(p + (j - 2) * s)), z);
+        acc = _mm_add_epi16(acc, _mm_mullo_epi16(v, _mm_set1_epi16(k[j])));
+    }
     acc = _mm_srai_epi16(acc, 6);
     _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(acc, acc));
 }
@@ -182,14 +184,15 @@ static inline void obmc_row8(uint8_t *o, const uint8_t *const h[2], const uint8_
     __m128i w = _mm_loadu_si128((const __m128i *)wx), w1 = _mm_sub_epi16(_mm_set1_epi16(64), w);
 #define SNIS_HALVES(p) _mm_unpacklo_epi8(_mm_unpacklo_epi32(_mm_cvtsi32_si128(load_u32(p[0])), \
                                                               _mm_cvtsi32_si128(load_u32(p[1] + 4))), z)
-    __m128i po = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)o), z);
-    __m128i a1 = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(po, w), _mm_mullo_epi16(SNIS_HALVES(h), w1)), r), 6);
+/* (a b + c e + 32) >> 6 in 16-bit lanes */
+#define SNIS_MIX(a, b, c, e) \
+    _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(a, b), _mm_mullo_epi16(c, e)), r), 6)
+    __m128i a1 = SNIS_MIX(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)o), z), w, SNIS_HALVES(h), w1);
     if (wy != 64) {
-        __m128i a2 = _mm_srli_epi16(
-            _mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(SNIS_HALVES(v), w), _mm_mullo_epi16(SNIS_HALVES(d), w1)), r), 6);
-        a1 = _mm_srli_epi16(_mm_add_epi16(_mm_add_epi16(_mm_mullo_epi16(a1, _mm_set1_epi16((short)wy)),
-                                                        _mm_mullo_epi16(a2, _mm_set1_epi16((short)(64 - wy)))), r), 6);
+        __m128i a2 = SNIS_MIX(SNIS_HALVES(v), w, SNIS_HALVES(d), w1);
+        a1 = SNIS_MIX(a1, _mm_set1_epi16((short)wy), a2, _mm_set1_epi16((short)(64 - wy)));
     }
+#undef SNIS_MIX
 #undef SNIS_HALVES
     _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(a1, a1));
 }
@@ -354,7 +357,8 @@ static inline void filt6_n(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
     for (int x = 0; x < n; x++) {
         int v = 32;
         for (int j = 0; j < 6; j++)
-            v += k[j] * p[x + (j - 2) * s];
+            if (k[j]) /* as the SIMD kernels: a zero tap reads nothing */
+                v += k[j] * p[x + (j - 2) * s];
         v >>= 6;
         o[x] = (uint8_t)(v < 0 ? 0 : (v > 255 ? 255 : v));
     }
