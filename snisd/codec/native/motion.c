@@ -214,13 +214,6 @@ static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mb
             int cy = c >> 2, cx = 4 * mbx + (c & 3);
             const int64_t *k0 = key + (cy + 1) * KW + cx - 4 * mbx0 + 1;
             int64_t own = *k0;
-            int any = 0; /* most cells inside a macroblock have no differing neighbour */
-            for (int n = 0; n < 9; n++) {
-                int64_t v = k0[(n / 3 - 1) * KW + n % 3 - 1];
-                any |= v != own && v != OBMC_NONE;
-            }
-            if (!any)
-                continue;
             /* the eight neighbours (n = 4 is the cell itself): each distinct vector other than
                its own is interpolated once, on the rows its roles need */
             int64_t dv[8];
@@ -241,6 +234,8 @@ static void obmc_row(const motion_t *m, const plane_t *ref, plane_t *dst, int mb
                 }
                 dr[idx[n] - 1] |= role_rows[n];
             }
+            if (!nd) /* most cells inside a macroblock */
+                continue;
             int x0 = 8 * cx, y0 = 8 * (4 * mby + cy);
             uint8_t *d = dst->data + y0 * ds + x0;
             uint8_t pred[8][64]; /* vector dv[k]'s prediction */
