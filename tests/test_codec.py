@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from snisd.codec.bitstream import EncodedFrame, SequenceHeader
+from snisd.codec.bitstream import EncodedFrame, FrameHeader, SequenceHeader, tier_payload
 from snisd.codec.decoder import Decoder, MissingReferenceError
 from snisd.codec.encoder import Encoder, EncoderConfig, Tuning
 from snisd.errors import BitstreamError, InputError, ModelError
@@ -29,16 +29,21 @@ def make_encoder(frames, analysis, synthesis, **kw) -> Encoder:
     return Encoder(cfg, analysis=analysis, synthesis=synthesis)
 
 
+def code_with_recons(enc: Encoder, frames) -> tuple[list[EncodedFrame], list[list[Frame]]]:
+    """The coded frames, and beside each the encoder's own picture of every tier prefix."""
+    out, recons = [], []
+    for f in frames:
+        out.append(enc.encode(f))
+        recons.append([enc.reconstruction(k) for k in range(1, enc.config.tiers + 1)])
+    return out, recons
+
+
 @pytest.fixture(scope="module")
 def coded(natural_frames, analysis, synthesis):
     """The 12 natural frames coded with 3 tiers and a key picture every 4 frames, plus the
     encoder's own picture of every tier prefix."""
     enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=26, switch_interval=4)
-    out, recons = [], []
-    for f in natural_frames:
-        out.append(enc.encode(f))
-        recons.append([enc.reconstruction(k) for k in (1, 2, 3)])
-    return enc, out, recons
+    return (enc, *code_with_recons(enc, natural_frames))
 
 
 def same(a: Frame, b: Frame) -> bool:
@@ -80,10 +85,7 @@ def test_thinned_decoders_predict_p_frames_without_obmc(natural_frames, analysis
     decoder of fewer tiers predicts its P-frames without it, and still shows the encoder's
     picture of its tiers exactly at every key picture."""
     enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=26, switch_interval=4, tuning=Tuning(obmc=1))
-    frames, recons = [], []
-    for f in natural_frames:
-        frames.append(enc.encode(f))
-        recons.append([enc.reconstruction(k) for k in (1, 2, 3)])
+    frames, recons = code_with_recons(enc, natural_frames)
     obmc = 16  # the fifth motion-tool bit
     for tiers in (1, 2, 3):
         dec = Decoder(enc.sequence_header, synthesis=synthesis)
@@ -261,9 +263,6 @@ def test_random_payloads_give_only_typed_errors(coded, synthesis):
 
 
 def test_tuning_overrides_are_checked():
-    from snisd.codec.encoder import Tuning
-    from snisd.errors import InputError
-
     t = Tuning().with_overrides(["skip_sad_q8=16", "search-range=32"])
     assert (t.skip_sad_q8, t.search_range) == (16, 32)
     assert t.as_tuple()[0] == Tuning().round_intra
@@ -281,9 +280,6 @@ def test_tuning_overrides_are_checked():
 def test_keyframes_are_finer_by_key_qp_at_a_fixed_qp(natural_frames, analysis, synthesis):
     """At a fixed qp the keyframe's header carries qp - key_qp and the P-frames qp; a qp the
     caller gives (rate control) is taken as it is; key_qp never reaches the core's tuple."""
-    from snisd.codec.bitstream import FrameHeader
-    from snisd.codec.encoder import Tuning
-
     assert len(Tuning().as_tuple()) == len(dataclasses.fields(Tuning)) - 1
     for key_qp, explicit in ((2, None), (0, None), (5, 33)):
         enc = make_encoder(natural_frames, analysis, synthesis, tiers=2, qp=30, tuning=Tuning(key_qp=key_qp))
@@ -295,7 +291,6 @@ def test_keyframes_are_finer_by_key_qp_at_a_fixed_qp(natural_frames, analysis, s
 
 def test_presets_differ_only_in_encoder_tuning():
     from snisd.codec.presets import PRESETS, tuning_for
-    from snisd.errors import InputError
 
     assert tuning_for("realtime") == tuning_for()
     assert all(tuning_for(p) != tuning_for() for p in PRESETS if p != "realtime")
@@ -321,8 +316,6 @@ def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
 def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthesis, overrides):
     """Each coefficient decision changes the levels (so the stream), never the syntax: the decoder
     still reproduces the encoder's picture bit for bit."""
-    from snisd.codec.encoder import Tuning
-
     _, base, _, base_nz = _encode_all(natural_frames, analysis, synthesis, Tuning())
     enc, out, recons, nz = _encode_all(natural_frames, analysis, synthesis, Tuning().with_overrides(overrides))
     assert [ef.tiers for ef in out] != [ef.tiers for ef in base]
@@ -335,8 +328,6 @@ def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthe
 def test_split8_partitions_change_the_split_stream(natural_frames, analysis, synthesis):
     """8x8 partitions are chosen somewhere on natural video (their flags and vectors change tier 0
     against 16x16 partitions alone) and decode to the encoder's pictures."""
-    from snisd.codec.encoder import Tuning
-
     _, s16, _, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2))
     enc, s8, recons, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2, split8=2))
     assert sum(a.tiers[0] != b.tiers[0] for a, b in zip(s16[1:], s8[1:])) >= (len(s8) - 1) // 2
@@ -348,7 +339,6 @@ def test_split8_partitions_change_the_split_stream(natural_frames, analysis, syn
 def test_nonzero_level_counter(natural_frames, analysis, synthesis):
     """nz_levels counts the levels each tier coded: none past the tier count, and fewer where
     decimation at a huge lambda drops every block of lone +-1 levels."""
-    from snisd.codec.encoder import Tuning
 
     *_, nz = _encode_all(natural_frames, analysis, synthesis, Tuning(), frames=3)
     *_, nz_dec = _encode_all(
@@ -363,9 +353,6 @@ def test_motion_bit_counter(natural_frames, analysis, synthesis):
     """motion_bits counts tier 0's macroblock modes and vectors on the range coder: next to
     nothing on a keyframe (grey intra modes), part of tier 0's payload on a P-frame, and more
     when merging is off and every vector is coded."""
-    from snisd.codec.bitstream import FrameHeader, tier_payload
-    from snisd.codec.encoder import Tuning
-
     def run(tuning):
         enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=34, switch_interval=0, tuning=tuning)
         rows = []
@@ -387,7 +374,6 @@ def test_motion_bit_counter(natural_frames, analysis, synthesis):
 def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_frames, analysis, synthesis, strength):
     """Per-macroblock qp offsets (derived from the prediction by both ends) change the P-frames'
     coding, and every tier prefix still decodes to the encoder's picture of those tiers."""
-    from snisd.codec.encoder import Tuning
 
     streams = {}
     for s in (0, strength):
@@ -414,8 +400,6 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of
     the others is absent) decodes to the encoder's picture bit for bit, and changes the stream."""
-    from snisd.codec.encoder import Tuning
-
     _, base, _, _ = _encode_all(natural_frames, analysis, synthesis, Tuning())
     enc, out, recons, _ = _encode_all(natural_frames, analysis, synthesis, Tuning().with_overrides(overrides))
     assert [ef.tiers[0] for ef in out[1:]] != [ef.tiers[0] for ef in base[1:]]
