@@ -47,9 +47,17 @@ static int mv_bits(int d)
 static const int16_t LUMA_TAPS[4][6] = {
     {0, 0, 64, 0, 0, 0}, {0, 0, 48, 16, 0, 0}, {0, 0, 32, 32, 0, 0}, {0, 0, 16, 48, 0, 0}};
 
-/* One row of n samples of the filter k (8, 16 or 32 wide). */
+/* One row of n samples of the filter k (8, 16 or 32 wide). The half-pel phase, (32, 32), is the
+ * rounded average of two samples, one instruction per 16 of them. */
 static inline void filt_row(const uint8_t *p, ptrdiff_t s, const int16_t *k, int n, uint8_t *o)
 {
+    if (k == LUMA_TAPS[2]) {
+        if (n == 8)
+            avg8(p, p + s, o);
+        for (int x = 0; x + 16 <= n; x += 16)
+            avg16(p + x, p + s + x, o + x);
+        return;
+    }
     if (n == 8) {
         filt6_8(p, s, k, o);
         return;
@@ -132,8 +140,16 @@ static void chroma_block(const plane_t *ref, int x0, int y0, int mvy, int mvx, i
         const uint8_t *r = ref->data + sy * rs + sx;
         for (int y = 0; y < n; y++, r += rs, dst += ds) {
             const uint8_t *r1 = r + rs;
-            for (int x = 0; x < n; x++)
-                dst[x] = (uint8_t)((w00 * r[x] + w01 * r[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 32) >> 6);
+            if (!fx && !fy)
+                memcpy(dst, r, (size_t)n);
+            else if (n >= 16)
+                for (int x = 0; x < n; x += 16)
+                    bilin16(r + x, r1 + x, w00, w01, w10, w11, 6, dst + x);
+            else if (n == 8)
+                bilin8(r, r1, w00, w01, w10, w11, 6, dst);
+            else
+                for (int x = 0; x < n; x++)
+                    dst[x] = (uint8_t)((w00 * r[x] + w01 * r[x + 1] + w10 * r1[x] + w11 * r1[x + 1] + 32) >> 6);
         }
         return;
     }
@@ -347,7 +363,7 @@ static uint32_t sad_sub(const plane_t *cur, const plane_t *ref, int x0, int y0, 
     for (int y = 0; y < n / 2; y++) {
         const uint8_t *r0 = r + 2 * y * rs;
         for (int x = 0; x < n; x += 16)
-            bilin16(r0 + x, r0 + rs + x, w00, w01, w10, w11, tmp + y * n + x);
+            bilin16(r0 + x, r0 + rs + x, w00, w01, w10, w11, 4, tmp + y * n + x);
     }
     return 2 * sad_n(c, 2 * cur->stride, tmp, n, n, n / 2, 1);
 }

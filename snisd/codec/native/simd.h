@@ -77,25 +77,50 @@ static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
     acc = _mm_srai_epi16(acc, 6);
     _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(acc, acc));
 }
-/* Bilinear sample of 16 positions in 1/16: (w00 a[x] + w01 a[x+1] + w10 b[x] + w11 b[x+1] + 8) >> 4. */
-static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+/* Bilinear sample of 16 positions with weights summing to 2^sh (sh <= 6):
+ * (w00 a[x] + w01 a[x+1] + w10 b[x] + w11 b[x+1] + 2^(sh-1)) >> sh; every sum fits 16 bits. */
+static inline __m128i bilin_half(__m128i a0, __m128i a1, __m128i b0, __m128i b1, const __m128i w[4], __m128i rnd,
+                                 __m128i sh)
 {
-    const __m128i z = _mm_setzero_si128();
+    __m128i v = _mm_add_epi16(_mm_mullo_epi16(a0, w[0]), _mm_mullo_epi16(a1, w[1]));
+    v = _mm_add_epi16(v, _mm_add_epi16(_mm_mullo_epi16(b0, w[2]), _mm_mullo_epi16(b1, w[3])));
+    return _mm_srl_epi16(_mm_add_epi16(v, rnd), sh);
+}
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
+{
+    const __m128i z = _mm_setzero_si128(), rnd = _mm_set1_epi16((short)(1 << sh >> 1)), c = _mm_cvtsi32_si128(sh);
+    const __m128i w[4] = {_mm_set1_epi16((short)w00), _mm_set1_epi16((short)w01), _mm_set1_epi16((short)w10),
+                          _mm_set1_epi16((short)w11)};
     __m128i p0 = _mm_loadu_si128((const __m128i *)a), p1 = _mm_loadu_si128((const __m128i *)(a + 1));
     __m128i q0 = _mm_loadu_si128((const __m128i *)b), q1 = _mm_loadu_si128((const __m128i *)(b + 1));
-    __m128i r[2];
-    for (int h = 0; h < 2; h++) {
-        __m128i x0 = h ? _mm_unpackhi_epi8(p0, z) : _mm_unpacklo_epi8(p0, z);
-        __m128i x1 = h ? _mm_unpackhi_epi8(p1, z) : _mm_unpacklo_epi8(p1, z);
-        __m128i y0 = h ? _mm_unpackhi_epi8(q0, z) : _mm_unpacklo_epi8(q0, z);
-        __m128i y1 = h ? _mm_unpackhi_epi8(q1, z) : _mm_unpacklo_epi8(q1, z);
-        __m128i v = _mm_add_epi16(_mm_mullo_epi16(x0, _mm_set1_epi16((short)w00)),
-                                  _mm_mullo_epi16(x1, _mm_set1_epi16((short)w01)));
-        v = _mm_add_epi16(v, _mm_mullo_epi16(y0, _mm_set1_epi16((short)w10)));
-        v = _mm_add_epi16(v, _mm_mullo_epi16(y1, _mm_set1_epi16((short)w11)));
-        r[h] = _mm_srli_epi16(_mm_add_epi16(v, _mm_set1_epi16(8)), 4);
-    }
-    _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(r[0], r[1]));
+    __m128i lo = bilin_half(_mm_unpacklo_epi8(p0, z), _mm_unpacklo_epi8(p1, z), _mm_unpacklo_epi8(q0, z),
+                            _mm_unpacklo_epi8(q1, z), w, rnd, c);
+    __m128i hi = bilin_half(_mm_unpackhi_epi8(p0, z), _mm_unpackhi_epi8(p1, z), _mm_unpackhi_epi8(q0, z),
+                            _mm_unpackhi_epi8(q1, z), w, rnd, c);
+    _mm_storeu_si128((__m128i *)o, _mm_packus_epi16(lo, hi));
+}
+/* The same over 8 positions. */
+static inline void bilin8(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
+{
+    const __m128i z = _mm_setzero_si128(), rnd = _mm_set1_epi16((short)(1 << sh >> 1)), c = _mm_cvtsi32_si128(sh);
+    const __m128i w[4] = {_mm_set1_epi16((short)w00), _mm_set1_epi16((short)w01), _mm_set1_epi16((short)w10),
+                          _mm_set1_epi16((short)w11)};
+    __m128i v = bilin_half(_mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)a), z),
+                           _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(a + 1)), z),
+                           _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)b), z),
+                           _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(b + 1)), z), w, rnd, c);
+    _mm_storel_epi64((__m128i *)o, _mm_packus_epi16(v, v));
+}
+/* (a[x] + b[x] + 1) >> 1 over 16 and over 8 bytes: the half-pel bilinear filter, (32 a + 32 b + 32) >> 6. */
+static inline void avg16(const uint8_t *a, const uint8_t *b, uint8_t *o)
+{
+    _mm_storeu_si128((__m128i *)o,
+                     _mm_avg_epu8(_mm_loadu_si128((const __m128i *)a), _mm_loadu_si128((const __m128i *)b)));
+}
+static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o)
+{
+    _mm_storel_epi64((__m128i *)o,
+                     _mm_avg_epu8(_mm_loadl_epi64((const __m128i *)a), _mm_loadl_epi64((const __m128i *)b)));
 }
 /* Synthesis kernels (synthesis.c) in 16-bit lanes: int16 x int16 products summed in pairs into
  * 32-bit lanes (pmaddwd), which are exact, so the wrapping 32-bit sums equal the scalar ones.
@@ -241,20 +266,30 @@ static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
             acc = vmlaq_n_s16(acc, vreinterpretq_s16_u16(vmovl_u8(vld1_u8(p + (j - 2) * s))), k[j]);
     vst1_u8(o, vqrshrun_n_s16(acc, 6));
 }
-static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+static inline uint16x8_t bilin_lanes(uint8x8_t a0, uint8x8_t a1, uint8x8_t b0, uint8x8_t b1, int w00, int w01,
+                                      int w10, int w11)
+{
+    uint16x8_t v = vmull_u8(a0, vdup_n_u8((uint8_t)w00));
+    v = vmlal_u8(v, a1, vdup_n_u8((uint8_t)w01));
+    v = vmlal_u8(v, b0, vdup_n_u8((uint8_t)w10));
+    return vmlal_u8(v, b1, vdup_n_u8((uint8_t)w11));
+}
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
 {
     uint8x16_t p0 = vld1q_u8(a), p1 = vld1q_u8(a + 1), q0 = vld1q_u8(b), q1 = vld1q_u8(b + 1);
-    uint8x8_t k00 = vdup_n_u8((uint8_t)w00), k01 = vdup_n_u8((uint8_t)w01);
-    uint8x8_t k10 = vdup_n_u8((uint8_t)w10), k11 = vdup_n_u8((uint8_t)w11);
-    uint16x8_t l = vmull_u8(vget_low_u8(p0), k00), h = vmull_u8(vget_high_u8(p0), k00);
-    l = vmlal_u8(l, vget_low_u8(p1), k01);
-    h = vmlal_u8(h, vget_high_u8(p1), k01);
-    l = vmlal_u8(l, vget_low_u8(q0), k10);
-    h = vmlal_u8(h, vget_high_u8(q0), k10);
-    l = vmlal_u8(l, vget_low_u8(q1), k11);
-    h = vmlal_u8(h, vget_high_u8(q1), k11);
-    vst1q_u8(o, vcombine_u8(vrshrn_n_u16(l, 4), vrshrn_n_u16(h, 4)));
+    int16x8_t n = vdupq_n_s16((int16_t)-sh); /* a rounding shift right by sh */
+    uint16x8_t l = bilin_lanes(vget_low_u8(p0), vget_low_u8(p1), vget_low_u8(q0), vget_low_u8(q1), w00, w01, w10, w11);
+    uint16x8_t h =
+        bilin_lanes(vget_high_u8(p0), vget_high_u8(p1), vget_high_u8(q0), vget_high_u8(q1), w00, w01, w10, w11);
+    vst1q_u8(o, vcombine_u8(vmovn_u16(vrshlq_u16(l, n)), vmovn_u16(vrshlq_u16(h, n))));
 }
+static inline void bilin8(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
+{
+    uint16x8_t v = bilin_lanes(vld1_u8(a), vld1_u8(a + 1), vld1_u8(b), vld1_u8(b + 1), w00, w01, w10, w11);
+    vst1_u8(o, vmovn_u16(vrshlq_u16(v, vdupq_n_s16((int16_t)-sh))));
+}
+static inline void avg16(const uint8_t *a, const uint8_t *b, uint8_t *o) { vst1q_u8(o, vrhaddq_u8(vld1q_u8(a), vld1q_u8(b))); }
+static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o) { vst1_u8(o, vrhadd_u8(vld1_u8(a), vld1_u8(b))); }
 /* NEON: the same 16-bit products and wrapping 32-bit sums; vld2 splits the pair-interleaved
  * weights into the even and odd member of each pair, vmlal multiplies by one lane. */
 static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
@@ -365,11 +400,27 @@ static inline void filt6_n(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
 }
 static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 16); }
 static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 8); }
-static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, uint8_t *o)
+static inline void bilin_n(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, int n,
+                           uint8_t *o)
 {
-    for (int x = 0; x < 16; x++)
-        o[x] = (uint8_t)((w00 * a[x] + w01 * a[x + 1] + w10 * b[x] + w11 * b[x + 1] + 8) >> 4);
+    for (int x = 0; x < n; x++)
+        o[x] = (uint8_t)((w00 * a[x] + w01 * a[x + 1] + w10 * b[x] + w11 * b[x + 1] + (1 << sh >> 1)) >> sh);
 }
+static inline void bilin16(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
+{
+    bilin_n(a, b, w00, w01, w10, w11, sh, 16, o);
+}
+static inline void bilin8(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, uint8_t *o)
+{
+    bilin_n(a, b, w00, w01, w10, w11, sh, 8, o);
+}
+static inline void avg_n(const uint8_t *a, const uint8_t *b, int n, uint8_t *o)
+{
+    for (int x = 0; x < n; x++)
+        o[x] = (uint8_t)((a[x] + b[x] + 1) >> 1);
+}
+static inline void avg16(const uint8_t *a, const uint8_t *b, uint8_t *o) { avg_n(a, b, 16, o); }
+static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o) { avg_n(a, b, 8, o); }
 /* Portable C: the same 16-bit products and wrapping 32-bit sums. */
 static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
 {
