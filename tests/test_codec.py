@@ -104,6 +104,32 @@ def test_thinned_decoders_predict_p_frames_without_obmc(natural_frames, analysis
                 assert psnr(recons[i][tiers - 1].y, got.y) > DRIFT_BOUND_DB, (tiers, i)
 
 
+def test_base_tier_codes_what_its_dead_zone_lets_through_to_the_nearest_level(natural_frames, analysis, synthesis):
+    """`round_base`: in a P-frame of a stream of several tiers the base tier's dead zone still
+    decides which latents it codes (the first P-frame, whose latents do not depend on it, codes as
+    many non-zero levels in tier 0 either way), and the levels it codes are rounded to the nearest
+    (so tier 0 changes); keyframes and single-tier streams are untouched, a value not above
+    round_lower is the dead zone's own, and the full decoder still shows the encoder's picture."""
+    clip = natural_frames[:4]
+
+    def run(tiers: int, **tune: int):
+        enc = make_encoder(clip, analysis, synthesis, tiers=tiers, qp=20, tuning=Tuning(**tune))
+        frames, recons = code_with_recons(enc, clip)
+        return enc, frames, recons, list(enc.times.stages)
+
+    enc, near, recons, st_near = run(3)
+    _, dead, _, st_dead = run(3, round_base=0)
+    assert Tuning().round_base == 32
+    assert near[0].tiers == dead[0].tiers  # the keyframe
+    assert st_near[1]["nz_levels"][0] == st_dead[1]["nz_levels"][0] > 0
+    assert near[1].tiers[0] != dead[1].tiers[0]
+    assert [ef.tiers for ef in run(3, round_base=Tuning().round_lower)[1]] == [ef.tiers for ef in dead]
+    assert [ef.tiers for ef in run(1)[1]] == [ef.tiers for ef in run(1, round_base=0)[1]]
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    for i, ef in enumerate(near):
+        assert same(dec.decode(ef), recons[i][2]), i
+
+
 def test_quality_rises_with_every_tier_on_natural_video(coded, natural_frames):
     """Every tier adds quality; at keyframes and key pictures the base tier carries (nearly) all of
     it by default (key_tier_ratio 0), so the tiers above add little there."""

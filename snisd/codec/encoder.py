@@ -53,7 +53,10 @@ class Tuning:
     vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
     full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
     diagonal between the better two, 2: all eight neighbours); then `obmc`, overlapped block
-    motion compensation of the luma prediction (1 in `fast` and `medium`). `key_qp` is read here, not by the
+    motion compensation of the luma prediction (1 in `fast` and `medium`); `round_base`, the rounding
+    (1/64 of a step) of the base tier's non-zero levels in P-frames and key pictures of a stream of
+    several tiers: the dead zone decides which latents the base codes, this how finely (32, the
+    default: to the nearest level; 0 or up to `round_lower`: as the dead zone). `key_qp` is read here, not by the
     core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (x264's
     `--ipratio` in qp steps: what later frames inherit from it is worth its bits; rate control
     chooses every frame's qp itself and is not offset)."""
@@ -80,6 +83,7 @@ class Tuning:
     split8: int = 0
     subpel: int = 1
     obmc: int = 0
+    round_base: int = 32
     key_qp: int = 2
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
@@ -123,6 +127,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "split8": (0, 2),
     "subpel": (0, 2),
     "obmc": (0, 1),
+    "round_base": (0, 63),
 }
 
 

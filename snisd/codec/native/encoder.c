@@ -51,6 +51,7 @@ void snis_default_tuning(snis_tuning *t)
     t->split8 = 0;
     t->subpel = 1;
     t->obmc = 0; /* 1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time (docs/BENCHMARKS.md) */
+    t->round_base = 32; /* the base tier 3-5 % fewer bits at equal VMAF, PSNR and SSIM unchanged (docs/BENCHMARKS.md) */
     t->rd_rates = 1;
 }
 
@@ -328,6 +329,8 @@ typedef struct {
     int32_t steps[SNIS_MAX_TIERS][64];
     uint32_t inv[SNIS_MAX_TIERS][64];  /* ceil(2^16 / step), at most 2^16 - 1 */
     uint32_t off[SNIS_MAX_TIERS][64];  /* dead-zone rounding offset, 1/16 pixel */
+    uint32_t off_base[64];             /* tier 0's rounding of non-zero levels (snis_tuning.round_base) */
+    int base_round;                    /* whether off_base applies: AC latents of P-frames and key pictures, tiers > 1 */
     int32_t mmax[SNIS_MAX_TIERS][64];  /* largest level whose dequantised value stays in int32 */
     int32_t mult8[64];                 /* int8 latent -> 1/16 pixel, 8 fractional bits */
     int16_t thr8[64];                  /* |int8 latent - zp| below this quantises to 0 in every tier */
@@ -376,6 +379,8 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int qp, int 
     memset(t->off, 0, sizeof(t->off));
     memset(t->mmax, 0, sizeof(t->mmax));
     memset(t->mult8, 0, sizeof(t->mult8));
+    memset(t->off_base, 0, sizeof(t->off_base));
+    t->base_round = !key && !coarse && l->p.tiers > 1 && e->t.round_base > e->t.round_lower;
     for (int c = 0; c < 64; c++)
         t->thr8[c] = 256;
     for (int k = 0; k < l->p.tiers; k++) {
@@ -393,6 +398,8 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int qp, int 
             uint32_t inv = (65536u + st - 1) / st;
             t->inv[k][c] = inv > 0xFFFF ? 0xFFFF : inv;
             t->off[k][c] = (uint32_t)(((uint64_t)rnd * st) >> 6);
+            if (k == 0)
+                t->off_base[c] = (uint32_t)(((uint64_t)e->t.round_base * st) >> 6);
             int32_t mm = (int32_t)((1 << 30) / (int32_t)st);
             t->mmax[k][c] = mm < 32767 ? mm : 32767;
         }
@@ -477,6 +484,29 @@ static int rd_round(const snis_encoder *e, const step_table *st, int k, int16_t 
     return nz != 0;
 }
 
+/* One tier's levels of a block's lanes and what they leave for the tiers above (r, in place);
+ * returns non-zero if a level is. With `base`, a latent the dead zone (off) lets through is
+ * rounded with off_base instead (tier 0's non-zero levels, snis_tuning.round_base). */
+static inline int32_t quant_lanes(int32_t *r, int16_t *q, int lanes, const uint32_t *off, const uint32_t *off_base,
+                                  const uint32_t *inv, const int32_t *steps, const int32_t *mmax, int base)
+{
+    int32_t nz = 0;
+    for (int c = 0; c < lanes; c++) {
+        int32_t v = r[c];
+        uint32_t a = (uint32_t)(v < 0 ? -v : v);
+        int32_t m = level(a, off[c], inv[c], mmax[c]);
+        if (base) {
+            int32_t m2 = level(a, off_base[c], inv[c], mmax[c]);
+            m = m && m2 > m ? m2 : m;
+        }
+        int32_t dq = 4 * ((m * steps[c]) >> 2); /* dequant1() of the level, exact in int32 here */
+        q[c] = (int16_t)(v < 0 ? -m : m);
+        nz |= m;
+        r[c] = v < 0 ? v + dq : v - dq;
+    }
+    return nz;
+}
+
 /* Quantise one block of nch latents into every tier (tier k quantises what tiers < k left), then
  * the optional rate-distortion decisions on each tier's levels. */
 SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int stride,
@@ -510,15 +540,10 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
             memcpy(v0, r, sizeof(int32_t) * (size_t)lanes);
         const uint32_t *inv = st->inv[k], *off = st->off[k];
         const int32_t *steps = st->steps[k], *mmax = st->mmax[k];
-        for (int c = 0; c < lanes; c++) {
-            int32_t v = r[c];
-            uint32_t a = (uint32_t)(v < 0 ? -v : v);
-            int32_t m = level(a, off[c], inv[c], mmax[c]);
-            int32_t dq = 4 * ((m * steps[c]) >> 2); /* dequant1() of the level, exact in int32 here */
-            q[c] = (int16_t)(v < 0 ? -m : m);
-            nz |= m;
-            r[c] = v < 0 ? v + dq : v - dq;
-        }
+        if (k == 0 && st->base_round)
+            nz = quant_lanes(r, q, lanes, off, st->off_base, inv, steps, mmax, 1);
+        else
+            nz = quant_lanes(r, q, lanes, off, off, inv, steps, mmax, 0);
         if (nz && e->t.rdoq)
             nz = rd_round(e, st, k, q, r, v0, b, dst, flag);
         if (nz && e->t.decimate > 0 && decimate_block(e, st, k, q, r, v0, pm, b, dst, flag))

@@ -101,6 +101,11 @@ typedef struct {
                          neighbours and the diagonal between the better two, 2 = all eight */
     int obmc;         /* 1: P-frames blend the luma prediction across the edges of cells whose
                          vectors differ (overlapped block motion compensation), 0: block edges */
+    int round_base;   /* rounding (1/64 of a step) of the non-zero AC levels of the base tier of
+                         P-frames and key pictures when higher tiers refine it: round_lower's dead
+                         zone decides which latents the base codes, this how finely it codes them
+                         (32: to the nearest level); 0, or anything not above round_lower: the dead
+                         zone's. The coarse latents keep the dead zone (docs/BENCHMARKS.md) */
 } snis_tuning;
 
 typedef struct {
