@@ -125,6 +125,7 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
-    """The binding reads the tuple in declaration order: intra_pred, split8, subpel, then obmc close it."""
-    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1"])
-    assert t.as_tuple()[-4:] == (1, 2, 0, 1) and Tuning().as_tuple()[-4:] == (0, 0, 1, 0)
+    """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
+    round_base close it."""
+    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20"])
+    assert t.as_tuple()[-5:] == (1, 2, 0, 1, 20) and Tuning().as_tuple()[-5:] == (0, 0, 1, 0, 32)
