@@ -10,7 +10,8 @@ upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core,
 decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
 prints the medians of each build and the median of the per-frame ratio B / A; `--a` and `--b`
 the same checkout measures the method's own spread. Streams are compared: a change meant to be
-exact should print `streams identical: True`.
+exact should print `streams identical: True`. Both builds must take the tuning fields this
+checkout's `Tuning` sends (the binding refuses another count).
 """
 
 from __future__ import annotations

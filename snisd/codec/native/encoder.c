@@ -51,7 +51,7 @@ void snis_default_tuning(snis_tuning *t)
     t->split8 = 0;
     t->subpel = 1;
     t->obmc = 0; /* 1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time (docs/BENCHMARKS.md) */
-    t->round_base = 32; /* the base tier 3-5 % fewer bits at equal VMAF, PSNR and SSIM unchanged (docs/BENCHMARKS.md) */
+    t->round_base = 32; /* the base tier 3.5-5.4 % fewer bits at equal VMAF, PSNR-Y and SSIM within 1 % (docs/BENCHMARKS.md) */
     t->rd_rates = 1;
 }
 
