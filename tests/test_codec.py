@@ -130,6 +130,32 @@ def test_base_tier_codes_what_its_dead_zone_lets_through_to_the_nearest_level(na
         assert same(dec.decode(ef), recons[i][2]), i
 
 
+def test_keyframe_codes_what_its_dead_zone_lets_through_to_the_nearest_level(natural_frames, analysis, synthesis):
+    """`round_key`: a keyframe's dead zone (round_intra) still decides which latents it codes, in
+    one tier and in several (as many non-zero levels in tier 0 either way: without intra
+    prediction its latents do not depend on the rounding), and the levels it codes are rounded to the nearest
+    (the keyframe's bytes change); a value not above round_intra is the dead zone's own, and the
+    decoder shows the encoder's pictures."""
+    clip = natural_frames[:2]
+
+    def run(tiers: int, **tune: int):
+        enc = make_encoder(clip, analysis, synthesis, tiers=tiers, qp=20, tuning=Tuning(**tune))
+        frames, recons = code_with_recons(enc, clip)
+        return enc, frames, recons, list(enc.times.stages)
+
+    assert Tuning().round_key == 32
+    for tiers in (1, 3):
+        enc, near, recons, st_near = run(tiers)
+        _, dead, _, st_dead = run(tiers, round_key=0)
+        assert near[0].keyframe and st_near[0]["nz_levels"][0] == st_dead[0]["nz_levels"][0] > 0, tiers
+        assert near[0].tiers[0] != dead[0].tiers[0], tiers
+        same_as_dead = run(tiers, round_key=Tuning().round_intra)[1]
+        assert [ef.tiers for ef in same_as_dead] == [ef.tiers for ef in dead], tiers
+        dec = Decoder(enc.sequence_header, synthesis=synthesis)
+        for i, ef in enumerate(near):
+            assert same(dec.decode(ef), recons[i][tiers - 1]), (tiers, i)
+
+
 def test_quality_rises_with_every_tier_on_natural_video(coded, natural_frames):
     """Every tier adds quality; at keyframes and key pictures the base tier carries (nearly) all of
     it by default (key_tier_ratio 0), so the tiers above add little there."""

@@ -126,6 +126,6 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
-    round_base close it."""
-    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20"])
-    assert t.as_tuple()[-5:] == (1, 2, 0, 1, 20) and Tuning().as_tuple()[-5:] == (0, 0, 1, 0, 32)
+    round_base and round_key close it."""
+    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40"])
+    assert t.as_tuple()[-6:] == (1, 2, 0, 1, 20, 40) and Tuning().as_tuple()[-6:] == (0, 0, 1, 0, 32, 32)

@@ -56,10 +56,11 @@ class Tuning:
     motion compensation of the luma prediction (1 in `fast` and `medium`); `round_base`, the rounding
     (1/64 of a step) of the base tier's non-zero levels in P-frames and key pictures of a stream of
     several tiers: the dead zone decides which latents the base codes, this how finely (32, the
-    default: to the nearest level; 0 or up to `round_lower`: as the dead zone). `key_qp` is read here, not by the
-    core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (x264's
-    `--ipratio` in qp steps: what later frames inherit from it is worth its bits; rate control
-    chooses every frame's qp itself and is not offset)."""
+    default: to the nearest level; 0 or up to `round_lower`: as the dead zone); `round_key`, the same
+    for the base tier of keyframes, whose dead zone is `round_intra` (32, the default: to the
+    nearest). `key_qp` is read here, not by the core: at a fixed qp a keyframe is coded that many
+    qp finer than the P-frames (3, x264's `--ipratio` 1.4 in qp steps: what later frames inherit
+    from it is worth its bits; rate control chooses every frame's qp itself and is not offset)."""
 
     round_intra: int = 24
     round_inter: int = 8
@@ -84,7 +85,8 @@ class Tuning:
     subpel: int = 1
     obmc: int = 0
     round_base: int = 32
-    key_qp: int = 2
+    round_key: int = 32
+    key_qp: int = 3
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
@@ -128,6 +130,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "subpel": (0, 2),
     "obmc": (0, 1),
     "round_base": (0, 63),
+    "round_key": (0, 63),
 }
 
 

@@ -52,6 +52,7 @@ void snis_default_tuning(snis_tuning *t)
     t->subpel = 1;
     t->obmc = 0; /* 1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time (docs/BENCHMARKS.md) */
     t->round_base = 32; /* the base tier 3.5-5.4 % fewer bits at equal VMAF, PSNR-Y and SSIM within 1 % (docs/BENCHMARKS.md) */
+    t->round_key = 32;  /* keyframes: with key_qp 3, a fixed camera's keyframe lasts (docs/BENCHMARKS.md) */
     t->rd_rates = 1;
 }
 
@@ -329,8 +330,8 @@ typedef struct {
     int32_t steps[SNIS_MAX_TIERS][64];
     uint32_t inv[SNIS_MAX_TIERS][64];  /* ceil(2^16 / step), at most 2^16 - 1 */
     uint32_t off[SNIS_MAX_TIERS][64];  /* dead-zone rounding offset, 1/16 pixel */
-    uint32_t off_base[64];             /* tier 0's rounding of non-zero levels (snis_tuning.round_base) */
-    int base_round;                    /* whether off_base applies: AC latents of P-frames and key pictures, tiers > 1 */
+    uint32_t off_base[64];             /* tier 0's rounding of non-zero levels (snis_tuning.round_base / round_key) */
+    int base_round;                    /* whether off_base applies: AC latents of keyframes, and of P-frames and key pictures with tiers > 1 */
     int32_t mmax[SNIS_MAX_TIERS][64];  /* largest level whose dequantised value stays in int32 */
     int32_t mult8[64];                 /* int8 latent -> 1/16 pixel, 8 fractional bits */
     int16_t thr8[64];                  /* |int8 latent - zp| below this quantises to 0 in every tier */
@@ -380,7 +381,8 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int qp, int 
     memset(t->mmax, 0, sizeof(t->mmax));
     memset(t->mult8, 0, sizeof(t->mult8));
     memset(t->off_base, 0, sizeof(t->off_base));
-    t->base_round = !key && !coarse && l->p.tiers > 1 && e->t.round_base > e->t.round_lower;
+    int round_base = key ? e->t.round_key : e->t.round_base;
+    t->base_round = !coarse && (key ? round_base > e->t.round_intra : l->p.tiers > 1 && round_base > e->t.round_lower);
     for (int c = 0; c < 64; c++)
         t->thr8[c] = 256;
     for (int k = 0; k < l->p.tiers; k++) {
@@ -399,7 +401,7 @@ static void make_table(step_table *t, int n, const snis_encoder *e, int qp, int 
             t->inv[k][c] = inv > 0xFFFF ? 0xFFFF : inv;
             t->off[k][c] = (uint32_t)(((uint64_t)rnd * st) >> 6);
             if (k == 0)
-                t->off_base[c] = (uint32_t)(((uint64_t)e->t.round_base * st) >> 6);
+                t->off_base[c] = (uint32_t)(((uint64_t)round_base * st) >> 6);
             int32_t mm = (int32_t)((1 << 30) / (int32_t)st);
             t->mmax[k][c] = mm < 32767 ? mm : 32767;
         }
@@ -486,7 +488,7 @@ static int rd_round(const snis_encoder *e, const step_table *st, int k, int16_t 
 
 /* One tier's levels of a block's lanes and what they leave for the tiers above (r, in place);
  * returns non-zero if a level is. With `base`, a latent the dead zone (off) lets through is
- * rounded with off_base instead (tier 0's non-zero levels, snis_tuning.round_base). */
+ * rounded with off_base instead (tier 0's non-zero levels, snis_tuning.round_base / round_key). */
 static inline int32_t quant_lanes(int32_t *r, int16_t *q, int lanes, const uint32_t *off, const uint32_t *off_base,
                                   const uint32_t *inv, const int32_t *steps, const int32_t *mmax, int base)
 {

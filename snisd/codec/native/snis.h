@@ -106,6 +106,9 @@ typedef struct {
                          zone decides which latents the base codes, this how finely it codes them
                          (32: to the nearest level); 0, or anything not above round_lower: the dead
                          zone's. The coarse latents keep the dead zone (docs/BENCHMARKS.md) */
+    int round_key;    /* the same for the base tier of keyframes (every tier count): round_intra's dead
+                         zone decides which AC latents are coded, this how finely (32: to the
+                         nearest); 0, or anything not above round_intra: the dead zone's */
 } snis_tuning;
 
 typedef struct {
