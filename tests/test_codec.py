@@ -104,6 +104,13 @@ def test_thinned_decoders_predict_p_frames_without_obmc(natural_frames, analysis
                 assert psnr(recons[i][tiers - 1].y, got.y) > DRIFT_BOUND_DB, (tiers, i)
 
 
+def _coded_at_qp20(clip, analysis, synthesis, tiers: int, **tune: int):
+    """The encoder, its frames, its pictures of every prefix and its per-frame stats at qp 20."""
+    enc = make_encoder(clip, analysis, synthesis, tiers=tiers, qp=20, tuning=Tuning(**tune))
+    frames, recons = code_with_recons(enc, clip)
+    return enc, frames, recons, list(enc.times.stages)
+
+
 def test_base_tier_codes_what_its_dead_zone_lets_through_to_the_nearest_level(natural_frames, analysis, synthesis):
     """`round_base`: in a P-frame of a stream of several tiers the base tier's dead zone still
     decides which latents it codes (the first P-frame, whose latents do not depend on it, codes as
@@ -113,9 +120,7 @@ def test_base_tier_codes_what_its_dead_zone_lets_through_to_the_nearest_level(na
     clip = natural_frames[:4]
 
     def run(tiers: int, **tune: int):
-        enc = make_encoder(clip, analysis, synthesis, tiers=tiers, qp=20, tuning=Tuning(**tune))
-        frames, recons = code_with_recons(enc, clip)
-        return enc, frames, recons, list(enc.times.stages)
+        return _coded_at_qp20(clip, analysis, synthesis, tiers, **tune)
 
     enc, near, recons, st_near = run(3)
     _, dead, _, st_dead = run(3, round_base=0)
@@ -133,15 +138,13 @@ def test_base_tier_codes_what_its_dead_zone_lets_through_to_the_nearest_level(na
 def test_keyframe_codes_what_its_dead_zone_lets_through_to_the_nearest_level(natural_frames, analysis, synthesis):
     """`round_key`: a keyframe's dead zone (round_intra) still decides which latents it codes, in
     one tier and in several (as many non-zero levels in tier 0 either way: without intra
-    prediction its latents do not depend on the rounding), and the levels it codes are rounded to the nearest
-    (the keyframe's bytes change); a value not above round_intra is the dead zone's own, and the
-    decoder shows the encoder's pictures."""
+    prediction its latents do not depend on the rounding), and the levels it codes are rounded
+    to the nearest (the keyframe's bytes change); a value not above round_intra is the dead
+    zone's own, and the decoder shows the encoder's pictures."""
     clip = natural_frames[:2]
 
     def run(tiers: int, **tune: int):
-        enc = make_encoder(clip, analysis, synthesis, tiers=tiers, qp=20, tuning=Tuning(**tune))
-        frames, recons = code_with_recons(enc, clip)
-        return enc, frames, recons, list(enc.times.stages)
+        return _coded_at_qp20(clip, analysis, synthesis, tiers, **tune)
 
     assert Tuning().round_key == 32
     for tiers in (1, 3):
@@ -363,7 +366,13 @@ def _encode_all(natural_frames, analysis, synthesis, tuning, frames: int = 6):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["mb_rd=4", "rd_lambda_q8=80"], ["mb_rd=64", "rd_lambda_q8=200"], ["decimate=8", "rd_lambda_q8=200"], ["rdoq=1"], ["rdoq=2"]],
+    [
+        ["mb_rd=4", "rd_lambda_q8=80"],
+        ["mb_rd=64", "rd_lambda_q8=200"],
+        ["decimate=8", "rd_lambda_q8=200"],
+        ["rdoq=1"],
+        ["rdoq=2"],
+    ],
 )
 def test_rate_distortion_tools_are_encoder_only(natural_frames, analysis, synthesis, overrides):
     """Each coefficient decision changes the levels (so the stream), never the syntax: the decoder
@@ -382,7 +391,7 @@ def test_split8_partitions_change_the_split_stream(natural_frames, analysis, syn
     against 16x16 partitions alone) and decode to the encoder's pictures."""
     _, s16, _, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2))
     enc, s8, recons, _ = _encode_all(natural_frames, analysis, synthesis, Tuning(split=2, split8=2))
-    assert sum(a.tiers[0] != b.tiers[0] for a, b in zip(s16[1:], s8[1:])) >= (len(s8) - 1) // 2
+    assert sum(a.tiers[0] != b.tiers[0] for a, b in zip(s16[1:], s8[1:], strict=True)) >= (len(s8) - 1) // 2
     dec = Decoder(enc.sequence_header, synthesis=synthesis)
     for i, ef in enumerate(s8):
         assert same(dec.decode(ef), recons[i]), i
@@ -440,7 +449,7 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
                 assert same(dec[k - 1].decode(ef, show_tiers=k), enc.reconstruction(k)), (s, k)
         streams[s] = out
     assert streams[0][0] == streams[strength][0]  # a keyframe's grey prediction gives no offsets
-    assert sum(a != b for a, b in zip(streams[0][1:], streams[strength][1:])) >= len(natural_frames) - 2
+    assert sum(a != b for a, b in zip(streams[0][1:], streams[strength][1:], strict=True)) >= len(natural_frames) - 2
 
 
 @pytest.mark.parametrize(
