@@ -333,13 +333,19 @@ def test_tuning_overrides_are_checked():
 
 
 def test_keyframes_are_finer_by_key_qp_at_a_fixed_qp(natural_frames, analysis, synthesis):
-    """At a fixed qp the keyframe's header carries qp - key_qp and the P-frames qp; a qp the
-    caller gives (rate control) is taken as it is; key_qp never reaches the core's tuple."""
-    assert len(Tuning().as_tuple()) == len(dataclasses.fields(Tuning)) - 1
-    for key_qp, explicit in ((2, None), (0, None), (5, 33)):
-        enc = make_encoder(natural_frames, analysis, synthesis, tiers=2, qp=30, tuning=Tuning(key_qp=key_qp))
-        qps = [FrameHeader.from_bytes(enc.encode(f, qp=explicit).tiers[0]).qp for f in natural_frames[:3]]
-        assert qps == ([30 - key_qp, 30, 30] if explicit is None else [explicit] * 3), (key_qp, qps)
+    """At a fixed qp the keyframe's header carries qp - key_qp, a key picture's qp -
+    key_picture_qp and the P-frames qp; a qp the caller gives (rate control) is taken as it is;
+    neither offset reaches the core's tuple."""
+    assert len(Tuning().as_tuple()) == len(dataclasses.fields(Tuning)) - 2
+    assert (Tuning().key_qp, Tuning().key_picture_qp) == (3, 1)
+    for key_qp, kp_qp, explicit in ((2, 1, None), (0, 0, None), (3, 2, None), (5, 2, 33)):
+        t = Tuning(key_qp=key_qp, key_picture_qp=kp_qp)
+        enc = make_encoder(natural_frames, analysis, synthesis, tiers=2, qp=30, switch_interval=2, tuning=t)
+        frames = [enc.encode(f, qp=explicit) for f in natural_frames[:4]]
+        assert [ef.switch_point for ef in frames] == [True, False, True, False]
+        qps = [FrameHeader.from_bytes(ef.tiers[0]).qp for ef in frames]
+        want = [30 - key_qp, 30, 30 - kp_qp, 30] if explicit is None else [explicit] * 4
+        assert qps == want, (key_qp, kp_qp, qps)
     enc = make_encoder(natural_frames, analysis, synthesis, qp=1, tuning=Tuning(key_qp=4))
     assert FrameHeader.from_bytes(enc.encode(natural_frames[0]).tiers[0]).qp == 0
 

@@ -60,7 +60,9 @@ class Tuning:
     for the base tier of keyframes, whose dead zone is `round_intra` (32, the default: to the
     nearest). `key_qp` is read here, not by the core: at a fixed qp a keyframe is coded that many
     qp finer than the P-frames (3, x264's `--ipratio` 1.4 in qp steps: what later frames inherit
-    from it is worth its bits; rate control chooses every frame's qp itself and is not offset)."""
+    from it is worth its bits; rate control chooses every frame's qp itself and is not offset);
+    `key_picture_qp` the same for key pictures (1: the next second's thinned decoders predict from
+    them)."""
 
     round_intra: int = 24
     round_inter: int = 8
@@ -87,6 +89,7 @@ class Tuning:
     round_base: int = 32
     round_key: int = 32
     key_qp: int = 3
+    key_picture_qp: int = 1
 
     def with_overrides(self, items: Sequence[str]) -> Tuning:
         """A copy with `name=value` settings applied (`snisd encode --tune`), for ablations and
@@ -115,7 +118,7 @@ class Tuning:
 
 
 # Fields the encoder applies in Python (the core never sees them).
-_PYTHON_FIELDS = frozenset({"key_qp"})
+_PYTHON_FIELDS = frozenset({"key_qp", "key_picture_qp"})
 
 # Fields whose range is not "any non-negative integer": the modes (0 = off) and the signed AQ strength.
 _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
@@ -326,8 +329,9 @@ class Encoder:
         if qp is not None and not 0 <= qp <= MAX_QP:
             raise InputError(f"qp {qp} out of range 0..{MAX_QP}")
         key, switch = self._next_type(force_keyframe)
-        if qp is None:  # fixed qp: the keyframe finer by key_qp
-            qp = max(0, cfg.qp - cfg.tuning.key_qp) if key else cfg.qp
+        if qp is None:  # fixed qp: the keyframe finer by key_qp, a key picture by key_picture_qp
+            finer = cfg.tuning.key_qp if key else (cfg.tuning.key_picture_qp if switch else 0)
+            qp = max(0, cfg.qp - finer)
         self._force_key = False
         t0 = time.perf_counter()
         ftype = 0 if key else (FRAME_K if switch else 1)
