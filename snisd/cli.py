@@ -17,6 +17,20 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--qp", type=int, default=28, help="quantizer of the top tier, 0..63 (default 28; +6 halves the rate roughly)"
     )
+    p.add_argument(
+        "--bitrate",
+        type=float,
+        default=None,
+        metavar="KBPS",
+        help="target bit rate of all tiers in kbit/s: the live sender's rate control chooses each frame's qp "
+        "(instead of --qp), within --frame-budget-ms",
+    )
+    p.add_argument(
+        "--frame-budget-ms",
+        type=float,
+        default=300.0,
+        help="with --bitrate: no frame takes longer than this to cross a link of that rate (default 300)",
+    )
     p.add_argument("--tiers", type=int, default=3, help="number of tiers: base + enhancements (default 3)")
     p.add_argument(
         "--tier-ratio",
@@ -150,6 +164,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
         threads=args.threads,
         preset=args.preset,
         tune=args.tune,
+        bitrate_kbps=args.bitrate,
+        frame_budget_ms=args.frame_budget_ms,
     )
     print(report)
     return 0

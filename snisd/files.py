@@ -7,6 +7,7 @@ container (or the elementary-stream format of codec/bitstream.py) stores. The de
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ from .codec.bitstream import EncodedFrame, SequenceHeader, read_es, write_es_fra
 from .codec.decoder import Decoder
 from .codec.encoder import Encoder, EncoderConfig, synthesis_path_for
 from .codec.presets import DEFAULT_PRESET, tuning_for
+from .codec.ratecontrol import RateControlledEncoder, RatePolicy
 from .errors import BitstreamError, ContainerError, InputError
 from .y4m import Y4mWriter
 
@@ -33,12 +35,14 @@ class EncodeReport:
     fps: float
     frames: int
     tiers: int
-    qp: int
+    qp: int | None  # the fixed qp; None when a target bit rate chose each frame's
     bytes_per_tier: list = field(default_factory=list)
     kbps_per_tier: list = field(default_factory=list)
     keyframes: int = 0
     seconds: float = 0.0
     ms_per_frame: float = 0.0
+    target_kbps: float | None = None  # with a target bit rate: it, and the mean qp its frames got
+    mean_qp: float | None = None
 
     def __str__(self) -> str:
         return json.dumps(asdict(self))
@@ -76,8 +80,20 @@ def encode_file(
     threads: int = 1,
     preset: str = DEFAULT_PRESET,
     tune: Sequence[str] = (),
+    bitrate_kbps: float | None = None,
+    frame_budget_ms: float = 300.0,
 ) -> EncodeReport:
-    """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream."""
+    """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream.
+
+    With `bitrate_kbps` the live sender's rate control (codec/ratecontrol.py) chooses each frame's qp
+    for that constant target, with its frame budget, instead of the fixed `qp`: what a link of that
+    rate would have been sent.
+    """
+    policy = None
+    if bitrate_kbps is not None:
+        if not (bitrate_kbps > 0 and math.isfinite(bitrate_kbps)):
+            raise InputError(f"target bit rate {bitrate_kbps!r} kbit/s must be a positive number")
+        policy = RatePolicy(budget_ms=frame_budget_ms)  # checked before the input is opened
     width, height, fps = probe(src)
     fps = Fraction(fps).limit_denominator(1001)
     cfg = EncoderConfig(
@@ -96,11 +112,17 @@ def encode_file(
         tuning=tuning_for(preset, tune),
     )
     enc = Encoder(cfg)
-    report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp, [0] * tiers)
+    rc = None if bitrate_kbps is None else RateControlledEncoder(enc, 1e3 * bitrate_kbps, policy)
+    report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp if rc is None else None, [0] * tiers)
+    qps: list[int] = []
     t0 = time.perf_counter()
     with _open_sink(dst, enc.sequence_header) as sink:
         for frame in iter_frames(src, max_frames):
-            ef = enc.encode(frame)
+            if rc is None:
+                ef = enc.encode(frame)
+            else:
+                ef = rc.encode(frame)
+                qps.append(rc.control.last_qp or 0)
             sink(ef)
             report.frames += 1
             report.keyframes += ef.keyframe
@@ -113,6 +135,9 @@ def encode_file(
     for b in report.bytes_per_tier:
         cum += b
         report.kbps_per_tier.append(round(cum * 8 / duration / 1000, 2))
+    if rc is not None:
+        report.target_kbps = bitrate_kbps
+        report.mean_qp = round(sum(qps) / max(len(qps), 1), 2)
     return report
 
 

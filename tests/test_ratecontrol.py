@@ -103,6 +103,36 @@ def test_a_new_keyframe_on_request_is_capped_too():
     assert bits <= 300e3 * 0.3, (qp, bits)
 
 
+def test_keyframes_and_key_pictures_are_planned_finer_by_their_offsets_where_the_budget_allows():
+    # a budget that never binds: the plan is the rate level, each kind offset by its `finer`
+    target, log, flat_log = 600e3, [], []
+    rc = RateController(640, 360, FPS, target, SWITCH, KEYINT, RatePolicy(budget_ms=5000), finer={"I": 3, "K": 1})
+    flat = RateController(640, 360, FPS, target, SWITCH, KEYINT, RatePolicy(budget_ms=5000))
+    run(rc, FakeCodec(seed=11), 12, log)
+    run(flat, FakeCodec(seed=11), 12, flat_log)
+    # the next frame's plan, asked for each kind in the same state (nothing coded in between)
+    plans = {kind: rc.plan(kind) for kind in ("P", "K", "I")}
+    assert plans["P"] - plans["K"] == 1 and plans["P"] - plans["I"] == 3, plans
+    flat_plans = {kind: flat.plan(kind) for kind in ("P", "K", "I")}
+    assert len(set(flat_plans.values())) == 1, flat_plans
+    # the level pays for the finer frames: the P-frames coarser than without offsets, the rate the same
+    p_on = sorted(q for k, q, *_ in log[FPS * 3 :] if k == "P")
+    p_off = sorted(q for k, q, *_ in flat_log[FPS * 3 :] if k == "P")
+    assert p_on[len(p_on) // 2] >= p_off[len(p_off) // 2], (p_on, p_off)
+    for one in (log, flat_log):
+        settled = sum(second_rates(one)[3:]) / len(second_rates(one)[3:])
+        assert 0.9 * target <= settled <= 1.1 * target, second_rates(one)
+
+
+def test_a_frame_budget_still_caps_the_finer_keyframe():
+    rc = RateController(640, 360, FPS, 300e3, SWITCH, KEYINT, RatePolicy(budget_ms=250), finer={"I": 6, "K": 3})
+    log: list = []
+    codec = FakeCodec(seed=13)
+    run(rc, codec, 11, log)  # past the periodic keyframe at 10 s
+    over = [(n, k, b) for n, (k, _, b, _) in enumerate(log) if b > 300e3 * 0.25]
+    assert not over, over
+
+
 def test_bad_inputs_are_typed_errors():
     with pytest.raises(InputError):
         RatePolicy(budget_ms=5)
@@ -117,6 +147,10 @@ def test_bad_inputs_are_typed_errors():
         rc.plan("X")
     with pytest.raises(InputError):
         RateController(64, 64, 0, 1e5)
+    with pytest.raises(InputError, match="'P'"):
+        RateController(64, 64, 15, 1e5, finer={"P": 1})
+    with pytest.raises(InputError, match="-1"):
+        RateController(64, 64, 15, 1e5, finer={"I": -1})
 
 
 def test_the_real_encoder_follows_its_target():
@@ -155,3 +189,31 @@ def test_metrics_and_status_expose_estimate_target_and_qp():
     assert "snisd_transport_target_bps 812500.0" in text
     assert "snisd_encoder_target_bps 812500.0" in text
     assert "snisd_transport_tiers_sent 3.0" in text
+
+
+def test_a_file_encoded_at_a_target_bit_rate(tmp_path):
+    """`snisd encode --bitrate`: the live sender's rate control on a file; a decodable stream whose
+    rate follows the target, every frame within the frame budget."""
+    pytest.importorskip("av")
+    from pathlib import Path
+
+    from snisd.files import decode_file, encode_file, read_stream
+
+    clip = str(Path(__file__).resolve().parent / "data" / "bikes_12f.mp4")
+    reports = {}
+    for kbps in (150.0, 600.0):
+        out = tmp_path / f"r{int(kbps)}.snis"
+        rep = encode_file(clip, str(out), tiers=2, bitrate_kbps=kbps, frame_budget_ms=400)
+        assert rep.qp is None and rep.target_kbps == kbps and rep.frames == 12, rep
+        assert rep.mean_qp is not None and 4 <= rep.mean_qp <= 63, rep
+        sizes = [8 * sum(len(t) for t in ef.tiers) for ef in read_stream(str(out))[1]]
+        assert max(sizes) <= 1.5 * kbps * 1e3 * 0.4, (kbps, sizes)  # the budget (the first keyframe's guess: 1.5x)
+        dec = decode_file(str(out), str(tmp_path / f"r{int(kbps)}.y4m"))
+        assert dec.frames == 12 and not dec.errors, dec
+        reports[kbps] = rep
+    assert reports[600.0].mean_qp < reports[150.0].mean_qp, reports
+    assert sum(reports[600.0].bytes_per_tier) > 2 * sum(reports[150.0].bytes_per_tier), reports
+    with pytest.raises(InputError, match="-5"):
+        encode_file(clip, str(tmp_path / "bad.snis"), bitrate_kbps=-5.0)
+    with pytest.raises(InputError, match="budget"):
+        encode_file(clip, str(tmp_path / "bad.snis"), bitrate_kbps=100.0, frame_budget_ms=1.0)

@@ -254,28 +254,34 @@ def parse_report(stdout: str) -> dict:
     return rep
 
 
-def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers: int,
+def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tiers: int,
              decode_tiers: list[int], model: Path | None, synth: Path | None, work: Path, args) -> None:
-    """Encode once with `tiers` tiers, decode with --tiers k for each k in decode_tiers."""
+    """Encode once with `tiers` tiers, decode with --tiers k for each k in decode_tiers.
+
+    `q` is the fixed qp, or with --snis-bpp the target in bits per pixel (rate control)."""
+    if args.snis_bpp:
+        rate_args, param = ["--bitrate", f"{q * clip.width * clip.height * clip.fps / 1000:.2f}"], f"bpp={q:g}"
+    else:
+        rate_args, param = ["--qp", str(q)], param
     tag = f"{clip.name}_{name}_q{q}_K{tiers}"
     stream = work / f"{tag}.snis"
     cli = snis_cli(args)
-    cmd = cli + ["encode", str(clip.path), "-o", str(stream), "--qp", str(q), "--tiers", str(tiers),
+    cmd = cli + ["encode", str(clip.path), "-o", str(stream), *rate_args, "--tiers", str(tiers),
                  "--frames", str(clip.frames)]
     if model:
         cmd += ["--model", str(model)]
     cmd += VARIANT_ARGS.get(name, [])
     try:
-        r_enc = run(cmd, f"SNIS encode ({name} qp={q} tiers={tiers})", cwd=REPO, env=snis_env(),
+        r_enc = run(cmd, f"SNIS encode ({name} {param} tiers={tiers})", cwd=REPO, env=snis_env(),
                          timeout=args.snis_timeout)
         rep = parse_report(r_enc.stdout)
     except StepFailed as exc:
-        col.fail(clip.name, name, f"qp={q}", str(exc))
+        col.fail(clip.name, name, param, str(exc))
         if not args.keep:
             _remove(stream)
         return
     if len(rep["bytes_per_tier"]) < max(decode_tiers):
-        col.fail(clip.name, name, f"qp={q}", f"report has {len(rep['bytes_per_tier'])} tiers, expected {tiers}")
+        col.fail(clip.name, name, param, f"report has {len(rep['bytes_per_tier'])} tiers, expected {tiers}")
         if not args.keep:
             _remove(stream)
         return
@@ -287,11 +293,11 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         if synth:
             dcmd += ["--model", str(synth)]
         try:
-            r_dec = run(dcmd, f"SNIS decode ({name} qp={q} tiers={k}/{tiers})", cwd=REPO, env=snis_env(),
+            r_dec = run(dcmd, f"SNIS decode ({name} {param} tiers={k}/{tiers})", cwd=REPO, env=snis_env(),
                            timeout=args.snis_timeout)
             vm, ps, n, ver = measure(clip, dec, work, f"{tag}_t{k}", args.vmaf_threads)
         except StepFailed as exc:
-            col.fail(clip.name, codec, f"qp={q}", str(exc))
+            col.fail(clip.name, codec, param, str(exc))
             continue
         finally:
             if not args.keep:
@@ -299,7 +305,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
         col.libvmaf_version = ver
         nbytes = sum(rep["bytes_per_tier"][:k])
         kbps = nbytes * 8 / clip.duration / 1000
-        col.add(clip.name, Point(codec, f"qp={q}", kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n_enc,
+        col.add(clip.name, Point(codec, param, kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n_enc,
                                  1000 * r_dec.cpu / n,
                                  {"bytes_per_tier": rep["bytes_per_tier"], "tiers_decoded": k,
                                   "encoder_reported_seconds": rep.get("seconds"),
@@ -307,7 +313,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: int, tiers
                                   "dec_wall_ms_per_frame": 1000 * r_dec.wall / n,
                                   "snis_file_bytes": _size(stream)}),
                 f"{label}" + (f", decode {k} of {tiers} tiers" if tiers > 1 else ""))
-        log(f"{clip.name:9s} {codec:15s} qp={q:<3d}{kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
+        log(f"{clip.name:9s} {codec:15s} {param:9s}{kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
     if not args.keep:
         _remove(stream)
 
@@ -473,6 +479,9 @@ def parse_args(argv=None):
     ap.add_argument("--no-snis", action="store_true", help="skip all SNIS measurements")
     ap.add_argument("--snis-tiers", type=int, default=3, help="tier count K of the scalable SNIS encodes (default 3)")
     ap.add_argument("--snis-qps", default="26,30,34,38,42,46", help="SNIS --qp sweep (default 26,30,34,38,42,46)")
+    ap.add_argument("--snis-bpp", default="", metavar="B1,B2,...",
+                    help="rate-controlled SNIS sweep instead of --snis-qps: targets in bits per pixel (kbps = bpp x "
+                         "width x height x fps / 1000), each passed to `snisd encode --bitrate`")
     ap.add_argument("--no-single-tier", action="store_true", help="skip the single-tier SNIS encodes")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also encode K tiers with extra encoder arguments, e.g. --variant 'sw0=--switch-int 0'; "
@@ -551,7 +560,9 @@ def main(argv=None) -> int:
     for b in baselines:
         if b.name in overrides:
             b.points = overrides[b.name]
-    snis_qps = overrides.get("snis", int_list(args.snis_qps))
+    snis_qps: list = overrides.get("snis", int_list(args.snis_qps))
+    if args.snis_bpp:
+        snis_qps = [float(v) for v in args.snis_bpp.split(",") if v.strip()]
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="rd_bench_"))
     work.mkdir(parents=True, exist_ok=True)

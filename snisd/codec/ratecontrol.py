@@ -13,6 +13,10 @@ at every link rate).
   pictures and keyframes in the proportions the encoder makes them) add up to the target. It moves
   by at most ``down_step`` per frame towards a finer qp, so quality rises smoothly, and at once
   towards a coarser one.
+* **Keyframes and key pictures finer** (``finer``: the encoder's ``key_qp`` and ``key_picture_qp``,
+  the offsets its fixed-qp streams use): the rate level is the P-frames' qp, and a keyframe or key
+  picture is planned that many qp finer, where the budget lets it; the level accounts for what that
+  costs, so the second still adds up to the target.
 * **A frame budget** (VBV-style, ``budget_ms``): a buffer drained at the target rate holds what has
   been coded but has not crossed the link yet; no frame may make it hold more than the budget, i.e.
   no frame takes longer than ``budget_ms`` to cross at the target rate. Keyframes and key pictures
@@ -26,6 +30,7 @@ with synthetic frame sizes.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -64,7 +69,8 @@ class RateController:
 
     `plan(kind)` gives the qp for the next frame of that kind ('I', 'K' or 'P'); `coded(kind, qp,
     bits)` tells the controller what that frame cost. `switch_interval` / `keyframe_interval` are
-    the encoder's (frames between key pictures / keyframes; 0 = none).
+    the encoder's (frames between key pictures / keyframes; 0 = none). `finer` maps 'I' / 'K' to
+    how many qp finer than the P-frames those frames are planned (missing: 0).
     """
 
     def __init__(
@@ -76,9 +82,15 @@ class RateController:
         switch_interval: int = 0,
         keyframe_interval: int = 0,
         policy: RatePolicy | None = None,
+        finer: Mapping[str, int] | None = None,
     ) -> None:
         if fps <= 0:
             raise InputError(f"frame rate {fps} is not positive")
+        self.finer = dict.fromkeys(KINDS, 0)
+        for kind, off in (finer or {}).items():
+            if kind not in (I_FRAME, K_FRAME) or not 0 <= off <= MAX_QP:
+                raise InputError(f"finer qp {off!r} for frame kind {kind!r}: expected I or K and 0..{MAX_QP}")
+            self.finer[kind] = int(off)
         self.policy = policy or RatePolicy()
         self.fps = float(fps)
         self.switch_interval = switch_interval
@@ -115,6 +127,10 @@ class RateController:
 
     # -- the choice ----------------------------------------------------------------------------------
 
+    def _cost(self, kind: str) -> float:
+        """A frame of `kind`'s bits at the rate level 0, with its `finer` offset: 2^c * 2^(finer / slope)."""
+        return 2.0 ** (self._c[kind] + self.finer[kind] / self.policy.slope)
+
     def _rate_level(self) -> float:
         """The qp at which one second of frames, in the encoder's mix of types, costs the target."""
         fps = self.fps
@@ -122,7 +138,7 @@ class RateController:
         i = fps / self.keyframe_interval if self.keyframe_interval > 0 else 0.0
         k = max(0.0, k - i)
         p = max(0.0, fps - k - i)
-        weight = p * 2.0 ** self._c[P_FRAME] + k * 2.0 ** self._c[K_FRAME] + i * 2.0 ** self._c[I_FRAME]
+        weight = p * self._cost(P_FRAME) + k * self._cost(K_FRAME) + i * self._cost(I_FRAME)
         # what the last seconds fell short of the target (or exceeded it) is made up over
         # `payback_s`: the model predicts a typical frame, and frames vary, so its bias is corrected
         # here; the buffer's backlog is paid back within a second
@@ -146,7 +162,7 @@ class RateController:
         if kind != P_FRAME:
             room *= p.key_margin
         cap_qp = self._c[kind] * p.slope - p.slope * math.log2(room)  # predict(kind, cap_qp) == room
-        qp = max(q, cap_qp)
+        qp = max(q - self.finer[kind], cap_qp)
         out = int(min(p.max_qp, max(p.min_qp, math.ceil(qp - 0.5))))
         if self.predict(kind, out) > room and out < p.max_qp:  # rounding must not break the cap
             out = min(p.max_qp, out + 1)
@@ -203,6 +219,7 @@ class RateControlledEncoder:
             switch_interval=cfg.switch_interval or 0,
             keyframe_interval=cfg.keyframe_interval or 0,
             policy=policy,
+            finer={I_FRAME: cfg.tuning.key_qp, K_FRAME: cfg.tuning.key_picture_qp},
         )
         self._pending: float | None = None
         self.tier_bits = [0.0] * cfg.tiers  # bits of the last frame per tier
