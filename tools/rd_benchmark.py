@@ -51,16 +51,20 @@ class Baseline:
     name: str
     label: str
     encoder_args: list[str]
-    qarg: str                     # how the sweep parameter is passed ("-crf" or "qminmax")
+    qarg: str                     # how the sweep parameter is passed ("-crf", "qminmax", or "vbv": a rate)
     points: list[int]
     container: str                # ffmpeg muxer of the elementary stream
     ext: str
     bsf: str | None = None
 
-    def encode_cmd(self, ref: Path, out: Path, q: int, gop: int) -> list[str]:
+    def encode_cmd(self, ref: Path, out: Path, q: float, gop: int, kbps: float = 0.0,
+                   budget_ms: float = 300.0) -> list[str]:
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(ref),
                "-an", *self.encoder_args, "-g", str(gop)]
-        if self.qarg == "qminmax":
+        if self.qarg == "vbv":
+            # a constant target with a buffer of budget_ms at that rate: the live sender's constraint
+            cmd += ["-b:v", f"{kbps:.2f}k", "-maxrate", f"{kbps:.2f}k", "-bufsize", f"{kbps * budget_ms / 1000:.2f}k"]
+        elif self.qarg == "qminmax":
             # fixed quantizer: pin qmin = qmax and give the rate control a bitrate it never hits
             cmd += ["-qmin", str(q), "-qmax", str(q), "-b:v", "200M"]
         else:
@@ -94,6 +98,11 @@ BASELINES = [
     Baseline("x264-medium", "x264 medium zerolatency",
              ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
              "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
+    # x264 medium under the live constraint (only with --snis-bpp, at the same targets): average
+    # rate and VBV max rate the target, a buffer of --budget-ms at it (x264's VBV).
+    Baseline("x264-medium-vbv", "x264 medium zerolatency, VBV (target rate, --budget-ms buffer)",
+             ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
+             "vbv", [], "h264", "264", "filter_units=remove_types=6"),
     # x265: single thread (no thread pool, one frame thread), no info SEI; zerolatency
     # (no B-frames, no lookahead) because the comparison is about live streaming.
     Baseline("x265-medium", "x265 medium zerolatency",
@@ -188,12 +197,14 @@ def measure(clip: ClipRef, decoded: Path, work: Path, tag: str, vmaf_threads: in
     return v["vmaf"], p, n, v["libvmaf_version"]
 
 
-def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: int, work: Path, args) -> None:
+def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: float, work: Path, args) -> None:
     tag = f"{clip.name}_{bl.name}_q{q}"
     stream = work / f"{tag}.{bl.ext}"
     dec = work / f"{tag}.y4m"
+    target = q * clip.width * clip.height * clip.fps / 1000  # kbps, for "vbv" (q is bits per pixel)
     try:
-        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop), f"{bl.name} encode q={q}")
+        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop, target, args.budget_ms),
+                    f"{bl.name} encode q={q}")
         nbytes = bl.stream_bytes(stream)
         r_dec = run(bl.decode_cmd(stream, dec, clip.fps), f"{bl.name} decode q={q}")
         vm, ps, n, ver = measure(clip, dec, work, tag, args.vmaf_threads)
@@ -205,11 +216,12 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: int, work: Path
             dec.unlink(missing_ok=True)
     col.libvmaf_version = ver
     kbps = nbytes * 8 / clip.duration / 1000
-    col.add(clip.name, Point(bl.name, f"{bl.qarg.lstrip('-') if bl.qarg != 'qminmax' else 'q'}={q}",
+    param = {"qminmax": "q", "vbv": "bpp"}.get(bl.qarg, bl.qarg.lstrip("-"))
+    col.add(clip.name, Point(bl.name, f"{param}={q:g}",
                              kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n, 1000 * r_dec.cpu / n,
                              {"enc_wall_ms_per_frame": 1000 * r_enc.wall / n,
                               "dec_wall_ms_per_frame": 1000 * r_dec.wall / n}), bl.label)
-    log(f"{clip.name:9s} {bl.name:15s} q={q:<3d} {kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
+    log(f"{clip.name:9s} {bl.name:15s} q={q:<5g} {kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
 
 
 # ----------------------------------------------------------------------------- SNIS
@@ -260,7 +272,9 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tie
 
     `q` is the fixed qp, or with --snis-bpp the target in bits per pixel (rate control)."""
     if args.snis_bpp:
-        rate_args, param = ["--bitrate", f"{q * clip.width * clip.height * clip.fps / 1000:.2f}"], f"bpp={q:g}"
+        rate_args = ["--bitrate", f"{q * clip.width * clip.height * clip.fps / 1000:.2f}",
+                     "--frame-budget-ms", f"{args.budget_ms:g}"]
+        param = f"bpp={q:g}"
     else:
         rate_args, param = ["--qp", str(q)], param
     tag = f"{clip.name}_{name}_q{q}_K{tiers}"
@@ -472,8 +486,9 @@ def parse_args(argv=None):
     ap.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names or file names "
                     f"(default: {','.join(CLIPS)})")
     ap.add_argument("--frames", type=int, default=0, help="use only the first N frames of each clip (0: all)")
-    ap.add_argument("--codecs", default=",".join(b.name for b in BASELINES),
-                    help="comma-separated baselines to run (default: all); 'none' for SNIS only")
+    ap.add_argument("--codecs", default=",".join(b.name for b in BASELINES if b.qarg != "vbv"),
+                    help="comma-separated baselines to run (default: all but x264-medium-vbv, which needs "
+                         "--snis-bpp); 'none' for SNIS only")
     ap.add_argument("--param", action="append", default=[], metavar="CODEC=Q1,Q2,...",
                     help="override the CRF/QP sweep of a baseline or of 'snis', e.g. --param x265-medium=22,27,32")
     ap.add_argument("--no-snis", action="store_true", help="skip all SNIS measurements")
@@ -482,6 +497,9 @@ def parse_args(argv=None):
     ap.add_argument("--snis-bpp", default="", metavar="B1,B2,...",
                     help="rate-controlled SNIS sweep instead of --snis-qps: targets in bits per pixel (kbps = bpp x "
                          "width x height x fps / 1000), each passed to `snisd encode --bitrate`")
+    ap.add_argument("--budget-ms", type=float, default=300.0,
+                    help="with --snis-bpp: SNIS's frame budget and the VBV buffer of x264-medium-vbv, in ms at the "
+                         "target rate (default 300, the daemon's codec.frame_budget_ms)")
     ap.add_argument("--no-single-tier", action="store_true", help="skip the single-tier SNIS encodes")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
                     help="also encode K tiers with extra encoder arguments, e.g. --variant 'sw0=--switch-int 0'; "
@@ -563,6 +581,12 @@ def main(argv=None) -> int:
     snis_qps: list = overrides.get("snis", int_list(args.snis_qps))
     if args.snis_bpp:
         snis_qps = [float(v) for v in args.snis_bpp.split(",") if v.strip()]
+    for b in baselines:
+        if b.qarg == "vbv":
+            if not args.snis_bpp:
+                print(f"error: {b.name} runs at the targets of --snis-bpp, which is not given", file=sys.stderr)
+                return 2
+            b.points = snis_qps
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="rd_bench_"))
     work.mkdir(parents=True, exist_ok=True)
