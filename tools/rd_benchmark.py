@@ -276,7 +276,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tie
                      "--frame-budget-ms", f"{args.budget_ms:g}"]
         param = f"bpp={q:g}"
     else:
-        rate_args, param = ["--qp", str(q)], param
+        rate_args, param = ["--qp", str(q)], f"qp={q}"
     tag = f"{clip.name}_{name}_q{q}_K{tiers}"
     stream = work / f"{tag}.snis"
     cli = snis_cli(args)
