@@ -241,6 +241,22 @@ def test_key_tier_ratio_spreads_key_pictures_over_the_tiers(natural_frames, anal
     assert same(dec.decode(ef), enc.reconstruction())
 
 
+def test_a_key_picture_has_a_fine_base_unless_its_residual_exceeds_key_sad(natural_frames, analysis, synthesis):
+    """By default (key_sad_q4 0) a key picture's tier 0 carries it at the top step, so the next key
+    picture predicts from a full-quality reference; with a threshold its residual exceeds, its base
+    is coarse (the header's flag) and the upper tiers carry the rest. The decoder follows either."""
+    gaps = {}
+    for tuning, coarse in ((Tuning(), False), (Tuning(key_sad_q4=1), True)):
+        enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, switch_interval=3, tuning=tuning)
+        dec = Decoder(enc.sequence_header, synthesis=synthesis)
+        for f in natural_frames[:4]:
+            ef = enc.encode(f)
+            assert same(dec.decode(ef), enc.reconstruction()), (tuning, ef.index)
+        assert ef.switch_point and FrameHeader.from_bytes(ef.tiers[0]).coarse_key == coarse
+        gaps[coarse] = psnr(f.y, enc.reconstruction(3).y) - psnr(f.y, enc.reconstruction(1).y)
+    assert gaps[False] < 0.5 < 2.0 < gaps[True], gaps
+
+
 def test_single_tier_and_full_tier_top_quality_match(natural_frames, analysis, synthesis):
     """The top tier of a 3-tier stream reaches the quality of a 1-tier stream at the same qp."""
     one = make_encoder(natural_frames, analysis, synthesis, tiers=1, qp=28)

@@ -35,7 +35,8 @@ class Tuning:
     """Encoder-only choices (the decoder never sees them): dead-zone rounding in 1/64 of a step,
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
     threshold (mean |residual| in 1/256 of the top step), the full-pel search range, the mean
-    |residual| (1/16 pixel) above which a key picture keeps a coarse base (moving content; 0: never),
+    |residual| (1/16 pixel) above which a key picture keeps a coarse base (0, the default: never,
+    every key picture's base at the top step: docs/BENCHMARKS.md, "The key picture's base"),
     the one (1/16 pixel) below which the motion search stops at a merge candidate's vector, the
     coefficient decisions priced by the entropy model (native/snis.h, docs/CODEC.md): decimation of
     blocks of at most `decimate` lone +-1 levels, their lambda in 1/256 of a squared step per bit,
@@ -71,7 +72,7 @@ class Tuning:
     intra_bias: int = 96
     skip_sad_q8: int = 8
     search_range: int = 64
-    key_sad_q4: int = 48
+    key_sad_q4: int = 0
     me_exit_q4: int = 12
     decimate: int = 0
     rd_lambda_q8: int = 40

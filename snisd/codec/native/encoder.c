@@ -38,7 +38,7 @@ void snis_default_tuning(snis_tuning *t)
     t->skip_sad_q8 = 8;  /* mean |residual| below 1/32 of the top step */
     t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
-    t->key_sad_q4 = 48;  /* 3 pixels */
+    t->key_sad_q4 = 0;   /* every key picture's base fine (48, 3 pixels, until docs/BENCHMARKS.md "The key picture's base") */
     t->decimate = 0;
     t->rd_lambda_q8 = 40;
     t->rdoq = 0;

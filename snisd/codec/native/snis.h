@@ -75,8 +75,8 @@ typedef struct {
                          below this (1/16 pixel) */
     int search_range; /* integer-pel search limit */
     int key_sad_q4;   /* a key picture whose mean |residual| exceeds this (1/16 pixel) gets a coarse
-                         base (SNIS_FRAME_KC): moving content, where a full-quality base from a
-                         one-second-old reference costs more than it saves; 0: never */
+                         base (SNIS_FRAME_KC); 0, the default: never (a fine base, the next key
+                         picture's reference at full quality, pays on every clip measured) */
     int decimate;     /* a tier's block of at most this many +-1 levels is dropped when lambda times
                          their estimated bits exceeds the distortion they remove; 0: never */
     int rd_lambda_q8; /* lambda of the coefficient decisions: 1/256 of a squared tier step per bit */
