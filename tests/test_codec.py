@@ -334,8 +334,8 @@ def test_random_payloads_give_only_typed_errors(coded, synthesis):
 
 
 def test_tuning_overrides_are_checked():
-    t = Tuning().with_overrides(["skip_sad_q8=16", "search-range=32"])
-    assert (t.skip_sad_q8, t.search_range) == (16, 32)
+    t = Tuning().with_overrides(["skip_sad_q8=24", "search-range=32"])
+    assert (t.skip_sad_q8, t.search_range) == (24, 32)
     assert t.as_tuple()[0] == Tuning().round_intra
     for bad in ("nope=1", "skip_sad_q8", "skip_sad_q8=x"):
         with pytest.raises(InputError, match="--tune"):

@@ -70,7 +70,7 @@ class Tuning:
     round_lower: int = 10
     lambda_q4: int = 16
     intra_bias: int = 96
-    skip_sad_q8: int = 8
+    skip_sad_q8: int = 16
     search_range: int = 64
     key_sad_q4: int = 0
     me_exit_q4: int = 12
