@@ -35,7 +35,7 @@ void snis_default_tuning(snis_tuning *t)
     t->round_lower = 10;
     t->lambda_q4 = 16;   /* 1.0 x step */
     t->intra_bias = 96;
-    t->skip_sad_q8 = 16; /* mean |residual| below 1/16 of the top step (1/32 until docs/BENCHMARKS.md "The skip threshold") */
+    t->skip_sad_q8 = 16; /* mean |residual| below 1/16 of the top step, 1/32 with one tier (docs/BENCHMARKS.md "The skip threshold") */
     t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
     t->key_sad_q4 = 0;   /* every key picture's base fine (48, 3 pixels, until docs/BENCHMARKS.md "The key picture's base") */
@@ -251,8 +251,10 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     int ratio = snis_frame_ratio(&l->p, frame_type);
     int top = snis_step16(qp, l->p.tiers - 1, l->p.tiers, ratio);
     int base = snis_step16(qp, 0, l->p.tiers, ratio);
-    /* skip threshold: mean |residual| per sample below skip_sad_q8/256 of the top step (in pixels) */
-    uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q8 / 4096);
+    /* skip threshold: mean |residual| per sample below skip_sad_q8/256 of the top step (in pixels);
+       half of that in a single-tier stream, which has no thinned decoder whose drift a skip spares */
+    uint32_t skip_sad = (uint32_t)((uint64_t)MB * MB * 3 / 2 * (uint64_t)top * (uint64_t)e->t.skip_sad_q8 /
+                                   (l->p.tiers > 1 ? 4096u : 8192u));
     uint32_t me_exit = (uint32_t)((uint64_t)MB * MB * (uint64_t)e->t.me_exit_q4 / 16);
     int lambda = frame_lambda(e, top, base);
     if (frame_type != SNIS_FRAME_I) {

@@ -69,7 +69,8 @@ typedef struct {
     int round_lower;  /* tiers below the top, which later tiers refine */
     int lambda_q4;    /* motion lambda per unit of quantiser step, in 1/16 */
     int intra_bias;   /* lambda-weighted bits an intra macroblock must win by */
-    int skip_sad_q8;  /* a macroblock whose mean |residual| is below this (1/256 of the top step)
+    int skip_sad_q8;  /* a macroblock whose mean |residual| is below this (1/256 of the top step;
+                         half of it in a single-tier stream)
                          codes nothing and is not quantised */
     int me_exit_q4;   /* motion search stops at the predicted vector when its mean |residual| is
                          below this (1/16 pixel) */
