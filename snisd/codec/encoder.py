@@ -35,9 +35,9 @@ class Tuning:
     """Encoder-only choices (the decoder never sees them): dead-zone rounding in 1/64 of a step,
     motion lambda per unit of step in 1/16, the intra bias in lambda-weighted bits, the skip
     threshold (mean |residual| in 1/256 of the top step; half of it with one tier), the full-pel
-    search range, the mean
-    |residual| (1/16 pixel) above which a key picture keeps a coarse base (0, the default: never,
-    every key picture's base at the top step: docs/BENCHMARKS.md, "The key picture's base"),
+    search range, the mean |residual| (1/16 pixel) above which a key picture keeps a coarse base
+    (0, the default: never, every key picture's base at the top step: docs/BENCHMARKS.md, "The key
+    picture's base"),
     the one (1/16 pixel) below which the motion search stops at a merge candidate's vector, the
     coefficient decisions priced by the entropy model (native/snis.h, docs/CODEC.md): decimation of
     blocks of at most `decimate` lone +-1 levels, their lambda in 1/256 of a squared step per bit,
