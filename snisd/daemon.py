@@ -237,7 +237,8 @@ class Daemon:
                     switch_interval=switch,
                     model=c.model,
                     threads=c.threads,
-                    tuning=tuning_for(c.preset),
+                    # a stream the network may thin keeps its key pictures' base light (presets.LIVE)
+                    tuning=tuning_for(c.preset, live=bool(cfg.transport.peer)),
                 )
             )
             if cfg.record.path:

@@ -56,6 +56,7 @@ def live(args: argparse.Namespace) -> int:
     import logging
 
     from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.codec.presets import tuning_for
     from snisd.codec.ratecontrol import RateControlledEncoder, RatePolicy
     from snisd.frame import Frame
     from snisd.transport.ice import restrict_host_addresses
@@ -67,7 +68,7 @@ def live(args: argparse.Namespace) -> int:
     fps = args.fps
     render, _ = _frames(args.size, fps, args.media, int(args.clip_frames))
     enc = Encoder(EncoderConfig(w, h, int(round(fps * 1000)), 1000, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                                threads=args.threads))
+                                threads=args.threads, tuning=tuning_for(live=True)))  # the daemon's with a peer
     fixed = args.qp is not None
     rc = None if fixed else RateControlledEncoder(enc, args.start_kbps * 1e3, RatePolicy(budget_ms=args.budget_ms))
     restrict_host_addresses([args.ice_address])

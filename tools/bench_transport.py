@@ -118,11 +118,13 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     from snisd.capture.synthetic import SyntheticScene
     from snisd.codec.bitstream import EncodedFrame, FrameHeader
     from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.codec.presets import tuning_for
     from snisd.transport.ice import restrict_host_addresses
     from snisd.transport.sender import WhipSender
 
     w, h = (int(v) for v in size.split("x"))
-    enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000))
+    enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000,
+                                tuning=tuning_for(live=True)))  # the daemon's with a peer
     scene = SyntheticScene(w, h, fps)
     coded = [enc.encode(scene.render(n)) for n in range(4)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))

@@ -90,6 +90,7 @@ def _offset_clock(offset_ms: float):
 def _cmd_send(args: argparse.Namespace) -> int:
     from snisd.capture.synthetic import SyntheticSource
     from snisd.codec.encoder import Encoder, EncoderConfig
+    from snisd.codec.presets import tuning_for
     from snisd.pipeline import Pipeline
     from snisd.transport.ice import restrict_host_addresses
     from snisd.transport.sender import WhipSender
@@ -105,7 +106,8 @@ def _cmd_send(args: argparse.Namespace) -> int:
     source = _TimedSource(SyntheticSource(w, h, args.fps, seed=args.seed, paced=True))
     fps_num, fps_den = (int(round(args.fps * 1000)), 1000)
     enc = Encoder(EncoderConfig(w, h, fps_num, fps_den, tiers=args.tiers, qp=args.qp,
-                                keyframe_interval=args.keyint, model=args.model))
+                                keyframe_interval=args.keyint, model=args.model,
+                                tuning=tuning_for(live=True)))  # the daemon's with a peer
     # compile the codec kernels before the camera starts (numba's cache may be cold or stale)
     warm_up_codec(args.model, tiers=args.tiers, qp=args.qp, decode=False, analysis=enc.analysis,
                   synthesis=enc.synthesis)

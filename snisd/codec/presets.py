@@ -35,14 +35,25 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+# What a stream sent to a peer changes on top of its preset: the network may drop its enhancement
+# tiers, so a key picture keeps its base coarse where its residual against the key reference is
+# above 3 pixels (on natural video almost always): a fine base carries the whole key picture in
+# tier 0, a burst that a link carrying only the base cannot take within the frame budget.
+LIVE: dict[str, int] = {"key_sad_q4": 48}
+
+
 def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def tuning_for(preset: str = DEFAULT_PRESET, overrides: Sequence[str] = ()) -> Tuning:
-    """The tuning of a preset, then `NAME=INT` overrides on top (`snisd encode --tune`)."""
+def tuning_for(preset: str = DEFAULT_PRESET, overrides: Sequence[str] = (), live: bool = False) -> Tuning:
+    """The tuning of a preset (with `live`, of a stream sent to a peer: `LIVE` on top), then
+    `NAME=INT` overrides (`snisd encode --tune`)."""
     from .encoder import Tuning  # here, so that reading a config does not load the codec
 
     if preset not in PRESETS:
         raise InputError(f"preset {preset!r}: expected one of {', '.join(PRESETS)}")
-    return dataclasses.replace(Tuning(), **PRESETS[preset]).with_overrides(overrides)
+    tuning = dataclasses.replace(Tuning(), **PRESETS[preset])
+    if live:
+        tuning = dataclasses.replace(tuning, **LIVE)
+    return tuning.with_overrides(overrides)
