@@ -112,7 +112,7 @@ def encode_file(
         tuning=tuning_for(preset, tune),
     )
     enc = Encoder(cfg)
-    rc = None if bitrate_kbps is None else RateControlledEncoder(enc, 1e3 * bitrate_kbps, policy)
+    rc = None if bitrate_kbps is None else RateControlledEncoder(enc, 1e3 * bitrate_kbps, policy, key_offsets=True)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp if rc is None else None, [0] * tiers)
     qps: list[int] = []
     t0 = time.perf_counter()
