@@ -176,6 +176,10 @@ class ClipRef:
     def duration(self) -> float:
         return self.frames / self.fps
 
+    def kbps_at(self, bpp: float) -> float:
+        """The rate of `bpp` bits per pixel at this clip's size and frame rate (--snis-bpp targets)."""
+        return bpp * self.width * self.height * self.fps / 1000
+
     @property
     def gop(self) -> int:
         return max(1, round(10 * self.fps))  # 10 s, the SNIS CLI's default keyframe interval
@@ -201,9 +205,8 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: float, work: Pa
     tag = f"{clip.name}_{bl.name}_q{q}"
     stream = work / f"{tag}.{bl.ext}"
     dec = work / f"{tag}.y4m"
-    target = q * clip.width * clip.height * clip.fps / 1000  # kbps, for "vbv" (q is bits per pixel)
     try:
-        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop, target, args.budget_ms),
+        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop, clip.kbps_at(q), args.budget_ms),
                     f"{bl.name} encode q={q}")
         nbytes = bl.stream_bytes(stream)
         r_dec = run(bl.decode_cmd(stream, dec, clip.fps), f"{bl.name} decode q={q}")
@@ -272,7 +275,7 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tie
 
     `q` is the fixed qp, or with --snis-bpp the target in bits per pixel (rate control)."""
     if args.snis_bpp:
-        rate_args = ["--bitrate", f"{q * clip.width * clip.height * clip.fps / 1000:.2f}",
+        rate_args = ["--bitrate", f"{clip.kbps_at(q):.2f}",
                      "--frame-budget-ms", f"{args.budget_ms:g}"]
         param = f"bpp={q:g}"
     else:
