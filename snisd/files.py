@@ -85,9 +85,9 @@ def encode_file(
 ) -> EncodeReport:
     """Encode a video file; writes .mp4 when `dst` ends in .mp4, else a SNIS elementary stream.
 
-    With `bitrate_kbps` the live sender's rate control (codec/ratecontrol.py) chooses each frame's qp
-    for that constant target, with its frame budget, instead of the fixed `qp`: what a link of that
-    rate would have been sent.
+    With `bitrate_kbps` the live sender's rate controller (codec/ratecontrol.py) chooses each frame's
+    qp for that constant target, within its frame budget, instead of the fixed `qp`; unlike the live
+    sender it plans keyframes and key pictures finer by the tuning's key offsets (`key_offsets`).
     """
     policy = None
     if bitrate_kbps is not None:
