@@ -128,4 +128,28 @@ def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
     round_base and round_key close it."""
     t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40"])
-    assert t.as_tuple()[-6:] == (1, 2, 0, 1, 20, 40) and Tuning().as_tuple()[-6:] == (0, 0, 1, 0, 32, 32)
+    assert t.as_tuple()[-6:] == (1, 2, 0, 1, 20, 40) and Tuning().as_tuple()[-6:] == (2, 0, 1, 0, 32, 32)
+
+
+def test_intra_prediction_in_key_pictures_only(natural_frames, analysis, synthesis):
+    """`intra_pred=2` (the default): the keyframe and the P-frames are those of `intra_pred=0`
+    byte for byte; a key picture after a scene cut, whose key reference no longer matches, codes
+    its intra macroblocks with intra modes (other bytes) and decodes bit-identically."""
+    streams = {}
+    for mode in (0, 2):
+        enc = encoder(natural_frames, analysis, synthesis, mode, tiers=3, qp=30, switch_interval=4)
+        out = []
+        for f in scene_cut(natural_frames):
+            ef = enc.encode(f)
+            out.append((ef, enc.reconstruction(), enc.times.stages[-1]["intra_mbs"]))
+        streams[mode] = (enc, out)
+    assert Tuning().intra_pred == 2
+    k = next(i for i, (ef, _, _) in enumerate(streams[2][1]) if ef.switch_point and not ef.keyframe)
+    assert streams[2][1][k][2] > 0  # the key picture after the cut has intra macroblocks
+    for i in range(k):
+        assert streams[0][1][i][0].tiers == streams[2][1][i][0].tiers, i
+    assert streams[0][1][k][0].tiers != streams[2][1][k][0].tiers
+    enc, out = streams[2]
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    for i, (ef, rec, _) in enumerate(out):
+        assert same(dec.decode(ef), rec), i

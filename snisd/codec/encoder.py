@@ -45,8 +45,10 @@ class Tuning:
     skip of macroblocks of at most `mb_rd` levels; 0 turns each off; the adaptive-quantisation
     strength in 1/16 (a macroblock's qp offset per octave of its prediction's luma variance over
     the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off); whether intra
-    macroblocks use intra prediction (1; keyframes are then coded in bands, one analysis per
-    macroblock row; 0, the default: every intra macroblock predicts flat grey, docs/CODEC.md);
+    macroblocks use intra prediction (1: everywhere, keyframes are then coded in bands, one analysis
+    per macroblock row; 2, the default: in key pictures only, whose one-second-old reference leaves
+    many macroblocks intra; 0: every intra macroblock predicts flat grey, docs/BENCHMARKS.md "Intra
+    prediction");
     then the motion tools (docs/CODEC.md, "Motion"), each 0 = off: quarter-pel refinement, the
     merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere, 3,
     the default: as 1 and only where another search candidate fits a quadrant clearly better),
@@ -85,7 +87,7 @@ class Tuning:
     merge: int = 1
     split: int = 3
     rd_rates: int = 1
-    intra_pred: int = 0
+    intra_pred: int = 2
     split8: int = 0
     subpel: int = 1
     obmc: int = 0
@@ -131,7 +133,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "merge": (0, 1),
     "split": (0, 3),
     "rd_rates": (0, 1),
-    "intra_pred": (0, 1),
+    "intra_pred": (0, 2),
     "split8": (0, 2),
     "subpel": (0, 2),
     "obmc": (0, 1),
@@ -338,7 +340,7 @@ class Encoder:
         self._force_key = False
         t0 = time.perf_counter()
         ftype = 0 if key else (FRAME_K if switch else 1)
-        if key and cfg.tuning.intra_pred:
+        if key and cfg.tuning.intra_pred == 1:
             t1, t2, payloads = self._keyframe_in_bands(frame, qp, t0)
         else:
             self._core.predict(frame.y, frame.u, frame.v, ftype, qp, self._ypad, self._uvpad)

@@ -44,7 +44,7 @@ void snis_default_tuning(snis_tuning *t)
     t->rdoq = 0;
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
     t->aq_strength = 0;  /* off: no strength won on VMAF across the test clips (docs/BENCHMARKS.md) */
-    t->intra_pred = 0; /* off: it does not pay with the current entropy model (docs/CODEC.md) */
+    t->intra_pred = 2; /* key pictures only: elsewhere it does not pay (docs/BENCHMARKS.md "Intra prediction") */
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
     t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
@@ -288,7 +288,8 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     /* adaptive quantisation (loop_predict derives the offsets): not on keyframes, whose grey
        prediction says nothing about the picture */
     l->motion.aq = frame_type == SNIS_FRAME_I ? 0 : clampi(e->t.aq_strength, -AQ_STRENGTH_MAX - 1, AQ_STRENGTH_MAX);
-    loop_predict(l, frame_type, &e->cur, lambda, e->t.intra_pred);
+    loop_predict(l, frame_type, &e->cur, lambda,
+                 e->t.intra_pred == 1 || (e->t.intra_pred == 2 && SNIS_IS_KEY_PICTURE(frame_type)));
     res_job rj;
     rj.e = e;
     rj.allow_skip = frame_type != SNIS_FRAME_I;

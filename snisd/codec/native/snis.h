@@ -89,7 +89,8 @@ typedef struct {
                          log2 of its prediction's luma variance over the frame's mean log2 variance (flat areas
                          finer, busy textures coarser); 0: off (docs/BITSTREAM.md) */
     int intra_pred;   /* 1: intra macroblocks choose an intra prediction mode, keyframes are coded in
-                         bands (snis_encoder_intra_begin()); 0: every intra macroblock predicts grey */
+                         bands (snis_encoder_intra_begin()); 2: only in key pictures (keyframes and
+                         P-frames as 0); 0: every intra macroblock predicts grey */
     int qpel;         /* motion tools, 0 = off: 1 = quarter-pel refinement (else half-pel vectors), */
     int merge;        /* 1 = the merge mode (a neighbour's vector for a flag and an index), */
     int split;        /* 16x16 partitions with their own vectors: 1 = tried where one vector leaves a
