@@ -87,7 +87,7 @@ def encode_file(
 
     With `bitrate_kbps` the live sender's rate controller (codec/ratecontrol.py) chooses each frame's
     qp for that constant target, within its frame budget, instead of the fixed `qp`; unlike the live
-    sender it plans keyframes and key pictures finer by the tuning's key offsets (`key_offsets`).
+    sender's tuning (`presets.LIVE`), a file's plans keyframes and key pictures finer by its key offsets.
     """
     policy = None
     if bitrate_kbps is not None:
@@ -112,7 +112,7 @@ def encode_file(
         tuning=tuning_for(preset, tune),
     )
     enc = Encoder(cfg)
-    rc = None if bitrate_kbps is None else RateControlledEncoder(enc, 1e3 * bitrate_kbps, policy, key_offsets=True)
+    rc = None if bitrate_kbps is None else RateControlledEncoder(enc, 1e3 * bitrate_kbps, policy)
     report = EncodeReport(src, dst, width, height, float(fps), 0, tiers, qp if rc is None else None, [0] * tiers)
     qps: list[int] = []
     t0 = time.perf_counter()

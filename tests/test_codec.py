@@ -372,6 +372,8 @@ def test_presets_differ_only_in_encoder_tuning():
     assert tuning_for("realtime") == tuning_for()
     assert (tuning_for().key_sad_q4, tuning_for(live=True).key_sad_q4, tuning_for("medium", live=True).key_sad_q4) == (0, 48, 48)
     assert (tuning_for().skip_sad_q8, tuning_for(live=True).skip_sad_q8) == (16, 8)
+    assert (tuning_for().key_qp, tuning_for().key_picture_qp) == (3, 1)
+    assert (tuning_for(live=True).key_qp, tuning_for(live=True).key_picture_qp) == (0, 0)
     assert all(tuning_for(p) != tuning_for() for p in PRESETS if p != "realtime")
     assert tuning_for("medium", ["search_range=7"]).search_range == 7
     with pytest.raises(InputError, match="preset 'slowest'"):

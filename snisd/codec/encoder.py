@@ -65,9 +65,9 @@ class Tuning:
     nearest). `key_qp` is read here, not by the core: at a fixed qp a keyframe is coded that many
     qp finer than the P-frames (3, x264's `--ipratio` 1.4 in qp steps: what later frames inherit
     from it is worth its bits); `key_picture_qp` the same for key pictures (1: the next second's
-    thinned decoders predict from them). Rate control on a file plans keyframes and key pictures
-    finer than its P-frames by the same offsets where the frame budget allows; the live sender
-    does not (codec/ratecontrol.py, `key_offsets`)."""
+    thinned decoders predict from them). Rate control plans keyframes and key pictures finer than
+    its P-frames by the same offsets where the frame budget allows (codec/ratecontrol.py); a stream
+    sent to a peer has both at 0 (`presets.LIVE`)."""
 
     round_intra: int = 24
     round_inter: int = 8

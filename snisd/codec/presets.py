@@ -39,9 +39,11 @@ PRESETS: dict[str, dict[str, int]] = {
 # its enhancement tiers, so a key picture keeps its base coarse where its residual against the key
 # reference is above 3 pixels (on natural video almost always; a fine base carries the whole key
 # picture in tier 0, a burst a link carrying only the base cannot take within the frame budget),
-# and the skip threshold stays at 1/32 of the step (at 1/16 the steady-link test's 95th-percentile
-# base delay rose above its bound). docs/BENCHMARKS.md, "The key picture's base".
-LIVE: dict[str, int] = {"key_sad_q4": 48, "skip_sad_q8": 8}
+# the skip threshold stays at 1/32 of the step (at 1/16 the steady-link test's 95th-percentile
+# base delay rose above its bound), and keyframes and key pictures are not coded finer than the
+# P-frames (their qp offsets 0: the frames the frame budget caps are those whose delay sets the
+# worst case; docs/ADAPTATION.md). docs/BENCHMARKS.md, "The key picture's base".
+LIVE: dict[str, int] = {"key_sad_q4": 48, "skip_sad_q8": 8, "key_qp": 0, "key_picture_qp": 0}
 
 
 def preset_names() -> list[str]:

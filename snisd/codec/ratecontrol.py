@@ -13,11 +13,10 @@ at every link rate).
   pictures and keyframes in the proportions the encoder makes them) add up to the target. It moves
   by at most ``down_step`` per frame towards a finer qp, so quality rises smoothly, and at once
   towards a coarser one.
-* **Keyframes and key pictures finer, for files** (``finer``: the encoder's ``key_qp`` and
-  ``key_picture_qp``, the offsets its fixed-qp streams use; `RateControlledEncoder(key_offsets=True)`,
-  off for the live sender): the rate level is the P-frames' qp, and a keyframe or key picture is
-  planned that many qp finer, where the budget lets it; the level accounts for what that costs, so
-  the second still adds up to the target.
+* **Keyframes and key pictures finer** (``finer``: the encoder's ``key_qp`` and ``key_picture_qp``,
+  the offsets its fixed-qp streams use; 0 in a stream sent to a peer, `presets.LIVE`): the rate
+  level is the P-frames' qp, and a keyframe or key picture is planned that many qp finer, where the
+  budget lets it; the level accounts for what that costs, so the second still adds up to the target.
 * **A frame budget** (VBV-style, ``budget_ms``): a buffer drained at the target rate holds what has
   been coded but has not crossed the link yet; no frame may make it hold more than the budget, i.e.
   no frame takes longer than ``budget_ms`` to cross at the target rate. Keyframes and key pictures
@@ -205,13 +204,12 @@ class RateControlledEncoder:
 
     Wraps an `Encoder` (anything with `encode(frame, force_keyframe, qp)`, `next_kind`,
     `sequence_header` and `config`); `set_target(bps)` may be called from any thread (the sender's),
-    it takes effect at the next frame. Without a target yet it codes at `start_bps`. With
-    `key_offsets` keyframes and key pictures are planned finer by the encoder's `key_qp` /
-    `key_picture_qp` (files: `snisd encode --bitrate`); the live sender leaves it off, because the
-    frames the budget caps are the ones whose delay sets its worst case (docs/ADAPTATION.md).
+    it takes effect at the next frame. Without a target yet it codes at `start_bps`. Keyframes and
+    key pictures are planned finer by the encoder's `key_qp` / `key_picture_qp`, which the live
+    tuning sets to 0 (`presets.LIVE`).
     """
 
-    def __init__(self, encoder, start_bps: float, policy: RatePolicy | None = None, key_offsets: bool = False) -> None:
+    def __init__(self, encoder, start_bps: float, policy: RatePolicy | None = None) -> None:
         cfg = encoder.config
         self.encoder = encoder
         self.sequence_header = encoder.sequence_header
@@ -223,7 +221,7 @@ class RateControlledEncoder:
             switch_interval=cfg.switch_interval or 0,
             keyframe_interval=cfg.keyframe_interval or 0,
             policy=policy,
-            finer={I_FRAME: cfg.tuning.key_qp, K_FRAME: cfg.tuning.key_picture_qp} if key_offsets else None,
+            finer={I_FRAME: cfg.tuning.key_qp, K_FRAME: cfg.tuning.key_picture_qp},
         )
         self._pending: float | None = None
         self.tier_bits = [0.0] * cfg.tiers  # bits of the last frame per tier
