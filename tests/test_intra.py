@@ -126,9 +126,12 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
-    round_base and round_key close it."""
-    t = Tuning().with_overrides(["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40"])
-    assert t.as_tuple()[-6:] == (1, 2, 0, 1, 20, 40) and Tuning().as_tuple()[-6:] == (2, 0, 1, 0, 32, 32)
+    round_base, round_key and key_intra_bias close it."""
+    t = Tuning().with_overrides(
+        ["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40", "key_intra_bias=50"]
+    )
+    assert t.as_tuple()[-7:] == (1, 2, 0, 1, 20, 40, 50)
+    assert Tuning().as_tuple()[-7:] == (2, 0, 1, 0, 32, 32, Tuning().key_intra_bias)
 
 
 def test_intra_prediction_in_key_pictures_only(natural_frames, analysis, synthesis):
@@ -153,3 +156,23 @@ def test_intra_prediction_in_key_pictures_only(natural_frames, analysis, synthes
     dec = Decoder(enc.sequence_header, synthesis=synthesis)
     for i, (ef, rec, _) in enumerate(out):
         assert same(dec.decode(ef), rec), i
+
+
+def test_key_pictures_have_their_own_intra_bias(natural_frames, analysis, synthesis):
+    """`key_intra_bias` decides intra against inter in key pictures only: with 0 the key picture
+    after the scene cut has more intra macroblocks, every other frame is the same bytes, and the
+    stream decodes bit-identically."""
+    runs = {}
+    for bias in (Tuning().intra_bias * 4, 0):
+        f = natural_frames[0]
+        cfg = EncoderConfig(f.width, f.height, 25, 1, tiers=2, qp=30, switch_interval=4,
+                            tuning=Tuning(key_intra_bias=bias))
+        enc = Encoder(cfg, analysis=analysis, synthesis=synthesis)
+        out = [(enc.encode(f), enc.times.stages[-1]["intra_mbs"], enc.reconstruction()) for f in scene_cut(natural_frames)]
+        runs[bias] = (enc, out)
+    (_, high), (enc, low) = runs.values()
+    k = next(i for i, (ef, _, _) in enumerate(low) if ef.switch_point and not ef.keyframe)
+    assert low[k][1] > high[k][1]
+    assert all(low[i][0].tiers == high[i][0].tiers for i in range(k))
+    dec = Decoder(enc.sequence_header, synthesis=synthesis)
+    assert all(same(dec.decode(ef), rec) for ef, _, rec in low)

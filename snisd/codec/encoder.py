@@ -93,6 +93,7 @@ class Tuning:
     obmc: int = 0
     round_base: int = 32
     round_key: int = 32
+    key_intra_bias: int = 96
     key_qp: int = 3
     key_picture_qp: int = 1
 

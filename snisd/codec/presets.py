@@ -26,7 +26,6 @@ PRESETS: dict[str, dict[str, int]] = {
         "search_range": 128,
         "skip_sad_q8": 4,
         "mb_rd": 4,
-        "intra_pred": 1,
         "split": 1,
         "split8": 1,
         "subpel": 2,

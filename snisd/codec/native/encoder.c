@@ -35,6 +35,7 @@ void snis_default_tuning(snis_tuning *t)
     t->round_lower = 10;
     t->lambda_q4 = 16;   /* 1.0 x step */
     t->intra_bias = 96;
+    t->key_intra_bias = 96;
     t->skip_sad_q8 = 16; /* mean |residual| below 1/16 of the top step, 1/32 with one tier (docs/BENCHMARKS.md "The skip threshold") */
     t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
@@ -270,7 +271,8 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         }
         motion_rates(tc, e->t.qpel, &rates);
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
-                      lambda, e->t.intra_bias, e->t.search_range, (int)me_exit,
+                      lambda, SNIS_IS_KEY_PICTURE(frame_type) ? e->t.key_intra_bias : e->t.intra_bias,
+                      e->t.search_range, (int)me_exit,
                       e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
                       e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);

@@ -111,6 +111,8 @@ typedef struct {
     int round_key;    /* the same for the base tier of keyframes (every tier count): round_intra's dead
                          zone decides which AC latents are coded, this how finely (32: to the
                          nearest); 0, or anything not above round_intra: the dead zone's */
+    int key_intra_bias; /* intra_bias in key pictures, whose reference is a second old and whose
+                           intra macroblocks predict from their neighbours (intra_pred) */
 } snis_tuning;
 
 typedef struct {
