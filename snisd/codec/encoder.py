@@ -62,8 +62,10 @@ class Tuning:
     several tiers: the dead zone decides which latents the base codes, this how finely (32, the
     default: to the nearest level; 0 or up to `round_lower`: as the dead zone); `round_key`, the same
     for the base tier of keyframes, whose dead zone is `round_intra` (32, the default: to the
-    nearest). `key_qp` is read here, not by the core: at a fixed qp a keyframe is coded that many
-    qp finer than the P-frames (3, x264's `--ipratio` 1.4 in qp steps: what later frames inherit
+    nearest); `key_intra_bias`, the intra bias of key pictures (32: their reference is a second old
+    and their intra macroblocks predict from their neighbours). `key_qp` is read here, not by the
+    core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (3, x264's
+    `--ipratio` 1.4 in qp steps: what later frames inherit
     from it is worth its bits); `key_picture_qp` the same for key pictures (1: the next second's
     thinned decoders predict from them). Rate control plans keyframes and key pictures finer than
     its P-frames by the same offsets where the frame budget allows (codec/ratecontrol.py); a stream
@@ -93,7 +95,7 @@ class Tuning:
     obmc: int = 0
     round_base: int = 32
     round_key: int = 32
-    key_intra_bias: int = 96
+    key_intra_bias: int = 32
     key_qp: int = 3
     key_picture_qp: int = 1
 

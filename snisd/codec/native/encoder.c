@@ -35,7 +35,7 @@ void snis_default_tuning(snis_tuning *t)
     t->round_lower = 10;
     t->lambda_q4 = 16;   /* 1.0 x step */
     t->intra_bias = 96;
-    t->key_intra_bias = 96;
+    t->key_intra_bias = 32; /* key pictures: intra at a third of the bias (docs/BENCHMARKS.md "Intra prediction") */
     t->skip_sad_q8 = 16; /* mean |residual| below 1/16 of the top step, 1/32 with one tier (docs/BENCHMARKS.md "The skip threshold") */
     t->me_exit_q4 = 12;  /* 0.75 pixel */
     t->search_range = 64;
