@@ -5,7 +5,9 @@
 Each variant (comma-separated `NAME=INT` overrides; '' is the default tuning) gets its own encoder
 (3 tiers, qp 30, one codec thread); every frame is encoded by all of them in turn, so on a shared,
 loaded machine they see the same load, and the process's CPU time (getrusage) is less disturbed
-by it than the wall clock. Medians over the P-frames; the core's own stage clocks (wall) beside:
+by it than the wall clock. Medians over the P-frames, and over the key pictures (every 30th frame:
+give --frames 61 or more) on their own, since some tools act only there; the core's own stage
+clocks (wall, P-frames) beside:
 motion estimation, prediction (compensation, residual, skip decisions), quantisation, entropy
 coding, synthesis.
 The frames are bench_speed.py's: the clip upscaled to 1920x1080.
@@ -46,21 +48,26 @@ def main() -> int:
         for v in variants
     ]
     cpu: list[list[float]] = [[] for _ in variants]
+    key_cpu: list[list[float]] = [[] for _ in variants]
     stages = ("motion", "predict", "quantize", "entropy", "synthesis")  # the core's wall clocks
     wall: list[dict[str, list[float]]] = [{k: [] for k in stages} for _ in variants]
     for n, f in enumerate(frames):
         for i, enc in enumerate(encs):
+            kind = enc.next_kind()
             t0 = cpu_s()
             enc.encode(f)
             t1 = cpu_s()
-            if n > 0:  # P-frames only
+            if kind == "K":
+                key_cpu[i].append((t1 - t0) * 1000)
+            elif kind == "P":
                 st = enc.times.stages[-1]
                 cpu[i].append((t1 - t0) * 1000)
                 for k in stages:
                     wall[i][k].append(st[f"{k}_us"] / 1000)
     for i, v in enumerate(variants):
         walls = ", ".join(f"{k} {statistics.median(wall[i][k]):6.2f}" for k in stages)
-        print(f"{','.join(v) or 'default':32s} CPU {statistics.median(cpu[i]):7.2f} ms/P-frame  (wall: {walls})")
+        keys = f"{statistics.median(key_cpu[i]):7.2f} ms/key picture ({len(key_cpu[i])})" if key_cpu[i] else "no key picture"
+        print(f"{','.join(v) or 'default':32s} CPU {statistics.median(cpu[i]):7.2f} ms/P-frame, {keys}  (wall: {walls})")
     return 0
 
 
