@@ -51,7 +51,7 @@ def main() -> int:
     key_cpu: list[list[float]] = [[] for _ in variants]
     stages = ("motion", "predict", "quantize", "entropy", "synthesis")  # the core's wall clocks
     wall: list[dict[str, list[float]]] = [{k: [] for k in stages} for _ in variants]
-    for n, f in enumerate(frames):
+    for f in frames:
         for i, enc in enumerate(encs):
             kind = enc.next_kind()
             t0 = cpu_s()
@@ -66,8 +66,11 @@ def main() -> int:
                     wall[i][k].append(st[f"{k}_us"] / 1000)
     for i, v in enumerate(variants):
         walls = ", ".join(f"{k} {statistics.median(wall[i][k]):6.2f}" for k in stages)
-        keys = f"{statistics.median(key_cpu[i]):7.2f} ms/key picture ({len(key_cpu[i])})" if key_cpu[i] else "no key picture"
-        print(f"{','.join(v) or 'default':32s} CPU {statistics.median(cpu[i]):7.2f} ms/P-frame, {keys}  (wall: {walls})")
+        keys = "no key picture"
+        if key_cpu[i]:
+            keys = f"{statistics.median(key_cpu[i]):7.2f} ms/key picture ({len(key_cpu[i])})"
+        p_ms = statistics.median(cpu[i])
+        print(f"{','.join(v) or 'default':32s} CPU {p_ms:7.2f} ms/P-frame, {keys}  (wall: {walls})")
     return 0
 
 
