@@ -8,7 +8,8 @@ between runs by more than the change being measured, two separate runs of tools/
 cannot tell a 3 % change; here both builds encode the same 1080p frames (the clip's first N
 upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core, and the three
 decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
-prints the medians of each build and the median of the per-frame ratio B / A; `--a` and `--b`
+prints the medians of each build and the median of the per-frame ratio B / A, over the P-frames
+and, where the clip is long enough to hold them (one a second, 20 frames), over the key pictures; `--a` and `--b`
 the same checkout measures the method's own spread. Streams are compared: a change meant to be
 exact should print `streams identical: True`. Both builds must take the tuning fields this
 checkout's `Tuning` sends (the binding refuses another count).
@@ -90,7 +91,9 @@ def main() -> int:
     enc_ms: dict[str, list[float]] = {k: [] for k in cores}
     predict_ms: dict[str, list[float]] = {k: [] for k in cores}
     coded: dict[str, list] = {k: [] for k in cores}
+    kinds: list[str] = []
     for i, frame in enumerate(frames):
+        kinds.append(enc["A"].next_kind())
         for k in "AB" if i % 2 else "BA":
             t0 = time.perf_counter()
             coded[k].append(enc[k].encode(frame))
@@ -109,18 +112,30 @@ def main() -> int:
                 dec[k].decode(coded[k][i])
                 if i:  # the keyframe is left out
                     dec_ms[k].append((time.perf_counter() - t0) * 1000)
+    # P-frames and key pictures apart: some tools act in key pictures only
+    p_idx = [i for i, kind in enumerate(kinds) if kind == "P"]
+    k_idx = [i for i, kind in enumerate(kinds) if kind == "K"]
+
+    def pick(v: list[float], idx: list[int]) -> list[float]:
+        return [v[i] for i in idx]
+
     res = {
         "frames": len(frames),
         "preset": args.preset,
         "tune": args.tune,
         "streams_identical": identical,
-        "encode_ms": {k: round(statistics.median(v[1:]), 2) for k, v in enc_ms.items()},
-        "encode_b_over_a": round(paired_ratio(enc_ms["A"][1:], enc_ms["B"][1:]), 3),
-        "predict_ms": {k: round(statistics.median(v[1:]), 2) for k, v in predict_ms.items()},
-        "predict_b_over_a": round(paired_ratio(predict_ms["A"][1:], predict_ms["B"][1:]), 3),
+        "encode_ms": {k: round(statistics.median(pick(v, p_idx)), 2) for k, v in enc_ms.items()},
+        "encode_b_over_a": round(paired_ratio(pick(enc_ms["A"], p_idx), pick(enc_ms["B"], p_idx)), 3),
+        "predict_ms": {k: round(statistics.median(pick(v, p_idx)), 2) for k, v in predict_ms.items()},
+        "predict_b_over_a": round(paired_ratio(pick(predict_ms["A"], p_idx), pick(predict_ms["B"], p_idx)), 3),
         "decode_ms": {k: round(statistics.median(v), 2) for k, v in dec_ms.items()},
         "decode_b_over_a": round(paired_ratio(dec_ms["A"], dec_ms["B"]), 3),
     }
+    if k_idx:
+        res["key_pictures"] = len(k_idx)
+        res["key_encode_ms"] = {k: round(statistics.median(pick(v, k_idx)), 2) for k, v in enc_ms.items()}
+        res["key_encode_b_over_a"] = round(paired_ratio(pick(enc_ms["A"], k_idx), pick(enc_ms["B"], k_idx)), 3)
+        res["key_predict_ms"] = {k: round(statistics.median(pick(v, k_idx)), 2) for k, v in predict_ms.items()}
     print(f"streams identical: {identical}")
     print(json.dumps(res, indent=1))
     return 0

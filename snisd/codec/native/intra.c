@@ -65,24 +65,35 @@ static void predict(const refs_t *r, int mode, uint8_t *dst, ptrdiff_t ds)
             memset(dst + y * ds, left[y], (size_t)n);
         break;
     case INTRA_PLANAR: {
+        /* ((n-1-x) left[y] + (x+1) top[n] + (n-1-y) top[x] + (y+1) left[n-1] + n) >> log2(2n), row by
+           row in 16 bits (at most 2n * 255 + n): the vertical part is carried from row to row */
         int tr = top[n], bl = left[n - 1];
-        for (int y = 0; y < n; y++)
+        int16_t vert[MAXN], horz[MAXN];
+        for (int x = 0; x < n; x++)
+            vert[x] = (int16_t)((n - 1) * top[x] + bl + n);
+        for (int y = 0; y < n; y++) {
+            uint8_t *row = dst + y * ds;
+            for (int x = 0; x < n; x++) {
+                horz[x] = (int16_t)((n - 1 - x) * left[y] + (x + 1) * tr);
+                row[x] = (uint8_t)((horz[x] + vert[x]) >> (lg + 1));
+            }
             for (int x = 0; x < n; x++)
-                dst[y * ds + x] =
-                    (uint8_t)(((n - 1 - x) * left[y] + (x + 1) * tr + (n - 1 - y) * top[x] + (y + 1) * bl + n) >>
-                              (lg + 1));
+                vert[x] = (int16_t)(vert[x] - top[x] + bl);
+        }
         break;
     }
     case INTRA_DDL:
+    case INTRA_DDR: {
+        /* each row is a window of the smoothed top line: x + y + d (down-left), x - y - d
+           (down-right) */
+        uint8_t sm[TOPLEN];
+        int lo = -(n + d), hi = 2 * n + d - 1; /* the indices smooth() can read around */
+        for (int t = lo; t <= hi; t++)
+            sm[t - lo] = (uint8_t)smooth(top, t);
         for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x++)
-                dst[y * ds + x] = (uint8_t)smooth(top, x + y + d);
+            memcpy(dst + y * ds, sm + ((mode == INTRA_DDL ? y + d : -y - d) - lo), (size_t)n);
         break;
-    case INTRA_DDR:
-        for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x++)
-                dst[y * ds + x] = (uint8_t)smooth(top, x - y - d);
-        break;
+    }
     default: /* INTRA_GREY */
         for (int y = 0; y < n; y++)
             memset(dst + y * ds, 128, (size_t)n);
@@ -96,22 +107,32 @@ static void predict(const refs_t *r, int mode, uint8_t *dst, ptrdiff_t ds)
  * analysis reads (it is clipped there, and no latent can bring it back). */
 SNIS_HOT static uint64_t cost_of(const uint8_t *s, ptrdiff_t ss, const uint8_t *p)
 {
+    /* 16-bit lanes: a row's sums fit (32 x 255), the frame's do not and are carried in 32 bits */
+    int16_t dd[MB * MB];
     int32_t sum = 0;
     uint32_t over = 0;
-    for (int y = 0; y < MB; y++)
+    for (int y = 0; y < MB; y++) {
+        int16_t rs = 0, ro = 0;
         for (int x = 0; x < MB; x++) {
-            int d = s[y * ss + x] - p[y * MB + x];
-            int a = d < 0 ? -d : d;
-            sum += d;
-            over += (uint32_t)(a > CLIP_SAFE ? a - CLIP_SAFE : 0);
+            int16_t d = (int16_t)(s[y * ss + x] - p[y * MB + x]);
+            int16_t a = d < 0 ? (int16_t)-d : d;
+            dd[y * MB + x] = d;
+            rs = (int16_t)(rs + d);
+            ro = (int16_t)(ro + (a > CLIP_SAFE ? a - CLIP_SAFE : 0));
         }
+        sum += rs;
+        over += (uint32_t)ro;
+    }
     int mean = (sum + (sum >= 0 ? MB * MB / 2 : -MB * MB / 2)) / (MB * MB);
     uint32_t sad = 0;
-    for (int y = 0; y < MB; y++)
+    for (int y = 0; y < MB; y++) {
+        uint16_t rsad = 0;
         for (int x = 0; x < MB; x++) {
-            int d = s[y * ss + x] - p[y * MB + x] - mean;
-            sad += (uint32_t)(d < 0 ? -d : d);
+            int16_t d = (int16_t)(dd[y * MB + x] - mean);
+            rsad = (uint16_t)(rsad + (d < 0 ? -d : d));
         }
+        sad += rsad;
+    }
     return (uint64_t)sad + (uint64_t)(mean < 0 ? -mean : mean) * MEAN_WEIGHT + 4096 * (uint64_t)over;
 }
 
