@@ -68,15 +68,13 @@ static void predict(const refs_t *r, int mode, uint8_t *dst, ptrdiff_t ds)
         /* ((n-1-x) left[y] + (x+1) top[n] + (n-1-y) top[x] + (y+1) left[n-1] + n) >> log2(2n), row by
            row in 16 bits (at most 2n * 255 + n): the vertical part is carried from row to row */
         int tr = top[n], bl = left[n - 1];
-        int16_t vert[MAXN], horz[MAXN];
+        int16_t vert[MAXN];
         for (int x = 0; x < n; x++)
             vert[x] = (int16_t)((n - 1) * top[x] + bl + n);
         for (int y = 0; y < n; y++) {
             uint8_t *row = dst + y * ds;
-            for (int x = 0; x < n; x++) {
-                horz[x] = (int16_t)((n - 1 - x) * left[y] + (x + 1) * tr);
-                row[x] = (uint8_t)((horz[x] + vert[x]) >> (lg + 1));
-            }
+            for (int x = 0; x < n; x++)
+                row[x] = (uint8_t)(((n - 1 - x) * left[y] + (x + 1) * tr + vert[x]) >> (lg + 1));
             for (int x = 0; x < n; x++)
                 vert[x] = (int16_t)(vert[x] - top[x] + bl);
         }
