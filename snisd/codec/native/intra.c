@@ -105,7 +105,7 @@ static void predict(const refs_t *r, int mode, uint8_t *dst, ptrdiff_t ds)
  * analysis reads (it is clipped there, and no latent can bring it back). */
 SNIS_HOT static uint64_t cost_of(const uint8_t *s, ptrdiff_t ss, const uint8_t *p)
 {
-    /* 16-bit lanes: a row's sums fit (32 x 255), the frame's do not and are carried in 32 bits */
+    /* 16-bit lanes: a row's sums fit (32 x 255), the block's do not and are carried in 32 bits */
     int16_t dd[MB * MB];
     int32_t sum = 0;
     uint32_t over = 0;
