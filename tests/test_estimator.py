@@ -271,3 +271,21 @@ def test_a_congestion_point_received_for_a_second_without_a_queue_is_forgotten()
     assert calm.probes == 1 and calm.last_congested_bps is None and calm.value > 350e3, calm.stats()
     queued = run(lambda k: 30.0 if k % 2 else 22.0)  # a queue stays: slow growth
     assert queued.probes == 0 and queued.value < 400e3, queued.stats()
+
+
+def test_a_mild_cut_that_leaves_the_estimate_above_the_rate_received_is_followed_at_once():
+    """A fast ramp overshoots (estimate 1.3 Mbit/s, 0.86 Mbit/s received): the first short queue
+    costs a mild cut, and the next report that finds the queue grown cuts to the rate received,
+    not a decrease interval later."""
+    est = CapacityEstimator(EstimatorPolicy(start_bps=1.3e6))
+    wire = 0
+    for k in range(8):  # 0.86 Mbit/s received, no queue
+        wire += int(0.86e6 / 8 * 0.25)
+        est.update(_report(k, wire, 2.0), k * 0.25)
+    assert est.state == "normal" and est.value >= 1.3e6, est.stats()
+    wire += int(0.86e6 / 8 * 0.25)
+    est.update(_report(8, wire, 50.0, 60.0), 2.0)
+    assert est.state == "overuse" and est.value >= 0.85 * 1.3e6 - 1, est.stats()  # mild: 1.105 M
+    wire += int(0.86e6 / 8 * 0.25)
+    est.update(_report(9, wire, 90.0, 120.0), 2.25)  # 0.25 s later, the queue grew
+    assert est.value <= 0.86e6, est.stats()

@@ -12,8 +12,10 @@ bound), reduced to the signals this transport has:
   hop; the rate it drains at is that hop's capacity.
 * **Rate.** On overuse the estimate becomes `backoff` x the rate the receiver got (while a queue
   exists that rate is the path's capacity), at most once per `decrease_interval_s` unless the rate
-  received is far lower still; a short queue costs at most `mild_backoff`. While a queue drains
-  the estimate holds, but not below `drain_share` x the rate it drains at. On normal it grows:
+  received is far lower still; a short queue costs at most `mild_backoff` (one that leaves
+  the estimate above the rate received is followed by the next report that finds the queue grown,
+  without waiting). While a queue drains the estimate holds, but not below `drain_share` x the
+  rate it drains at. On normal it grows:
   fast (x`fast_growth` per second) when nothing is known or the estimate is well above where the
   path last congested, slowly (`slow_growth` per second) near that point, never above 1.5 x the
   rate received (plus a floor), since a rate that was never sent says nothing about the path.
@@ -97,6 +99,7 @@ class CapacityEstimator:
         self._queue_ms: float | None = None
         self._queue_at_decrease = 0.0
         self._last_deep = -1e9
+        self._cut_short = False  # the last decrease left the estimate above the rate received
         self._last_loss_cut = -1e9
         self._calm_since: float | None = None
         self.probes = 0  # congestion points found stale (the capacity rose)
@@ -219,7 +222,9 @@ class CapacityEstimator:
             if caps:
                 cap = min(caps)
                 deep = cap < p.deep_drop * self.estimate_bps
-                if now - self._last_decrease >= p.decrease_interval_s or deep:
+                # a mild cut that left the estimate above the rate received cannot drain the queue:
+                # there is nothing to wait for before the next decrease
+                if now - self._last_decrease >= p.decrease_interval_s or deep or self._cut_short:
                     # below the capacity by enough to drain the queue found within `drain_s`
                     share = min(p.backoff, 1.0 - queue_ms / (1000.0 * p.drain_s)) if path_over else p.backoff
                     # and at most a factor 4 per step: while the path recovers from a burst of loss
@@ -231,6 +236,7 @@ class CapacityEstimator:
                         # mild cut, not the whole way down to the rate received
                         new = max(new, p.mild_backoff * self.estimate_bps)
                     if new < self.estimate_bps:
+                        self._cut_short = new > cap
                         self.estimate_bps = new
                         self.decreases += 1
                         self._last_decrease = now
@@ -249,6 +255,7 @@ class CapacityEstimator:
                 self.estimate_bps = max(self.estimate_bps, p.drain_share * self.recent_bps)
         else:
             self.state = "normal"
+            self._cut_short = False
             # the last congestion point probed: received at or above it for `probe_s` with the path
             # calm (no queue forming), it is no longer where the path congests (the capacity rose)
             calm = queue_ms < p.probe_calm_ms and trend < 0.5 * p.overuse_trend_ms_per_s
