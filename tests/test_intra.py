@@ -126,12 +126,14 @@ def test_an_abandoned_keyframe_leaves_the_encoder_usable(natural_frames, analysi
 
 def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
-    round_base, round_key and key_intra_bias close it."""
+    round_base, round_key, key_intra_bias and aq_still close it."""
     t = Tuning().with_overrides(
-        ["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40", "key_intra_bias=50"]
+        ["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40", "key_intra_bias=50",
+         "aq_still=33"]
     )
-    assert t.as_tuple()[-7:] == (1, 2, 0, 1, 20, 40, 50)
-    assert Tuning().as_tuple()[-7:] == (2, 0, 1, 0, 32, 32, Tuning().key_intra_bias)
+    assert t.as_tuple()[-8:] == (1, 2, 0, 1, 20, 40, 50, 33)
+    d = Tuning()
+    assert d.as_tuple()[-8:] == (2, 0, 1, 0, 32, 32, d.key_intra_bias, d.aq_still)
 
 
 def test_intra_prediction_in_key_pictures_only(natural_frames, analysis, synthesis):

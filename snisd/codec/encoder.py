@@ -44,7 +44,8 @@ class Tuning:
     rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
     skip of macroblocks of at most `mb_rd` levels; 0 turns each off; the adaptive-quantisation
     strength in 1/16 (a macroblock's qp offset per octave of its prediction's luma variance over
-    the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off); whether intra
+    the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off; 8, the default, applied
+    only where the camera is still: `aq_still`); whether intra
     macroblocks use intra prediction (1: everywhere, keyframes are then coded in bands, one analysis
     per macroblock row; 2, the default: in key pictures only, whose one-second-old reference leaves
     many macroblocks intra; 0: every intra macroblock predicts flat grey, docs/BENCHMARKS.md "Intra
@@ -63,7 +64,10 @@ class Tuning:
     default: to the nearest level; 0 or up to `round_lower`: as the dead zone); `round_key`, the same
     for the base tier of keyframes, whose dead zone is `round_intra` (32, the default: to the
     nearest); `key_intra_bias`, the intra bias of key pictures (32: their reference is a second old
-    and their intra macroblocks predict from their neighbours). `key_qp` is read here, not by the
+    and their intra macroblocks predict from their neighbours); `aq_still`, adaptive quantisation
+    (`aq_strength`) only in frames where at least `aq_still`/64 of the macroblocks are inter with
+    every vector zero (48, the default: a still camera; 0: in every P-frame; a stream sent to a
+    peer has adaptive quantisation off, `presets.LIVE`). `key_qp` is read here, not by the
     core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (3, x264's
     `--ipratio` 1.4 in qp steps: what later frames inherit
     from it is worth its bits); `key_picture_qp` the same for key pictures (1: the next second's
@@ -84,7 +88,7 @@ class Tuning:
     rd_lambda_q8: int = 40
     rdoq: int = 0
     mb_rd: int = 0
-    aq_strength: int = 0
+    aq_strength: int = 8
     qpel: int = 0
     merge: int = 1
     split: int = 3
@@ -96,6 +100,7 @@ class Tuning:
     round_base: int = 32
     round_key: int = 32
     key_intra_bias: int = 32
+    aq_still: int = 48
     key_qp: int = 3
     key_picture_qp: int = 1
 
@@ -142,6 +147,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "obmc": (0, 1),
     "round_base": (0, 63),
     "round_key": (0, 63),
+    "aq_still": (0, 64),
 }
 
 

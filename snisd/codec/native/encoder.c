@@ -44,7 +44,9 @@ void snis_default_tuning(snis_tuning *t)
     t->rd_lambda_q8 = 40;
     t->rdoq = 0;
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
-    t->aq_strength = 0;  /* off: no strength won on VMAF across the test clips (docs/BENCHMARKS.md) */
+    t->aq_strength = 8;  /* x264's direction (flat areas finer), ... */
+    t->aq_still = 48;    /* ... only where the camera is still: everywhere it does not generalise
+                            (docs/BENCHMARKS.md "Adaptive quantisation") */
     t->intra_pred = 2; /* key pictures only: elsewhere it does not pay (docs/BENCHMARKS.md "Intra prediction") */
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
@@ -219,6 +221,24 @@ static void pad_symmetric(int8_t *base, ptrdiff_t rs, int w, int h, int ctx)
 }
 
 /* lambda = scale * sqrt(base * top step), in SAD per bit */
+/* Macroblocks that are inter with every vector zero: a still camera's share (aq_still). */
+static int still_mbs(const motion_t *m)
+{
+    int n = 0;
+    for (int y = 0; y < m->mbh; y++)
+        for (int x = 0; x < m->mbw; x++) {
+            if (m->intra[(size_t)y * m->mbw + x])
+                continue;
+            int moving = 0;
+            for (int q = 0; q < 16 && !moving; q++) {
+                const int16_t *v = sub_mv(m, 4 * y + q / 4, 4 * x + q % 4);
+                moving = v[0] || v[1];
+            }
+            n += !moving;
+        }
+    return n;
+}
+
 static int frame_lambda(const snis_encoder *e, int top, int base)
 {
     double lam = e->t.lambda_q4 / 16.0;
@@ -290,6 +310,8 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     /* adaptive quantisation (loop_predict derives the offsets): not on keyframes, whose grey
        prediction says nothing about the picture */
     l->motion.aq = frame_type == SNIS_FRAME_I ? 0 : clampi(e->t.aq_strength, -AQ_STRENGTH_MAX - 1, AQ_STRENGTH_MAX);
+    if (l->motion.aq && e->t.aq_still > 0 && 64 * still_mbs(&l->motion) < e->t.aq_still * l->mbw * l->mbh)
+        l->motion.aq = 0;
     loop_predict(l, frame_type, &e->cur, lambda,
                  e->t.intra_pred == 1 || (e->t.intra_pred == 2 && SNIS_IS_KEY_PICTURE(frame_type)));
     res_job rj;

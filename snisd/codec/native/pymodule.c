@@ -136,12 +136,12 @@ static int Encoder_init(EncoderObject *self, PyObject *args, PyObject *kw)
         return -1;
     snis_tuning t;
     snis_default_tuning(&t);
-    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
+    if (tobj != Py_None && !PyArg_ParseTuple(tobj, "iiiiiiiiiiiiiiiiiiiiiiiiii", &t.round_intra, &t.round_inter, &t.round_lower,
                                              &t.lambda_q4, &t.intra_bias, &t.skip_sad_q8, &t.search_range,
                                              &t.key_sad_q4, &t.me_exit_q4, &t.decimate, &t.rd_lambda_q8, &t.rdoq,
                                              &t.mb_rd, &t.aq_strength, &t.qpel, &t.merge, &t.split, &t.rd_rates,
                                              &t.intra_pred, &t.split8, &t.subpel, &t.obmc,
-                                             &t.round_base, &t.round_key, &t.key_intra_bias))
+                                             &t.round_base, &t.round_key, &t.key_intra_bias, &t.aq_still))
         return -1;
     int st;
     snis_encoder *e;

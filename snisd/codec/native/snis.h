@@ -113,6 +113,9 @@ typedef struct {
                          nearest); 0, or anything not above round_intra: the dead zone's */
     int key_intra_bias; /* intra_bias in key pictures, whose reference is a second old and whose
                            intra macroblocks predict from their neighbours (intra_pred) */
+    int aq_still;       /* aq_strength only in a P-frame or key picture where at least aq_still/64 of
+                           the macroblocks are inter with every vector zero (a still camera); 0: in
+                           every one */
 } snis_tuning;
 
 typedef struct {
