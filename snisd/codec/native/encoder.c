@@ -220,7 +220,6 @@ static void pad_symmetric(int8_t *base, ptrdiff_t rs, int w, int h, int ctx)
     }
 }
 
-/* lambda = scale * sqrt(base * top step), in SAD per bit */
 /* Macroblocks that are inter with every vector zero: a still camera's share (aq_still). */
 static int still_mbs(const motion_t *m)
 {
@@ -239,6 +238,7 @@ static int still_mbs(const motion_t *m)
     return n;
 }
 
+/* lambda = scale * sqrt(base * top step), in SAD per bit */
 static int frame_lambda(const snis_encoder *e, int top, int base)
 {
     double lam = e->t.lambda_q4 / 16.0;
