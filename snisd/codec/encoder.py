@@ -44,7 +44,7 @@ class Tuning:
     rate-aware rounding (`rdoq` 1: floor or one more, 2: the dead-zone level or one less) and the
     skip of macroblocks of at most `mb_rd` levels; 0 turns each off; the adaptive-quantisation
     strength in 1/16 (a macroblock's qp offset per octave of its prediction's luma variance over
-    the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off; 12, the default, applied
+    the frame's mean: > 0 flat areas finer, < 0 busy ones finer; 0: off; 8, the default, applied
     only where the camera is still: `aq_still`); whether intra
     macroblocks use intra prediction (1: everywhere, keyframes are then coded in bands, one analysis
     per macroblock row; 2, the default: in key pictures only, whose one-second-old reference leaves
@@ -88,7 +88,7 @@ class Tuning:
     rd_lambda_q8: int = 40
     rdoq: int = 0
     mb_rd: int = 0
-    aq_strength: int = 12
+    aq_strength: int = 8
     qpel: int = 0
     merge: int = 1
     split: int = 3

@@ -42,10 +42,9 @@ PRESETS: dict[str, dict[str, int]] = {
 # base delay rose above its bound), and keyframes and key pictures are not coded finer than the
 # P-frames (their qp offsets 0: the frames the frame budget caps are those whose delay sets the
 # worst case; docs/ADAPTATION.md). docs/BENCHMARKS.md, "The key picture's base". Adaptive
-# quantisation stays off: under the live sender's rate control (at strength 8) it measured
-# −0.5 … −3.0 % on the still camera and +1.3 … +2.0 % on tree's lower prefixes
-# (docs/BENCHMARKS.md, "Adaptive quantisation"), too little to change what the link tests were
-# tuned with.
+# quantisation stays off: under the live sender's rate control it measured −0.5 … −3.0 % on the
+# still camera and +1.3 … +2.0 % on tree's lower prefixes (docs/BENCHMARKS.md, "Adaptive
+# quantisation"), too little to change what the link tests were tuned with.
 LIVE: dict[str, int] = {"key_sad_q4": 48, "skip_sad_q8": 8, "key_qp": 0, "key_picture_qp": 0, "aq_strength": 0}
 
 

@@ -44,7 +44,7 @@ void snis_default_tuning(snis_tuning *t)
     t->rd_lambda_q8 = 40;
     t->rdoq = 0;
     t->mb_rd = 0; /* 4 in the slower presets (snisd/codec/presets.py) */
-    t->aq_strength = 12; /* x264's direction (flat areas finer), ... */
+    t->aq_strength = 8;  /* x264's direction (flat areas finer), ... */
     t->aq_still = 48;    /* ... only where the camera is still: everywhere it does not generalise
                             (docs/BENCHMARKS.md "Adaptive quantisation") */
     t->intra_pred = 2; /* key pictures only: elsewhere it does not pay (docs/BENCHMARKS.md "Intra prediction") */
