@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's snisd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_speed import frames_1080p  # noqa: E402
+from bench_speed import STAGES, frames_1080p  # noqa: E402
 
 from snisd.codec import decoder as decoder_module  # noqa: E402
 from snisd.codec import encoder as encoder_module  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> int:
     cfg = EncoderConfig(1920, 1080, 20, 1, tiers=args.tiers, qp=args.qp, threads=1, tuning=tuning)
     enc = {k: with_core(cores[k], lambda: Encoder(cfg)) for k in cores}
     enc_ms: dict[str, list[float]] = {k: [] for k in cores}
-    predict_ms: dict[str, list[float]] = {k: [] for k in cores}
+    stage_ms: dict[str, dict[str, list[float]]] = {s: {k: [] for k in cores} for s in STAGES}
     coded: dict[str, list] = {k: [] for k in cores}
     kinds: list[str] = []
     for i, frame in enumerate(frames):
@@ -99,7 +99,8 @@ def main() -> int:
             t0 = time.perf_counter()
             coded[k].append(enc[k].encode(frame))
             enc_ms[k].append((time.perf_counter() - t0) * 1000)
-            predict_ms[k].append(enc[k].times.stages[-1]["predict_us"] / 1000)
+            for s in STAGES:
+                stage_ms[s][k].append(enc[k].times.stages[-1][s] / 1000)
     identical = all(x.tiers == y.tiers for x, y in zip(coded["A"], coded["B"], strict=True))
     dec_ms: dict[str, list[float]] = {k: [] for k in cores}
     for r in range(DECODE_ROUNDS):
@@ -133,8 +134,8 @@ def main() -> int:
         "streams_identical": identical,
         "encode_ms": medians(enc_ms, p_idx),
         "encode_b_over_a": ratio(enc_ms, p_idx),
-        "predict_ms": medians(predict_ms, p_idx),
-        "predict_b_over_a": ratio(predict_ms, p_idx),
+        "stages_ms": {s[:-3]: medians(stage_ms[s], p_idx) for s in STAGES},
+        "stages_b_over_a": {s[:-3]: ratio(stage_ms[s], p_idx) for s in STAGES},
         "decode_ms": {k: round(statistics.median(v), 2) for k, v in dec_ms.items()},
         "decode_b_over_a": round(paired_ratio(dec_ms["A"], dec_ms["B"]), 3),
     }
@@ -142,7 +143,7 @@ def main() -> int:
         res["key_pictures"] = len(k_idx)
         res["key_encode_ms"] = medians(enc_ms, k_idx)
         res["key_encode_b_over_a"] = ratio(enc_ms, k_idx)
-        res["key_predict_ms"] = medians(predict_ms, k_idx)
+        res["key_stages_ms"] = {s[:-3]: medians(stage_ms[s], k_idx) for s in STAGES}
     print(f"streams identical: {identical}")
     print(json.dumps(res, indent=1))
     return 0

@@ -24,6 +24,9 @@ per luma pixel for luma, per chroma pixel for chroma, and per frame (luma) pixel
 times instead the graph forms the shipped one was chosen from, stage by stage, as one-stage
 graphs with random int8 weights on a 1088x1920 frame (invoke only; the work does not depend
 on the weights), with the MACs per output value of each form.
+
+LiteRT runs as in the encoder, off Intel AMX tiles (snisd/codec/amx.py); `SNISD_AMX=1` in the
+environment measures it on them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from snisd.codec import analysis as ana
+from snisd.codec.amx import refuse_amx
 
 H, W = 1088, 1920
 
@@ -277,6 +281,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--forms", action="store_true", help="time the alternative graph forms instead")
     args = ap.parse_args(argv)
+    # as the encoder runs LiteRT: off AMX tiles unless SNISD_AMX=1 (snisd/codec/amx.py)
+    print(f"LiteRT AMX: {refuse_amx()}")
     if args.forms:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         bench_forms(args.reps, args.threads)

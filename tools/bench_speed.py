@@ -9,7 +9,8 @@ swscale through PyAV), held in memory so every coder sees the same frames. x264 
 process through PyAV's libx264 (`-preset ultrafast -tune zerolatency`, one thread); its output is
 decoded by FFmpeg's H.264 decoder (one thread). Medians over the P-frames are reported (the
 first frame, a keyframe, is listed on its own, and keyframes are the median of three forced on
-the warm encoder afterwards); ratios are of medians from this run.
+the warm encoder afterwards); ratios are of medians from this run. `litert_amx` says whether the
+encoder kept XNNPACK off AMX tiles (snisd/codec/amx.py; `SNISD_AMX=1` measures it on them).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import av
 import numpy as np
 
 from snisd.capture.file import video_frame_to_frame
+from snisd.codec.amx import refuse_amx
 from snisd.codec.decoder import Decoder
 from snisd.codec.encoder import Encoder, EncoderConfig, Tuning
 from snisd.codec.presets import tuning_for
@@ -133,6 +135,7 @@ def main() -> int:
         "preset": args.preset,
         "tune": args.tune,
         "load_avg": round(os.getloadavg()[0], 2),
+        "litert_amx": refuse_amx(),  # "refused": XNNPACK ran its AVX-512 VNNI kernels (snisd/codec/amx.py)
         "snis_encode_ms": med(total),
         "snis_encode_1tier_ms": med(total1),
         "tiers_over_one_tier": round(med(total) / med(total1), 2),

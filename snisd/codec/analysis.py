@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
+from .amx import refuse_amx
 from .tflite_file import TFLiteFile
 from .weights import ANALYSIS_MODEL, read_model_bytes
 
@@ -137,6 +138,7 @@ class AnalysisTransform:
             raise ModelError("no TFLite interpreter available: install ai-edge-litert (or tflite-runtime)")
         if not isinstance(num_threads, int) or num_threads < 1:
             raise ValueError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+        self.amx = refuse_amx()  # before XNNPACK starts: its AMX kernels are the slow ones here
         self._data, path = read_model_bytes(model_path, ANALYSIS_MODEL)
         self.model_path = str(path)
         self.num_threads = num_threads
