@@ -1,12 +1,13 @@
 """Paired speed A/B of two builds of the native core, in one process, frame by frame.
 
     python tools/bench_ab.py --a CHECKOUT_A --b CHECKOUT_B --clip CLIP [--frames 16] [--preset P] [--tune NAME=INT]
+                             [--threads N]
 
 Each CHECKOUT is a source tree whose extension is built in place (`python setup.py build_ext
 --inplace`); this checkout's Python code drives both. On a shared machine whose speed drifts
 between runs by more than the change being measured, two separate runs of tools/bench_speed.py
 cannot tell a 3 % change; here both builds encode the same 1080p frames (the clip's first N
-upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core, and the three
+upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core (`--threads N`: on N cores with N codec threads), and the three
 decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
 prints the medians of each build and the median of the per-frame ratio B / A, over the P-frames
 and, for encoding, where the clip is long enough to hold them (one a second, 20 frames), over the
@@ -80,14 +81,15 @@ def main() -> int:
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--preset", default="realtime")
     ap.add_argument("--tune", action="append", default=[], metavar="NAME=INT")
+    ap.add_argument("--threads", type=int, default=1, help="cores and codec threads of both builds")
     args = ap.parse_args()
     if args.frames < 3:
         ap.error("--frames must be at least 3 (the first frame, a keyframe, is left out)")
-    os.sched_setaffinity(0, {0})
+    os.sched_setaffinity(0, set(range(args.threads)))
     cores = {"A": load_core(args.a, "build_a"), "B": load_core(args.b, "build_b")}
     frames = frames_1080p(args.clip, args.frames)
     tuning = tuning_for(args.preset, args.tune)
-    cfg = EncoderConfig(1920, 1080, 20, 1, tiers=args.tiers, qp=args.qp, threads=1, tuning=tuning)
+    cfg = EncoderConfig(1920, 1080, 20, 1, tiers=args.tiers, qp=args.qp, threads=args.threads, tuning=tuning)
     enc = {k: with_core(cores[k], lambda: Encoder(cfg)) for k in cores}
     enc_ms: dict[str, list[float]] = {k: [] for k in cores}
     stage_ms: dict[str, dict[str, list[float]]] = {s: {k: [] for k in cores} for s in STAGES}
@@ -105,7 +107,7 @@ def main() -> int:
     dec_ms: dict[str, list[float]] = {k: [] for k in cores}
     for r in range(DECODE_ROUNDS):
         dec = {
-            k: with_core(cores[k], lambda k=k: Decoder(enc[k].sequence_header, synthesis=enc[k].synthesis, threads=1))
+            k: with_core(cores[k], lambda k=k: Decoder(enc[k].sequence_header, synthesis=enc[k].synthesis, threads=args.threads))
             for k in cores
         }
         for i in range(len(frames)):

@@ -970,19 +970,20 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     entropy_job ej;
     memset(&ej, 0, sizeof(ej));
     ej.e = e;
-    pool_run(l->pool, l->p.tiers, entropy_tier, &ej);
-    double t2 = now_us();
+    /* the tiers' coding reads the levels and the motion, which the reconstruction only reads:
+       it runs alongside a P-frame's synthesis (loop_reconstruct's side job) */
+    double entropy_us;
+    loop_reconstruct(l, e->frame_type, e->qp, l->p.tiers, entropy_tier, &ej, l->p.tiers, &entropy_us);
     for (int k = 0; k < l->p.tiers; k++)
         if (ej.status[k] != SNIS_OK)
             return ej.status[k];
-    loop_reconstruct(l, e->frame_type, e->qp, l->p.tiers);
     motion_t t = l->prev_motion;
     l->prev_motion = l->motion;
     l->motion = t;
     if (e->frame_type == SNIS_FRAME_I)
         memset(l->prev_motion.mv, 0, (size_t)l->mbw * l->mbh * 2 * sizeof(int16_t));
     l->stats.quantize_us = e->frame_type == SNIS_FRAME_I && l->ipred_valid ? l->stats.quantize_us + (t1 - t0) : t1 - t0;
-    l->stats.entropy_us = t2 - t1;
+    l->stats.entropy_us = entropy_us;
     e->predicted = 0;
     return SNIS_OK;
 }

@@ -186,6 +186,12 @@ void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, i
 typedef struct {
     loop_t *l;
     picture_t *dst;
+    /* a caller's tasks run in the same pool call (loop_reconstruct's side job), with the time
+       each kind of task took, summed over its tasks */
+    void (*side)(void *, int);
+    void *side_arg;
+    int nside;
+    int64_t side_ns, synth_ns;
 } synth_sum_job;
 
 static void synth_sum_plane(void *arg, int c)
@@ -205,8 +211,24 @@ static void synth_sum_plane(void *arg, int c)
  * that stays in cache, which beat splitting one plane's rows between threads (docs/CODEC.md). */
 static void synth_sum(loop_t *l, picture_t *dst)
 {
-    synth_sum_job j = {l, dst};
+    synth_sum_job j = {l, dst, NULL, NULL, 0, 0, 0};
     pool_run(l->pool, 3, synth_sum_plane, &j);
+}
+
+/* The luma synthesis, the side tasks, then the chroma planes: the longest first, so that two
+ * threads finish together (luma is about two thirds of the synthesis, the side tasks are an
+ * encoder's tier codings). Each task adds its own duration to its kind's total. */
+static void synth_with_side(void *arg, int i)
+{
+    synth_sum_job *j = (synth_sum_job *)arg;
+    double t0 = now_us();
+    int side = i >= 1 && i <= j->nside;
+    if (side)
+        j->side(j->side_arg, i - 1);
+    else
+        synth_sum_plane(arg, i ? i - j->nside : 0);
+    int64_t ns = (int64_t)((now_us() - t0) * 1000.0);
+    __atomic_fetch_add(side ? &j->side_ns : &j->synth_ns, ns, __ATOMIC_RELAXED);
 }
 
 static void sum_tiers(loop_t *l, const motion_t *m, int from, int to, int qp, int frame_type)
@@ -230,12 +252,19 @@ void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *d
     synth_sum(l, dst);
 }
 
-void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
+void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side)(void *, int), void *side_arg,
+                      int nside, double *side_us)
 {
     double t0 = now_us();
     int key = frame_type != SNIS_FRAME_P;
     l->frame_type = frame_type;
     l->qp = qp;
+    *side_us = 0;
+    if (key && nside > 0) { /* two syntheses, one after the other: the side job first, alone */
+        pool_run(l->pool, nside, side, side_arg);
+        *side_us = now_us() - t0;
+        t0 = now_us();
+    }
     sum_tiers(l, &l->motion, 0, 1, qp, frame_type);
     /* a keyframe predicted in bands has its tier-0 picture in l->keynew already */
     int banded = frame_type == SNIS_FRAME_I && l->ipred_valid;
@@ -252,7 +281,18 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers)
             synth_sum(l, &l->keynew);
         }
         sum_tiers(l, &l->motion, 1, ntiers, qp, frame_type);
-        synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
+        if (key || nside == 0) {
+            synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
+        } else { /* a P-frame: the synthesis and the side job in one pool call */
+            synth_sum_job j = {l, &l->pred, side, side_arg, nside, 0, 0};
+            double t1 = now_us();
+            pool_run(l->pool, 3 + nside, synth_with_side, &j);
+            /* the call's time split between the two in proportion to their tasks' durations
+               (with one thread, exactly each one's time) */
+            double wall = now_us() - t1, work = (double)(j.side_ns + j.synth_ns);
+            *side_us = work > 0 ? wall * (double)j.side_ns / work : 0;
+            t0 += *side_us;
+        }
     }
     picture_t t = l->ref;
     l->ref = l->pred;
