@@ -20,6 +20,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include <sched.h>
 
+#include <limits.h>
+
 #include "internal.h"
 #include "simd.h"
 
@@ -444,17 +446,22 @@ static uint32_t search_block(const block_search *s, const int (*cand)[2], int n,
             bx = cx;
         }
     }
+    /* the position the last move left: it cost more than the best, so scoring it again (the
+       next direction, or the next round's step back) cannot move the best */
+    int fy = INT_MIN, fx = INT_MIN;
     for (int step = diamond; step >= 1; step >>= 1) {
         for (int it = 0; it < 2; it++) {
             int moved = 0;
             static const int dirs[4][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}};
             for (int d = 0; d < 4; d++) {
                 int ny = by + dirs[d][0] * step, nx = bx + dirs[d][1] * step;
-                if (ny > s->range || ny < -s->range || nx > s->range || nx < -s->range)
+                if (ny > s->range || ny < -s->range || nx > s->range || nx < -s->range || (ny == fy && nx == fx))
                     continue;
                 uint32_t cost = cost_full(s, ny, nx);
                 if (cost < best) {
                     best = cost;
+                    fy = by;
+                    fx = bx;
                     by = ny;
                     bx = nx;
                     moved = 1;
