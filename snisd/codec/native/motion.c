@@ -362,6 +362,15 @@ static uint32_t sad_sub(const plane_t *cur, const plane_t *ref, int x0, int y0, 
                                             w11 * r[(y + 1) * rs + x + 1] + 8) >> 4);
         return sad8(c, cur->stride, tmp, n, n, 1);
     }
+    if ((fx | fy) == 2 && !(fx & fy)) { /* an axial half-pel: weights 8 and 8 of 16, (a + b + 1) >> 1 */
+        ptrdiff_t off = fx ? 1 : rs;
+        for (int y = 0; y < n / 2; y++) {
+            const uint8_t *r0 = r + 2 * y * rs;
+            for (int x = 0; x < n; x += 16)
+                avg16(r0 + x, r0 + off + x, tmp + y * n + x);
+        }
+        return 2 * sad_n(c, 2 * cur->stride, tmp, n, n, n / 2, 1);
+    }
     for (int y = 0; y < n / 2; y++) {
         const uint8_t *r0 = r + 2 * y * rs;
         for (int x = 0; x < n; x += 16)
