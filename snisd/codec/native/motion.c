@@ -727,17 +727,8 @@ void motion_estimate_row(me_job *job, int mby)
             }
             /* intra if the block's own texture is cheaper than the motion-compensated residual */
             const uint8_t *c = cur->data + y0 * cur->stride + x0;
-            uint32_t sum = 0;
-            for (int y = 0; y < MB; y++)
-                for (int x = 0; x < MB; x++)
-                    sum += c[y * cur->stride + x];
-            int mean = (int)(sum / (MB * MB));
-            uint32_t sad_intra = 0;
-            for (int y = 0; y < MB; y += 2)
-                for (int x = 0; x < MB; x += 2) {
-                    int d = c[y * cur->stride + x] - mean;
-                    sad_intra += (uint32_t)(d < 0 ? -d : d);
-                }
+            int mean = (int)(sum32(c, cur->stride, MB) / (MB * MB));
+            uint32_t sad_intra = sad_even32(c, 2 * cur->stride, MB / 2, (uint8_t)mean); /* every other row and column */
             if ((uint64_t)sad_intra * 4 + (uint64_t)job->intra_bias * lam < best) {
                 m->intra[i] = 1;
                 m->split[i] = 0;

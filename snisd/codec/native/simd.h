@@ -47,6 +47,30 @@ static inline uint32_t sad16(const uint8_t *a, ptrdiff_t sa, const uint8_t *b, p
     }
     return (uint32_t)(_mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8)));
 }
+/* Sum of `rows` rows of 32 bytes (the motion search's intra check: a macroblock's mean). */
+static inline uint32_t sum32(const uint8_t *a, ptrdiff_t sa, int rows)
+{
+    const __m128i z = _mm_setzero_si128();
+    __m128i acc = z;
+    for (int y = 0; y < rows; y++) {
+        acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(a + y * sa)), z));
+        acc = _mm_add_epi64(acc, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)(a + y * sa + 16)), z));
+    }
+    return (uint32_t)(_mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8)));
+}
+/* Sum of |a - m| over the even bytes of `rows` rows of 32 (the odd ones masked to 0 on both
+ * sides of the SAD, so they add nothing). */
+static inline uint32_t sad_even32(const uint8_t *a, ptrdiff_t sa, int rows, uint8_t m)
+{
+    const __m128i even = _mm_set1_epi16(0x00FF), mv = _mm_set1_epi16(m);
+    __m128i acc = _mm_setzero_si128();
+    for (int y = 0; y < rows; y++) {
+        __m128i a0 = _mm_and_si128(_mm_loadu_si128((const __m128i *)(a + y * sa)), even);
+        __m128i a1 = _mm_and_si128(_mm_loadu_si128((const __m128i *)(a + y * sa + 16)), even);
+        acc = _mm_add_epi64(acc, _mm_add_epi64(_mm_sad_epu8(a0, mv), _mm_sad_epu8(a1, mv)));
+    }
+    return (uint32_t)(_mm_cvtsi128_si32(acc) + _mm_cvtsi128_si32(_mm_srli_si128(acc, 8)));
+}
 /* A 6-tap filter k[0..5] (sum 64) over 16 samples: taps at p[j * s], j = -2..3 (s = 1:
  * horizontal, s = stride: vertical); rounded, clipped to 0..255. In 16-bit lanes (the taps keep
  * every sum inside them). */
@@ -266,6 +290,21 @@ static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
             acc = vmlaq_n_s16(acc, vreinterpretq_s16_u16(vmovl_u8(vld1_u8(p + (j - 2) * s))), k[j]);
     vst1_u8(o, vqrshrun_n_s16(acc, 6));
 }
+static inline uint32_t sum32(const uint8_t *a, ptrdiff_t sa, int rows)
+{
+    uint32x4_t acc = vdupq_n_u32(0);
+    for (int y = 0; y < rows; y++)
+        acc = vpadalq_u16(acc, vaddq_u16(vpaddlq_u8(vld1q_u8(a + y * sa)), vpaddlq_u8(vld1q_u8(a + y * sa + 16))));
+    return vaddvq_u32(acc);
+}
+static inline uint32_t sad_even32(const uint8_t *a, ptrdiff_t sa, int rows, uint8_t m)
+{
+    const uint8x16_t mv = vdupq_n_u8(m);
+    uint32x4_t acc = vdupq_n_u32(0);
+    for (int y = 0; y < rows; y++) /* vld2 splits even and odd bytes */
+        acc = vpadalq_u16(acc, vpaddlq_u8(vabdq_u8(vld2q_u8(a + y * sa).val[0], mv)));
+    return vaddvq_u32(acc);
+}
 static inline uint16x8_t bilin_lanes(uint8x8_t a0, uint8x8_t a1, uint8x8_t b0, uint8x8_t b1, int w00, int w01,
                                       int w10, int w11)
 {
@@ -400,6 +439,22 @@ static inline void filt6_n(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint
 }
 static inline void filt6_16(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 16); }
 static inline void filt6_8(const uint8_t *p, ptrdiff_t s, const int16_t *k, uint8_t *o) { filt6_n(p, s, k, o, 8); }
+static inline uint32_t sum32(const uint8_t *a, ptrdiff_t sa, int rows)
+{
+    uint32_t s = 0;
+    for (int y = 0; y < rows; y++)
+        for (int x = 0; x < 32; x++)
+            s += a[y * sa + x];
+    return s;
+}
+static inline uint32_t sad_even32(const uint8_t *a, ptrdiff_t sa, int rows, uint8_t m)
+{
+    uint32_t s = 0;
+    for (int y = 0; y < rows; y++)
+        for (int x = 0; x < 32; x += 2)
+            s += (uint32_t)(a[y * sa + x] > m ? a[y * sa + x] - m : m - a[y * sa + x]);
+    return s;
+}
 static inline void bilin_n(const uint8_t *a, const uint8_t *b, int w00, int w01, int w10, int w11, int sh, int n,
                            uint8_t *o)
 {
