@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_speed import frames_1080p  # noqa: E402
 
+from snisd.codec.amx import refuse_amx  # noqa: E402
 from snisd.codec.decoder import Decoder  # noqa: E402
 from snisd.codec.encoder import Encoder, EncoderConfig  # noqa: E402
 
@@ -94,7 +95,7 @@ def main() -> int:
         est["encode"] = sum(est.values())
         est["decode"] = sum(v * r for v in dhost.values())
         rows[name] = {k: round(v, 1) for k, v in est.items()}
-    res = {"frames": len(frames), "qp": args.qp, "tiers": args.tiers,
+    res = {"frames": len(frames), "qp": args.qp, "tiers": args.tiers, "litert_amx": refuse_amx(),
            "host_encode_cpu_ms": round(enc_cpu, 2), "host_decode_cpu_ms": round(dec_cpu, 2),
            "host_encode_stages_ms": {k: round(v, 2) for k, v in host.items()},
            "host_decode_stages_ms": {k: round(v, 2) for k, v in dhost.items()},
