@@ -262,6 +262,9 @@ static inline int mb_qp(int qp, int dqp) { return clampi(qp + dqp, 0, 63); }
 /* sum (+)= tier `tier` of q dequantised with each macroblock's step (m: the frame's offsets). */
 void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
                     int first);
+/* The same for one plane's latents (0: luma, 1: U, 2: V): the planes are independent. */
+void dequantize_add_plane(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers,
+                          int ratio, int first, int plane);
 /* dequantize_add(first = 1) of the block rows of macroblock row mby only, all at step16 (a frame
  * without adaptive quantisation: keyframes). */
 void dequantize_mb_row(latents_t *sum, const latents_t *q, const motion_t *m, int step16, int mby); /* m->aq = 0 */

@@ -186,6 +186,10 @@ void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, i
 typedef struct {
     loop_t *l;
     picture_t *dst;
+    /* tiers from..to-1 of the motion m's frame are dequantised into the plane's sum first (none
+       if from == to): each plane's task its own, so they run in parallel too */
+    const motion_t *m;
+    int from, to, qp, frame_type;
     /* a caller's tasks run in the same pool call (loop_reconstruct's side job), with the time
        each kind of task took, summed over its tasks */
     void (*side)(void *, int);
@@ -199,6 +203,9 @@ static void synth_sum_plane(void *arg, int c)
     synth_sum_job *j = (synth_sum_job *)arg;
     loop_t *l = j->l;
     latents_t *s = &l->sum;
+    int ratio = snis_frame_ratio(&l->p, j->frame_type);
+    for (int k = j->from; k < j->to; k++)
+        dequantize_add_plane(s, &l->q[k], j->m, j->qp, k, l->p.tiers, ratio, k == 0, c);
     if (c == 0)
         synthesize_add(&l->sy, &l->wl, s->y_ac, s->f_y_ac, LAT_Y, s->y_k, s->f_y_k, &j->dst->p[0]);
     else
@@ -211,7 +218,15 @@ static void synth_sum_plane(void *arg, int c)
  * that stays in cache, which beat splitting one plane's rows between threads (docs/CODEC.md). */
 static void synth_sum(loop_t *l, picture_t *dst)
 {
-    synth_sum_job j = {l, dst, NULL, NULL, 0, 0, 0};
+    synth_sum_job j = {l, dst, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, 0};
+    pool_run(l->pool, 3, synth_sum_plane, &j);
+}
+
+/* The same, each plane's task dequantising tiers from..to-1 of l->motion's frame into the sum
+ * first (tier 0 starts it afresh). */
+static void synth_tiers(loop_t *l, picture_t *dst, int from, int to, int qp, int frame_type)
+{
+    synth_sum_job j = {l, dst, &l->motion, from, to, qp, frame_type, NULL, NULL, 0, 0, 0};
     pool_run(l->pool, 3, synth_sum_plane, &j);
 }
 
@@ -265,26 +280,27 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
         *side_us = now_us() - t0;
         t0 = now_us();
     }
-    sum_tiers(l, &l->motion, 0, 1, qp, frame_type);
-    /* a keyframe predicted in bands has its tier-0 picture in l->keynew already */
+    /* a keyframe predicted in bands has its tier-0 picture in l->keynew already, and its tier 0
+       in the sum */
     int banded = frame_type == SNIS_FRAME_I && l->ipred_valid;
     if (key && ntiers == 1) {
         if (banded) {
             picture_copy(&l->pred, &l->keynew);
         } else {
-            synth_sum(l, &l->pred);
+            synth_tiers(l, &l->pred, 0, 1, qp, frame_type);
             picture_copy(&l->keynew, &l->pred);
         }
     } else {
+        int from = banded ? 1 : 0;
         if (key && !banded) { /* the key reference: the prediction plus the base tier alone */
             picture_copy(&l->keynew, &l->pred);
-            synth_sum(l, &l->keynew);
+            synth_tiers(l, &l->keynew, 0, 1, qp, frame_type);
+            from = 1;
         }
-        sum_tiers(l, &l->motion, 1, ntiers, qp, frame_type);
-        if (key || nside == 0) {
-            synth_sum(l, &l->pred); /* in place: the prediction becomes the reconstruction */
+        if (key || nside == 0) { /* in place: the prediction becomes the reconstruction */
+            synth_tiers(l, &l->pred, from, ntiers, qp, frame_type);
         } else { /* a P-frame: the synthesis and the side job in one pool call */
-            synth_sum_job j = {l, &l->pred, side, side_arg, nside, 0, 0};
+            synth_sum_job j = {l, &l->pred, &l->motion, from, ntiers, qp, frame_type, side, side_arg, nside, 0, 0};
             double t1 = now_us();
             pool_run(l->pool, 3 + nside, synth_with_side, &j);
             /* the call's time split between the two in proportion to their tasks' durations

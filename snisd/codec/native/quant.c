@@ -131,35 +131,42 @@ SNIS_HOT static void deq_plane(int16_t *sum, uint8_t *fsum, const int16_t *q, co
     }
 }
 
-void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
-                    int first)
+void dequantize_add_plane(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers,
+                          int ratio, int first, int plane)
 {
     /* steps of the offsets the frame uses: all of them with adaptive quantisation, else offset 0 */
-    int32_t sy[AQ_N][63], sc[AQ_N][15], sk[AQ_N][4];
-    kind_steps ky, kc, kk;
-    kind_init(&ky);
-    kind_init(&kc);
+    int32_t sa[AQ_N][63], sk[AQ_N][4];
+    int n = plane ? 4 : 8, nch = n * n - 1;
+    kind_steps ka, kk;
+    kind_init(&ka);
     kind_init(&kk);
     for (int d = -AQ_MAX; d <= AQ_MAX; d++) {
         int a = d + AQ_MAX;
         if (d && !m->aq)
             continue;
         int step16 = snis_step16(mb_qp(qp, d), tier, tiers, ratio);
-        channel_steps(step16, 8, sy[a]);
-        channel_steps(step16, 4, sc[a]);
+        channel_steps(step16, n, sa[a]);
         for (int c = 0; c < 4; c++)
             sk[a][c] = step16;
-        kind_set(&ky, a, sy[a], 63);
-        kind_set(&kc, a, sc[a], 15);
+        kind_set(&ka, a, sa[a], nch);
         kind_set(&kk, a, sk[a], 4);
     }
     int hb = q->hb, wb = q->wb;
-    deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, hb, wb, 4, m, LAT_Y, 63, &ky, first);
-    deq_plane(sum->y_k, sum->f_y_k, q->y_k, q->f_y_k, hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
-    for (int p = 0; p < 2; p++) {
-        deq_plane(sum->c_ac[p], sum->f_c_ac[p], q->c_ac[p], q->f_c_ac[p], hb, wb, 4, m, LAT_C, 15, &kc, first);
+    if (!plane) {
+        deq_plane(sum->y_ac, sum->f_y_ac, q->y_ac, q->f_y_ac, hb, wb, 4, m, LAT_Y, 63, &ka, first);
+        deq_plane(sum->y_k, sum->f_y_k, q->y_k, q->f_y_k, hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
+    } else {
+        int p = plane - 1;
+        deq_plane(sum->c_ac[p], sum->f_c_ac[p], q->c_ac[p], q->f_c_ac[p], hb, wb, 4, m, LAT_C, 15, &ka, first);
         deq_plane(sum->c_k[p], sum->f_c_k[p], q->c_k[p], q->f_c_k[p], hb / 2, wb / 2, 2, m, LAT_K, 4, &kk, first);
     }
+}
+
+void dequantize_add(latents_t *sum, const latents_t *q, const motion_t *m, int qp, int tier, int tiers, int ratio,
+                    int first)
+{
+    for (int plane = 0; plane < 3; plane++)
+        dequantize_add_plane(sum, q, m, qp, tier, tiers, ratio, first, plane);
 }
 
 void dequantize_mb_row(latents_t *sum, const latents_t *q, const motion_t *m, int step16, int mby)
