@@ -324,7 +324,7 @@ int pool_threads(const pool_t *p) { return p->threads; }
 
 void pool_run(pool_t *p, int n, void (*fn)(void *, int), void *arg)
 {
-    if (p->threads == 1 || n <= 1) {
+    if (!p || p->threads == 1 || n <= 1) { /* no pool: on the caller, e.g. inside another pool's task */
         for (int i = 0; i < n; i++)
             fn(arg, i);
         return;

@@ -32,6 +32,42 @@ void snis_decoder_destroy(snis_decoder *d)
     free(d);
 }
 
+/* Tier k of the frame; its contexts read the tier below's levels, so the tiers decode in order. */
+static int decode_tier(loop_t *l, int k, int frame_type, const uint8_t *payload, size_t len)
+{
+    rangecoder rc;
+    rc_decoder_init(&rc, payload, len);
+    tier_job tj = {k, frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
+    int st = code_tier(&rc, &tj);
+    if (st == SNIS_OK && rc.overrun > MAX_OVERRUN)
+        st = SNIS_E_TRUNCATED;
+    return st;
+}
+
+typedef struct {
+    loop_t *l;
+    int frame_type, ntiers;
+    const uint8_t *const *payload;
+    const size_t *len;
+    int status, failed;
+} upper_job;
+
+/* Once tier 0 has given the modes and vectors, the prediction needs nothing of the upper tiers,
+ * and their decoding reads of the motion only the macroblocks' kinds: one task decodes tiers 1..,
+ * the other predicts (on its own thread: no pool call inside a pool's task). */
+static void upper_or_predict(void *arg, int i)
+{
+    upper_job *j = (upper_job *)arg;
+    if (i == 1) {
+        loop_predict_serial(j->l, j->frame_type);
+        return;
+    }
+    for (int k = 1; k < j->ntiers && j->status == SNIS_OK; k++) {
+        j->status = decode_tier(j->l, k, j->frame_type, j->payload[k], j->len[k]);
+        j->failed = k;
+    }
+}
+
 int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, const uint8_t *const payload[],
                         const size_t len[], int show_tiers, snis_image_out *out)
 {
@@ -49,27 +85,35 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         for (int k = 0; k < l->p.tiers; k++)
             contexts_reset(&l->ctx[k], k);
     l->stats.error_tier = -1;
-    for (int k = 0; k < ntiers; k++) {
-        rangecoder rc;
-        rc_decoder_init(&rc, payload[k], len[k]);
-        tier_job tj = {k, frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
-        int st = code_tier(&rc, &tj);
-        if (st == SNIS_OK && rc.overrun > MAX_OVERRUN)
-            st = SNIS_E_TRUNCATED;
-        if (st != SNIS_OK) {
-            memcpy(l->ctx, d->saved, sizeof(d->saved));
-            l->stats.error_tier = k;
-            return st;
-        }
-    }
-    double t1 = now_us();
+    int st = decode_tier(l, 0, frame_type, payload[0], len[0]), failed = 0;
     /* A decoder of fewer tiers than the stream has predicts its P-frames without the overlapped
        blend: its reference has drifted from the encoder's, and blending spreads the drift (more
        loss of VMAF than the blend gains, docs/BENCHMARKS.md). Key pictures keep it: their
        reference, the last key picture's base tier, is the encoder's in every decoder. */
-    if (frame_type == SNIS_FRAME_P && ntiers < l->p.tiers)
+    if (st == SNIS_OK && frame_type == SNIS_FRAME_P && ntiers < l->p.tiers)
         l->motion.tools &= ~MT_OBMC;
-    loop_predict(l, frame_type, NULL, 0, 0);
+    /* with several threads the upper tiers decode while the prediction runs (not on keyframes,
+       whose prediction sets the macroblocks' kinds the upper tiers read) */
+    int overlap = st == SNIS_OK && ntiers > 1 && frame_type != SNIS_FRAME_I && pool_threads(l->pool) > 1;
+    if (overlap) { /* (the prediction's time is then counted in the entropy stage's) */
+        upper_job j = {l, frame_type, ntiers, payload, len, SNIS_OK, 0};
+        pool_run(l->pool, 2, upper_or_predict, &j);
+        st = j.status;
+        failed = j.failed;
+    } else {
+        for (int k = 1; k < ntiers && st == SNIS_OK; k++) {
+            st = decode_tier(l, k, frame_type, payload[k], len[k]);
+            failed = k;
+        }
+    }
+    if (st != SNIS_OK) {
+        memcpy(l->ctx, d->saved, sizeof(d->saved));
+        l->stats.error_tier = failed;
+        return st;
+    }
+    double t1 = now_us();
+    if (!overlap)
+        loop_predict(l, frame_type, NULL, 0, 0);
     if (frame_type == SNIS_FRAME_I)
         loop_intra_frame(l, qp);
     double t2 = now_us();

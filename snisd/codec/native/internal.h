@@ -129,6 +129,8 @@ void merge_candidates(const motion_t *m, int y, int x, int out[3][2]);
 typedef struct pool pool_t;
 pool_t *pool_create(int threads);
 void pool_destroy(pool_t *p);
+/* fn(arg, 0 .. n-1) on the pool's threads; with p NULL all on the caller (a pool's task may not
+ * call pool_run on its own pool). */
 void pool_run(pool_t *p, int n, void (*fn)(void *arg, int index), void *arg);
 int pool_threads(const pool_t *p);
 

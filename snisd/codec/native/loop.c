@@ -92,10 +92,15 @@ static void mc_row(void *arg, int mby)
     motion_compensate_row(j->m, j->ref, j->dst, mby);
 }
 
-static void compensate(loop_t *l, const motion_t *m, const picture_t *ref, picture_t *dst)
+static void compensate_on(loop_t *l, pool_t *pool, const motion_t *m, const picture_t *ref, picture_t *dst)
 {
     mc_job j = {m, ref, dst};
-    pool_run(l->pool, l->mbh, mc_row, &j);
+    pool_run(pool, l->mbh, mc_row, &j);
+}
+
+static void compensate(loop_t *l, const motion_t *m, const picture_t *ref, picture_t *dst)
+{
+    compensate_on(l, l->pool, m, ref, dst);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -148,10 +153,10 @@ static void act_row(void *arg, int mby)
     }
 }
 
-static void aq_offsets(loop_t *l, motion_t *m)
+static void aq_offsets(loop_t *l, pool_t *pool, motion_t *m)
 {
     int n = l->mbw * l->mbh, inter = 0;
-    pool_run(l->pool, l->mbh, act_row, l);
+    pool_run(pool, l->mbh, act_row, l);
     int64_t total = 0;
     for (int i = 0; i < n; i++)
         if (!m->intra[i]) {
@@ -166,7 +171,7 @@ static void aq_offsets(loop_t *l, motion_t *m)
     }
 }
 
-void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, int enable)
+static void predict_on(loop_t *l, pool_t *pool, int frame_type, const picture_t *src, int lambda, int enable)
 {
     if (frame_type == SNIS_FRAME_I) {
         memset(l->motion.intra, 1, (size_t)l->mbw * l->mbh);
@@ -176,11 +181,21 @@ void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, i
         memset(l->motion.merge, 0, (size_t)l->mbw * l->mbh);
     }
     l->stats.motion_tools = frame_type == SNIS_FRAME_I ? 0 : l->motion.tools;
-    compensate(l, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
+    compensate_on(l, pool, &l->motion, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->pred);
     if (frame_type != SNIS_FRAME_I)
         intra_predict_frame(&l->motion, &l->pred, src, lambda, enable);
     if (l->motion.aq)
-        aq_offsets(l, &l->motion);
+        aq_offsets(l, pool, &l->motion);
+}
+
+void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, int enable)
+{
+    predict_on(l, l->pool, frame_type, src, lambda, enable);
+}
+
+void loop_predict_serial(loop_t *l, int frame_type)
+{
+    predict_on(l, NULL, frame_type, NULL, 0, 0);
 }
 
 typedef struct {

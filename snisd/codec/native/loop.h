@@ -37,6 +37,8 @@ void loop_free(loop_t *l);
  * macroblocks of P-frames with their modes chosen on src (encoder, enable = 0: grey) or decoded
  * (src = NULL). Keyframes: flat grey here; loop_intra_frame() predicts them in bands. */
 void loop_predict(loop_t *l, int frame_type, const picture_t *src, int lambda, int enable);
+/* The decoder's loop_predict (src NULL) on the calling thread alone: inside a pool task. */
+void loop_predict_serial(loop_t *l, int frame_type);
 /* Decoder, keyframe with intra modes: tier 0 decoded into l->q[0]; predicts l->pred band by band
  * from the tier-0 reconstruction (into l->keynew). */
 void loop_intra_frame(loop_t *l, int qp);
