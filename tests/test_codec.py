@@ -282,6 +282,34 @@ def test_the_bitstream_does_not_depend_on_the_thread_count(natural_frames, analy
         assert same(dec.decode(tiers), ref.decode(tiers))
 
 
+def test_corrupt_upper_tiers_decode_alike_on_one_and_two_threads(natural_frames, analysis, synthesis):
+    """With two threads the decoder's upper tiers decode while the prediction runs; a corrupt
+    upper tier must still cost the same tiers at the same frames, and the pictures stay equal."""
+    enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, switch_interval=4)
+    rng = np.random.default_rng(5)
+    stream = []
+    for i, f in enumerate(natural_frames[:8]):
+        chunks = list(enc.encode(f).tiers)
+        if i in (1, 5, 6):  # P-frames: one in the first key interval, a key picture and the P-frame after it
+            k = 1 + i % 2
+            bad = bytearray(chunks[k])
+            for at in rng.integers(4, len(bad), 12):
+                bad[at] ^= 0xFF
+            chunks[k] = bytes(bad)
+        stream.append(tuple(chunks))
+    runs = []
+    for threads in (1, 2):
+        dec = Decoder(enc.sequence_header, synthesis=synthesis, threads=threads)
+        pictures, tiers = [], []
+        for chunks in stream:
+            pictures.append(dec.decode(chunks))
+            tiers.append(dec.last_tiers)
+        runs.append((pictures, tiers))
+    assert runs[0][1] == runs[1][1]
+    assert min(runs[0][1]) < 3, "no corruption reached the decoder"
+    assert all(same(a, b) for a, b in zip(runs[0][0], runs[1][0], strict=True))
+
+
 def test_wrong_model_version_and_bad_frames_are_refused(coded, natural_frames, synthesis):
     enc, frames, _ = coded
     seq = replace(enc.sequence_header, model_hash=b"\1" * 8)
