@@ -3,6 +3,8 @@
  *
  * One input is one short stream for a fresh decoder, in this harness's own layout:
  *
+ *   (an input of odd length is decoded with two threads, so that the decoder's parallel paths
+ *   see hostile streams too)
  *   byte 0        bits 0-1: tier count - 1 (3 reads as 0: one tier)
  *                 bit 2: picture size (0: 64x48, 1: 96x64)
  *                 bits 3-7: tier_step_log2 / 2 (bit 3 set: key_step_log2 0, else the same ratio)
@@ -59,6 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     snis_params p;
     config_of(data[0], &p);
+    p.threads = 1 + (int)(size & 1);
     int st = 0;
     snis_decoder *d = snis_decoder_create(&p, &weights, &st);
     if (!d) {
