@@ -21,6 +21,7 @@ import argparse
 import math
 import sys
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -32,43 +33,42 @@ from snisd.bdrate import bd_rate  # noqa: E402
 from snisd.capture.file import iter_frames  # noqa: E402
 from snisd.codec.decoder import Decoder  # noqa: E402
 from snisd.codec.encoder import Encoder, EncoderConfig, Tuning  # noqa: E402
+from snisd.y4m import Y4mWriter  # noqa: E402
 
 QPS = (26, 30, 34, 38, 42, 46)
 TIERS = 3
 
 
-def encode(frames, fps: tuple[int, int], qp: int, qps: list[int] | None = None):
+def encode(frames, fps: tuple[int, int], qp: int, qps: list[int | None] | None = None):
+    """The clip at qp, or at qps[i] per frame (None: the encoder's own rule for that frame)."""
     w, h = frames[0].width, frames[0].height
     enc = Encoder(EncoderConfig(w, h, fps[0], fps[1], tiers=TIERS, qp=qp, tuning=Tuning()))
     return enc, [enc.encode(f, qp=None if qps is None else qps[i]) for i, f in enumerate(frames)]
 
 
-def modulated(coded, qp: int, qcomp: float, tuning: Tuning) -> list[int]:
-    """Pass 2's qp per frame from pass 1's bits."""
-    kinds = ["I" if ef.keyframe else ("K" if ef.switch_point else "P") for ef in coded]
-    bits = [sum(len(c) for c in ef.tiers) for ef in coded]
-    p_bits = [b for b, k in zip(bits, kinds, strict=True) if k == "P"]
+def modulated(coded, qp: int, qcomp: float) -> list[int | None]:
+    """Pass 2's qp of each P-frame from pass 1's bits; keyframes and key pictures keep the
+    encoder's fixed-qp offsets (None)."""
+    p_bits = [sum(len(c) for c in ef.tiers) for ef in coded if not ef.switch_point]
     mean = math.exp(sum(math.log(b) for b in p_bits) / len(p_bits))
-    out = []
-    for b, k in zip(bits, kinds, strict=True):
-        if k == "P":
-            q = qp + max(-6, min(6, round(6 * (1 - qcomp) * math.log2(b / mean))))
-        else:
-            q = qp - (tuning.key_qp if k == "I" else tuning.key_picture_qp)
-        out.append(max(0, min(63, q)))
+    out: list[int | None] = []
+    for ef in coded:
+        if ef.switch_point:  # keyframes are switch points too
+            out.append(None)
+            continue
+        b = sum(len(c) for c in ef.tiers)
+        out.append(max(0, min(63, qp + max(-6, min(6, round(6 * (1 - qcomp) * math.log2(b / mean)))))))
     return out
 
 
 def measure(enc, coded, tiers: int, ref: Path, work: Path, tag: str) -> tuple[float, float, float]:
     """(kbit, VMAF, PSNR-Y) of the first `tiers` tiers."""
     dec = Decoder(enc.sequence_header, synthesis=enc.synthesis)
-    w, h = enc.config.width, enc.config.height
     path = work / f"{tag}.y4m"
     with open(path, "wb") as fo:
-        fo.write(f"YUV4MPEG2 W{w} H{h} F{enc.config.fps_num}:{enc.config.fps_den} Ip A1:1 C420jpeg\n".encode())
+        out = Y4mWriter(fo, enc.config.width, enc.config.height, Fraction(enc.config.fps_num, enc.config.fps_den))
         for ef in coded:
-            fr = dec.decode(ef, tiers=tiers)
-            fo.write(b"FRAME\n" + fr.y.tobytes() + fr.u.tobytes() + fr.v.tobytes())
+            out.write(dec.decode(ef, tiers=tiers))
     kbit = sum(sum(len(c) for c in ef.tiers[:tiers]) for ef in coded) * 8 / 1000
     vmaf = rdlib.vmaf(ref, path, work / f"{tag}.json")["vmaf"]
     return kbit, vmaf, rdlib.psnr_y(ref, path)[0]
@@ -89,7 +89,7 @@ def main() -> int:
         curves: dict[str, dict[int, list[tuple[float, float, float]]]] = {"fixed": {}, "qcomp": {}}
         for qp in QPS:
             enc, coded = encode(frames, info.fps_ratio, qp)
-            enc2, coded2 = encode(frames, info.fps_ratio, qp, modulated(coded, qp, args.qcomp, Tuning()))
+            enc2, coded2 = encode(frames, info.fps_ratio, qp, modulated(coded, qp, args.qcomp))
             for t in range(1, TIERS + 1):
                 curves["fixed"].setdefault(t, []).append(measure(enc, coded, t, ref, work, f"f{qp}_{t}"))
                 curves["qcomp"].setdefault(t, []).append(measure(enc2, coded2, t, ref, work, f"q{qp}_{t}"))
