@@ -32,16 +32,24 @@ void snis_decoder_destroy(snis_decoder *d)
     free(d);
 }
 
-/* Tier k of the frame; its contexts read the tier below's levels, so the tiers decode in order. */
-static int decode_tier(loop_t *l, int k, int frame_type, const uint8_t *payload, size_t len)
+/* Tiers from..to-1 of the frame, in order (each tier's contexts read the tier below's levels);
+ * on an error, *failed is the tier it came from. */
+static int decode_tiers(loop_t *l, int from, int to, int frame_type, const uint8_t *const payload[],
+                        const size_t len[], int *failed)
 {
-    rangecoder rc;
-    rc_decoder_init(&rc, payload, len);
-    tier_job tj = {k, frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
-    int st = code_tier(&rc, &tj);
-    if (st == SNIS_OK && rc.overrun > MAX_OVERRUN)
-        st = SNIS_E_TRUNCATED;
-    return st;
+    for (int k = from; k < to; k++) {
+        rangecoder rc;
+        rc_decoder_init(&rc, payload[k], len[k]);
+        tier_job tj = {k, frame_type, &l->motion, &l->q[k], k ? &l->q[k - 1] : NULL, &l->ctx[k]};
+        int st = code_tier(&rc, &tj);
+        if (st == SNIS_OK && rc.overrun > MAX_OVERRUN)
+            st = SNIS_E_TRUNCATED;
+        if (st != SNIS_OK) {
+            *failed = k;
+            return st;
+        }
+    }
+    return SNIS_OK;
 }
 
 typedef struct {
@@ -62,10 +70,7 @@ static void upper_or_predict(void *arg, int i)
         loop_predict_serial(j->l, j->frame_type);
         return;
     }
-    for (int k = 1; k < j->ntiers && j->status == SNIS_OK; k++) {
-        j->status = decode_tier(j->l, k, j->frame_type, j->payload[k], j->len[k]);
-        j->failed = k;
-    }
+    j->status = decode_tiers(j->l, 1, j->ntiers, j->frame_type, j->payload, j->len, &j->failed);
 }
 
 int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, const uint8_t *const payload[],
@@ -85,7 +90,7 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         for (int k = 0; k < l->p.tiers; k++)
             contexts_reset(&l->ctx[k], k);
     l->stats.error_tier = -1;
-    int st = decode_tier(l, 0, frame_type, payload[0], len[0]), failed = 0;
+    int failed = 0, st = decode_tiers(l, 0, 1, frame_type, payload, len, &failed);
     /* A decoder of fewer tiers than the stream has predicts its P-frames without the overlapped
        blend: its reference has drifted from the encoder's, and blending spreads the drift (more
        loss of VMAF than the blend gains, docs/BENCHMARKS.md). Key pictures keep it: their
@@ -100,11 +105,8 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
         pool_run(l->pool, 2, upper_or_predict, &j);
         st = j.status;
         failed = j.failed;
-    } else {
-        for (int k = 1; k < ntiers && st == SNIS_OK; k++) {
-            st = decode_tier(l, k, frame_type, payload[k], len[k]);
-            failed = k;
-        }
+    } else if (st == SNIS_OK) {
+        st = decode_tiers(l, 1, ntiers, frame_type, payload, len, &failed);
     }
     if (st != SNIS_OK) {
         memcpy(l->ctx, d->saved, sizeof(d->saved));
@@ -117,8 +119,7 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
     if (frame_type == SNIS_FRAME_I)
         loop_intra_frame(l, qp);
     double t2 = now_us();
-    double none;
-    loop_reconstruct(l, frame_type, qp, ntiers, NULL, NULL, 0, &none);
+    loop_reconstruct(l, frame_type, qp, ntiers, NULL, NULL, 0, NULL);
     if (out) {
         if (show_tiers == ntiers) {
             loop_output(&l->ref, &l->p, out);

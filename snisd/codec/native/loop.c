@@ -228,20 +228,14 @@ static void synth_sum_plane(void *arg, int c)
                        s->f_c_k[c - 1], &j->dst->p[c]);
 }
 
-/* The three planes' syntheses, in parallel with several threads (luma is two thirds of the work:
- * one thread takes it, another both chroma planes). Each runs its rows in order through a ring
- * that stays in cache, which beat splitting one plane's rows between threads (docs/CODEC.md). */
-static void synth_sum(loop_t *l, picture_t *dst)
+/* The three planes' syntheses over dst, in parallel with several threads (luma is two thirds of
+ * the work: one thread takes it, another both chroma planes), each plane's task dequantising
+ * tiers from..to-1 of the frame (motion m) into its sum first (tier 0 starts it afresh). Each
+ * runs its rows in order through a ring that stays in cache, which beat splitting one plane's
+ * rows between threads (docs/CODEC.md). */
+static void synth_tiers(loop_t *l, picture_t *dst, const motion_t *m, int from, int to, int qp, int frame_type)
 {
-    synth_sum_job j = {l, dst, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, 0};
-    pool_run(l->pool, 3, synth_sum_plane, &j);
-}
-
-/* The same, each plane's task dequantising tiers from..to-1 of l->motion's frame into the sum
- * first (tier 0 starts it afresh). */
-static void synth_tiers(loop_t *l, picture_t *dst, int from, int to, int qp, int frame_type)
-{
-    synth_sum_job j = {l, dst, &l->motion, from, to, qp, frame_type, NULL, NULL, 0, 0, 0};
+    synth_sum_job j = {l, dst, m, from, to, qp, frame_type, NULL, NULL, 0, 0, 0};
     pool_run(l->pool, 3, synth_sum_plane, &j);
 }
 
@@ -261,13 +255,6 @@ static void synth_with_side(void *arg, int i)
     __atomic_fetch_add(side ? &j->side_ns : &j->synth_ns, ns, __ATOMIC_RELAXED);
 }
 
-static void sum_tiers(loop_t *l, const motion_t *m, int from, int to, int qp, int frame_type)
-{
-    int ratio = snis_frame_ratio(&l->p, frame_type);
-    for (int k = from; k < to; k++)
-        dequantize_add(&l->sum, &l->q[k], m, qp, k, l->p.tiers, ratio, k == 0);
-}
-
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst)
 {
     /* the last frame's prediction again: its reference is now in l->pred (P) or l->keynew (K) */
@@ -278,21 +265,19 @@ void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *d
         if (l->frame_type != SNIS_FRAME_I)
             intra_predict_frame((motion_t *)m, dst, NULL, 0, 0);
     }
-    sum_tiers(l, m, 0, tiers, l->qp, l->frame_type);
-    synth_sum(l, dst);
+    synth_tiers(l, dst, m, 0, tiers, l->qp, l->frame_type);
 }
 
 void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side)(void *, int), void *side_arg,
                       int nside, double *side_us)
 {
-    double t0 = now_us();
+    double t0 = now_us(), side_t = 0;
     int key = frame_type != SNIS_FRAME_P;
     l->frame_type = frame_type;
     l->qp = qp;
-    *side_us = 0;
     if (key && nside > 0) { /* two syntheses, one after the other: the side job first, alone */
         pool_run(l->pool, nside, side, side_arg);
-        *side_us = now_us() - t0;
+        side_t = now_us() - t0;
         t0 = now_us();
     }
     /* a keyframe predicted in bands has its tier-0 picture in l->keynew already, and its tier 0
@@ -302,18 +287,18 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
         if (banded) {
             picture_copy(&l->pred, &l->keynew);
         } else {
-            synth_tiers(l, &l->pred, 0, 1, qp, frame_type);
+            synth_tiers(l, &l->pred, &l->motion, 0, 1, qp, frame_type);
             picture_copy(&l->keynew, &l->pred);
         }
     } else {
         int from = banded ? 1 : 0;
         if (key && !banded) { /* the key reference: the prediction plus the base tier alone */
             picture_copy(&l->keynew, &l->pred);
-            synth_tiers(l, &l->keynew, 0, 1, qp, frame_type);
+            synth_tiers(l, &l->keynew, &l->motion, 0, 1, qp, frame_type);
             from = 1;
         }
         if (key || nside == 0) { /* in place: the prediction becomes the reconstruction */
-            synth_tiers(l, &l->pred, from, ntiers, qp, frame_type);
+            synth_tiers(l, &l->pred, &l->motion, from, ntiers, qp, frame_type);
         } else { /* a P-frame: the synthesis and the side job in one pool call */
             synth_sum_job j = {l, &l->pred, &l->motion, from, ntiers, qp, frame_type, side, side_arg, nside, 0, 0};
             double t1 = now_us();
@@ -321,8 +306,8 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
             /* the call's time split between the two in proportion to their tasks' durations
                (with one thread, exactly each one's time) */
             double wall = now_us() - t1, work = (double)(j.side_ns + j.synth_ns);
-            *side_us = work > 0 ? wall * (double)j.side_ns / work : 0;
-            t0 += *side_us;
+            side_t = work > 0 ? wall * (double)j.side_ns / work : 0;
+            t0 += side_t;
         }
     }
     picture_t t = l->ref;
@@ -336,6 +321,8 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
         picture_extend(&l->keyref);
     }
     l->stats.synthesis_us = now_us() - t0;
+    if (side_us)
+        *side_us = side_t;
     l->stats.synth_blocks = l->sy.blocks;
     l->stats.total_blocks = l->hb * l->wb;
 }
@@ -359,7 +346,7 @@ void loop_intra_frame(loop_t *l, int qp)
     l->ipred_valid = any;
     if (!any)
         return;
-    sum_tiers(l, &l->motion, 0, 1, qp, SNIS_FRAME_I);
+    dequantize_add(&l->sum, &l->q[0], &l->motion, qp, 0, l->p.tiers, snis_frame_ratio(&l->p, SNIS_FRAME_I), 1);
     for (int b = 0; b < l->mbh; b++) {
         intra_predict_band(&l->motion, b, &l->pred, &l->keynew, NULL, 0);
         loop_intra_band(l, b);

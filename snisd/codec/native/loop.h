@@ -50,8 +50,9 @@ void loop_clear_synthesis(loop_t *l);
 /* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. The side job
  * (nside tasks of side(side_arg, i), none if nside is 0; the encoder's tier codings) runs in the
  * pool alongside a P-frame's synthesis, and before the synthesis of other frames; it must not
- * touch what the reconstruction uses (l->sum, l->pred, the references, the canvases). *side_us:
- * the side job's share of the time; the rest is the synthesis' (l->stats.synthesis_us). */
+ * touch what the reconstruction uses (l->sum, l->pred, the references, the canvases). *side_us
+ * (if not NULL): the side job's share of the time; the rest is the synthesis'
+ * (l->stats.synthesis_us). */
 void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side)(void *, int), void *side_arg,
                       int nside, double *side_us);
 /* The picture of the first `tiers` tiers of the last frame (motion m) over its prediction. */
