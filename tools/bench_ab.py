@@ -7,8 +7,8 @@ Each CHECKOUT is a source tree whose extension is built in place (`python setup.
 --inplace`); this checkout's Python code drives both. On a shared machine whose speed drifts
 between runs by more than the change being measured, two separate runs of tools/bench_speed.py
 cannot tell a 3 % change; here both builds encode the same 1080p frames (the clip's first N
-upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core (`--threads N`: on N cores with N codec threads), and the three
-decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
+upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core (`--threads N`:
+on N cores with N codec threads), and the three decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
 prints the medians of each build and the median of the per-frame ratio B / A, over the P-frames
 and, for encoding, where the clip is long enough to hold them (one a second, 20 frames), over the
 key pictures on their own; `--a` and `--b` the same checkout measures the method's own spread.
