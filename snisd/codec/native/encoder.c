@@ -179,7 +179,10 @@ SNIS_HOT static void residual_row(void *arg, int mby)
         for (int y = mby * size; y < (mby + 1) * size; y++) {
             const uint8_t *xr = x->data + y * x->stride, *pp = pr->data + y * pr->stride;
             int8_t *o = base + (y + ctx) * rs + ctx;
-            for (int xx = 0; xx < w; xx++) {
+            int xx = 0;
+            for (; xx + 16 <= w; xx += 16)
+                diff_sat16(xr + xx, pp + xx, o + xx);
+            for (; xx < w; xx++) {
                 int d = xr[xx] - pp[xx];
                 o[xx] = (int8_t)(d < -128 ? -128 : (d > 127 ? 127 : d));
             }

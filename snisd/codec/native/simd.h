@@ -146,6 +146,15 @@ static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o)
     _mm_storel_epi64((__m128i *)o,
                      _mm_avg_epu8(_mm_loadl_epi64((const __m128i *)a), _mm_loadl_epi64((const __m128i *)b)));
 }
+/* a[x] - b[x] clipped to -128..127 over 16 bytes (the residual): the bytes biased by 128 are
+ * a - 128 and b - 128, whose saturating signed difference is that clipped a - b. */
+static inline void diff_sat16(const uint8_t *a, const uint8_t *b, int8_t *o)
+{
+    const __m128i bias = _mm_set1_epi8((char)0x80);
+    __m128i x = _mm_xor_si128(_mm_loadu_si128((const __m128i *)a), bias);
+    __m128i y = _mm_xor_si128(_mm_loadu_si128((const __m128i *)b), bias);
+    _mm_storeu_si128((__m128i *)o, _mm_subs_epi8(x, y));
+}
 /* Synthesis kernels (synthesis.c) in 16-bit lanes: int16 x int16 products summed in pairs into
  * 32-bit lanes (pmaddwd), which are exact, so the wrapping 32-bit sums equal the scalar ones.
  * Weights are pair-interleaved: w2[(p * T + t) * 2 + e] = w[2p + e][t].
@@ -329,6 +338,12 @@ static inline void bilin8(const uint8_t *a, const uint8_t *b, int w00, int w01, 
 }
 static inline void avg16(const uint8_t *a, const uint8_t *b, uint8_t *o) { vst1q_u8(o, vrhaddq_u8(vld1q_u8(a), vld1q_u8(b))); }
 static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o) { vst1_u8(o, vrhadd_u8(vld1_u8(a), vld1_u8(b))); }
+static inline void diff_sat16(const uint8_t *a, const uint8_t *b, int8_t *o)
+{
+    const uint8x16_t bias = vdupq_n_u8(0x80);
+    vst1q_s8(o, vqsubq_s8(vreinterpretq_s8_u8(veorq_u8(vld1q_u8(a), bias)),
+                          vreinterpretq_s8_u8(veorq_u8(vld1q_u8(b), bias))));
+}
 /* NEON: the same 16-bit products and wrapping 32-bit sums; vld2 splits the pair-interleaved
  * weights into the even and odd member of each pair, vmlal multiplies by one lane. */
 static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
@@ -476,6 +491,13 @@ static inline void avg_n(const uint8_t *a, const uint8_t *b, int n, uint8_t *o)
 }
 static inline void avg16(const uint8_t *a, const uint8_t *b, uint8_t *o) { avg_n(a, b, 16, o); }
 static inline void avg8(const uint8_t *a, const uint8_t *b, uint8_t *o) { avg_n(a, b, 8, o); }
+static inline void diff_sat16(const uint8_t *a, const uint8_t *b, int8_t *o)
+{
+    for (int x = 0; x < 16; x++) {
+        int d = a[x] - b[x];
+        o[x] = (int8_t)(d < -128 ? -128 : (d > 127 ? 127 : d));
+    }
+}
 /* Portable C: the same 16-bit products and wrapping 32-bit sums. */
 static inline int synth_col16(const int16_t *col2, const int16_t *cf, int N, int16_t *tv)
 {
