@@ -18,8 +18,15 @@ setup(
             sources=CORE,
             include_dirs=[SRC],
             depends=sorted(glob.glob(os.path.join(SRC, "*.h"))),
-            extra_compile_args=["-O3", "-std=c11", "-fvisibility=hidden", "-Wall", "-Wextra",
-                                "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+            extra_compile_args=[
+                "-O3",
+                "-std=c11",
+                "-fvisibility=hidden",
+                "-Wall",
+                "-Wextra",
+                "-Wno-unused-parameter",
+                "-Wno-missing-field-initializers",
+            ],
             extra_link_args=["-pthread"],
         )
     ]

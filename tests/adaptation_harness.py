@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +68,18 @@ def live(args: argparse.Namespace) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     fps = args.fps
     render, _ = _frames(args.size, fps, args.media, int(args.clip_frames))
-    enc = Encoder(EncoderConfig(w, h, int(round(fps * 1000)), 1000, tiers=args.tiers, tier_ratio=args.tier_ratio,
-                                threads=args.threads, tuning=tuning_for(live=True)))  # the daemon's with a peer
+    enc = Encoder(
+        EncoderConfig(
+            w,
+            h,
+            int(round(fps * 1000)),
+            1000,
+            tiers=args.tiers,
+            tier_ratio=args.tier_ratio,
+            threads=args.threads,
+            tuning=tuning_for(live=True),
+        )
+    )  # the daemon's with a peer
     fixed = args.qp is not None
     rc = None if fixed else RateControlledEncoder(enc, args.start_kbps * 1e3, RatePolicy(budget_ms=args.budget_ms))
     restrict_host_addresses([args.ice_address])
@@ -99,14 +110,28 @@ def live(args: argparse.Namespace) -> int:
         ef = enc.encode(frame, qp=args.qp) if fixed else rc.encode(frame)  # type: ignore[union-attr]
         enc_ms = (time.monotonic() - t_enc) * 1e3
         est = sender.estimator
-        log.write(json.dumps({"i": i, "frame_no": ef.index & 0xFFFF, "t": time.time(), "key": ef.keyframe,
-                              "switch": bool(ef.switch_point), "sizes": [len(c) for c in ef.tiers],
-                              "max_tiers": sender.max_tiers, "bytes_sent": sum(sender.bytes_sent),
-                              "tier_sent": list(sender.tier_sent),
-                              "estimate_bps": est.value if est else None, "est_state": est.state if est else None,
-                              "received_bps": est.received_bps if est else None,
-                              "target_bps": sender.target_bps, "qp": rc.control.last_qp if rc else args.qp,
-                              "encode_ms": round(enc_ms, 1)}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "i": i,
+                    "frame_no": ef.index & 0xFFFF,
+                    "t": time.time(),
+                    "key": ef.keyframe,
+                    "switch": bool(ef.switch_point),
+                    "sizes": [len(c) for c in ef.tiers],
+                    "max_tiers": sender.max_tiers,
+                    "bytes_sent": sum(sender.bytes_sent),
+                    "tier_sent": list(sender.tier_sent),
+                    "estimate_bps": est.value if est else None,
+                    "est_state": est.state if est else None,
+                    "received_bps": est.received_bps if est else None,
+                    "target_bps": sender.target_bps,
+                    "qp": rc.control.last_qp if rc else args.qp,
+                    "encode_ms": round(enc_ms, 1),
+                }
+            )
+            + "\n"
+        )
         sender.write(ef)
     time.sleep(0.5)
     sender.close()
@@ -146,21 +171,31 @@ class Link:
             raise RuntimeError(f"{' '.join(cmd)}: {r.stderr.strip()}")
         return r
 
-    def up(self) -> "Link":
+    def up(self) -> Link:
         try:
-            for c in (["ip", "netns", "add", self.tx], ["ip", "netns", "add", self.rx],
-                      ["ip", "link", "add", self.tx_dev, "type", "veth", "peer", "name", self.rx_dev],
-                      ["ip", "link", "set", self.tx_dev, "netns", self.tx],
-                      ["ip", "link", "set", self.rx_dev, "netns", self.rx],
-                      ["ip", "-n", self.tx, "addr", "add", f"{self.tx_addr}/24", "dev", self.tx_dev],
-                      ["ip", "-n", self.rx, "addr", "add", f"{self.rx_addr}/24", "dev", self.rx_dev],
-                      ["ip", "-n", self.tx, "link", "set", self.tx_dev, "up"],
-                      ["ip", "-n", self.rx, "link", "set", self.rx_dev, "up"],
-                      ["ip", "-n", self.tx, "link", "set", "lo", "up"], ["ip", "-n", self.rx, "link", "set", "lo", "up"]):
+            for c in (
+                ["ip", "netns", "add", self.tx],
+                ["ip", "netns", "add", self.rx],
+                ["ip", "link", "add", self.tx_dev, "type", "veth", "peer", "name", self.rx_dev],
+                ["ip", "link", "set", self.tx_dev, "netns", self.tx],
+                ["ip", "link", "set", self.rx_dev, "netns", self.rx],
+                ["ip", "-n", self.tx, "addr", "add", f"{self.tx_addr}/24", "dev", self.tx_dev],
+                ["ip", "-n", self.rx, "addr", "add", f"{self.rx_addr}/24", "dev", self.rx_dev],
+                ["ip", "-n", self.tx, "link", "set", self.tx_dev, "up"],
+                ["ip", "-n", self.rx, "link", "set", self.rx_dev, "up"],
+                ["ip", "-n", self.tx, "link", "set", "lo", "up"],
+                ["ip", "-n", self.rx, "link", "set", "lo", "up"],
+            ):
                 self._run(*c)
             self._run("ip", "netns", "exec", self.rx, "nft", "add table inet snisloss")
-            self._run("ip", "netns", "exec", self.rx, "nft",
-                      "add chain inet snisloss input { type filter hook input priority 0 ; policy accept ; }")
+            self._run(
+                "ip",
+                "netns",
+                "exec",
+                self.rx,
+                "nft",
+                "add chain inet snisloss input { type filter hook input priority 0 ; policy accept ; }",
+            )
         except Exception:
             self.down()
             raise
@@ -171,7 +206,7 @@ class Link:
             self._run("ip", "netns", "del", ns, check=False)
         self._run("ip", "link", "del", self.tx_dev, check=False)
 
-    def __enter__(self) -> "Link":
+    def __enter__(self) -> Link:
         return self.up()
 
     def __exit__(self, *exc) -> None:
@@ -187,8 +222,25 @@ class Link:
         else:
             burst = max(6000, int(kbit * 1000 / 8 * 0.02))
             verb = "change" if self.rate_kbit is not None else "replace"
-            self._run("ip", "netns", "exec", self.tx, "tc", "qdisc", verb, "dev", self.tx_dev, "root", "tbf",
-                      "rate", f"{int(kbit)}kbit", "burst", str(burst), "latency", f"{self.queue_ms}ms")
+            self._run(
+                "ip",
+                "netns",
+                "exec",
+                self.tx,
+                "tc",
+                "qdisc",
+                verb,
+                "dev",
+                self.tx_dev,
+                "root",
+                "tbf",
+                "rate",
+                f"{int(kbit)}kbit",
+                "burst",
+                str(burst),
+                "latency",
+                f"{self.queue_ms}ms",
+            )
         self.rate_kbit = kbit
 
     def set_loss(self, percent: float) -> None:
@@ -197,8 +249,14 @@ class Link:
         if percent >= 100:
             self._run("ip", "netns", "exec", self.rx, "nft", "add rule inet snisloss input meta l4proto udp drop")
         elif percent > 0:
-            self._run("ip", "netns", "exec", self.rx, "nft",
-                      f"add rule inet snisloss input meta l4proto udp numgen random mod 1000 < {int(percent * 10)} drop")
+            self._run(
+                "ip",
+                "netns",
+                "exec",
+                self.rx,
+                "nft",
+                f"add rule inet snisloss input meta l4proto udp numgen random mod 1000 < {int(percent * 10)} drop",
+            )
         self.loss = percent
 
     def ns(self, which: str) -> list[str]:
@@ -222,7 +280,6 @@ class Scenario:
         return sum(p[0] for p in self.phases)
 
 
-
 def env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
@@ -244,9 +301,24 @@ class Stream:
     threads: int = 1
 
     def args(self) -> list[str]:
-        out = ["--size", self.size, "--fps", str(self.fps), "--tiers", str(self.tiers), "--tier-ratio",
-               str(self.tier_ratio), "--budget-ms", str(self.budget_ms), "--start-kbps", str(self.start_kbps),
-               "--clip-frames", str(self.clip_frames), "--threads", str(self.threads)]
+        out = [
+            "--size",
+            self.size,
+            "--fps",
+            str(self.fps),
+            "--tiers",
+            str(self.tiers),
+            "--tier-ratio",
+            str(self.tier_ratio),
+            "--budget-ms",
+            str(self.budget_ms),
+            "--start-kbps",
+            str(self.start_kbps),
+            "--clip-frames",
+            str(self.clip_frames),
+            "--threads",
+            str(self.threads),
+        ]
         if self.qp is not None:
             out += ["--qp", str(self.qp)]
         if self.media:
@@ -267,21 +339,60 @@ def run_scenario(sc: Scenario, stream: Stream, tmp: Path, link: Link | None = No
     try:
         link.set_loss(0)
         link.set_rate(sc.phases[0][1])
-        rx = subprocess.Popen([*link.ns("rx"), sys.executable, "-m", "snisd", "receive", "--listen",
-                               f"{link.rx_addr}:{port}", "--allow-open", "--ice-address", link.rx_addr, "--no-decode",
-                               "--frame-log", str(rx_log), "--stats-interval", "60", "--hold-ms", "150",
-                               "--log-level", "warning"],
-                              cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{sc.name}-rx.err", "w"),
-                              text=True)
+        rx = subprocess.Popen(
+            [
+                *link.ns("rx"),
+                sys.executable,
+                "-m",
+                "snisd",
+                "receive",
+                "--listen",
+                f"{link.rx_addr}:{port}",
+                "--allow-open",
+                "--ice-address",
+                link.rx_addr,
+                "--no-decode",
+                "--frame-log",
+                str(rx_log),
+                "--stats-interval",
+                "60",
+                "--hold-ms",
+                "150",
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=open(tmp / f"{sc.name}-rx.err", "w"),
+            text=True,
+        )
         assert rx.stdout is not None
         line = rx.stdout.readline()
         if "WHIP endpoint" not in line:
             raise RuntimeError(f"receiver did not start: {line!r} {(tmp / f'{sc.name}-rx.err').read_text()[-1500:]}")
-        tx = subprocess.Popen([*link.ns("tx"), sys.executable, str(Path(__file__).resolve()), "live",
-                               "--peer", f"http://{link.rx_addr}:{port}/whip", "--ice-address",
-                               link.tx_addr, "--duration", str(sc.duration), "--log", str(tx_log), *stream.args()],
-                              cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{sc.name}-tx.err", "w"),
-                              text=True)
+        tx = subprocess.Popen(
+            [
+                *link.ns("tx"),
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "live",
+                "--peer",
+                f"http://{link.rx_addr}:{port}/whip",
+                "--ice-address",
+                link.tx_addr,
+                "--duration",
+                str(sc.duration),
+                "--log",
+                str(tx_log),
+                *stream.args(),
+            ],
+            cwd=ROOT,
+            env=env(),
+            stdout=subprocess.PIPE,
+            stderr=open(tmp / f"{sc.name}-tx.err", "w"),
+            text=True,
+        )
         assert tx.stdout is not None
         line = tx.stdout.readline()
         if not line.startswith("READY"):
@@ -337,15 +448,16 @@ def _median(v: list[float]) -> float | None:
     return _pct(v, 50)
 
 
-def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[dict], stats: dict,
-            bin_s: float = 0.5) -> dict:
+def analyse(
+    sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[dict], stats: dict, bin_s: float = 0.5
+) -> dict:
     """Rates, delays, stalls and reactions from the sender's and the receiver's logs.
 
     Utilisation is raw: bytes the sender handed to its channels / link capacity."""
     import bisect
 
-    for a, b in zip(sent, sent[1:]):
-        d = [y - x for x, y in zip(a["tier_sent"], b["tier_sent"])]
+    for a, b in pairwise(sent):
+        d = [y - x for x, y in zip(a["tier_sent"], b["tier_sent"], strict=True)]
         a["sent_tiers"] = sum(1 for v in d if v > 0) if d and d[0] == 1 else a["max_tiers"]
     if sent:
         sent[-1]["sent_tiers"] = sent[-1]["max_tiers"]
@@ -370,12 +482,28 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
         s = by_no.get(r["frame_no"])
         if s is None:
             continue
-        rel.append((r["t_released"] - t0, r["frame_no"], r["received_tiers"], sum(s["sizes"][:r["received_tiers"]]),
-                    r["t_released"] - s["t"]))
+        rel.append(
+            (
+                r["t_released"] - t0,
+                r["frame_no"],
+                r["received_tiers"],
+                sum(s["sizes"][: r["received_tiers"]]),
+                r["t_released"] - s["t"],
+            )
+        )
     rel.sort()
     nb = int(end / bin_s) + 1
-    series: dict[str, list] = {"t": [k * bin_s for k in range(nb)], "link": [], "sent": [], "delivered": [],
-                               "tiers_sent": [], "estimate": [], "target": [], "qp": [], "base_delay_ms": []}
+    series: dict[str, list] = {
+        "t": [k * bin_s for k in range(nb)],
+        "link": [],
+        "sent": [],
+        "delivered": [],
+        "tiers_sent": [],
+        "estimate": [],
+        "target": [],
+        "qp": [],
+        "base_delay_ms": [],
+    }
     for k in range(nb):
         a, b = k * bin_s, (k + 1) * bin_s
         link = None
@@ -398,7 +526,7 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
     warm = 2.0
     base_delay = [x[4] * 1e3 for x in rel if x[0] >= warm]
     times = [0.5] + [x[0] for x in rel] + [end]  # the first frame is due right away
-    stalls = [(round(a, 2), round(b - a, 2)) for a, b in zip(times, times[1:]) if b - a > 1.0]
+    stalls = [(round(a, 2), round(b - a, 2)) for a, b in pairwise(times) if b - a > 1.0]
     phases = []
     for n, (at, rate, loss) in enumerate(applied):
         stop = applied[n + 1][0] if n + 1 < len(applied) else end
@@ -410,18 +538,31 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
         tier_mode = max(set(mt), key=mt.count) if mt else None
         ps = [r["sizes"] for r in inph if not r["key"] and not r["switch"]]
         fps = len(inph) / max(1e-6, stop - a)
-        tier_kbps = ([round(8 * sum(sum(z[:k + 1]) for z in ps) / len(ps) * fps / 1e3, 1) for k in range(len(ps[0]))]
-                     if ps else [])
+        tier_kbps = (
+            [round(8 * sum(sum(z[: k + 1]) for z in ps) / len(ps) * fps / 1e3, 1) for k in range(len(ps[0]))]
+            if ps
+            else []
+        )
         dl = [x[4] * 1e3 for x in rel if a <= x[0] < stop]
         est = [r["estimate_bps"] for r in inph if r.get("estimate_bps")]
         qps = [r["qp"] for r in inph if r.get("qp") is not None]
-        phases.append({"start": round(at, 2), "link_kbps": rate, "loss_pct": loss,
-                       "sent_kbps": round(s_rate, 1), "delivered_kbps": round(d_rate, 1),
-                       "utilisation": round(s_rate / rate, 3) if rate else None,
-                       "tiers_mode": tier_mode, "p_tier_kbps": tier_kbps,
-                       "estimate_kbps": round(_median(est) / 1e3, 1) if est else None,
-                       "qp_median": _median(qps), "qp_range": [min(qps), max(qps)] if qps else None,
-                       "base_delay_ms_p95_2nd_half": _pct(dl, 95), "base_delay_ms_max_2nd_half": max(dl) if dl else None})
+        phases.append(
+            {
+                "start": round(at, 2),
+                "link_kbps": rate,
+                "loss_pct": loss,
+                "sent_kbps": round(s_rate, 1),
+                "delivered_kbps": round(d_rate, 1),
+                "utilisation": round(s_rate / rate, 3) if rate else None,
+                "tiers_mode": tier_mode,
+                "p_tier_kbps": tier_kbps,
+                "estimate_kbps": round(_median(est) / 1e3, 1) if est else None,
+                "qp_median": _median(qps),
+                "qp_range": [min(qps), max(qps)] if qps else None,
+                "base_delay_ms_p95_2nd_half": _pct(dl, 95),
+                "base_delay_ms_max_2nd_half": max(dl) if dl else None,
+            }
+        )
     steps = []
     for n in range(1, len(applied)):
         at, rate, _ = applied[n]
@@ -433,20 +574,33 @@ def analyse(sc: Scenario, t0: float, applied: list, sent: list[dict], got: list[
             below = next((w / 20 for w in range(0, 200) if sent_rate(at + w / 20, at + w / 20 + 0.5) < rate), None)
             rec["sent_below_link_after_s"] = None if below is None else round(below + 0.5, 1)
         else:  # the end of the first 1-s window after the rise that sends >= 80 % of the new link
-            used = next((w / 20 for w in range(0, 400) if sent_rate(at + w / 20, at + w / 20 + 1.0) >= 0.8 * rate),
-                        None)
+            used = next(
+                (w / 20 for w in range(0, 400) if sent_rate(at + w / 20, at + w / 20 + 1.0) >= 0.8 * rate), None
+            )
             rec["used_after_s"] = None if used is None else round(used + 1.0, 1)
         steps.append(rec)
     clean = clean_picture_times(sent, got, t0)
     keys = [r["t"] - t0 for r in sent if r["key"]]
-    return {"scenario": sc.name, "title": sc.title, "frames_sent": stats["frames_sent"],
-            "frames_released": len(rel), "base_delay_ms_p50": _pct(base_delay, 50),
-            "base_delay_ms_p95": _pct(base_delay, 95), "stalls": stalls, "phases": phases, "steps": steps,
-            "keyframe_requests": stats["keyframe_requests"], "keyframes_at": [round(k, 2) for k in keys],
-            "base_dropped": stats["base_dropped"], "tier_dropped": stats["tier_dropped"],
-            "late_frames": stats.get("late_frames"), "encode_ms_p50": _median([r["encode_ms"] for r in sent]),
-            "encode_ms_p95": _pct([r["encode_ms"] for r in sent], 95),
-            "clean_after_loss_s": clean, "series": series}
+    return {
+        "scenario": sc.name,
+        "title": sc.title,
+        "frames_sent": stats["frames_sent"],
+        "frames_released": len(rel),
+        "base_delay_ms_p50": _pct(base_delay, 50),
+        "base_delay_ms_p95": _pct(base_delay, 95),
+        "stalls": stalls,
+        "phases": phases,
+        "steps": steps,
+        "keyframe_requests": stats["keyframe_requests"],
+        "keyframes_at": [round(k, 2) for k in keys],
+        "base_dropped": stats["base_dropped"],
+        "tier_dropped": stats["tier_dropped"],
+        "late_frames": stats.get("late_frames"),
+        "encode_ms_p50": _median([r["encode_ms"] for r in sent]),
+        "encode_ms_p95": _pct([r["encode_ms"] for r in sent], 95),
+        "clean_after_loss_s": clean,
+        "series": series,
+    }
 
 
 def clean_picture_times(sent: list[dict], got: list[dict], t0: float) -> dict:
@@ -483,9 +637,12 @@ def clean_picture_times(sent: list[dict], got: list[dict], t0: float) -> dict:
     if bad_since is not None:  # never recovered before the end
         durations.append(float("inf"))
         events.append((round(bad_since, 3), None))
-    return {"events": len(durations), "p50": _pct(durations, 50), "max": max(durations) if durations else None,
-            "events_list": events}
-
+    return {
+        "events": len(durations),
+        "p50": _pct(durations, 50),
+        "max": max(durations) if durations else None,
+        "events_list": events,
+    }
 
 
 def live_main(argv: list[str] | None = None) -> int:

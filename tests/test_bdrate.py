@@ -53,14 +53,14 @@ def test_no_overlap_or_too_few_points_is_nan():
 def test_dominated_points_are_dropped():
     lr, q = monotone_curve([100, 200, 300, 400], [70, 80, 79, 90])
     assert list(q) == [70, 80, 90]
-    assert np.allclose(10 ** lr, [100, 200, 400])
+    assert np.allclose(10**lr, [100, 200, 400])
 
 
 def test_pchip_matches_knots_is_monotone_and_integrates_exactly():
     x = np.array([0.0, 1.0, 2.5, 3.0, 5.0])
     y = np.array([0.0, 0.3, 2.0, 2.1, 4.0])
     d = pchip_slopes(x, y)
-    for xi, yi in zip(x, y):
+    for xi, yi in zip(x, y, strict=True):
         assert pchip_eval(x, y, d, xi) == pytest.approx(yi, abs=1e-12)
     grid = np.linspace(0.0, 5.0, 501)
     vals = np.array([pchip_eval(x, y, d, g) for g in grid])

@@ -20,7 +20,7 @@ DRIFT_BOUND_DB = 30.0  # a thinned decode stays within this PSNR of the encoder'
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b) ** 2)
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-9))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-9))
 
 
 def make_encoder(frames, analysis, synthesis, **kw) -> Encoder:
@@ -369,9 +369,13 @@ def test_tuning_overrides_are_checked():
         with pytest.raises(InputError, match="--tune"):
             Tuning().with_overrides([bad])
     assert Tuning().with_overrides(["split=3", "aq_strength=-12"]).aq_strength == -12
-    for bad, message in (("split=4", "split must be 0..3"), ("qpel=2", "qpel must be 0..1"),
-                         ("search_range=-1", "search_range must be >= 0"), ("aq_strength=40", "-32..31"),
-                         ("subpel=3", "subpel must be 0..2")):
+    for bad, message in (
+        ("split=4", "split must be 0..3"),
+        ("qpel=2", "qpel must be 0..1"),
+        ("search_range=-1", "search_range must be >= 0"),
+        ("aq_strength=40", "-32..31"),
+        ("subpel=3", "subpel must be 0..2"),
+    ):
         with pytest.raises(InputError, match=re.escape(message)):
             Tuning().with_overrides([bad])
 
@@ -398,7 +402,11 @@ def test_presets_differ_only_in_encoder_tuning():
     from snisd.codec.presets import PRESETS, tuning_for
 
     assert tuning_for("realtime") == tuning_for()
-    assert (tuning_for().key_sad_q4, tuning_for(live=True).key_sad_q4, tuning_for("medium", live=True).key_sad_q4) == (0, 48, 48)
+    assert (tuning_for().key_sad_q4, tuning_for(live=True).key_sad_q4, tuning_for("medium", live=True).key_sad_q4) == (
+        0,
+        48,
+        48,
+    )
     assert (tuning_for().skip_sad_q8, tuning_for(live=True).skip_sad_q8) == (16, 8)
     assert (tuning_for().key_qp, tuning_for().key_picture_qp) == (3, 1)
     assert (tuning_for(live=True).key_qp, tuning_for(live=True).key_picture_qp) == (0, 0)
@@ -468,6 +476,7 @@ def test_motion_bit_counter(natural_frames, analysis, synthesis):
     """motion_bits counts tier 0's macroblock modes and vectors on the range coder: next to
     nothing on a keyframe (grey intra modes), part of tier 0's payload on a P-frame, and more
     when merging is off and every vector is coded."""
+
     def run(tuning):
         enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=34, switch_interval=0, tuning=tuning)
         rows = []
@@ -492,8 +501,15 @@ def test_adaptive_quantisation_keeps_every_tier_prefix_bit_identical(natural_fra
 
     streams = {}
     for s in (0, strength):
-        enc = make_encoder(natural_frames, analysis, synthesis, tiers=3, qp=30, switch_interval=4,
-                           tuning=Tuning(aq_strength=s, aq_still=0))
+        enc = make_encoder(
+            natural_frames,
+            analysis,
+            synthesis,
+            tiers=3,
+            qp=30,
+            switch_interval=4,
+            tuning=Tuning(aq_strength=s, aq_still=0),
+        )
         dec = [Decoder(enc.sequence_header, synthesis=synthesis) for _ in range(3)]
         out = []
         for f in natural_frames:
@@ -532,9 +548,20 @@ def test_aq_still_keeps_adaptive_quantisation_to_a_still_camera(natural_frames, 
 
 @pytest.mark.parametrize(
     "overrides",
-    [["merge=0"], ["qpel=1"], ["split=0"], ["split=2"], ["qpel=1", "split=2", "merge=0"], ["split=2", "split8=2"],
-     ["split=1", "split8=1", "qpel=1"], ["subpel=0"], ["subpel=2"], ["subpel=0", "qpel=1"], ["obmc=1"],
-     ["obmc=1", "split=2", "split8=2", "qpel=1"]],
+    [
+        ["merge=0"],
+        ["qpel=1"],
+        ["split=0"],
+        ["split=2"],
+        ["qpel=1", "split=2", "merge=0"],
+        ["split=2", "split8=2"],
+        ["split=1", "split8=1", "qpel=1"],
+        ["subpel=0"],
+        ["subpel=2"],
+        ["subpel=0", "qpel=1"],
+        ["obmc=1"],
+        ["obmc=1", "split=2", "split8=2", "qpel=1"],
+    ],
 )
 def test_motion_tools_round_trip(natural_frames, analysis, synthesis, overrides):
     """Each motion tool combination (the frame announces which tools it uses, and the syntax of

@@ -62,35 +62,38 @@ def test_empty_file_and_empty_sections(tmp_path):
     assert load_config(p) == Config()
 
 
-@pytest.mark.parametrize("doc, key, found", [
-    ("codec: {tiers: 0}", "codec.tiers", 0),
-    ("codec: {tiers: 9}", "codec.tiers", 9),
-    ("codec: {tiers: three}", "codec.tiers", "three"),
-    ("codec: {tiers: 2.5}", "codec.tiers", 2.5),
-    ("codec: {qp: true}", "codec.qp", True),
-    ("codec: {qp: 64}", "codec.qp", 64),
-    ("codec: {tierz: 3}", "codec.tierz", "tierz"),
-    ("codec: {keyframe_interval_s: -1}", "codec.keyframe_interval_s", -1.0),
-    ("codec: {model: 5}", "codec.model", 5),
-    ("codec: 3", "codec", 3),
-    ("camera: {width: 1281}", "camera.width", 1281),
-    ("camera: {fps: 0}", "camera.fps", 0.0),
-    ("camera: {source: ''}", "camera.source", ""),
-    ("camera: {source: 0}", "camera.source", 0),
-    ("camera: {pixel_format: rgb}", "camera.pixel_format", "rgb"),
-    ("record: {fsync: 'yes please'}", "record.fsync", "yes please"),
-    ("record: {path: out.avi}", "record.path", "out.avi"),
-    ("transport: {peer: 'ftp://x'}", "transport.peer", "ftp://x"),
-    ("transport: {ice_servers: 'stun:x'}", "transport.ice_servers", "stun:x"),
-    ("transport: {ice_servers: ['http://x']}", "transport.ice_servers[0].urls", ["http://x"]),
-    ("transport: {ice_servers: [{urls: 'turn:x', password: p}]}", "transport.ice_servers[0].password", "password"),
-    ("metrics: {enabled: 1}", "metrics.enabled", 1),
-    ("metrics: {listen: 'localhost'}", "metrics.listen", "localhost"),
-    ("metrics: {listen: 'localhost:99999'}", "metrics.listen", "localhost:99999"),
-    ("log_level: loud", "log_level", "loud"),
-    ("bogus: 1", "bogus", "bogus"),
-    ("- a\n- b", "(top level)", ["a", "b"]),
-])
+@pytest.mark.parametrize(
+    "doc, key, found",
+    [
+        ("codec: {tiers: 0}", "codec.tiers", 0),
+        ("codec: {tiers: 9}", "codec.tiers", 9),
+        ("codec: {tiers: three}", "codec.tiers", "three"),
+        ("codec: {tiers: 2.5}", "codec.tiers", 2.5),
+        ("codec: {qp: true}", "codec.qp", True),
+        ("codec: {qp: 64}", "codec.qp", 64),
+        ("codec: {tierz: 3}", "codec.tierz", "tierz"),
+        ("codec: {keyframe_interval_s: -1}", "codec.keyframe_interval_s", -1.0),
+        ("codec: {model: 5}", "codec.model", 5),
+        ("codec: 3", "codec", 3),
+        ("camera: {width: 1281}", "camera.width", 1281),
+        ("camera: {fps: 0}", "camera.fps", 0.0),
+        ("camera: {source: ''}", "camera.source", ""),
+        ("camera: {source: 0}", "camera.source", 0),
+        ("camera: {pixel_format: rgb}", "camera.pixel_format", "rgb"),
+        ("record: {fsync: 'yes please'}", "record.fsync", "yes please"),
+        ("record: {path: out.avi}", "record.path", "out.avi"),
+        ("transport: {peer: 'ftp://x'}", "transport.peer", "ftp://x"),
+        ("transport: {ice_servers: 'stun:x'}", "transport.ice_servers", "stun:x"),
+        ("transport: {ice_servers: ['http://x']}", "transport.ice_servers[0].urls", ["http://x"]),
+        ("transport: {ice_servers: [{urls: 'turn:x', password: p}]}", "transport.ice_servers[0].password", "password"),
+        ("metrics: {enabled: 1}", "metrics.enabled", 1),
+        ("metrics: {listen: 'localhost'}", "metrics.listen", "localhost"),
+        ("metrics: {listen: 'localhost:99999'}", "metrics.listen", "localhost:99999"),
+        ("log_level: loud", "log_level", "loud"),
+        ("bogus: 1", "bogus", "bogus"),
+        ("- a\n- b", "(top level)", ["a", "b"]),
+    ],
+)
 def test_bad_values_name_the_key(tmp_path, doc, key, found):
     p = tmp_path / "c.yaml"
     p.write_text(doc + "\n")
@@ -103,10 +106,16 @@ def test_bad_values_name_the_key(tmp_path, doc, key, found):
 
 
 def test_ice_servers_forms():
-    c = Config.from_dict({"transport": {"ice_servers": [
-        "stun:stun.example.org:3478",
-        {"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
-    ]}})
+    c = Config.from_dict(
+        {
+            "transport": {
+                "ice_servers": [
+                    "stun:stun.example.org:3478",
+                    {"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
+                ]
+            }
+        }
+    )
     assert c.transport.ice_servers == [
         {"urls": ["stun:stun.example.org:3478"]},
         {"urls": ["turn:t.example.org"], "username": "u", "credential": "c"},
@@ -157,8 +166,12 @@ def test_unknown_top_level_keys_property(d):
 
 
 def test_rate_control_keys_are_checked_alone_and_against_each_other():
-    c = Config.from_dict({"codec": {"frame_budget_ms": 250, "min_qp": 10, "max_qp": 50},
-                          "transport": {"start_kbps": 500, "min_kbps": 100, "max_kbps": 4000}})
+    c = Config.from_dict(
+        {
+            "codec": {"frame_budget_ms": 250, "min_qp": 10, "max_qp": 50},
+            "transport": {"start_kbps": 500, "min_kbps": 100, "max_kbps": 4000},
+        }
+    )
     assert (c.codec.frame_budget_ms, c.codec.min_qp, c.transport.start_kbps) == (250, 10, 500)
     for data, key in (
         ({"codec": {"frame_budget_ms": 5}}, "codec.frame_budget_ms"),

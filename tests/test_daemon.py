@@ -28,7 +28,7 @@ def shipped_model_present() -> bool:
 
 # -- the daemon as a process --------------------------------------------------------------------
 
-LAUNCHER = '''
+LAUNCHER = """
 import sys
 sys.path.insert(0, {tests!r})
 if {double}:
@@ -37,7 +37,7 @@ if {double}:
     enc.Encoder = lambda cfg: DoubleEncoder(cfg.width, cfg.height, cfg.tiers)
 from snisd.daemon import main
 sys.exit(main(sys.argv[1:]))
-'''
+"""
 
 
 class NotifyListener:
@@ -57,7 +57,7 @@ class NotifyListener:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -84,14 +84,21 @@ class NotifyListener:
         self.sock.close()
 
 
-def start_daemon(tmp_path: Path, config: Path, notify: NotifyListener, *extra: str,
-                 env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_daemon(
+    tmp_path: Path, config: Path, notify: NotifyListener, *extra: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     script = tmp_path / "launch.py"
     script.write_text(LAUNCHER.format(tests=str(ROOT / "tests"), double=not shipped_model_present()))
     env = dict(os.environ, **(env or {}), NOTIFY_SOCKET=notify.path, WATCHDOG_USEC="400000", PYTHONPATH=str(ROOT))
     env.pop("WATCHDOG_PID", None)
-    return subprocess.Popen([sys.executable, str(script), "--config", str(config), *extra],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), "--config", str(config), *extra],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def write_config(path: Path, record: Path, qp: int = 28, level: str = "info") -> None:
@@ -111,7 +118,9 @@ def test_daemon_under_notify_socket(tmp_path):
     notify = NotifyListener(tmp_path / "notify.sock")
     proc = start_daemon(tmp_path, config, notify)
     try:
-        assert notify.wait_for("READY=1", 120, proc=proc), proc.stderr.read() if proc.poll() is not None else notify.messages
+        assert notify.wait_for("READY=1", 120, proc=proc), (
+            proc.stderr.read() if proc.poll() is not None else notify.messages
+        )
         ready_at = len(notify.fields())
         assert notify.wait_for("WATCHDOG=1", 5, ready_at)
         assert notify.wait_for("STATUS=", 5, ready_at)
@@ -183,9 +192,25 @@ def test_daemon_streams_to_the_receiver(tmp_path):
     received.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), SNISD_ICE_ADDRESSES="127.0.0.1")
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
-         "--record-dir", str(received), "--no-decode", "--ice-address", "127.0.0.1"],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--record-dir",
+            str(received),
+            "--no-decode",
+            "--ice-address",
+            "127.0.0.1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     config = tmp_path / "config.yaml"
     write_config(config, tmp_path / "local.mp4")
     notify = NotifyListener(tmp_path / "notify.sock")
@@ -197,8 +222,14 @@ def test_daemon_streams_to_the_receiver(tmp_path):
                     break
             except OSError:
                 time.sleep(0.1)
-        proc = start_daemon(tmp_path, config, notify, "--peer", f"http://127.0.0.1:{port}/whip",
-                            env={"SNISD_ICE_ADDRESSES": "127.0.0.1"})
+        proc = start_daemon(
+            tmp_path,
+            config,
+            notify,
+            "--peer",
+            f"http://127.0.0.1:{port}/whip",
+            env={"SNISD_ICE_ADDRESSES": "127.0.0.1"},
+        )
         assert notify.wait_for("READY=1", 120, proc=proc), proc.stderr.read()
         mark = len(notify.fields())
         assert notify.wait_for("STATUS=", 10, mark)

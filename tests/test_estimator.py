@@ -40,8 +40,13 @@ class Bottleneck:
         my = sum(d for _, d in window) / n
         sxx = sum((a - mx) ** 2 for a, _ in window) or 1.0
         slope = sum((a - mx) * (d - my) for a, d in window) / sxx
-        return {"t_ms": t * 1000.0, "wire_bytes": int(self.received_bits / 8), "queue_delay_ms": window[-1][1],
-                "delay_trend_ms_per_s": slope, "frames": [int(t * 15)] * 3}
+        return {
+            "t_ms": t * 1000.0,
+            "wire_bytes": int(self.received_bits / 8),
+            "queue_delay_ms": window[-1][1],
+            "delay_trend_ms_per_s": slope,
+            "frames": [int(t * 15)] * 3,
+        }
 
 
 def simulate(est: CapacityEstimator, link: Bottleneck, t0: float, t1: float, log: list, capacity=None) -> float:
@@ -95,8 +100,9 @@ def test_capacity_that_comes_back_is_found_within_five_seconds():
 def test_the_estimate_never_runs_far_ahead_of_what_was_received():
     est = CapacityEstimator()
     for k in range(40):  # the sender sends little (a static scene): 100 kbit/s received, calm path
-        est.update({"t_ms": k * 250.0, "wire_bytes": k * 3125, "queue_delay_ms": 0.5,
-                    "delay_trend_ms_per_s": 0.0}, k * 0.25)
+        est.update(
+            {"t_ms": k * 250.0, "wire_bytes": k * 3125, "queue_delay_ms": 0.5, "delay_trend_ms_per_s": 0.0}, k * 0.25
+        )
     p = est.policy  # it does not grow past 1.5 x received + the floor (nor fall without a reason)
     assert est.value <= max(p.start_bps, p.received_headroom * 100e3 + p.received_floor_bps) + 1
 
@@ -109,8 +115,17 @@ def test_heavy_loss_lowers_the_bound_light_loss_does_not():
             t = k * 0.25
             sent += 30
             got = int((sent - 30) * (1 - loss))  # fragments arrive a report later, minus the lost share
-            est.update({"t_ms": t * 1000, "wire_bytes": int(k * 31250 * (1 - loss)), "queue_delay_ms": 1.0,
-                        "delay_trend_ms_per_s": 0.0, "frames": [k * 4, got, 0]}, t, enhancement_sent=sent)
+            est.update(
+                {
+                    "t_ms": t * 1000,
+                    "wire_bytes": int(k * 31250 * (1 - loss)),
+                    "queue_delay_ms": 1.0,
+                    "delay_trend_ms_per_s": 0.0,
+                    "frames": [k * 4, got, 0],
+                },
+                t,
+                enhancement_sent=sent,
+            )
         return est
 
     heavy, light = run(0.3), run(0.01)
@@ -137,16 +152,17 @@ def test_reset_starts_over():
 
 def test_garbage_in_reports_is_ignored():
     est = CapacityEstimator()
-    v = est.update({"t_ms": "x", "queue_delay_ms": "nan?", "delay_trend_ms_per_s": None, "frames": "no"}, 0.0,
-                   enhancement_sent=5)
+    v = est.update(
+        {"t_ms": "x", "queue_delay_ms": "nan?", "delay_trend_ms_per_s": None, "frames": "no"}, 0.0, enhancement_sent=5
+    )
     assert v == est.policy.start_bps
 
 
 def test_pacer_releases_at_its_rate_base_first_and_expires_stale_enhancements():
     p = Pacer(800e3, burst_s=0.01, min_burst_bytes=1000)  # 100 kB/s
-    for k in range(10):
+    for _ in range(10):
         p.push(1, b"e" * 1000, 0.0)
-    for k in range(10):
+    for _ in range(10):
         p.push(0, b"b" * 1000, 0.0)
     out = p.pop(0.0)
     assert [m.tier for m in out] == [0]  # one burst's worth, base first
@@ -186,8 +202,15 @@ def test_tiers_drop_at_once_and_come_back_once_rate_control_settled():
 def test_a_short_queue_behind_a_sender_that_offered_little_costs_a_mild_cut():
     est = CapacityEstimator(EstimatorPolicy(start_bps=800e3))
     for k in range(6):  # the sender stalled: 200 kbit/s received, then a burst queues 50 ms
-        est.update({"t_ms": k * 250.0, "wire_bytes": k * 6250, "queue_delay_ms": 50.0 if k == 5 else 1.0,
-                    "delay_trend_ms_per_s": 0.0}, k * 0.25)
+        est.update(
+            {
+                "t_ms": k * 250.0,
+                "wire_bytes": k * 6250,
+                "queue_delay_ms": 50.0 if k == 5 else 1.0,
+                "delay_trend_ms_per_s": 0.0,
+            },
+            k * 0.25,
+        )
     assert est.state == "overuse" and est.value >= 0.85 * 800e3 - 1, est.stats()
     est.update({"t_ms": 2000.0, "wire_bytes": 40000, "queue_delay_ms": 300.0, "delay_trend_ms_per_s": 100.0}, 2.0)
     assert est.value < 400e3, est.stats()  # a long queue: down to what the path delivers
@@ -221,8 +244,13 @@ def test_a_rise_to_5_mbits_is_found_within_five_seconds_without_a_long_queue():
 
 
 def _report(k: float, wire: int, queue: float, trend: float = 0.0, got: int = 0) -> dict:
-    return {"t_ms": k * 250.0, "wire_bytes": wire, "queue_delay_ms": queue, "delay_trend_ms_per_s": trend,
-            "frames": [int(k), got, 0]}
+    return {
+        "t_ms": k * 250.0,
+        "wire_bytes": wire,
+        "queue_delay_ms": queue,
+        "delay_trend_ms_per_s": trend,
+        "frames": [int(k), got, 0],
+    }
 
 
 def test_loss_behind_a_queue_is_left_to_the_delay_estimate_random_loss_cuts_once_a_second():
@@ -253,7 +281,6 @@ def test_a_draining_queue_holds_the_estimate_near_the_rate_it_drains_at():
     for k, queue in enumerate(q):  # 300 kbit/s received while the queue shrinks
         est.update(_report(k, k * 9375, queue, -120.0), k * 0.25)
     assert est.state == "underuse" and 0.8 * 300e3 <= est.value <= 300e3, est.stats()
-
 
 
 def test_a_congestion_point_received_for_a_second_without_a_queue_is_forgotten():

@@ -22,8 +22,12 @@ pytestmark = pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe
 
 
 def ffprobe(path: Path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format",
-                          "-of", "json", str(path)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-show_format", "-of", "json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return json.loads(out)
 
 
@@ -67,9 +71,9 @@ def test_export_is_a_normal_h264_mp4(recording, tmp_path, capsys):
     with av.open(str(out)) as c:
         got = [f.to_ndarray()[: f.height].astype(np.float64) for f in c.decode(video=0)]  # Y plane
     assert len(got) == FRAMES
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         mse = np.mean((g - w) ** 2)
-        assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 32
+        assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 32
 
 
 def test_crash_cut_recording_exports_complete_fragments(recording, tmp_path, capsys):

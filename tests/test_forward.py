@@ -44,7 +44,7 @@ class MediaServer:
     def _call(self, coro, timeout: float = 20.0):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
-    def start(self) -> "MediaServer":
+    def start(self) -> MediaServer:
         self._call(self._start())
         return self
 
@@ -96,11 +96,15 @@ class MediaServer:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=await request.text(), type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription.sdp
-        self.codecs.extend(line.split()[1].split("/")[0] for line in answer.splitlines()
-                           if line.startswith("a=rtpmap:") and "rtx" not in line.lower())
+        self.codecs.extend(
+            line.split()[1].split("/")[0]
+            for line in answer.splitlines()
+            if line.startswith("a=rtpmap:") and "rtx" not in line.lower()
+        )
         self.sessions += 1
-        return web.Response(status=201, text=answer, content_type="application/sdp",
-                            headers={"Location": f"/live/whip/{self.sessions}"})
+        return web.Response(
+            status=201, text=answer, content_type="application/sdp", headers={"Location": f"/live/whip/{self.sessions}"}
+        )
 
     async def _delete(self, request):
         from aiohttp import web
@@ -120,7 +124,7 @@ def matches_the_camera(pictures: list[np.ndarray], n: int = 8) -> list[float]:
 
     scene = SyntheticScene(256, 144, 10.0)
     refs = [scene.render(k).y.astype(np.float64).ravel() for k in range(300)]
-    picks = pictures[len(pictures) // 4::max(1, len(pictures) // (2 * n))][:n]
+    picks = pictures[len(pictures) // 4 :: max(1, len(pictures) // (2 * n))][:n]
     return [max(np.corrcoef(p.ravel(), r)[0, 1] for r in refs) for p in picks]
 
 
@@ -168,8 +172,11 @@ viewers:
         assert st["forward"]["sessions"] == 2 and st["forward"]["failures"] >= 1, st["forward"]
         req = urllib.request.Request(f"{base}/metrics", headers={"Authorization": f"Bearer {VIEWER}"})
         metrics = urllib.request.urlopen(req, timeout=5).read().decode()
-        connected = [ln for ln in metrics.splitlines() if ln.startswith("snisd_receiver_forward_state{")
-                     and 'state="connected"' in ln and 'stream="' in ln]
+        connected = [
+            ln
+            for ln in metrics.splitlines()
+            if ln.startswith("snisd_receiver_forward_state{") and 'state="connected"' in ln and 'stream="' in ln
+        ]
         assert connected and float(connected[0].rsplit(" ", 1)[1]) == 1, metrics
     finally:
         proc.kill()

@@ -16,8 +16,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-IGNORE = shutil.ignore_patterns(".git", ".venv", "venv", "build", "dist", "*.egg-info", "__pycache__",
-                                "snisd-demo", ".pytest_cache", ".mypy_cache", ".ruff_cache")
+IGNORE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "snisd-demo",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +39,12 @@ def installed(tmp_path_factory):
     shutil.copytree(ROOT, clone, ignore=IGNORE)
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(clone)],
-                       capture_output=True, text=True, timeout=1800)
+    r = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(clone)],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return clone, venv / "bin"
 
@@ -42,12 +57,18 @@ def clean_env() -> dict[str, str]:
 @pytest.mark.slow
 def test_readme_demo_from_a_fresh_clone_decodes_live(installed):
     clone, bin_dir = installed
-    r = subprocess.run([str(bin_dir / "snisd"), "demo", "--seconds", "10", "--size", "160x96"], cwd=clone,
-                       env=clean_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [str(bin_dir / "snisd"), "demo", "--seconds", "10", "--size", "160x96"],
+        cwd=clone,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = r.stdout + r.stderr
     assert "Traceback" not in log, log[-4000:]
     assert r.returncode == 0, log[-4000:]
-    summary = json.loads(r.stdout[r.stdout.rindex("\n{"):])
+    summary = json.loads(r.stdout[r.stdout.rindex("\n{") :])
     # the receiver itself decoded, live, every frame it recorded
     # (a fresh install compiles the codec's kernels on its first frames: the camera drops frames meanwhile)
     assert summary["receiver_recorded_frames"] >= 2, summary
@@ -65,8 +86,8 @@ def read_y4m(path: Path) -> tuple[tuple[int, int, str], list[bytes]]:
     size = w * h * 3 // 2
     pictures, pos = [], 0
     while pos < len(rest):
-        assert rest[pos:pos + 6] == b"FRAME\n", pos
-        pictures.append(rest[pos + 6:pos + 6 + size])
+        assert rest[pos : pos + 6] == b"FRAME\n", pos
+        pictures.append(rest[pos + 6 : pos + 6 + size])
         assert len(pictures[-1]) == size
         pos += 6 + size
     return (w, h, head.decode()), pictures
@@ -74,11 +95,10 @@ def read_y4m(path: Path) -> tuple[tuple[int, int, str], list[bytes]]:
 
 @pytest.mark.slow
 def test_file_clis_decode_extract_and_snis(installed, tmp_path):
-    from snisd.container import read_fmp4
-
     from fractions import Fraction
 
     from snisd.capture.synthetic import SyntheticScene
+    from snisd.container import read_fmp4
     from snisd.y4m import Y4mWriter
 
     _, bin_dir = installed
@@ -90,8 +110,7 @@ def test_file_clis_decode_extract_and_snis(installed, tmp_path):
             w.write(scene.render(n))
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        r = subprocess.run([snisd, *args], cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
-                           timeout=600)
+        r = subprocess.run([snisd, *args], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=600)
         assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stdout[-2000:], r.stderr[-2000:])
         return r
 
@@ -107,7 +126,7 @@ def test_file_clis_decode_extract_and_snis(installed, tmp_path):
     run("extract", str(src), "-o", "base.mp4", "--tiers", "1")
     seq1, frames1, _ = read_fmp4(tmp_path / "base.mp4")
     assert len(frames1) == len(frames)  # (the sequence header is copied as is: it still says 3)
-    assert all(f1.tiers == f.tiers[:1] for f, f1 in zip(frames, frames1))
+    assert all(f1.tiers == f.tiers[:1] for f, f1 in zip(frames, frames1, strict=True))
     run("decode", str(tmp_path / "base.mp4"), "-o", "base.y4m")
     assert len(read_y4m(tmp_path / "base.y4m")[1]) == len(frames)
     # .snis: encode the decoded clip to an elementary stream and decode that
@@ -118,8 +137,14 @@ def test_file_clis_decode_extract_and_snis(installed, tmp_path):
     # a truncated .snis keeps its complete frames and says where it ends, without a traceback
     data = (tmp_path / "clip.snis").read_bytes()
     (tmp_path / "bad.snis").write_bytes(data[:-1])  # the last frame's record loses its last byte
-    r = subprocess.run([snisd, "decode", "bad.snis", "-o", "bad.y4m", "--tiers", "2"], cwd=tmp_path, env=clean_env(),
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [snisd, "decode", "bad.snis", "-o", "bad.y4m", "--tiers", "2"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert "Traceback" not in r.stderr and "truncated" in r.stdout, (r.stdout, r.stderr)
     kept = read_y4m(tmp_path / "bad.y4m")[1]
     assert len(kept) == 4 and kept[0] == clip[0]

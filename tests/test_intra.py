@@ -128,8 +128,16 @@ def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     """The binding reads the tuple in declaration order: intra_pred, split8, subpel, obmc, then
     round_base, round_key, key_intra_bias and aq_still close it."""
     t = Tuning().with_overrides(
-        ["intra_pred=1", "split8=2", "subpel=0", "obmc=1", "round_base=20", "round_key=40", "key_intra_bias=50",
-         "aq_still=33"]
+        [
+            "intra_pred=1",
+            "split8=2",
+            "subpel=0",
+            "obmc=1",
+            "round_base=20",
+            "round_key=40",
+            "key_intra_bias=50",
+            "aq_still=33",
+        ]
     )
     assert t.as_tuple()[-8:] == (1, 2, 0, 1, 20, 40, 50, 33)
     d = Tuning()
@@ -167,10 +175,13 @@ def test_key_pictures_have_their_own_intra_bias(natural_frames, analysis, synthe
     runs = {}
     for bias in (Tuning().intra_bias * 4, 0):
         f = natural_frames[0]
-        cfg = EncoderConfig(f.width, f.height, 25, 1, tiers=2, qp=30, switch_interval=4,
-                            tuning=Tuning(key_intra_bias=bias))
+        cfg = EncoderConfig(
+            f.width, f.height, 25, 1, tiers=2, qp=30, switch_interval=4, tuning=Tuning(key_intra_bias=bias)
+        )
         enc = Encoder(cfg, analysis=analysis, synthesis=synthesis)
-        out = [(enc.encode(f), enc.times.stages[-1]["intra_mbs"], enc.reconstruction()) for f in scene_cut(natural_frames)]
+        out = [
+            (enc.encode(f), enc.times.stages[-1]["intra_mbs"], enc.reconstruction()) for f in scene_cut(natural_frames)
+        ]
         runs[bias] = (enc, out)
     (_, high), (enc, low) = runs.values()
     k = next(i for i, (ef, _, _) in enumerate(low) if ef.switch_point and not ef.keyframe)

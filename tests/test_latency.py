@@ -45,8 +45,9 @@ def test_capture_to_display_latency_with_an_offset_sender_clock(tmp_path):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "lat")
-    proc, tx_log = run_sender(tmp_path, f"{base}/whip", 10.0, "--token", "lat", "--clock-offset-ms", str(offset),
-                              background=True)
+    proc, tx_log = run_sender(
+        tmp_path, f"{base}/whip", 10.0, "--token", "lat", "--clock-offset-ms", str(offset), background=True
+    )
     seen = []
     try:
         deadline = time.monotonic() + 60
@@ -74,6 +75,9 @@ def test_capture_to_display_latency_with_an_offset_sender_clock(tmp_path):
     assert encode_ms[len(encode_ms) // 2] * 0.9 <= p50 <= p95 < 3000, (p50, p95, encode_ms[len(encode_ms) // 2])
     (summary,) = rx.summaries()
     assert summary["e2e_latency_p50_ms"] is not None
-    print("latency", {k: last[k] for k in ("clock_offset_ms", "clock_rtt_ms", "e2e_latency_p50_ms",
-                                           "e2e_latency_p95_ms")},
-          "encode p50", encode_ms[len(encode_ms) // 2])
+    print(
+        "latency",
+        {k: last[k] for k in ("clock_offset_ms", "clock_rtt_ms", "e2e_latency_p50_ms", "e2e_latency_p95_ms")},
+        "encode p50",
+        encode_ms[len(encode_ms) // 2],
+    )

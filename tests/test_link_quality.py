@@ -92,8 +92,10 @@ def test_clock_offset_from_the_smallest_round_trip():
 
     offset = 7_200_000.0  # the sender's clock two hours ahead
     sync = ClockSync()
-    samples = [_ping(sync, 1000.0 * k, offset, up, down)
-               for k, (up, down) in enumerate([(2, 2), (150, 3), (1.0, 1.4), (40, 300), (5, 5)])]
+    samples = [
+        _ping(sync, 1000.0 * k, offset, up, down)
+        for k, (up, down) in enumerate([(2, 2), (150, 3), (1.0, 1.4), (40, 300), (5, 5)])
+    ]
     best = ls.best_clock_offset(ls.ClockSample(s.offset_ms, s.rtt_ms) for s in samples)
     assert best.rtt_ms == pytest.approx(2.4)
     assert abs(best.offset_ms - offset) <= best.rtt_ms / 2  # the NTP bound
@@ -168,17 +170,27 @@ def test_vmaf_of_the_source_far_above_repeated_frames(tmp_path):
     from rdlib import ffmpeg_exe
 
     frames = [_i420(f) for f in _scene(24)]
-    same = ls.vmaf_sequence(ffmpeg_exe(), 320, 180, FPS, lambda i: frames[i], lambda i: frames[i], 24,
-                            tmp_path / "same.json")
+    same = ls.vmaf_sequence(
+        ffmpeg_exe(), 320, 180, FPS, lambda i: frames[i], lambda i: frames[i], 24, tmp_path / "same.json"
+    )
     # every picture shown for four slots (three of four late): what the playout rule makes of it
     shown = [ls.Shown(n, 1000.0 + n * PERIOD + (50.0 if n % 4 == 0 else 900.0)) for n in range(24)]
     slots = ls.playout(shown, 0, 23, 1000.0, FPS, 0.0, 400.0)
     assert [shown[k].index for k in slots][:8] == [0, 0, 0, 0, 4, 4, 4, 4]
-    rep = ls.vmaf_sequence(ffmpeg_exe(), 320, 180, FPS, lambda i: frames[shown[slots[i]].index],
-                           lambda i: frames[i], 24, tmp_path / "rep.json")
+    rep = ls.vmaf_sequence(
+        ffmpeg_exe(),
+        320,
+        180,
+        FPS,
+        lambda i: frames[shown[slots[i]].index],
+        lambda i: frames[i],
+        24,
+        tmp_path / "rep.json",
+    )
     blank = ls.blank_frame(320, 180)
-    grey = ls.vmaf_sequence(ffmpeg_exe(), 320, 180, FPS, lambda i: blank, lambda i: frames[i], 24,
-                            tmp_path / "blank.json")
+    grey = ls.vmaf_sequence(
+        ffmpeg_exe(), 320, 180, FPS, lambda i: blank, lambda i: frames[i], 24, tmp_path / "blank.json"
+    )
     assert same["vmaf"] > 95 and len(same["frames"]) == 24
     assert rep["vmaf"] < same["vmaf"] - 20
     assert grey["vmaf"] < rep["vmaf"]
@@ -226,8 +238,15 @@ def test_short_runs_snisd_and_aiortc_vp8(tmp_path):
         w = Y4mWriter(f, 320, 180, Fraction(10))
         for fr in _scene(60, fps=fps):
             w.write(fr)
-    args = argparse.Namespace(warmup=1.0, duration=4.0, playout_ms=400.0, also_playout_ms=[], stall_ms=200.0,
-                              vmaf_threads=2, snisd_config=None)
+    args = argparse.Namespace(
+        warmup=1.0,
+        duration=4.0,
+        playout_ms=400.0,
+        also_playout_ms=[],
+        stall_ms=200.0,
+        vmaf_threads=2,
+        snisd_config=None,
+    )
     (tmp_path / "src").mkdir()
     src = blq.prepare_source(str(clip), "", args.warmup + args.duration + 25.0, tmp_path / "src")
     assert src.fps == fps and src.clip_frames == 60 and (src.width, src.height) == (320, 180)
@@ -246,8 +265,11 @@ def test_short_runs_snisd_and_aiortc_vp8(tmp_path):
         assert 0 < r["delivered_kbps"] <= 2500 * 1.05, info
         assert r["vmaf"] > 20, info
         # the score is what the slots show: fresh slots score above repeated ones on moving content
-        own = [i for i in range(1, r["slots"]) if r["slot_index"][i] == r["window_frames"][0] + i
-               and r["slot_index"][i] != r["slot_index"][i - 1]]  # slots showing their own frame, fresh
+        own = [
+            i
+            for i in range(1, r["slots"])
+            if r["slot_index"][i] == r["window_frames"][0] + i and r["slot_index"][i] != r["slot_index"][i - 1]
+        ]  # slots showing their own frame, fresh
         fresh = [r["vmaf_frames"][i] for i in own]
         assert fresh and np.mean(fresh) > 50, info
     assert results["snisd"]["info"]["hash_mismatches"] == 0

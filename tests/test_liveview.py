@@ -28,8 +28,9 @@ from test_transport import ReceiverProc, free_port, run_sender  # noqa: E402
 TOKEN = "view-token"
 
 
-def http(url: str, method: str = "GET", token: str | None = None, body: bytes | None = None,
-         ctype: str | None = None) -> tuple[int, dict, bytes]:
+def http(
+    url: str, method: str = "GET", token: str | None = None, body: bytes | None = None, ctype: str | None = None
+) -> tuple[int, dict, bytes]:
     req = urllib.request.Request(url, data=body, method=method)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
@@ -94,6 +95,7 @@ async def whep_watch(base: str, sid: str, token: str | None, nframes: int) -> tu
             except Exception as exc:  # pragma: no cover
                 if not got.done():
                     got.set_exception(exc)
+
         asyncio.ensure_future(pull())
 
     await pc.setLocalDescription(await pc.createOffer())
@@ -178,11 +180,24 @@ async def cdp_view(url: str, profile: str) -> tuple[dict, bytes]:
 
     import aiohttp
 
-    args = [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-            "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
-            "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-            "--disable-features=WebRtcHideLocalIpsWithMdns", "--window-size=1280,800", "about:blank"]
+    args = [
+        chromium_binary(),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--remote-debugging-port=0",
+        "--remote-debugging-address=127.0.0.1",
+        "--autoplay-policy=no-user-gesture-required",
+        "--allow-loopback-in-peer-connection",
+        "--disable-features=WebRtcHideLocalIpsWithMdns",
+        "--window-size=1280,800",
+        "about:blank",
+    ]
     proc = await asyncio.create_subprocess_exec(*args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         port_file = Path(profile) / "DevToolsActivePort"
@@ -216,10 +231,15 @@ async def cdp_view(url: str, profile: str) -> tuple[dict, bytes]:
                 state = {}
                 for _ in range(300):
                     await asyncio.sleep(0.1)
-                    state = await js("(() => { const v = document.getElementById('video'); return v ? "
-                                     "{t: v.currentTime, w: v.videoWidth, h: v.videoHeight, paused: v.paused, "
-                                     "state: document.getElementById('state').textContent, "
-                                     "tier: document.getElementById('s-tier').textContent} : {}; })()") or {}
+                    state = (
+                        await js(
+                            "(() => { const v = document.getElementById('video'); return v ? "
+                            "{t: v.currentTime, w: v.videoWidth, h: v.videoHeight, paused: v.paused, "
+                            "state: document.getElementById('state').textContent, "
+                            "tier: document.getElementById('s-tier').textContent} : {}; })()"
+                        )
+                        or {}
+                    )
                     if state.get("t", 0) > 1.0 and state.get("w") and state.get("tier", "–") != "–":
                         break
                 # the video's pixels at native size (luma), via a canvas
@@ -227,7 +247,7 @@ async def cdp_view(url: str, profile: str) -> tuple[dict, bytes]:
                     const c = document.createElement('canvas'); c.width = v.videoWidth; c.height = v.videoHeight;
                     const g = c.getContext('2d'); g.drawImage(v, 0, 0);
                     const d = g.getImageData(0, 0, c.width, c.height).data; const out = [];
-                    for (let i = 0; i < d.length; i += 4) out.push(Math.round(0.299*d[i] + 0.587*d[i+1] + 0.114*d[i+2]));
+                    for (let i = 0; i < d.length; i += 4) out.push(Math.round(0.299*d[i]+0.587*d[i+1]+0.114*d[i+2]));
                     return out; })()""")
                 shot = await call("Page.captureScreenshot", format="png")
                 return state, base64.b64decode(shot["data"])
@@ -274,8 +294,8 @@ def test_headless_chromium_plays_the_view_page(live, tmp_path):
 
 
 def test_one_encoder_fans_out_to_every_viewer():
-    from snisd.capture.synthetic import SyntheticScene
     from snisd import reencode
+    from snisd.capture.synthetic import SyntheticScene
     from snisd.transport import fanout
 
     async def main():

@@ -12,14 +12,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from snisd.metrics import MetricsServer, families_from_snapshot, render, snapshot_registry
 
-SNAP = {"stages": {"encode": {"in": 5, "out": 4, "dropped": 1, "p50_ms": 2.5, "p95_ms": 7.0}},
-        "fps": 29.97, "tier_bitrate_bps": [100000, 50000], "tiers": 2, "uptime_s": 3.0,
-        "rss_bytes": 1000, "camera": {"state": "reconnecting", "reopens": 1, "failures": 2}}
+SNAP = {
+    "stages": {"encode": {"in": 5, "out": 4, "dropped": 1, "p50_ms": 2.5, "p95_ms": 7.0}},
+    "fps": 29.97,
+    "tier_bitrate_bps": [100000, 50000],
+    "tiers": 2,
+    "uptime_s": 3.0,
+    "rss_bytes": 1000,
+    "camera": {"state": "reconnecting", "reopens": 1, "failures": 2},
+}
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def scrape(srv: MetricsServer, path: str = "/metrics") -> tuple[str, str]:
@@ -30,7 +39,7 @@ def scrape(srv: MetricsServer, path: str = "/metrics") -> tuple[str, str]:
 
 def test_metrics_text_and_http():
     text = render(families_from_snapshot(SNAP))
-    assert '# TYPE snisd_stage_frames_dropped_total counter' in text
+    assert "# TYPE snisd_stage_frames_dropped_total counter" in text
     assert 'snisd_stage_frames_dropped_total{stage="encode"} 1.0\n' in text
     assert 'snisd_stage_ms_p95{stage="encode"} 7.0\n' in text
     assert 'snisd_tier_bitrate_bps{tier="1"} 50000.0\n' in text

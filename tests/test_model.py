@@ -21,8 +21,10 @@ from snisd.errors import ModelError
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 DATA = Path(__file__).parent / "data"
-PAIRS = [("snis896.tflite", "snis896_analysis_float.npz", "snis896_synthesis.npz"),
-         ("dct8.tflite", None, "dct8_synthesis.npz")]
+PAIRS = [
+    ("snis896.tflite", "snis896_analysis_float.npz", "snis896_synthesis.npz"),
+    ("dct8.tflite", None, "dct8_synthesis.npz"),
+]
 
 
 def _analysis_weights(npz):
@@ -147,7 +149,7 @@ def _natural_residuals():
     def crop(ps):
         return [np.clip(ps[0][:h, :w], -128, 127), *(np.clip(p[: h // 2, : w // 2], -128, 127) for p in ps[1:])]
 
-    return {"intra": crop([p - 128 for p in cur]), "residual": crop([a - b for a, b in zip(cur, prev)])}
+    return {"intra": crop([p - 128 for p in cur]), "residual": crop([a - b for a, b in zip(cur, prev, strict=True)])}
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +172,7 @@ def test_int8_latents_match_float_reference(natural, model, npz, synth):
         want = ref.analyze_reference(y, u, v, w)
         got = out.dequantized()
         scales = (out.y_coarse_scale, out.y_ac_scale, out.c_coarse_scale, out.c_ac_scale)
-        for g, f, s in zip(got, ("y_coarse", "y_ac", "c_coarse", "c_ac"), scales):
+        for g, f, s in zip(got, ("y_coarse", "y_ac", "c_coarse", "c_ac"), scales, strict=True):
             ref_arr = getattr(want, f)
             err = np.sqrt(np.mean((g - ref_arr) ** 2, axis=tuple(range(g.ndim - 1))))  # per channel
             assert np.all(err < 1.0 * s + 0.1), (kind, f, np.max(err / s))
@@ -192,8 +194,12 @@ def test_output_layout_views_and_resize(natural):
     assert out.c_coarse.shape == (2, h // 16, w // 16, 4)
     for a in (out.y_ac, out.y_coarse, out.c_ac, out.c_coarse):
         assert a.strides[-1] == 1
-    for s, zp, ch in ((out.y_ac_scale, out.y_ac_zp, 63), (out.c_ac_scale, out.c_ac_zp, 15),
-                      (out.y_coarse_scale, out.y_coarse_zp, 4), (out.c_coarse_scale, out.c_coarse_zp, 4)):
+    for s, zp, ch in (
+        (out.y_ac_scale, out.y_ac_zp, 63),
+        (out.c_ac_scale, out.c_ac_zp, 15),
+        (out.y_coarse_scale, out.y_coarse_zp, 4),
+        (out.c_coarse_scale, out.c_coarse_zp, 4),
+    ):
         assert s.shape == zp.shape == (ch,) and s.dtype == np.float64 and zp.dtype == np.int32
     first = out.y_ac.copy()
     # the same buffers again (views, no copies) and the same result for the same input
@@ -322,6 +328,7 @@ def test_model_files_found_without_the_models_package(monkeypatch):
     """A source checkout run without installing has no snisd.models: models/ beside snisd/ is used."""
     if not (Path(wts.__file__).resolve().parents[2] / "models").is_dir():
         pytest.skip("snisd is imported from an installed copy here, not from a source checkout")
+
     def no_package(name):
         raise ModuleNotFoundError(f"No module named {name!r}")
 

@@ -31,8 +31,16 @@ CHECK = ROOT / "tools" / "native"
 CROSS = "aarch64-linux-gnu-gcc"
 QEMU = "qemu-aarch64"
 SYSROOT = Path("/usr/aarch64-linux-gnu")
-HASHES = {"rangecoder-payloads", "step16-table", "encode-residual", "encode-payloads", "encode-reconstruction",
-          "decode-pictures", "vector-decode", "vector-decode-base-tier"}
+HASHES = {
+    "rangecoder-payloads",
+    "step16-table",
+    "encode-residual",
+    "encode-payloads",
+    "encode-reconstruction",
+    "decode-pictures",
+    "vector-decode",
+    "vector-decode-base-tier",
+}
 
 
 def setup_flags() -> list[str]:
@@ -51,8 +59,19 @@ def core_sources() -> list[str]:
 
 def build(cc: str, out: Path, flags: list[str] | None = None) -> Path:
     flags = [*setup_flags(), "-Werror"] if flags is None else flags
-    cmd = [cc, *flags, f"-I{NATIVE}", f"-I{CHECK}", str(CHECK / "core_check.c"),
-           str(CHECK / "sha256.c"), *core_sources(), "-lm", "-pthread", "-o", str(out)]
+    cmd = [
+        cc,
+        *flags,
+        f"-I{NATIVE}",
+        f"-I{CHECK}",
+        str(CHECK / "core_check.c"),
+        str(CHECK / "sha256.c"),
+        *core_sources(),
+        "-lm",
+        "-pthread",
+        "-o",
+        str(out),
+    ]
     res = subprocess.run(cmd, check=False, capture_output=True, text=True)
     assert res.returncode == 0 and not res.stderr.strip(), f"{' '.join(cmd)}\n{res.stderr}"
     return out
@@ -72,8 +91,9 @@ def run(cmd: list[str], vector: Path) -> tuple[str, dict[str, str]]:
 def vector(tmp_path_factory) -> Path:
     """A 160x96, 3-tier stream of natural video coded by the Python encoder on this machine."""
     out = tmp_path_factory.mktemp("vector") / "bikes.snistv"
-    res = subprocess.run([sys.executable, str(CHECK / "make_vector.py"), str(out)], check=False,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(CHECK / "make_vector.py"), str(out)], check=False, capture_output=True, text=True
+    )
     assert res.returncode == 0, res.stderr[-4000:]
     return out
 
@@ -98,8 +118,10 @@ def test_aarch64_build_is_bit_identical_to_this_machine(tmp_path, vector, native
     if missing or not SYSROOT.is_dir():
         if os.environ.get("SNISD_REQUIRE_TOOLCHAINS"):  # set by .ci/run, which installs them
             pytest.fail(f"SNISD_REQUIRE_TOOLCHAINS is set but {', '.join(missing) or SYSROOT} is missing")
-        pytest.skip(f"cross toolchain absent ({', '.join(missing) or SYSROOT}): "
-                    "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user")
+        pytest.skip(
+            f"cross toolchain absent ({', '.join(missing) or SYSROOT}): "
+            "apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user"
+        )
     exe = build(CROSS, tmp_path / "core_check")  # setup.py's flags plus -Werror: no warnings
     simd, hashes = run([QEMU, "-L", str(SYSROOT), str(exe)], vector)
     assert simd == "neon"  # the NEON path of simd.h was compiled and ran
@@ -126,11 +148,13 @@ def test_core_checks_under_sanitizers(tmp_path, vector, native_result, sanitizer
         if os.environ.get("SNISD_REQUIRE_TOOLCHAINS"):
             pytest.fail("clang is missing")
         pytest.skip("clang absent: apt-get install clang")
-    exe = build("clang", tmp_path / "core_check", ["-g", "-O1", "-std=c11", f"-fsanitize={sanitizers}",
-                                                   "-fno-sanitize-recover=all"])
+    exe = build(
+        "clang",
+        tmp_path / "core_check",
+        ["-g", "-O1", "-std=c11", f"-fsanitize={sanitizers}", "-fno-sanitize-recover=all"],
+    )
     env = {**os.environ, "TSAN_OPTIONS": "halt_on_error=1", "ASAN_OPTIONS": "detect_leaks=1"}
-    res = subprocess.run([str(exe), str(vector)], check=False, capture_output=True, text=True, timeout=600,
-                         env=env)
+    res = subprocess.run([str(exe), str(vector)], check=False, capture_output=True, text=True, timeout=600, env=env)
     assert res.returncode == 0 and "Sanitizer" not in res.stderr, res.stderr[-4000:]
     assert dict(re.findall(r"^hash (\S+) ([0-9a-f]{64})$", res.stdout, re.MULTILINE)) == native_result[1]
 

@@ -19,6 +19,7 @@ from snisd.pipeline import Closed, LatestQueue, Pipeline, RateMeter, RecordSink
 
 # -- queue and counters -------------------------------------------------------------------------
 
+
 def test_latest_queue_drops_oldest():
     q: LatestQueue[int] = LatestQueue(2)
     assert q.put(1) == 0 and q.put(2) == 0

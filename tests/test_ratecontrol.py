@@ -180,8 +180,13 @@ def test_metrics_and_status_expose_estimate_target_and_qp():
     snap = {
         "stages": {},
         "rate_control": {"target_kbps": 812.5, "qp": 23, "level": 22.4, "buffer_ms": 40.0, "budget_ms": 300.0},
-        "transport": {"state": "connected", "estimate": {"estimate_kbps": 850.0}, "target_kbps": 812.5,
-                      "max_tiers": 3, "bytes_sent": [1, 2, 3]},
+        "transport": {
+            "state": "connected",
+            "estimate": {"estimate_kbps": 850.0},
+            "target_kbps": 812.5,
+            "max_tiers": 3,
+            "bytes_sent": [1, 2, 3],
+        },
     }
     text = render(families_from_snapshot(snap))
     assert "snisd_encoder_qp 23.0" in text

@@ -41,16 +41,25 @@ def write_config(tmp: Path, text: str) -> Path:
 
 
 def scoped_config(tmp: Path, extra: str = "") -> Path:
-    return write_config(tmp, f"""
+    return write_config(
+        tmp,
+        f"""
 publishers:
   cam1: {{token: "{PUB}"}}
 viewers:
   alice: {{token: "{VIEWER}"}}
-{extra}""")
+{extra}""",
+    )
 
 
-def http(url: str, token: str | None = None, method: str = "GET", data: bytes | None = None,
-         headers: dict | None = None, context=None) -> tuple[int, dict, bytes]:
+def http(
+    url: str,
+    token: str | None = None,
+    method: str = "GET",
+    data: bytes | None = None,
+    headers: dict | None = None,
+    context=None,
+) -> tuple[int, dict, bytes]:
     h = dict(headers or {})
     if token:
         h["Authorization"] = f"Bearer {token}"
@@ -75,14 +84,21 @@ def test_access_scopes_and_constant_time_match():
 
 
 def test_receiver_config_errors_name_the_key_path():
-    cfg = parse_receiver_config({"publishers": {"cam1": {"token": PUB, "forward": {"url": "https://m/whip"}}},
-                                 "viewers": {"alice": {"token": VIEWER}}, "recording": {"min_free_mb": 5}})
+    cfg = parse_receiver_config(
+        {
+            "publishers": {"cam1": {"token": PUB, "forward": {"url": "https://m/whip"}}},
+            "viewers": {"alice": {"token": VIEWER}},
+            "recording": {"min_free_mb": 5},
+        }
+    )
     assert cfg.forwards["cam1"].codec == "h264" and cfg.min_free_bytes == 5_000_000
     bad = [
         ({"publishers": {"cam1": {"token": "short"}}}, "publishers.cam1.token"),
         ({"publishers": {"cam1": {"token": PUB, "forward": {"url": "rtmp://x"}}}}, "publishers.cam1.forward.url"),
-        ({"publishers": {"cam1": {"token": PUB, "forward": {"url": "http://x", "codec": "av1"}}}},
-         "publishers.cam1.forward.codec"),
+        (
+            {"publishers": {"cam1": {"token": PUB, "forward": {"url": "http://x", "codec": "av1"}}}},
+            "publishers.cam1.forward.codec",
+        ),
         ({"viewers": {"a": {"token": VIEWER, "forward": {}}}}, "viewers.a.forward"),
         ({"viewers": {"a": {"token": PUB}}, "publishers": {"b": {"token": PUB}}}, "viewers.a.token"),
         ({"recording": {"max_mb": -1}}, "recording.max_mb"),
@@ -100,15 +116,27 @@ def test_receiver_config_errors_name_the_key_path():
 
 
 def test_open_receiver_refuses_a_public_address(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "snisd", "receive", "--listen", f"0.0.0.0:{free_port()}",
-                        "--no-decode"], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "snisd", "receive", "--listen", f"0.0.0.0:{free_port()}", "--no-decode"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "without a token" in r.stderr and "--allow-open" in r.stderr, r.stderr
 
 
 def test_open_receiver_defaults_to_loopback(tmp_path):
     # no --listen, no token: the default address is loopback (the printed endpoint says so)
-    p = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--no-decode"], cwd=ROOT, env=env(),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "snisd", "receive", "--no-decode"],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = p.stdout.readline()
     finally:
@@ -151,14 +179,21 @@ def test_whep_answers_carry_cors_headers(tmp_path):
     port = free_port()
     rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "tok", "--no-decode")
     try:
-        status, headers, _ = http(f"http://127.0.0.1:{port}/whep/x", method="OPTIONS",
-                                  headers={"Origin": "https://player.example", "Access-Control-Request-Method": "POST"})
+        status, headers, _ = http(
+            f"http://127.0.0.1:{port}/whep/x",
+            method="OPTIONS",
+            headers={"Origin": "https://player.example", "Access-Control-Request-Method": "POST"},
+        )
         assert status == 204 and headers["Access-Control-Allow-Origin"] == "*"
         assert "Authorization" in headers["Access-Control-Allow-Headers"]
         assert "Location" in headers["Access-Control-Expose-Headers"]
         # a refusal carries them too, so the player can read the status
-        status, headers, _ = http(f"http://127.0.0.1:{port}/whep/x", method="POST", data=b"v=0",
-                                  headers={"Origin": "https://player.example", "Content-Type": "application/sdp"})
+        status, headers, _ = http(
+            f"http://127.0.0.1:{port}/whep/x",
+            method="POST",
+            data=b"v=0",
+            headers={"Origin": "https://player.example", "Content-Type": "application/sdp"},
+        )
         assert status == 401 and headers["Access-Control-Allow-Origin"] == "*"
     finally:
         rx.stop()
@@ -177,28 +212,53 @@ def make_ca_and_cert(tmp: Path) -> tuple[Path, Path, Path]:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "snisd test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-          .not_valid_after(now + datetime.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     ca_path, cert_path, key_path = tmp / "ca.pem", tmp / "server.pem", tmp / "server.key"
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return ca_path, cert_path, key_path
 
 
@@ -207,8 +267,9 @@ def test_tls_receiver_and_https_whip_with_a_ca_file(tmp_path):
     pytest.importorskip("cryptography")
     ca, cert, key = make_ca_and_cert(tmp_path)
     port = free_port()
-    rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}", "--token", "tls-tok", "--tls-cert", str(cert), "--tls-key",
-                      str(key))
+    rx = ReceiverProc(
+        tmp_path, f"127.0.0.1:{port}", "--token", "tls-tok", "--tls-cert", str(cert), "--tls-key", str(key)
+    )
     url = f"https://127.0.0.1:{port}/whip"
     try:
         assert any(f"WHIP endpoint at {url}" in x for x in rx.lines)
@@ -293,8 +354,12 @@ def test_recorder_stops_at_the_floor_mid_stream_and_keeps_a_valid_file(tmp_path)
     enc = Encoder(EncoderConfig(64, 48, 10, 1, tiers=2))
     scene = SyntheticScene(64, 48, 10.0)
     free = [10_000_000]
-    rec = Recorder(str(tmp_path / "r" / "s.mp4"), enc.sequence_header, RecordingLimits(min_free_bytes=9_000_000),
-                   disk_free=lambda _: free[0])
+    rec = Recorder(
+        str(tmp_path / "r" / "s.mp4"),
+        enc.sequence_header,
+        RecordingLimits(min_free_bytes=9_000_000),
+        disk_free=lambda _: free[0],
+    )
     written = []
     for n in range(10):
         written.append(rec.write(enc.encode(scene.render(n))))
@@ -307,7 +372,13 @@ def test_recorder_stops_at_the_floor_mid_stream_and_keeps_a_valid_file(tmp_path)
 
 def test_bad_receiver_config_names_the_key_and_nothing_listens(tmp_path):
     cfg = write_config(tmp_path, "publishers:\n  cam1: {token: short}\n")
-    r = subprocess.run([sys.executable, "-m", "snisd", "receive", "--config", str(cfg), "--no-decode"], cwd=ROOT,
-                       env=env(), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "snisd", "receive", "--config", str(cfg), "--no-decode"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 1 and "publishers.cam1.token" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert "WHIP endpoint at" not in r.stdout

@@ -45,9 +45,15 @@ def test_unit_has_the_required_settings():
     assert s["Type"] == ["notify"]
     assert s["Restart"] == ["on-failure"]
     assert int(s["WatchdogSec"][0]) > 0
-    for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
-                       ("ProtectHome", "yes"), ("SupplementaryGroups", "video"), ("StateDirectory", "snisd"),
-                       ("DynamicUser", "yes")]:
+    for key, value in [
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("ProtectHome", "yes"),
+        ("SupplementaryGroups", "video"),
+        ("StateDirectory", "snisd"),
+        ("DynamicUser", "yes"),
+    ]:
         assert s[key] == [value], key
     assert any(v.startswith("char-video4linux") for v in s["DeviceAllow"])
     assert not any("NUMBA" in v for v in s["Environment"])  # no JIT cache: the core is compiled at install
@@ -127,6 +133,6 @@ def test_watchdog_pings_only_on_progress(tmp_path):
             while True:
                 assert sock.recv(64) == b"WATCHDOG=1"
                 pings += 1
-        except socket.timeout:
+        except TimeoutError:
             pass
         assert pings == wd.pings

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -53,7 +54,13 @@ def test_split_and_reassemble_large_piece_out_of_order():
     header, out = r.add(msgs[2])
     assert out == piece
     assert (header.kind, header.tier, header.sequence, header.part, header.count, header.sent_ms) == (
-        channels.KIND_FRAGMENT, 2, 77, 0, 5, 1234)
+        channels.KIND_FRAGMENT,
+        2,
+        77,
+        0,
+        5,
+        1234,
+    )
 
 
 def test_reassembler_is_bounded_and_rejects_garbage():
@@ -100,16 +107,41 @@ def env() -> dict[str, str]:
 class ReceiverProc:
     """`python -m snisd receive` in the background, stdout collected."""
 
-    def __init__(self, tmp: Path, listen: str, *extra: str, prefix: list[str] | None = None,
-                 ice_address: str = "127.0.0.1", tag: str = "rx") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        listen: str,
+        *extra: str,
+        prefix: list[str] | None = None,
+        ice_address: str = "127.0.0.1",
+        tag: str = "rx",
+    ) -> None:
         self.frame_log = tmp / f"{tag}.jsonl"
         self.record_dir = tmp / f"{tag}-rec"
         self.stderr_path = tmp / f"{tag}.err"
-        cmd = [*(prefix or []), sys.executable, "-m", "snisd", "receive", "--listen", listen,
-               "--ice-address", ice_address, "--record-dir", str(self.record_dir),
-               "--frame-log", str(self.frame_log), "--stats-interval", "2", "--hold-ms", "300", *extra]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                                     stderr=open(self.stderr_path, "w"), text=True)
+        cmd = [
+            *(prefix or []),
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            listen,
+            "--ice-address",
+            ice_address,
+            "--record-dir",
+            str(self.record_dir),
+            "--frame-log",
+            str(self.frame_log),
+            "--stats-interval",
+            "2",
+            "--hold-ms",
+            "300",
+            *extra,
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(self.stderr_path, "w"), text=True
+        )
         self.lines: list[str] = []
         self._ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
@@ -142,14 +174,39 @@ class ReceiverProc:
             return self.proc.wait(5)
 
 
-def run_sender(tmp: Path, peer: str, duration: float, *extra: str, prefix: list[str] | None = None,
-               ice_address: str = "127.0.0.1", tag: str = "tx", background: bool = False):
+def run_sender(
+    tmp: Path,
+    peer: str,
+    duration: float,
+    *extra: str,
+    prefix: list[str] | None = None,
+    ice_address: str = "127.0.0.1",
+    tag: str = "tx",
+    background: bool = False,
+):
     log = tmp / f"{tag}.jsonl"
-    cmd = [*(prefix or []), sys.executable, str(HARNESS), "send", "--peer", peer, "--size", SIZE,
-           "--fps", FPS, "--duration", str(duration), "--ice-address", ice_address, "--frame-log", str(log),
-           *extra]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{tag}.err", "w"),
-                            text=True)
+    cmd = [
+        *(prefix or []),
+        sys.executable,
+        str(HARNESS),
+        "send",
+        "--peer",
+        peer,
+        "--size",
+        SIZE,
+        "--fps",
+        FPS,
+        "--duration",
+        str(duration),
+        "--ice-address",
+        ice_address,
+        "--frame-log",
+        str(log),
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=open(tmp / f"{tag}.err", "w"), text=True
+    )
     if background:
         return proc, log
     return finish_sender(proc, tmp, tag), log
@@ -310,12 +367,17 @@ def veth_pair():
     a, b = f"vsntx{tag}", f"vsnrx{tag}"
     ta, ra = "10.231.77.1", "10.231.77.2"
     cmds = [
-        ["ip", "netns", "add", tx], ["ip", "netns", "add", rx],
+        ["ip", "netns", "add", tx],
+        ["ip", "netns", "add", rx],
         ["ip", "link", "add", a, "type", "veth", "peer", "name", b],
-        ["ip", "link", "set", a, "netns", tx], ["ip", "link", "set", b, "netns", rx],
-        ["ip", "-n", tx, "addr", "add", f"{ta}/24", "dev", a], ["ip", "-n", rx, "addr", "add", f"{ra}/24", "dev", b],
-        ["ip", "-n", tx, "link", "set", a, "up"], ["ip", "-n", rx, "link", "set", b, "up"],
-        ["ip", "-n", tx, "link", "set", "lo", "up"], ["ip", "-n", rx, "link", "set", "lo", "up"],
+        ["ip", "link", "set", a, "netns", tx],
+        ["ip", "link", "set", b, "netns", rx],
+        ["ip", "-n", tx, "addr", "add", f"{ta}/24", "dev", a],
+        ["ip", "-n", rx, "addr", "add", f"{ra}/24", "dev", b],
+        ["ip", "-n", tx, "link", "set", a, "up"],
+        ["ip", "-n", rx, "link", "set", b, "up"],
+        ["ip", "-n", tx, "link", "set", "lo", "up"],
+        ["ip", "-n", rx, "link", "set", "lo", "up"],
     ]
     try:
         for c in cmds:
@@ -333,10 +395,13 @@ def veth_pair():
 def test_stream_across_network_namespaces(tmp_path, veth_pair):
     tx_ns, tx_addr, rx_ns, rx_addr, _ = veth_pair
     port = 18000 + os.getpid() % 1000
-    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
+    rx = ReceiverProc(
+        tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr
+    )
     try:
-        stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 6.0,
-                                   prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr)
+        stats, tx_log = run_sender(
+            tmp_path, f"http://{rx_addr}:{port}/whip", 6.0, prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr
+        )
         time.sleep(1.0)
     finally:
         rx.stop()
@@ -349,8 +414,29 @@ def test_narrow_link_drops_enhancements_not_the_base(tmp_path, veth_pair):
     """A token bucket on the sender's side of the veth carries the base tier but not all tiers:
     the sender must give up enhancement data, and the base must keep flowing."""
     tx_ns, tx_addr, rx_ns, rx_addr, tx_dev = veth_pair
-    r = subprocess.run(["ip", "netns", "exec", tx_ns, "tc", "qdisc", "add", "dev", tx_dev, "root", "tbf",
-                        "rate", "96kbit", "burst", "16kb", "latency", "300ms"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            tx_ns,
+            "tc",
+            "qdisc",
+            "add",
+            "dev",
+            tx_dev,
+            "root",
+            "tbf",
+            "rate",
+            "96kbit",
+            "burst",
+            "16kb",
+            "latency",
+            "300ms",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0:
         pytest.skip(f"tc tbf failed: {r.stderr.strip()}")
     # timing on a shared 2-core machine: a run that misses a bound runs once more and must then
@@ -364,10 +450,13 @@ def test_narrow_link_drops_enhancements_not_the_base(tmp_path, veth_pair):
 def _narrow_link_once(tmp_path, veth_pair, port):
     tx_ns, tx_addr, rx_ns, rx_addr, tx_dev = veth_pair
     tmp_path.mkdir()
-    rx = ReceiverProc(tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr)
+    rx = ReceiverProc(
+        tmp_path, f"{rx_addr}:{port}", "--allow-open", prefix=["ip", "netns", "exec", rx_ns], ice_address=rx_addr
+    )
     try:
-        stats, tx_log = run_sender(tmp_path, f"http://{rx_addr}:{port}/whip", 10.0,
-                                   prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr)
+        stats, tx_log = run_sender(
+            tmp_path, f"http://{rx_addr}:{port}/whip", 10.0, prefix=["ip", "netns", "exec", tx_ns], ice_address=tx_addr
+        )
         time.sleep(1.5)
     finally:
         rx.stop()
@@ -383,7 +472,7 @@ def _narrow_link_once(tmp_path, veth_pair, port):
     assert len(frames) >= 0.7 * s["frames_sent"], (len(frames), tiers, s)
     # and the queue that built up before the step down has drained: the late frames are on time
     sent = {r["frame_no"]: r for r in map(json.loads, tx_log.read_text().splitlines())}
-    late = sorted(frames, key=lambda r: r["frame_no"])[len(frames) * 6 // 10:]
+    late = sorted(frames, key=lambda r: r["frame_no"])[len(frames) * 6 // 10 :]
     delays = sorted(r["t_released"] - sent[r["frame_no"]]["t_encoded"] for r in late)
     assert delays and delays[len(delays) // 2] < 0.4, delays
 
@@ -405,8 +494,9 @@ def test_sender_asks_again_while_it_waits_for_a_keyframe(tmp_path):
     rx = ReceiverProc(tmp_path, f"127.0.0.1:{port}")
     restrict_host_addresses(["127.0.0.1"])
     asked: list[float] = []
-    sender = WhipSender(f"http://127.0.0.1:{port}/whip", enc.sequence_header,
-                        request_keyframe=lambda: asked.append(time.monotonic())).start()
+    sender = WhipSender(
+        f"http://127.0.0.1:{port}/whip", enc.sequence_header, request_keyframe=lambda: asked.append(time.monotonic())
+    ).start()
     try:
         deadline = time.monotonic() + 20
         while sender.state != "connected" and time.monotonic() < deadline:
@@ -425,5 +515,5 @@ def test_sender_asks_again_while_it_waits_for_a_keyframe(tmp_path):
         rx.stop()
     assert st["frames_waiting_key"] >= 20, st
     assert len(asked) - n_before >= 2, (asked, st)  # asked again while waiting
-    gaps = [b - a for a, b in zip(asked[n_before:], asked[n_before + 1:])]
+    gaps = [b - a for a, b in pairwise(asked[n_before:])]
     assert all(g >= 0.9 for g in gaps), gaps  # but not more than about once a second

@@ -92,8 +92,19 @@ async def _send(args: argparse.Namespace) -> int:
                     self.skipped += 1
                     continue
                 break
-            log.write(json.dumps({"i": self.count, "pts_90k": int(round(frame.pts * tb * 90000)), "t_ms": round(t, 3),
-                                  "w": frame.width, "h": frame.height, "skipped": self.skipped}) + "\n")
+            log.write(
+                json.dumps(
+                    {
+                        "i": self.count,
+                        "pts_90k": int(round(frame.pts * tb * 90000)),
+                        "t_ms": round(t, 3),
+                        "w": frame.width,
+                        "h": frame.height,
+                        "skipped": self.skipped,
+                    }
+                )
+                + "\n"
+            )
             self.count += 1
             return frame
 
@@ -128,8 +139,11 @@ async def _send(args: argparse.Namespace) -> int:
 
     await pc.setLocalDescription(await pc.createOffer())
     async with aiohttp.ClientSession() as http:
-        async with http.post(args.peer, json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type},
-                             timeout=aiohttp.ClientTimeout(total=15)) as r:
+        async with http.post(
+            args.peer,
+            json={"sdp": pc.localDescription.sdp, "type": pc.localDescription.type},
+            timeout=aiohttp.ClientTimeout(total=15),
+        ) as r:
             if r.status != 200:
                 print(f"aiortc_anchor: offer refused: {r.status} {await r.text()}", file=sys.stderr)
                 return 1
@@ -186,8 +200,19 @@ async def _receive(args: argparse.Namespace) -> int:
                 frame = frame.reformat(format="yuv420p")
             data = frame.to_ndarray().tobytes()  # I420, planes one after the other
             pics.write(data)
-            shown.write(json.dumps({"k": k, "rel_90k": int(frame.pts), "t_shown_ms": round(t, 3), "w": frame.width,
-                                    "h": frame.height, "offset": offset}) + "\n")
+            shown.write(
+                json.dumps(
+                    {
+                        "k": k,
+                        "rel_90k": int(frame.pts),
+                        "t_shown_ms": round(t, 3),
+                        "w": frame.width,
+                        "h": frame.height,
+                        "offset": offset,
+                    }
+                )
+                + "\n"
+            )
             offset += len(data)
             k += 1
             stats["pictures"] = k

@@ -8,13 +8,13 @@ Each CHECKOUT is a source tree whose extension is built in place (`python setup.
 between runs by more than the change being measured, two separate runs of tools/bench_speed.py
 cannot tell a 3 % change; here both builds encode the same 1080p frames (the clip's first N
 upscaled with Lanczos, as bench_speed) alternately, frame by frame, on one core (`--threads N`:
-on N cores with N codec threads), and the three decoders of each build alternate in the same way, so a slow spell of the machine hits both. It
-prints the medians of each build and the median of the per-frame ratio B / A, over the P-frames
-and, for encoding, where the clip is long enough to hold them (one a second, 20 frames), over the
-key pictures on their own; `--a` and `--b` the same checkout measures the method's own spread.
-Streams are compared: a change meant to be exact should print `streams identical: True`. Both
-builds must take the tuning fields this checkout's `Tuning` sends (the binding refuses another
-count).
+on N cores with N codec threads), and the three decoders of each build alternate in the same
+way, so a slow spell of the machine hits both. It prints the medians of each build and the median
+of the per-frame ratio B / A, over the P-frames and, for encoding, where the clip is long enough
+to hold them (one a second, 20 frames), over the key pictures on their own; `--a` and `--b` the
+same checkout measures the method's own spread. Streams are compared: a change meant to be exact
+should print `streams identical: True`. Both builds must take the tuning fields this checkout's
+`Tuning` sends (the binding refuses another count).
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def main() -> int:
     dec_ms: dict[str, list[float]] = {k: [] for k in cores}
     for r in range(DECODE_ROUNDS):
         dec = {
-            k: with_core(cores[k], lambda k=k: Decoder(enc[k].sequence_header, synthesis=enc[k].synthesis, threads=args.threads))
+            k: with_core(
+                cores[k], lambda k=k: Decoder(enc[k].sequence_header, synthesis=enc[k].synthesis, threads=args.threads)
+            )
             for k in cores
         }
         for i in range(len(frames)):

@@ -58,7 +58,6 @@ LONG = {
 }
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Output.
 
@@ -74,18 +73,36 @@ def plot(res: dict, path: Path) -> None:
     nan = float("nan")
     link = [v if v is not None else nan for v in s["link"]]
     ax.step(s["t"], link, where="post", color="k", lw=1.5, label="link capacity")
-    ax.plot(s["t"], [v if v is not None else nan for v in s["estimate"]], color="tab:orange", lw=1, ls="--",
-            label="estimate")
+    ax.plot(
+        s["t"],
+        [v if v is not None else nan for v in s["estimate"]],
+        color="tab:orange",
+        lw=1,
+        ls="--",
+        label="estimate",
+    )
     ax.plot(s["t"], s["sent"], color="tab:blue", lw=1, label="sent")
     ax.set_ylabel("kbit/s")
     top = max([v for v in link if v == v] + s["sent"] + [1]) * 1.3
     ax.set_yscale("log")
     ax.set_ylim(50, min(top, 8000))
     ax2 = ax.twinx()
-    ax2.step(s["t"], [v if v is not None else nan for v in s["tiers_sent"]], where="post", color="tab:red", lw=1,
-             label="tiers sent")
-    ax2.plot(s["t"], [v / 10 if v is not None else nan for v in s["qp"]], color="tab:purple", lw=0.8, alpha=0.7,
-             label="qp / 10")
+    ax2.step(
+        s["t"],
+        [v if v is not None else nan for v in s["tiers_sent"]],
+        where="post",
+        color="tab:red",
+        lw=1,
+        label="tiers sent",
+    )
+    ax2.plot(
+        s["t"],
+        [v / 10 if v is not None else nan for v in s["qp"]],
+        color="tab:purple",
+        lw=0.8,
+        alpha=0.7,
+        label="qp / 10",
+    )
     ax2.set_ylim(0, 6.5)
     ax2.set_ylabel("tiers, qp/10")
     h1, l1 = ax.get_legend_handles_labels()
@@ -103,11 +120,13 @@ def plot(res: dict, path: Path) -> None:
 
 
 def table(results: list[dict]) -> str:
-    rows = ["| scenario | phase (link, loss) | sent kbit/s | utilisation (sent/link) | estimate kbit/s | qp p50 | "
-            "tiers | base share (P-frames) | base delay p50/p95 ms (run) | base delay max ms (phase 2nd half) | "
-            "stalls > 1 s | reaction | "
-            "clean picture after loss p50/max s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| scenario | phase (link, loss) | sent kbit/s | utilisation (sent/link) | estimate kbit/s | qp p50 | "
+        "tiers | base share (P-frames) | base delay p50/p95 ms (run) | base delay max ms (phase 2nd half) | "
+        "stalls > 1 s | reaction | "
+        "clean picture after loss p50/max s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         for n, ph in enumerate(r["phases"]):
             first = n == 0
@@ -115,22 +134,40 @@ def table(results: list[dict]) -> str:
             react = ""
             for st in r["steps"]:
                 if abs(st["at"] - ph["start"]) < 0.5:
-                    react = (f"below link after {st['sent_below_link_after_s']} s" if "sent_below_link_after_s" in st
-                             else f">= 80 % of the link after {st['used_after_s']} s")
+                    react = (
+                        f"below link after {st['sent_below_link_after_s']} s"
+                        if "sent_below_link_after_s" in st
+                        else f">= 80 % of the link after {st['used_after_s']} s"
+                    )
             cl = r["clean_after_loss_s"]
             done = [e[1] - e[0] for e in cl.get("events_list", []) if e[1] is not None]
             open_ = cl["events"] - len(done)
-            clean = ((f"{len(done)} events, {_f(_pct(done, 50))} / {_f(max(done) if done else None)}"
-                      + (f" ({open_} still open at the end)" if open_ else "")) if cl["events"] else "-") if first else ""
+            clean = (
+                (
+                    (
+                        f"{len(done)} events, {_f(_pct(done, 50))} / {_f(max(done) if done else None)}"
+                        + (f" ({open_} still open at the end)" if open_ else "")
+                    )
+                    if cl["events"]
+                    else "-"
+                )
+                if first
+                else ""
+            )
             dl = f"{_f(r['base_delay_ms_p50'], 0)} / {_f(r['base_delay_ms_p95'], 0)}" if first else ""
-            stalls = (str(len(r["stalls"])) + (f" (longest {max(s[1] for s in r['stalls'])} s)" if r["stalls"] else "")
-                      if first else "")
+            stalls = (
+                str(len(r["stalls"])) + (f" (longest {max(s[1] for s in r['stalls'])} s)" if r["stalls"] else "")
+                if first
+                else ""
+            )
             pt = ph.get("p_tier_kbps") or []
             share = f"{100 * pt[0] / pt[-1]:.0f} %" if pt and pt[-1] else "-"
-            rows.append(f"| {r['title'] if first else ''} | {link}, {ph['loss_pct']:g} % | {ph['sent_kbps']:.0f} | "
-                        f"{_f(ph['utilisation'] and ph['utilisation'] * 100, 0)} % | {_f(ph['estimate_kbps'], 0)} | "
-                        f"{_f(ph['qp_median'], 0)} | {ph['tiers_mode']} | {share} | {dl} | "
-                        f"{_f(ph['base_delay_ms_max_2nd_half'], 0)} | {stalls} | {react} | {clean} |")
+            rows.append(
+                f"| {r['title'] if first else ''} | {link}, {ph['loss_pct']:g} % | {ph['sent_kbps']:.0f} | "
+                f"{_f(ph['utilisation'] and ph['utilisation'] * 100, 0)} % | {_f(ph['estimate_kbps'], 0)} | "
+                f"{_f(ph['qp_median'], 0)} | {ph['tiers_mode']} | {share} | {dl} | "
+                f"{_f(ph['base_delay_ms_max_2nd_half'], 0)} | {stalls} | {react} | {clean} |"
+            )
     return "\n".join(rows)
 
 
@@ -149,11 +186,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", metavar="DIR", help="keep logs and raw results in DIR")
     ap.add_argument("--from-results", metavar="DIR", help="only redraw the plots and the table from DIR (--keep)")
     args = ap.parse_args(argv)
-    stream = Stream(args.size, args.fps, args.tiers, args.tier_ratio, args.budget_ms, args.start_kbps, args.qp,
-                    args.media, args.clip_frames, args.threads)
+    stream = Stream(
+        args.size,
+        args.fps,
+        args.tiers,
+        args.tier_ratio,
+        args.budget_ms,
+        args.start_kbps,
+        args.qp,
+        args.media,
+        args.clip_frames,
+        args.threads,
+    )
     if args.from_results:
-        results = [json.loads((Path(args.from_results) / f"{n}.json").read_text()) for n in args.scenarios.split(",")
-                   if (Path(args.from_results) / f"{n}.json").exists()]
+        results = [
+            json.loads((Path(args.from_results) / f"{n}.json").read_text())
+            for n in args.scenarios.split(",")
+            if (Path(args.from_results) / f"{n}.json").exists()
+        ]
     else:
         why = netns_unavailable()
         if why:
@@ -164,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         for name in args.scenarios.split(","):
             sc = LONG[name]
-            sc = Scenario(sc.name, sc.title, [(d * args.scale, r, l) for d, r, l in sc.phases])
+            sc = Scenario(sc.name, sc.title, [(d * args.scale, r, loss) for d, r, loss in sc.phases])
             res = run_scenario(sc, stream, tmp)
             results.append(res)
             (tmp / f"{name}.json").write_text(json.dumps(res))
@@ -191,8 +241,11 @@ def command(args) -> str:
         cmd += f" --scale {args.scale:g}"
     if args.media:
         cmd += f" --media DIR/{Path(args.media).name}"
-    for flag, value, default in (("--size", args.size, LIVE_SIZE), ("--fps", args.fps, LIVE_FPS),
-                                 ("--tier-ratio", args.tier_ratio, LIVE_TIER_RATIO)):
+    for flag, value, default in (
+        ("--size", args.size, LIVE_SIZE),
+        ("--fps", args.fps, LIVE_FPS),
+        ("--tier-ratio", args.tier_ratio, LIVE_TIER_RATIO),
+    ):
         if value != default:
             cmd += f" {flag} {value:g}" if isinstance(value, float) else f" {flag} {value}"
     return cmd
@@ -217,18 +270,20 @@ BENCH_BEGIN, BENCH_END = "<!-- bench_adaptation: begin -->", "<!-- bench_adaptat
 
 def update_benchmarks(path: Path, results: list[dict], cmd: str) -> None:
     """Replace the adaptation section of docs/BENCHMARKS.md (between its markers, or appended)."""
-    body = "\n".join([
-        BENCH_BEGIN,
-        "## Bandwidth adaptation (shaped links between network namespaces)",
-        "",
-        "    " + cmd,
-        "",
-        "Written by the command above; the method, the plots and how the sender adapts are in",
-        "docs/ADAPTATION.md.",
-        "",
-        table(results),
-        BENCH_END,
-    ])
+    body = "\n".join(
+        [
+            BENCH_BEGIN,
+            "## Bandwidth adaptation (shaped links between network namespaces)",
+            "",
+            "    " + cmd,
+            "",
+            "Written by the command above; the method, the plots and how the sender adapts are in",
+            "docs/ADAPTATION.md.",
+            "",
+            table(results),
+            BENCH_END,
+        ]
+    )
     old = path.read_text() if path.exists() else ""
     if BENCH_BEGIN in old and BENCH_END in old:
         head, rest = old.split(BENCH_BEGIN, 1)

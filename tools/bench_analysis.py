@@ -65,6 +65,7 @@ def residual_frame(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def load_old(rev: str, tmp: str):
     """The tile-graph AnalysisTransform class and model file of git revision `rev`."""
+
     def show(path: str) -> bytes:
         return subprocess.run(["git", "-C", REPO, "show", f"{rev}:{path}"], check=True, capture_output=True).stdout
 
@@ -92,10 +93,13 @@ def sized_interpreter(model: bytes, shapes: dict[str, list[int]]):
     (inside a delegated partition the intermediate tensors keep their nominal shapes)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     for d in it.get_input_details():
-        it.resize_tensor_input(d["index"], shapes[d["name"]] if d["name"] in shapes else shapes[d["shape"][1]],
-                               strict=False)
+        it.resize_tensor_input(
+            d["index"], shapes[d["name"]] if d["name"] in shapes else shapes[d["shape"][1]], strict=False
+        )
     it.allocate_tensors()
     return it
 
@@ -118,17 +122,23 @@ def graph_macs(interp) -> dict[str, float]:
 def frame_graph_macs(model_path=None, hp: int = H, wp: int = W) -> dict:
     """MACs and tensor bytes of the whole-frame analysis graph sized for an hp x wp frame."""
     tr = ana.AnalysisTransform(model_path)
-    it = sized_interpreter(tr._model_for(hp, wp), {"luma": [hp // 8 + 3, 8, wp // 8 + 3, 8],
-                                                    "chroma": [2, hp // 2 + 12, wp // 2 + 12, 1]})
+    it = sized_interpreter(
+        tr._model_for(hp, wp), {"luma": [hp // 8 + 3, 8, wp // 8 + 3, 8], "chroma": [2, hp // 2 + 12, wp // 2 + 12, 1]}
+    )
     macs = graph_macs(it)
     arena = sum(int(np.prod(t["shape"])) * np.dtype(t["dtype"]).itemsize for t in it.get_tensor_details())
     lp, cp = hp * wp, 2 * (hp // 2) * (wp // 2)
-    return {"model": os.path.basename(tr.model_path), "frame": [wp, hp],
-            "luma_macs": macs["luma"], "chroma_macs": macs["chroma"],
-            "macs_per_luma_px": macs["luma"] / lp, "macs_per_chroma_px": macs["chroma"] / cp,
-            "macs_per_frame_px": (macs["luma"] + macs["chroma"]) / lp,
-            "ideal_macs_per_frame_px": 16 + 16 + 64 / 256 + (8 + 8 + 64 / 64) / 2,
-            "tensor_bytes": arena}
+    return {
+        "model": os.path.basename(tr.model_path),
+        "frame": [wp, hp],
+        "luma_macs": macs["luma"],
+        "chroma_macs": macs["chroma"],
+        "macs_per_luma_px": macs["luma"] / lp,
+        "macs_per_chroma_px": macs["chroma"] / cp,
+        "macs_per_frame_px": (macs["luma"] + macs["chroma"]) / lp,
+        "ideal_macs_per_frame_px": 16 + 16 + 64 / 256 + (8 + 8 + 64 / 64) / 2,
+        "tensor_bytes": arena,
+    }
 
 
 def old_graph_macs(interp) -> dict[str, float]:
@@ -224,6 +234,7 @@ def _forms() -> list[tuple[str, str, object]]:
                 b = g.reshape(g.transpose(r4, "t", (0, 2, 3, 1)), "b", (2, cy // 4, cb, 16))
                 c = g.conv(b, "c", w(16, 2, 1, 4), (1, 1), (2, ch // 4 + 2, cb, 16))
             return [x], [c, coarse(g, c, 2, "")]
+
         return build
 
     return [
@@ -233,12 +244,22 @@ def _forms() -> list[tuple[str, str, object]]:
         ("luma column", "dense CONV_2D (16, 1) / (8, 1) 8 -> 64, block-diagonal, 128 MAC/out", col_dense),
         ("luma column", "TRANSPOSE + RESHAPE + grouped CONV_2D (2, 1) (shipped), 16 MAC/out", col_grouped),
         ("luma row + column", "row runs of 8 + TRANSPOSE + grouped (shipped), 16 + 16 MAC", luma_kept),
-        ("luma row + column", "row CONV_2D (8, 2) / (8, 1) 8 -> 64 into the block layout + grouped, 128 + 16 MAC",
-         luma_direct),
-        ("chroma (all)", "SPACE_TO_DEPTH 4 + 2-D CONV_2D (2, 2) 16 -> 16 (shipped), 64 MAC/out + coarse", chroma_2d_s2d),
+        (
+            "luma row + column",
+            "row CONV_2D (8, 2) / (8, 1) 8 -> 64 into the block layout + grouped, 128 + 16 MAC",
+            luma_direct,
+        ),
+        (
+            "chroma (all)",
+            "SPACE_TO_DEPTH 4 + 2-D CONV_2D (2, 2) 16 -> 16 (shipped), 64 MAC/out + coarse",
+            chroma_2d_s2d,
+        ),
         ("chroma (all)", "2-D CONV_2D (8, 2) / (4, 1) on runs of 4 pixels, 64 MAC/out + coarse", chroma_2d_runs),
-        ("chroma (all)", "separable: row + DEPTHWISE column (depth multiplier 4), 8 + 8 MAC + coarse",
-         chroma_sep("depthwise")),
+        (
+            "chroma (all)",
+            "separable: row + DEPTHWISE column (depth multiplier 4), 8 + 8 MAC + coarse",
+            chroma_sep("depthwise"),
+        ),
         ("chroma (all)", "separable: row + dense column CONV_2D 4 -> 16, 8 + 32 MAC + coarse", chroma_sep("dense")),
         ("chroma (all)", "separable: row + TRANSPOSE + grouped column, 8 + 8 MAC + coarse", chroma_sep("grouped")),
     ]
@@ -318,18 +339,23 @@ def main(argv=None) -> int:
         lp, cp = H * W, (H // 2) * (W // 2)
         print("\n| graph | ops | luma MAC / luma px | chroma MAC / chroma px | total MAC / frame px |")
         print("| --- | --- | --- | --- | --- |")
-        new_sized = sized_interpreter(new._model_for(H, W), {"luma": [H // 8 + 3, 8, W // 8 + 3, 8],
-                                                             "chroma": [2, H // 2 + 12, W // 2 + 12, 1]})
+        new_sized = sized_interpreter(
+            new._model_for(H, W), {"luma": [H // 8 + 3, 8, W // 8 + 3, 8], "chroma": [2, H // 2 + 12, W // 2 + 12, 1]}
+        )
         tiles = (H // 64) * (W // 64)
         with open(old_model, "rb") as f:
             old_sized = sized_interpreter(f.read(), {88: [tiles, 88, 88, 1], 44: [2 * tiles, 44, 44, 1]})
-        for name, interp, macs in (("new (whole frame)", new._interp, graph_macs(new_sized)),
-                                   ("old (510 tiles)", old_interp, old_graph_macs(old_sized))):
+        for name, interp, macs in (
+            ("new (whole frame)", new._interp, graph_macs(new_sized)),
+            ("old (510 tiles)", old_interp, old_graph_macs(old_sized)),
+        ):
             ops = [o["op_name"] for o in interp._get_ops_details() if o["op_name"] != "DELEGATE"]
             total = (macs["luma"] + macs["chroma"]) / lp
             print(f"| {name} | {len(ops)} | {macs['luma'] / lp:.2f} | {macs['chroma'] / (2 * cp):.2f} | {total:.2f} |")
-        print("\nideal separable transform: luma 16 + 16 + 0.25 = 32.25 MAC / luma px, chroma 8 + 8 + 1 = 17 MAC /"
-              " chroma px, 32.25 + 17 / 2 = 40.75 MAC / frame px")
+        print(
+            "\nideal separable transform: luma 16 + 16 + 0.25 = 32.25 MAC / luma px, chroma 8 + 8 + 1 = 17 MAC /"
+            " chroma px, 32.25 + 17 / 2 = 40.75 MAC / frame px"
+        )
     return 0
 
 

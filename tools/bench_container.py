@@ -23,8 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, SequenceHeader, enhancement_header  # noqa: E402
-from snisd.container import (Fmp4StreamParser, Fmp4Writer, build_fragment, build_init_segment,  # noqa: E402
-                             open_fmp4)
+from snisd.container import (
+    Fmp4StreamParser,
+    Fmp4Writer,
+    build_fragment,
+    build_init_segment,  # noqa: E402
+    open_fmp4,
+)
 
 
 def frames(n: int, seed: int) -> list[EncodedFrame]:
@@ -32,8 +37,10 @@ def frames(n: int, seed: int) -> list[EncodedFrame]:
     out = []
     for i in range(n):
         key = i % 60 == 0
-        chunks = [FrameHeader(FRAME_I if key else FRAME_P, key, i & 0xFFFF, 20).to_bytes()
-                  + rng.randbytes(rng.randint(2048, 40960) - 4)]
+        chunks = [
+            FrameHeader(FRAME_I if key else FRAME_P, key, i & 0xFFFF, 20).to_bytes()
+            + rng.randbytes(rng.randint(2048, 40960) - 4)
+        ]
         chunks += [enhancement_header(t, i) + rng.randbytes(rng.randint(2048, 40960) - 1) for t in (1, 2)]
         out.append(EncodedFrame(i, round(i * 1e6 / 30), key, key, tuple(chunks)))
     return out

@@ -24,7 +24,7 @@ from snisd.codec.encoder import Encoder, EncoderConfig
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 99.0 if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def main() -> int:
@@ -41,8 +41,11 @@ def main() -> int:
 
     _, _, fps = probe(args.clip)
     f0 = frames[0]
-    enc = Encoder(EncoderConfig(f0.width, f0.height, round(fps * 1000), 1000, tiers=args.tiers, qp=args.qp,
-                                switch_interval=args.switch))
+    enc = Encoder(
+        EncoderConfig(
+            f0.width, f0.height, round(fps * 1000), 1000, tiers=args.tiers, qp=args.qp, switch_interval=args.switch
+        )
+    )
     decs = {k: Decoder(enc.sequence_header, synthesis=enc.synthesis) for k in range(1, args.tiers)}
     curves = {k: [] for k in decs}
     vs_source = {k: [] for k in range(1, args.tiers + 1)}
@@ -58,8 +61,12 @@ def main() -> int:
             vs_source[k].append(psnr(f.y, got.y))
         vs_source[args.tiers].append(psnr(f.y, enc.reconstruction().y))
     res = {
-        "clip": args.clip, "frames": len(frames), "qp": args.qp, "tiers": args.tiers,
-        "switch_interval": enc.config.switch_interval, "key_pictures": keys,
+        "clip": args.clip,
+        "frames": len(frames),
+        "qp": args.qp,
+        "tiers": args.tiers,
+        "switch_interval": enc.config.switch_interval,
+        "key_pictures": keys,
         "drift_psnr_min_db": {k: round(min(v), 2) for k, v in curves.items()},
         "drift_psnr_median_db": {k: round(float(np.median(v)), 2) for k, v in curves.items()},
         "exact_at_key_pictures": {k: all(curves[k][i] == 99.0 for i in keys) for k in curves},

@@ -98,9 +98,11 @@ class Viewers:
 
         await pc.setLocalDescription(await pc.createOffer())
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{base}/whep/{sid}", data=pc.localDescription.sdp,
-                                 headers={"Content-Type": "application/sdp",
-                                          "Authorization": f"Bearer {TOKEN}"}) as r:
+            async with http.post(
+                f"{base}/whep/{sid}",
+                data=pc.localDescription.sdp,
+                headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {TOKEN}"},
+            ) as r:
                 if r.status != 201:
                     raise RuntimeError(f"WHEP {r.status}: {await r.text()}")
                 answer = await r.text()
@@ -130,25 +132,50 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
-                           "--token", TOKEN, "--ice-address", "127.0.0.1", "--stats-interval", "60",
-                           "--log-level", os.environ.get("BENCH_RX_LEVEL", "warning")],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=open(os.environ.get("BENCH_RX_LOG", os.devnull), "w"), text=True)
+    rx = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--token",
+            TOKEN,
+            "--ice-address",
+            "127.0.0.1",
+            "--stats-interval",
+            "60",
+            "--log-level",
+            os.environ.get("BENCH_RX_LEVEL", "warning"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=open(os.environ.get("BENCH_RX_LOG", os.devnull), "w"),
+        text=True,
+    )
     summaries: list[dict] = []
     try:
         assert rx.stdout is not None
         if "WHIP endpoint" not in rx.stdout.readline():
             raise RuntimeError("receiver did not start")
-        reader = threading.Thread(target=lambda: summaries.extend(json.loads(x) for x in rx.stdout
-                                                                  if x.startswith("{")), daemon=True)
+        reader = threading.Thread(
+            target=lambda: summaries.extend(json.loads(x) for x in rx.stdout if x.startswith("{")), daemon=True
+        )
         reader.start()
         restrict_host_addresses(["127.0.0.1"])
         want = [[True] for _ in range(publishers)]
         pos = [0] * publishers
-        senders = [WhipSender(f"{base}/whip", enc.sequence_header, token=TOKEN,
-                              request_keyframe=lambda k=k: want[k].__setitem__(0, True)).start()
-                   for k in range(publishers)]
+        senders = [
+            WhipSender(
+                f"{base}/whip",
+                enc.sequence_header,
+                token=TOKEN,
+                request_keyframe=lambda k=k: want[k].__setitem__(0, True),
+            ).start()
+            for k in range(publishers)
+        ]
         deadline = time.monotonic() + 30
         while any(s.state != "connected" for s in senders) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -193,15 +220,27 @@ def run(size: str, fps: float, publishers: int, viewers: int, duration: float, t
     reader.join(10)
     released = sum(x["released"] for x in summaries)
     decoded = sum(x["decoded"] for x in summaries)
-    return {"size": size, "fps": fps, "tiers": tiers, "publishers": publishers, "viewers": viewers,
-            "duration_s": duration, "kbytes_per_frame": round(sum(c.size for c in coded) / len(coded) / 1000, 2),
-            "receiver_cpu_cores": round(cpu, 2), "receiver_peak_rss_mb": round(rss, 1),
-            "frames_due": publishers * (n + int(fps)), "frames_sent": sum(sent), "frames_released": released,
-            "frames_decoded": decoded, "frames_dropped": sum(sent) - decoded,
-            "decode_skipped": sum(x["decode_skipped"] for x in summaries),
-            "keyframe_requests": sum(x["keyframe_requests"] for x in summaries),
-            "decoded_per_stream": [x["decoded"] for x in summaries], "viewer_frames": view_frames,
-            "live_streams_at_end": len(live)}
+    return {
+        "size": size,
+        "fps": fps,
+        "tiers": tiers,
+        "publishers": publishers,
+        "viewers": viewers,
+        "duration_s": duration,
+        "kbytes_per_frame": round(sum(c.size for c in coded) / len(coded) / 1000, 2),
+        "receiver_cpu_cores": round(cpu, 2),
+        "receiver_peak_rss_mb": round(rss, 1),
+        "frames_due": publishers * (n + int(fps)),
+        "frames_sent": sum(sent),
+        "frames_released": released,
+        "frames_decoded": decoded,
+        "frames_dropped": sum(sent) - decoded,
+        "decode_skipped": sum(x["decode_skipped"] for x in summaries),
+        "keyframe_requests": sum(x["keyframe_requests"] for x in summaries),
+        "decoded_per_stream": [x["decoded"] for x in summaries],
+        "viewer_frames": view_frames,
+        "live_streams_at_end": len(live),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,7 +35,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(frame, qp: int, intra_pred: int, repeat: int, tiers: int) -> dict:
-    enc = Encoder(EncoderConfig(frame.width, frame.height, 25, 1, tiers=tiers, qp=qp, tuning=Tuning(intra_pred=intra_pred)))
+    enc = Encoder(
+        EncoderConfig(frame.width, frame.height, 25, 1, tiers=tiers, qp=qp, tuning=Tuning(intra_pred=intra_pred))
+    )
     dec = Decoder(enc.sequence_header, synthesis=enc.synthesis)
     dec.decode(enc.encode(frame))  # warm-up: the interpreters of both sizes
     te, td = [], []

@@ -121,9 +121,34 @@ def prepare_source(clip: str, size: str, seconds: float, tmp: Path, fps: float |
         for n in range(need):
             f.write(pictures[n % len(pictures)].tobytes())
     out = tmp / "source.mp4"
-    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-s",
-           f"{w}x{h}", "-r", f"{fps:g}", "-i", str(raw), "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
-           "-pix_fmt", "yuv420p", "-g", str(int(fps * 2)), str(out)]
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "yuv420p",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        f"{fps:g}",
+        "-i",
+        str(raw),
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-qp",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        str(int(fps * 2)),
+        str(out),
+    ]
     subprocess.run(cmd, check=True)
     src = Source(raw, out, w, h, fps, need, len(pictures), Path(clip).name)
     check = list(iter_frames(str(out), 3))
@@ -159,8 +184,9 @@ def _popen(cmd: list[str], tmp: Path, name: str, extra_env: dict | None = None) 
     e = env()
     if extra_env:
         e.update(extra_env)
-    return subprocess.Popen(cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=open(tmp / f"{name}.err", "w"),
-                            text=True)
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=e, stdout=subprocess.PIPE, stderr=open(tmp / f"{name}.err", "w"), text=True
+    )
 
 
 def set_niceness(value: int) -> None:
@@ -230,33 +256,92 @@ def run_one(sender: str, sc: Scenario, src: Source, tmp: Path, args, port: int) 
             log = tmp / "frames.jsonl"
             rec = tmp / "rec"
             rec.mkdir(exist_ok=True)
-            rx = _popen([*link.ns("rx"), sys.executable, "-m", "snisd", "receive", "--listen", f"{link.rx_addr}:{port}",
-                         "--allow-open", "--ice-address", link.rx_addr, "--frame-log", str(log), "--record-dir",
-                         str(rec), "--stats-interval", "60", "--log-level", "warning"], tmp, "rx")
+            rx = _popen(
+                [
+                    *link.ns("rx"),
+                    sys.executable,
+                    "-m",
+                    "snisd",
+                    "receive",
+                    "--listen",
+                    f"{link.rx_addr}:{port}",
+                    "--allow-open",
+                    "--ice-address",
+                    link.rx_addr,
+                    "--frame-log",
+                    str(log),
+                    "--record-dir",
+                    str(rec),
+                    "--stats-interval",
+                    "60",
+                    "--log-level",
+                    "warning",
+                ],
+                tmp,
+                "rx",
+            )
             assert rx.stdout is not None
             line = rx.stdout.readline()
             if "WHIP endpoint" not in line:
                 raise RuntimeError(f"snisd receive did not start: {line!r} {(tmp / 'rx.err').read_text()[-1500:]}")
             cfg = _daemon_config(src, f"http://{link.rx_addr}:{port}/whip", args.snisd_config, tmp)
-            tx = _popen([*link.ns("tx"), sys.executable, "-m", "snisd", "--config", str(cfg)], tmp, "tx",
-                        {"SNISD_ICE_ADDRESSES": link.tx_addr})
+            tx = _popen(
+                [*link.ns("tx"), sys.executable, "-m", "snisd", "--config", str(cfg)],
+                tmp,
+                "tx",
+                {"SNISD_ICE_ADDRESSES": link.tx_addr},
+            )
             first = log
         else:
             out = tmp / "rx"
-            rx = _popen([*link.ns("rx"), sys.executable, str(TOOLS / "aiortc_anchor.py"), "receive", "--listen",
-                         f"{link.rx_addr}:{port}", "--ice-address", link.rx_addr, "--out", str(out)], tmp, "rx")
+            rx = _popen(
+                [
+                    *link.ns("rx"),
+                    sys.executable,
+                    str(TOOLS / "aiortc_anchor.py"),
+                    "receive",
+                    "--listen",
+                    f"{link.rx_addr}:{port}",
+                    "--ice-address",
+                    link.rx_addr,
+                    "--out",
+                    str(out),
+                ],
+                tmp,
+                "rx",
+            )
             assert rx.stdout is not None
             line = rx.stdout.readline()
             if not line.startswith("READY"):
                 raise RuntimeError(f"aiortc receiver did not start: {line!r} {(tmp / 'rx.err').read_text()[-1500:]}")
-            tx = _popen([*link.ns("tx"), sys.executable, str(TOOLS / "aiortc_anchor.py"), "send", "--clip",
-                         str(src.clip), "--peer", f"http://{link.rx_addr}:{port}/offer", "--codec", sender,
-                         "--ice-address", link.tx_addr, "--log", str(tmp / "sent.jsonl"), "--fps", f"{src.fps:g}"],
-                        tmp, "tx")
+            tx = _popen(
+                [
+                    *link.ns("tx"),
+                    sys.executable,
+                    str(TOOLS / "aiortc_anchor.py"),
+                    "send",
+                    "--clip",
+                    str(src.clip),
+                    "--peer",
+                    f"http://{link.rx_addr}:{port}/offer",
+                    "--codec",
+                    sender,
+                    "--ice-address",
+                    link.tx_addr,
+                    "--log",
+                    str(tmp / "sent.jsonl"),
+                    "--fps",
+                    f"{src.fps:g}",
+                ],
+                tmp,
+                "tx",
+            )
             first = out / "shown.jsonl"
         if not _first_line(first, 60, [rx, tx], "t_shown_ms"):
-            raise RuntimeError(f"{sender}: no picture shown within 60 s: {(tmp / 'tx.err').read_text()[-1500:]} "
-                               f"{(tmp / 'rx.err').read_text()[-1500:]}")
+            raise RuntimeError(
+                f"{sender}: no picture shown within 60 s: {(tmp / 'tx.err').read_text()[-1500:]} "
+                f"{(tmp / 'rx.err').read_text()[-1500:]}"
+            )
         t_first = time.monotonic() * 1000.0
         counters: list[tuple[float, int, int, int]] = []
         start = t_first + args.warmup * 1000.0
@@ -277,8 +362,11 @@ def run_one(sender: str, sc: Scenario, src: Source, tmp: Path, args, port: int) 
                 # e.g. aiortc's connection failing on a saturated link: that is part of what the
                 # viewer sees (the last picture stays), so the run goes on and is scored as is
                 tx_ended = now - t_first
-                print(f"  {sender}: the sender ended after {tx_ended / 1000:.1f} s "
-                      f"(exit {tx.returncode}): {(tmp / 'tx.err').read_text()[-300:]!r}", flush=True)
+                print(
+                    f"  {sender}: the sender ended after {tx_ended / 1000:.1f} s "
+                    f"(exit {tx.returncode}): {(tmp / 'tx.err').read_text()[-300:]!r}",
+                    flush=True,
+                )
             time.sleep(max(0.0, 0.5 - (time.monotonic() * 1000.0 - now) / 1000.0))
         notes = {"tx_stdout": _stop(tx)[-2000:], "sender_ended_after_ms": tx_ended}
         tx = None
@@ -329,8 +417,11 @@ def showing_snisd(run: RunData, src: Source) -> Showing:
     recs = [r for r in recs if "hash" in r]
     epochs = [r["capture_epoch_ms"] for r in recs if isinstance(r.get("capture_epoch_ms"), (int, float))]
     froms = sorted({str(r.get("capture_epoch_from")) for r in recs if r.get("capture_epoch_from")})
-    samples = [ls.ClockSample(r["clock_offset_ms"], r["clock_rtt_ms"]) for r in recs
-               if isinstance(r.get("clock_offset_ms"), (int, float))]
+    samples = [
+        ls.ClockSample(r["clock_offset_ms"], r["clock_rtt_ms"])
+        for r in recs
+        if isinstance(r.get("clock_offset_ms"), (int, float))
+    ]
     if not epochs:
         raise RuntimeError("snisd: no capture epoch in the receiver's log (no sender report arrived)")
     pics = run.dir / "shown.yuv"
@@ -362,9 +453,14 @@ def showing_snisd(run: RunData, src: Source) -> Showing:
                     mismatches += 1
                 out.write(g[0])
                 shown.append(ls.Shown(round(r["pts_us"] * src.fps / 1e6), float(r["t_shown_ms"])))
-    info = {"capture_epoch_from": froms, "streams": len({r["stream"] for r in recs}), "hash_mismatches": mismatches,
-            "pictures_not_rebuilt": missing, "tiers_shown": _histogram([r["tiers"] for r in recs]),
-            "bytes_shown": sum(int(r.get("bytes", 0)) for r in recs)}
+    info = {
+        "capture_epoch_from": froms,
+        "streams": len({r["stream"] for r in recs}),
+        "hash_mismatches": mismatches,
+        "pictures_not_rebuilt": missing,
+        "tiers_shown": _histogram([r["tiers"] for r in recs]),
+        "bytes_shown": sum(int(r.get("bytes", 0)) for r in recs),
+    }
     return Showing(shown, ls.RawVideo(pics, src.width, src.height), min(epochs), ls.best_clock_offset(samples), info)
 
 
@@ -380,17 +476,24 @@ def showing_aiortc(run: RunData, src: Source) -> Showing:
     if sizes != {(src.width, src.height)}:
         raise RuntimeError(f"aiortc: pictures of sizes {sorted(sizes)}, the source is {src.width}x{src.height}")
     # the source index of a frame from its pts (the player decodes the clip from frame 0 in order)
-    epoch = ls.capture_epoch([round(s["pts_90k"] * src.fps / 90000.0) for s in sent], [s["t_ms"] for s in sent],
-                             src.fps)
+    epoch = ls.capture_epoch(
+        [round(s["pts_90k"] * src.fps / 90000.0) for s in sent], [s["t_ms"] for s in sent], src.fps
+    )
     rel = [round(g["rel_90k"] * src.fps / 90000.0) for g in got]
     vid = ls.RawVideo(run.dir / "rx" / "shown.yuv", src.width, src.height)
     ref = src.video()
     start, err, runner = ls.match_start(vid.luma, rel, ref.luma, ref.frames, max_start=int(2 * src.fps))
     shown = [ls.Shown(start + r, float(g["t_shown_ms"])) for r, g in zip(rel, got, strict=True)]
-    info = {"start_index": start, "start_match_mad": round(err, 3), "runner_up_mad": round(runner, 3),
-            "frames_sent": len(sent), "frames_skipped_at_source": sent[-1].get("skipped", 0)}
-    return Showing(shown, vid, epoch, ls.best_clock_offset(ls.ClockSample(c["offset_ms"], c["rtt_ms"]) for c in clock),
-                   info)
+    info = {
+        "start_index": start,
+        "start_match_mad": round(err, 3),
+        "runner_up_mad": round(runner, 3),
+        "frames_sent": len(sent),
+        "frames_skipped_at_source": sent[-1].get("skipped", 0),
+    }
+    return Showing(
+        shown, vid, epoch, ls.best_clock_offset(ls.ClockSample(c["offset_ms"], c["rtt_ms"]) for c in clock), info
+    )
 
 
 def _histogram(values: list) -> dict[str, int]:
@@ -426,8 +529,17 @@ def score(run: RunData, sh: Showing, src: Source, args, log_dir: Path) -> dict:
         k = slots[i]
         return blank if k == ls.BLANK else pics.frame(k)
 
-    vm = ls.vmaf_sequence(ffmpeg_exe(), src.width, src.height, fps, dist, lambda i: ref.frame(first + i), count,
-                          log_dir / f"vmaf-{run.scenario.name}-{run.sender}.json", threads=args.vmaf_threads)
+    vm = ls.vmaf_sequence(
+        ffmpeg_exe(),
+        src.width,
+        src.height,
+        fps,
+        dist,
+        lambda i: ref.frame(first + i),
+        count,
+        log_dir / f"vmaf-{run.scenario.name}-{run.sender}.json",
+        threads=args.vmaf_threads,
+    )
     extra = {}
     for ms in args.also_playout_ms:  # the same run, scored with a later deadline
         alt = ls.playout(sh.shown, first, last, sh.epoch_ms, fps, off, ms)
@@ -436,8 +548,17 @@ def score(run: RunData, sh: Showing, src: Source, args, log_dir: Path) -> dict:
             k = alt[i]
             return blank if k == ls.BLANK else pics.frame(k)
 
-        v = ls.vmaf_sequence(ffmpeg_exe(), src.width, src.height, fps, dist_alt, lambda i: ref.frame(first + i), count,
-                             log_dir / f"vmaf-{run.scenario.name}-{run.sender}-{ms:g}.json", threads=args.vmaf_threads)
+        v = ls.vmaf_sequence(
+            ffmpeg_exe(),
+            src.width,
+            src.height,
+            fps,
+            dist_alt,
+            lambda i: ref.frame(first + i),
+            count,
+            log_dir / f"vmaf-{run.scenario.name}-{run.sender}-{ms:g}.json",
+            threads=args.vmaf_threads,
+        )
         extra[f"{ms:g}"] = round(v["vmaf"], 2)
     lat = ls.latencies_ms(sh.shown, sh.epoch_ms, fps, off, first, last)
     st = ls.stalls(slots, fps, args.stall_ms / 1000.0)
@@ -450,16 +571,25 @@ def score(run: RunData, sh: Showing, src: Source, args, log_dir: Path) -> dict:
         a, b = (t0 if p == 0 else start), min(bounds[p], t1)
         idx = [i for i, c in enumerate(cap) if a <= c < b]
         rate = _rate(run.counters, a, b)
-        phases.append({"link_kbps": kbps, "from_s": round((a - t0) / 1000, 2), "to_s": round((b - t0) / 1000, 2),
-                       "vmaf": round(float(np.mean([vm["frames"][i] for i in idx])), 2) if idx else None,
-                       "delivered_kbps": rate["rx_kbps"], "utilisation": _util(rate["rx_kbps"], kbps),
-                       "tbf_drops": rate["drops"]})
+        phases.append(
+            {
+                "link_kbps": kbps,
+                "from_s": round((a - t0) / 1000, 2),
+                "to_s": round((b - t0) / 1000, 2),
+                "vmaf": round(float(np.mean([vm["frames"][i] for i in idx])), 2) if idx else None,
+                "delivered_kbps": rate["rx_kbps"],
+                "utilisation": _util(rate["rx_kbps"], kbps),
+                "tbf_drops": rate["drops"],
+            }
+        )
     whole = _rate(run.counters, t0, t1)
     mean_link = sum(share * kbps for share, kbps in run.scenario.phases)
-    per_second = [round(float(np.mean(vm["frames"][i:i + round(fps)])), 2) for i in range(0, count, round(fps))]
+    per_second = [round(float(np.mean(vm["frames"][i : i + round(fps)])), 2) for i in range(0, count, round(fps))]
     return {
         "sender": run.sender,
-        "sender_ended_after_s": None if run.notes.get("sender_ended_after_ms") is None else round(run.notes["sender_ended_after_ms"] / 1000, 1),
+        "sender_ended_after_s": None
+        if run.notes.get("sender_ended_after_ms") is None
+        else round(run.notes["sender_ended_after_ms"] / 1000, 1),
         "scenario": run.scenario.name,
         "title": run.scenario.title,
         "link_kbps": run.scenario.steady_kbps,
@@ -508,8 +638,11 @@ def _rate(counters: list[tuple[float, int, int, int]], a: float, b: float) -> di
     dt = (cb[0] - ca[0]) / 1000.0
     if dt <= 0.2:
         return {"rx_kbps": None, "tx_kbps": None, "drops": None}
-    return {"rx_kbps": round(8 * (cb[2] - ca[2]) / dt / 1000, 1), "tx_kbps": round(8 * (cb[1] - ca[1]) / dt / 1000, 1),
-            "drops": cb[3] - ca[3]}
+    return {
+        "rx_kbps": round(8 * (cb[2] - ca[2]) / dt / 1000, 1),
+        "tx_kbps": round(8 * (cb[1] - ca[1]) / dt / 1000, 1),
+        "drops": cb[3] - ca[3],
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,29 +678,36 @@ def tables(results: list[dict]) -> str:
             cells.append(f"{_f(r['latency_p50_ms'], 0)} / {_f(r['latency_p95_ms'], 0)}" if r else "-")
         rows.append("| " + " | ".join(cells) + " |")
     alts = sorted({k for r in results for k in r.get("vmaf_other_deadlines", {})}, key=float)
-    detail = ["| scenario | sender | VMAF | " + "".join(f"VMAF, deadline {float(k) / 1000:g} s | " for k in alts)
-              + "fresh pictures | stalls (s, count, longest) | latency p50 / p95 ms | "
-              "delivered kbit/s | utilisation | tbf drops | clock offset / rtt ms |",
-              "|---|---|---|" + "---|" * len(alts) + "---|---|---|---|---|---|---|"]
+    detail = [
+        "| scenario | sender | VMAF | "
+        + "".join(f"VMAF, deadline {float(k) / 1000:g} s | " for k in alts)
+        + "fresh pictures | stalls (s, count, longest) | latency p50 / p95 ms | "
+        "delivered kbit/s | utilisation | tbf drops | clock offset / rtt ms |",
+        "|---|---|---|" + "---|" * len(alts) + "---|---|---|---|---|---|---|",
+    ]
     for sc in scen:
         for s in senders:
             r = by.get((sc, s))
             if not r:
                 continue
             other = r.get("vmaf_other_deadlines", {})
-            detail.append(f"| {SCENARIOS[sc].title} | {SENDER_TITLES[s]} | {r['vmaf']:.1f} | "
-                          + "".join(f"{_f(other.get(k), 1)} | " for k in alts)
-                          + f"{100 * r['fresh_share']:.0f} % | "
-                          f"{r['stall_s']:.1f}, {r['stalls']}, {r['longest_stall_s']:.1f} | "
-                          f"{_f(r['latency_p50_ms'], 0)} / {_f(r['latency_p95_ms'], 0)} | "
-                          f"{_f(r['delivered_kbps'], 0)} | "
-                          f"{_f(r['utilisation'] and 100 * r['utilisation'], 0, ' %')} | {r['tbf_drops']} | "
-                          f"{r['clock_offset_ms']:.2f} / {r['clock_rtt_ms']:.2f} |")
+            detail.append(
+                f"| {SCENARIOS[sc].title} | {SENDER_TITLES[s]} | {r['vmaf']:.1f} | "
+                + "".join(f"{_f(other.get(k), 1)} | " for k in alts)
+                + f"{100 * r['fresh_share']:.0f} % | "
+                f"{r['stall_s']:.1f}, {r['stalls']}, {r['longest_stall_s']:.1f} | "
+                f"{_f(r['latency_p50_ms'], 0)} / {_f(r['latency_p95_ms'], 0)} | "
+                f"{_f(r['delivered_kbps'], 0)} | "
+                f"{_f(r['utilisation'] and 100 * r['utilisation'], 0, ' %')} | {r['tbf_drops']} | "
+                f"{r['clock_offset_ms']:.2f} / {r['clock_rtt_ms']:.2f} |"
+            )
             if len(r["phases"]) > 1:
                 for p in r["phases"]:
-                    detail.append(f"| | - {p['link_kbps']:g} kbit/s ({p['from_s']:g}-{p['to_s']:g} s) | "
-                                  f"{_f(p['vmaf'], 1)} | " + "| " * len(alts) + f"| | | {_f(p['delivered_kbps'], 0)} | "
-                                  f"{_f(p['utilisation'] and 100 * p['utilisation'], 0, ' %')} | {p['tbf_drops']} | |")
+                    detail.append(
+                        f"| | - {p['link_kbps']:g} kbit/s ({p['from_s']:g}-{p['to_s']:g} s) | "
+                        f"{_f(p['vmaf'], 1)} | " + "| " * len(alts) + f"| | | {_f(p['delivered_kbps'], 0)} | "
+                        f"{_f(p['utilisation'] and 100 * p['utilisation'], 0, ' %')} | {p['tbf_drops']} | |"
+                    )
     return "\n".join(rows) + "\n\n" + "\n".join(detail)
 
 
@@ -647,7 +787,7 @@ def section(results: list[dict], meta: dict, heading: str) -> str:
         f"looped), {meta['duration']:g} s scored per run after a {meta['warmup']:g}-s warm-up, playout deadline "
         f"capture + {meta['playout_ms']:g} ms; {meta['when']}, commit {meta['commit']}, load average during the runs "
         f"{meta['load']}. Written by the command above; the method and its limits: docs/ADAPTATION.md, "
-        "\"Delivered quality\".",
+        '"Delivered quality".',
         "",
         tables(results),
         "",
@@ -661,8 +801,10 @@ def write_docs(results: list[dict], meta: dict, plot_src: Path) -> None:
     img = ROOT / "docs" / "img"
     img.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(plot_src, img / "link_quality.png")
-    for name, heading in (("BENCHMARKS.md", "## Delivered quality over shaped links (VMAF of what the viewer sees)"),
-                          ("ADAPTATION.md", "### Measured")):
+    for name, heading in (
+        ("BENCHMARKS.md", "## Delivered quality over shaped links (VMAF of what the viewer sees)"),
+        ("ADAPTATION.md", "### Measured"),
+    ):
         path = ROOT / "docs" / name
         old = path.read_text()
         body = section(results, meta, heading)
@@ -675,9 +817,11 @@ def write_docs(results: list[dict], meta: dict, plot_src: Path) -> None:
 
 
 def summary_line(r: dict) -> str:
-    return (f"{r['title']:<30} {SENDER_TITLES[r['sender']]:<13} VMAF {r['vmaf']:5.1f}  latency p50/p95 "
-            f"{_f(r['latency_p50_ms'], 0)}/{_f(r['latency_p95_ms'], 0)} ms  stalls {r['stall_s']:.1f} s  "
-            f"delivered {_f(r['delivered_kbps'], 0)} kbit/s  fresh {100 * r['fresh_share']:.0f} %")
+    return (
+        f"{r['title']:<30} {SENDER_TITLES[r['sender']]:<13} VMAF {r['vmaf']:5.1f}  latency p50/p95 "
+        f"{_f(r['latency_p50_ms'], 0)}/{_f(r['latency_p95_ms'], 0)} ms  stalls {r['stall_s']:.1f} s  "
+        f"delivered {_f(r['delivered_kbps'], 0)} kbit/s  fresh {100 * r['fresh_share']:.0f} %"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -689,8 +833,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds scored per run")
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds after the first picture before scoring")
     ap.add_argument("--playout-ms", type=float, default=400.0, help="display deadline after capture")
-    ap.add_argument("--also-playout-ms", type=lambda v: [float(x) for x in v.split(",") if x], default=[1000.0],
-                    help="also score with these deadlines (comma-separated ms; '' for none)")
+    ap.add_argument(
+        "--also-playout-ms",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=[1000.0],
+        help="also score with these deadlines (comma-separated ms; '' for none)",
+    )
     ap.add_argument("--stall-ms", type=float, default=200.0, help="a freeze this much beyond one frame is a stall")
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {', '.join(QUICK)}, 8 s each")
     ap.add_argument("--snisd-config", help="base daemon config (YAML); the camera and the peer are set here")
@@ -727,8 +875,11 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         # the daemon's source starts before the session does: room for set-up and the first picture
         src = prepare_source(args.clip, args.size, args.warmup + args.duration + 25.0, work)
-        print(f"source {src.name}: {src.width}x{src.height} {src.fps:g} fps, {src.clip_frames} frames looped to "
-              f"{src.frames} ({time.time() - t0:.0f} s)", flush=True)
+        print(
+            f"source {src.name}: {src.width}x{src.height} {src.fps:g} fps, {src.clip_frames} frames looped to "
+            f"{src.frames} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
         results = []
         loads = []
         failures: list[str] = []
@@ -758,16 +909,28 @@ def main(argv: list[str] | None = None) -> int:
                 loads.append(r["load_avg"][0])
                 print(f"[{n}/{total}] {summary_line(r)}  ({time.time() - t:.0f} s)", flush=True)
                 if args.keep:
-                    shutil.copytree(run_dir, out / "runs" / run_dir.name, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("*.yuv"))
+                    shutil.copytree(
+                        run_dir, out / "runs" / run_dir.name, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.yuv")
+                    )
                 shutil.rmtree(run_dir, ignore_errors=True)
                 (out / "results.partial.json").write_text(json.dumps(results))
-        meta = {"command": command_line(args), "clip": src.name, "width": src.width, "height": src.height,
-                "fps": src.fps, "clip_frames": src.clip_frames, "duration": args.duration, "warmup": args.warmup,
-                "playout_ms": args.playout_ms, "stall_ms": args.stall_ms,
-                "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": _commit(),
-                "load": f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?", "seconds": round(time.time() - t0),
-                "failures": failures}
+        meta = {
+            "command": command_line(args),
+            "clip": src.name,
+            "width": src.width,
+            "height": src.height,
+            "fps": src.fps,
+            "clip_frames": src.clip_frames,
+            "duration": args.duration,
+            "warmup": args.warmup,
+            "playout_ms": args.playout_ms,
+            "stall_ms": args.stall_ms,
+            "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": _commit(),
+            "load": f"{min(loads):.1f}-{max(loads):.1f}" if loads else "?",
+            "seconds": round(time.time() - t0),
+            "failures": failures,
+        }
         return _finish(results, meta, out, args)
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -73,8 +73,13 @@ def deblock(frame: np.ndarray, w: int, h: int, qp: int, k: int) -> np.ndarray:
     y = frame[: w * h].reshape(h, w)
     u = frame[w * h : w * h * 5 // 4].reshape(h // 2, w // 2)
     v = frame[w * h * 5 // 4 :].reshape(h // 2, w // 2)
-    return np.concatenate([deblock_plane(y, 8, tc, alpha).ravel(), deblock_plane(u, 4, tc, alpha).ravel(),
-                           deblock_plane(v, 4, tc, alpha).ravel()])
+    return np.concatenate(
+        [
+            deblock_plane(y, 8, tc, alpha).ravel(),
+            deblock_plane(u, 4, tc, alpha).ravel(),
+            deblock_plane(v, 4, tc, alpha).ravel(),
+        ]
+    )
 
 
 def main() -> int:
@@ -96,8 +101,12 @@ def main() -> int:
         for qp in qps:
             stream, dec = work / f"{qp}.snis", work / f"{qp}.y4m"
             cli = [sys.executable, "-m", "snisd"]
-            subprocess.run([*cli, "encode", str(ref), "-o", str(stream), "--qp", str(qp), "--frames",
-                            str(args.frames)], check=True, cwd=REPO, capture_output=True)
+            subprocess.run(
+                [*cli, "encode", str(ref), "-o", str(stream), "--qp", str(qp), "--frames", str(args.frames)],
+                check=True,
+                cwd=REPO,
+                capture_output=True,
+            )
             subprocess.run([*cli, "decode", str(stream), "-o", str(dec)], check=True, cwd=REPO, capture_output=True)
             kbps = os.path.getsize(stream) * 8 / 1000 / (args.frames / fps)
             header, w, h, frames = read_y4m(dec)

@@ -59,19 +59,62 @@ def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Pa
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     port = free_port()
     rx_log, tx_log = tmp / f"rx-{size}.jsonl", tmp / f"tx-{size}.jsonl"
-    rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
-                           "--ice-address", "127.0.0.1", "--frame-log", str(rx_log), "--stats-interval", "30"],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rx = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--ice-address",
+            "127.0.0.1",
+            "--frame-log",
+            str(rx_log),
+            "--stats-interval",
+            "30",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     try:
         assert rx.stdout is not None
         line = rx.stdout.readline()
         if "WHIP endpoint" not in line:
             raise RuntimeError(f"receiver did not start: {line!r}")
-        out = subprocess.run([sys.executable, str(ROOT / "tools" / "transport_harness.py"), "send", "--peer",
-                              f"http://127.0.0.1:{port}/whip", "--ice-address", "127.0.0.1", "--size", size,
-                              "--fps", str(fps), "--duration", str(duration), "--tiers", str(tiers), "--qp", str(qp),
-                              "--frame-log", str(tx_log), "--log-level", "warning"],
-                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=duration + 300)
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tools" / "transport_harness.py"),
+                "send",
+                "--peer",
+                f"http://127.0.0.1:{port}/whip",
+                "--ice-address",
+                "127.0.0.1",
+                "--size",
+                size,
+                "--fps",
+                str(fps),
+                "--duration",
+                str(duration),
+                "--tiers",
+                str(tiers),
+                "--qp",
+                str(qp),
+                "--frame-log",
+                str(tx_log),
+                "--log-level",
+                "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=duration + 300,
+        )
         time.sleep(2.0)  # let the receiver decode what is still queued
     finally:
         rx.terminate()
@@ -99,12 +142,18 @@ def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Pa
         cpu = (sender["transport_cpu_s"] - sender["transport_cpu_at_connect_s"] + sender["write_cpu_s"]) / frames_sent
     sizes = [sum(r["sizes"]) for r in sent.values()]
     return {
-        "size": size, "fps": fps, "duration_s": duration, "frames_encoded": stats["frames_encoded"],
-        "frames_sent": sender["frames_sent"], "frames_decoded": len(e2e), "tiers_decoded": tier_counts,
+        "size": size,
+        "fps": fps,
+        "duration_s": duration,
+        "frames_encoded": stats["frames_encoded"],
+        "frames_sent": sender["frames_sent"],
+        "frames_decoded": len(e2e),
+        "tiers_decoded": tier_counts,
         "kbytes_per_frame": round(float(np.mean(sizes)) / 1000, 2) if sizes else None,
         "capture_to_decoded_ms": [round(v, 1) for v in pct(e2e)],
         "encoded_to_received_ms": [round(v, 1) for v in pct(net)],
-        "encode_ms_p50": round(stats["encode_p50_ms"], 1), "decode_ms_p50": round(pct(dec)[0], 1),
+        "encode_ms_p50": round(stats["encode_p50_ms"], 1),
+        "decode_ms_p50": round(pct(dec)[0], 1),
         "transport_cpu_ms_per_frame": round(cpu * 1e3, 3) if cpu is not None else None,
         "messages_per_frame": round(sender["messages_sent"] / frames_sent, 2),
     }
@@ -123,17 +172,38 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     from snisd.transport.sender import WhipSender
 
     w, h = (int(v) for v in size.split("x"))
-    enc = Encoder(EncoderConfig(w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000,
-                                tuning=tuning_for(live=True)))  # the daemon's with a peer
+    enc = Encoder(
+        EncoderConfig(
+            w, h, int(fps * 1000), 1000, tiers=tiers, qp=qp, keyframe_interval=1000, tuning=tuning_for(live=True)
+        )
+    )  # the daemon's with a peer
     scene = SyntheticScene(w, h, fps)
     coded = [enc.encode(scene.render(n)) for n in range(4)]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     port = free_port()
     rx_log = tmp / f"replay-rx-{size}.jsonl"
-    rx = subprocess.Popen([sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}",
-                           "--ice-address", "127.0.0.1", "--frame-log", str(rx_log), "--no-decode",
-                           "--stats-interval", "30"],
-                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    rx = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "snisd",
+            "receive",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--ice-address",
+            "127.0.0.1",
+            "--frame-log",
+            str(rx_log),
+            "--no-decode",
+            "--stats-interval",
+            "30",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     written: dict[int, float] = {}
     try:
         assert rx.stdout is not None
@@ -141,8 +211,9 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
             raise RuntimeError("receiver did not start")
         restrict_host_addresses(["127.0.0.1"])
         want_key = [True]
-        sender = WhipSender(f"http://127.0.0.1:{port}/whip", enc.sequence_header,
-                            request_keyframe=lambda: want_key.__setitem__(0, True)).start()
+        sender = WhipSender(
+            f"http://127.0.0.1:{port}/whip", enc.sequence_header, request_keyframe=lambda: want_key.__setitem__(0, True)
+        ).start()
         deadline = time.monotonic() + 20
         while sender.state != "connected" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -153,7 +224,7 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
             src = coded[0] if key else coded[1 + i % (len(coded) - 1)]
             fno = i & 0xFFFF
             head = dataclasses.replace(FrameHeader.from_bytes(src.tiers[0]), frame_no=fno)
-            base = head.to_bytes() + src.tiers[0][FrameHeader.SIZE:]
+            base = head.to_bytes() + src.tiers[0][FrameHeader.SIZE :]
             ef = EncodedFrame(i, int(i * 1e6 / fps), key, src.switch_point, (base, *src.tiers[1:]))
             time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
             written[fno] = time.time()
@@ -166,19 +237,32 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
         rx.terminate()
         rx.wait(30)
     got = [json.loads(x) for x in rx_log.read_text().splitlines()] if rx_log.exists() else []
-    lat = [(r["t_released"] - written[r["frame_no"]]) * 1e3 for r in got
-           if r["frame_no"] in written and r["frame_no"] >= warmup * fps]
+    lat = [
+        (r["t_released"] - written[r["frame_no"]]) * 1e3
+        for r in got
+        if r["frame_no"] in written and r["frame_no"] >= warmup * fps
+    ]
     full = sum(1 for r in got if r["received_tiers"] == tiers)
-    cpu = (stats["transport_cpu_s"] - stats["transport_cpu_at_connect_s"] + stats["write_cpu_s"]) / max(1, stats["frames_sent"])
-    return {"size": size, "fps": fps, "mode": "replay", "frames_sent": stats["frames_sent"],
-            "frames_received": len(got), "frames_with_all_tiers": full,
-            "kbytes_per_frame": round(sum(sum(len(c) for c in f.tiers) for f in coded[1:]) / (len(coded) - 1) / 1000, 2),
-            "write_to_received_ms": [round(v, 1) for v in pct(lat)],
-            "transport_cpu_ms_per_frame": round(cpu * 1e3, 3),
-            "messages_per_frame": round(stats["messages_sent"] / max(1, stats["frames_sent"]), 2),
-            "tier_dropped": stats["tier_dropped"], "base_dropped": stats["base_dropped"],
-            "frames_evicted": stats["frames_evicted"], "frames_waiting_key": stats["frames_waiting_key"],
-            "keyframes": stats["keyframe_requests"]}
+    cpu = (stats["transport_cpu_s"] - stats["transport_cpu_at_connect_s"] + stats["write_cpu_s"]) / max(
+        1, stats["frames_sent"]
+    )
+    return {
+        "size": size,
+        "fps": fps,
+        "mode": "replay",
+        "frames_sent": stats["frames_sent"],
+        "frames_received": len(got),
+        "frames_with_all_tiers": full,
+        "kbytes_per_frame": round(sum(sum(len(c) for c in f.tiers) for f in coded[1:]) / (len(coded) - 1) / 1000, 2),
+        "write_to_received_ms": [round(v, 1) for v in pct(lat)],
+        "transport_cpu_ms_per_frame": round(cpu * 1e3, 3),
+        "messages_per_frame": round(stats["messages_sent"] / max(1, stats["frames_sent"]), 2),
+        "tier_dropped": stats["tier_dropped"],
+        "base_dropped": stats["base_dropped"],
+        "frames_evicted": stats["frames_evicted"],
+        "frames_waiting_key": stats["frames_waiting_key"],
+        "keyframes": stats["keyframe_requests"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -189,9 +273,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiers", type=int, default=3)
     ap.add_argument("--qp", type=int, default=28)
     ap.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
-    ap.add_argument("--replay", type=float, default=0.0, metavar="FPS",
-                    help="instead: the transport alone, replaying pre-encoded frames at FPS in-process "
-                         "to a receiver that does not decode")
+    ap.add_argument(
+        "--replay",
+        type=float,
+        default=0.0,
+        metavar="FPS",
+        help="instead: the transport alone, replaying pre-encoded frames at FPS in-process "
+        "to a receiver that does not decode",
+    )
     ap.add_argument("--warmup", type=float, default=3.0, help="seconds of frames left out of the statistics")
     ap.add_argument("--keep", metavar="DIR", help="keep the per-frame logs in DIR")
     args = ap.parse_args(argv)
@@ -208,19 +297,23 @@ def main(argv: list[str] | None = None) -> int:
                 r = replay_one(size, args.replay, args.duration, args.tiers, args.qp, Path(tmp), args.warmup)
                 print(json.dumps(r), flush=True)
             return 0
-        for size, fps in zip(sizes, rates):
+        for size, fps in zip(sizes, rates, strict=True):
             r = run_one(size, fps, args.duration, args.tiers, args.qp, Path(tmp), args.warmup)
             results.append(r)
             if args.json:
                 print(json.dumps(r), flush=True)
     if not args.json:
-        print(f"{'size':>10} {'fps':>4} {'frames':>6} {'kB/fr':>6} {'capture->decoded p50/p95 ms':>28} "
-              f"{'encoded->received p50/p95 ms':>29} {'enc ms':>7} {'dec ms':>7} {'tx CPU ms/fr':>12}")
+        print(
+            f"{'size':>10} {'fps':>4} {'frames':>6} {'kB/fr':>6} {'capture->decoded p50/p95 ms':>28} "
+            f"{'encoded->received p50/p95 ms':>29} {'enc ms':>7} {'dec ms':>7} {'tx CPU ms/fr':>12}"
+        )
         for r in results:
-            print(f"{r['size']:>10} {r['fps']:>4g} {r['frames_decoded']:>6} {r['kbytes_per_frame']:>6} "
-                  f"{r['capture_to_decoded_ms'][0]:>13.1f} / {r['capture_to_decoded_ms'][1]:<12.1f} "
-                  f"{r['encoded_to_received_ms'][0]:>14.1f} / {r['encoded_to_received_ms'][1]:<12.1f} "
-                  f"{r['encode_ms_p50']:>7.1f} {r['decode_ms_p50']:>7.1f} {r['transport_cpu_ms_per_frame']!s:>12}")
+            print(
+                f"{r['size']:>10} {r['fps']:>4g} {r['frames_decoded']:>6} {r['kbytes_per_frame']:>6} "
+                f"{r['capture_to_decoded_ms'][0]:>13.1f} / {r['capture_to_decoded_ms'][1]:<12.1f} "
+                f"{r['encoded_to_received_ms'][0]:>14.1f} / {r['encoded_to_received_ms'][1]:<12.1f} "
+                f"{r['encode_ms_p50']:>7.1f} {r['decode_ms_p50']:>7.1f} {r['transport_cpu_ms_per_frame']!s:>12}"
+            )
     return 0
 
 

@@ -95,11 +95,18 @@ def main() -> int:
         est["encode"] = sum(est.values())
         est["decode"] = sum(v * r for v in dhost.values())
         rows[name] = {k: round(v, 1) for k, v in est.items()}
-    res = {"frames": len(frames), "qp": args.qp, "tiers": args.tiers, "litert_amx": refuse_amx(),
-           "host_encode_cpu_ms": round(enc_cpu, 2), "host_decode_cpu_ms": round(dec_cpu, 2),
-           "host_encode_stages_ms": {k: round(v, 2) for k, v in host.items()},
-           "host_decode_stages_ms": {k: round(v, 2) for k, v in dhost.items()},
-           "analysis_macs_per_frame": macs, "boards_ms": rows}
+    res = {
+        "frames": len(frames),
+        "qp": args.qp,
+        "tiers": args.tiers,
+        "litert_amx": refuse_amx(),
+        "host_encode_cpu_ms": round(enc_cpu, 2),
+        "host_decode_cpu_ms": round(dec_cpu, 2),
+        "host_encode_stages_ms": {k: round(v, 2) for k, v in host.items()},
+        "host_decode_stages_ms": {k: round(v, 2) for k, v in dhost.items()},
+        "analysis_macs_per_frame": macs,
+        "boards_ms": rows,
+    }
     print(json.dumps(res, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))

@@ -72,7 +72,7 @@ def calibration_planes(media: str, per_clip: int = CALIB_FRAMES):
             cur, prev = frames[t], frames[t - 1]
             h, w = (cur[0].shape[0] // 32) * 32, (cur[0].shape[1] // 32) * 32
             intra = [p.astype(np.int16) - 128 for p in cur]
-            resid = [a.astype(np.int16) - b.astype(np.int16) for a, b in zip(cur, prev)]
+            resid = [a.astype(np.int16) - b.astype(np.int16) for a, b in zip(cur, prev, strict=True)]
             for planes in (intra, resid):
                 y = np.clip(planes[0][:h, :w], INPUT_MIN, INPUT_MAX)
                 c = [np.clip(p[: h // 2, : w // 2], INPUT_MIN, INPUT_MAX) for p in planes[1:]]
@@ -94,10 +94,14 @@ def channel_ranges(weights, planes, percentile: float | dict[str, float] = CALIB
         tops: dict[str, list[np.ndarray]] = {"row": [], "col": [], "coarse": []}
         counts = dict.fromkeys(tops, 0)
         for y, c in planes:
-            for x in ([y] if prefix == "luma" else c):
+            for x in [y] if prefix == "luma" else c:
                 xp = np.pad(x.astype(np.float64), 3 * n // 2, mode="symmetric")
                 r, coef, coarse = ref.analyze_plane_stages(xp, weights, prefix)
-                for k, a in (("row", r.reshape(-1, n)), ("col", coef.reshape(-1, n * n)), ("coarse", coarse.reshape(-1, 4))):
+                for k, a in (
+                    ("row", r.reshape(-1, n)),
+                    ("col", coef.reshape(-1, n * n)),
+                    ("coarse", coarse.reshape(-1, 4)),
+                ):
                     a = np.abs(a)
                     counts[k] += a.shape[0]
                     if a.shape[0] > keep:
@@ -108,7 +112,9 @@ def channel_ranges(weights, planes, percentile: float | dict[str, float] = CALIB
             a = -np.sort(-np.concatenate(parts), axis=0)  # descending per channel
             rank = int(np.floor(counts[k] * (1.0 - pct[k] / 100.0)))
             if rank >= a.shape[0]:
-                raise ValueError(f"percentile {pct[k]} of {prefix} {k} needs more than the kept tail ({keep} per frame)")
+                raise ValueError(
+                    f"percentile {pct[k]} of {prefix} {k} needs more than the kept tail ({keep} per frame)"
+                )
             res[prefix][k] = np.maximum(a[rank], 1e-3)
     return res
 
@@ -118,8 +124,10 @@ def dequant_steps(ranges) -> dict[str, dict[str, list[float]]]:
 
     Chroma has no int8 row intermediate (one 2-D filter per coefficient), so no row steps.
     """
-    return {p: {k: (np.asarray(v, np.float64) / 127.0).tolist() for k, v in d.items()
-                if not (p == "chroma" and k == "row")} for p, d in ranges.items()}
+    return {
+        p: {k: (np.asarray(v, np.float64) / 127.0).tolist() for k, v in d.items() if not (p == "chroma" and k == "row")}
+        for p, d in ranges.items()
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -250,14 +258,18 @@ class TFLiteGraph:
         y = self.activation(name, shape)
         o = fb.StridedSliceOptionsT()
         o.beginMask, o.endMask = 0b0111, 0b0111
-        self.op(fb.BuiltinOperator.STRIDED_SLICE, 4, [x, begin, end, one], [y], fb.BuiltinOptions.StridedSliceOptions, o)
+        self.op(
+            fb.BuiltinOperator.STRIDED_SLICE, 4, [x, begin, end, one], [y], fb.BuiltinOptions.StridedSliceOptions, o
+        )
         return y
 
     def transpose(self, x: int, name: str, perm) -> int:
         fb = self.fb
         p = self.tensor(f"{name}/perm", (len(perm),), fb.TensorType.INT32, np.array(perm, np.int32))
         y = self.activation(name, [self.tensors[x].shape[i] for i in perm])
-        self.op(fb.BuiltinOperator.TRANSPOSE, 2, [x, p], [y], fb.BuiltinOptions.TransposeOptions, fb.TransposeOptionsT())
+        self.op(
+            fb.BuiltinOperator.TRANSPOSE, 2, [x, p], [y], fb.BuiltinOptions.TransposeOptions, fb.TransposeOptionsT()
+        )
         return y
 
     def reshape(self, x: int, name: str, shape) -> int:
@@ -282,7 +294,13 @@ class TFLiteGraph:
 
         fb = self.fb
         sg = fb.SubGraphT()
-        sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = self.tensors, list(inputs), list(outputs), self.ops, "main"
+        sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = (
+            self.tensors,
+            list(inputs),
+            list(outputs),
+            self.ops,
+            "main",
+        )
         model = fb.ModelT()
         model.version, model.operatorCodes, model.subgraphs, model.description = 3, self.codes, [sg], description
         model.metadata = []
@@ -370,8 +388,11 @@ def evaluate_all(media: str, models: str, learned_a, learned_s, dct) -> None:
     }
     for k, (rows, clean) in results.items():
         print(tt.format_rows(names[k], rows, clean))
-    print("\n| step s | " + " | ".join(f"{names[k]} PSNR / bpp" for k in "abcd")
-          + " | int8 gap learned (c-b) | int8 gap DCT (d-a) |")
+    print(
+        "\n| step s | "
+        + " | ".join(f"{names[k]} PSNR / bpp" for k in "abcd")
+        + " | int8 gap learned (c-b) | int8 gap DCT (d-a) |"
+    )
     print("|" + " --- |" * 7)
     for i, s in enumerate(tt.EVAL_STEPS):
         cells = [f"{results[k][0][i][1]:.2f} / {results[k][0][i][2]:.3f}" for k in "abcd"]
@@ -379,16 +400,22 @@ def evaluate_all(media: str, models: str, learned_a, learned_s, dct) -> None:
         gap_d = results["d"][0][i][1] - results["a"][0][i][1]
         print(f"| {s} | " + " | ".join(cells) + f" | {gap_l:+.2f} dB | {gap_d:+.2f} dB |")
     cl = " | ".join(f"{results[k][1]:.2f}" for k in "abcd")
-    print(f"| unquantised | {cl} | {results['c'][1] - results['b'][1]:+.2f} dB "
-          f"| {results['d'][1] - results['a'][1]:+.2f} dB |")
+    print(
+        f"| unquantised | {cl} | {results['c'][1] - results['b'][1]:+.2f} dB "
+        f"| {results['d'][1] - results['a'][1]:+.2f} dB |"
+    )
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--media", required=True, help="directory with the clips (models/README.md lists them)")
     ap.add_argument("--models", default=os.path.join(REPO, "models"), help="models directory")
-    ap.add_argument("--percentile", type=float, default=CALIB_PERCENTILE,
-                    help="calibrated channel range: this percentile of |value| (100 = maximum)")
+    ap.add_argument(
+        "--percentile",
+        type=float,
+        default=CALIB_PERCENTILE,
+        help="calibrated channel range: this percentile of |value| (100 = maximum)",
+    )
     ap.add_argument("--calib-frames", type=int, default=CALIB_FRAMES, help="calibration frames per clip")
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)

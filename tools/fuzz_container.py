@@ -27,8 +27,26 @@ from snisd.codec.bitstream import FRAME_I, FRAME_P, EncodedFrame, FrameHeader, S
 from snisd.container import Fmp4StreamParser, build_fragment, build_init_segment  # noqa: E402
 from snisd.errors import ContainerError  # noqa: E402
 
-TYPES = [b"free", b"moof", b"mdat", b"moov", b"trak", b"traf", b"trun", b"tfhd", b"tfdt", b"mfhd", b"mvhd",
-         b"snsC", b"colr", b"stsd", b"ftyp", b"sidx", b"mvex", b"trex"]
+TYPES = [
+    b"free",
+    b"moof",
+    b"mdat",
+    b"moov",
+    b"trak",
+    b"traf",
+    b"trun",
+    b"tfhd",
+    b"tfdt",
+    b"mfhd",
+    b"mvhd",
+    b"snsC",
+    b"colr",
+    b"stsd",
+    b"ftyp",
+    b"sidx",
+    b"mvex",
+    b"trex",
+]
 SIZES = [0, 1, 2, 7, 8, 9, 15, 16, 17, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
 
 
@@ -39,7 +57,9 @@ def corpus() -> list[bytes]:
         seq = SequenceHeader(320, 240, 25, 1, tiers=tiers)
         data = build_init_segment(seq, tiers=kept)
         for i in range(n):
-            chunks = [FrameHeader(FRAME_I if i == 0 else FRAME_P, i == 0, i, 9).to_bytes() + rng.randbytes(rng.randint(0, 60))]
+            chunks = [
+                FrameHeader(FRAME_I if i == 0 else FRAME_P, i == 0, i, 9).to_bytes() + rng.randbytes(rng.randint(0, 60))
+            ]
             chunks += [enhancement_header(t, i) + rng.randbytes(rng.randint(0, 60)) for t in range(1, kept)]
             data += build_fragment(EncodedFrame(i, i * 40000, i == 0, i == 0, tuple(chunks)), i + 1, seq)
         out.append(data)
@@ -48,8 +68,11 @@ def corpus() -> list[bytes]:
 
 def box_starts(data: bytes) -> list[int]:
     """Offsets that look like the start of a box header (4 printable type bytes after a size)."""
-    return [i - 4 for i in range(4, len(data) - 3)
-            if all(0x61 <= c <= 0x7A or c == 0x20 or 0x41 <= c <= 0x5A for c in data[i:i + 4])]
+    return [
+        i - 4
+        for i in range(4, len(data) - 3)
+        if all(0x61 <= c <= 0x7A or c == 0x20 or 0x41 <= c <= 0x5A for c in data[i : i + 4])
+    ]
 
 
 def mutate(data: bytes, rng: random.Random, starts: list[int]) -> tuple[bytes, str]:
@@ -60,19 +83,19 @@ def mutate(data: bytes, rng: random.Random, starts: list[int]) -> tuple[bytes, s
     if kind == "flip":
         for _ in range(rng.randint(1, 4)):
             p = rng.randrange(n)
-            data = data[:p] + bytes((data[p] ^ (1 << rng.randrange(8)),)) + data[p + 1:]
+            data = data[:p] + bytes((data[p] ^ (1 << rng.randrange(8)),)) + data[p + 1 :]
     elif kind == "truncate":
-        data = data[:rng.randrange(n)]
+        data = data[: rng.randrange(n)]
     elif kind == "size":
         at = rng.choice(starts)
-        old = int.from_bytes(data[at:at + 4], "big")
+        old = int.from_bytes(data[at : at + 4], "big")
         new = rng.choice(SIZES + [old + rng.randint(-16, 16) & 0xFFFFFFFF])
-        data = data[:at] + new.to_bytes(4, "big") + data[at + 4:]
+        data = data[:at] + new.to_bytes(4, "big") + data[at + 4 :]
     elif kind == "largesize":
         at = rng.choice(starts)
-        old = int.from_bytes(data[at:at + 4], "big")
+        old = int.from_bytes(data[at : at + 4], "big")
         large = rng.choice([0, 8, 15, 16, old + 8, old + 9, 1 << 63, (1 << 64) - 1, 1 << 40])
-        data = data[:at] + (1).to_bytes(4, "big") + data[at + 4:at + 8] + large.to_bytes(8, "big") + data[at + 8:]
+        data = data[:at] + (1).to_bytes(4, "big") + data[at + 4 : at + 8] + large.to_bytes(8, "big") + data[at + 8 :]
     elif kind == "insert":
         p = rng.choice(starts + [n])
         body = rng.randbytes(rng.randint(0, 24))
@@ -85,7 +108,7 @@ def mutate(data: bytes, rng: random.Random, starts: list[int]) -> tuple[bytes, s
         data = data[:p] + data[a:b] + data[p:]
     else:
         a = rng.randrange(n)
-        data = data[:a] + bytes(rng.randint(1, 16)) + data[a + 16:]
+        data = data[:a] + bytes(rng.randint(1, 16)) + data[a + 16 :]
     return data, kind
 
 
@@ -98,7 +121,7 @@ def run_one(data: bytes, rng: random.Random) -> str:
             pos = 0
             while pos < len(data):
                 step = rng.randint(1, 300)
-                p.feed(data[pos:pos + step])
+                p.feed(data[pos : pos + step])
                 pos += step
         return "truncated" if p.close() else "clean"
     except ContainerError as e:

@@ -45,17 +45,17 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
             i = rng.randrange(len(b))
             b[i] ^= 1 << rng.randrange(8)
     elif op == 1:  # truncate
-        del b[rng.randrange(len(b)):]
+        del b[rng.randrange(len(b)) :]
     elif op == 2:  # random bytes overwrite
         i = rng.randrange(len(b))
         for j in range(i, min(len(b), i + rng.randrange(1, 32))):
             b[j] = rng.randrange(256)
     elif op == 3:  # duplicate a slice
         i = rng.randrange(len(b))
-        b[i:i] = b[i:i + rng.randrange(1, 64)]
+        b[i:i] = b[i : i + rng.randrange(1, 64)]
     elif op == 4:  # delete a slice
         i = rng.randrange(len(b))
-        del b[i:i + rng.randrange(1, 64)]
+        del b[i : i + rng.randrange(1, 64)]
     else:  # header bytes
         b[rng.randrange(min(len(b), 8))] = rng.randrange(256)
     return bytes(b)
@@ -108,15 +108,18 @@ def main() -> int:
             elif kind in (2, 3, 4, 5):  # the frames before it intact, then one frame with one chunk mutated
                 victim = coded[rng.randrange(len(coded))]
                 dec = Decoder(enc.sequence_header, synthesis=enc.synthesis)
-                for prev in coded[:victim.index]:
+                for prev in coded[: victim.index]:
                     dec.decode(prev)
                 chunks = list(victim.tiers)
                 k = rng.randrange(len(chunks))
                 chunks[k] = mutate(chunks[k], rng)
                 data = chunks
                 tiers = rng.choice((None, 1, 2, 3))
-                dec.decode(EncodedFrame(victim.index, 0, victim.keyframe, victim.switch_point, tuple(chunks)),
-                           tiers=tiers, show_tiers=rng.choice((None, 1, 2, 3)) if tiers is None else None)
+                dec.decode(
+                    EncodedFrame(victim.index, 0, victim.keyframe, victim.switch_point, tuple(chunks)),
+                    tiers=tiers,
+                    show_tiers=rng.choice((None, 1, 2, 3)) if tiers is None else None,
+                )
             else:  # intact chunks in the wrong places: swapped, dropped or repeated between frames
                 dec = Decoder(enc.sequence_header, synthesis=enc.synthesis)
                 frames = [list(ef.tiers) for ef in coded]
@@ -152,8 +155,10 @@ def main() -> int:
         slowest = max(slowest, time.perf_counter() - t0)
     total = time.perf_counter() - t_start
     typed = ", ".join(f"{v} {k}" for k, v in sorted(errors.items()))
-    print(f"{args.inputs} inputs tried: {ok} decoded to the end, typed errors: {typed}; 0 crashes, 0 hangs; "
-          f"slowest input {slowest * 1000:.0f} ms; {total:.0f} s in all")
+    print(
+        f"{args.inputs} inputs tried: {ok} decoded to the end, typed errors: {typed}; 0 crashes, 0 hangs; "
+        f"slowest input {slowest * 1000:.0f} ms; {total:.0f} s in all"
+    )
     return 0
 
 

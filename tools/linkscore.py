@@ -70,8 +70,9 @@ class Shown:
     t_ms: float
 
 
-def playout(shown: Sequence[Shown], first: int, last: int, epoch_ms: float, fps: float, offset_ms: float,
-            latency_ms: float) -> list[int]:
+def playout(
+    shown: Sequence[Shown], first: int, last: int, epoch_ms: float, fps: float, offset_ms: float, latency_ms: float
+) -> list[int]:
     """Which shown picture (its position in `shown`, or BLANK) is on screen at each slot
     first..last (inclusive) under the playout rule of this module. `shown` is in display order."""
     out: list[int] = []
@@ -96,12 +97,21 @@ def playout(shown: Sequence[Shown], first: int, last: int, epoch_ms: float, fps:
     return out
 
 
-def latencies_ms(shown: Sequence[Shown], epoch_ms: float, fps: float, offset_ms: float,
-                 first: int | None = None, last: int | None = None) -> list[float]:
+def latencies_ms(
+    shown: Sequence[Shown],
+    epoch_ms: float,
+    fps: float,
+    offset_ms: float,
+    first: int | None = None,
+    last: int | None = None,
+) -> list[float]:
     """Glass-to-glass latency of every shown picture (of source index first..last): shown time
     minus its capture time moved to the receiver's clock."""
-    return [s.t_ms - (epoch_ms + s.index * 1000.0 / fps - offset_ms) for s in shown
-            if (first is None or s.index >= first) and (last is None or s.index <= last)]
+    return [
+        s.t_ms - (epoch_ms + s.index * 1000.0 / fps - offset_ms)
+        for s in shown
+        if (first is None or s.index >= first) and (last is None or s.index <= last)
+    ]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -170,7 +180,7 @@ class RawVideo:
     def frame(self, k: int) -> np.ndarray:
         if not 0 <= k < self.frames:
             raise IndexError(f"frame {k} of {self.frames} in {self.path}")
-        return self._mm[k * self.frame_bytes:(k + 1) * self.frame_bytes]
+        return self._mm[k * self.frame_bytes : (k + 1) * self.frame_bytes]
 
     def luma(self, k: int) -> np.ndarray:
         return self.frame(k)[: self.width * self.height].reshape(self.height, self.width)
@@ -180,8 +190,14 @@ def blank_frame(width: int, height: int) -> np.ndarray:
     return np.full(width * height * 3 // 2, 128, np.uint8)
 
 
-def match_start(received: Callable[[int], np.ndarray], rel_slots: Sequence[int], source: Callable[[int], np.ndarray],
-                n_source: int, max_start: int, samples: int = 16) -> tuple[int, float, float]:
+def match_start(
+    received: Callable[[int], np.ndarray],
+    rel_slots: Sequence[int],
+    source: Callable[[int], np.ndarray],
+    n_source: int,
+    max_start: int,
+    samples: int = 16,
+) -> tuple[int, float, float]:
     """For a receiver that knows only relative timestamps (aiortc maps its first RTP timestamp to
     0): the source index of relative slot 0, found by comparing pictures. `received(k)` is the luma
     of received picture k whose relative slot is `rel_slots[k]`; `source(n)` the luma of source
@@ -220,9 +236,18 @@ def match_start(received: Callable[[int], np.ndarray], rel_slots: Sequence[int],
 # VMAF of a played-out sequence against the source (ffmpeg's libvmaf, frames by pipe).
 
 
-def vmaf_sequence(ffmpeg: str, width: int, height: int, fps: float, dist: Callable[[int], np.ndarray],
-                  ref: Callable[[int], np.ndarray], count: int, log_path: str | os.PathLike, threads: int = 2,
-                  model: str = "vmaf_v0.6.1") -> dict:
+def vmaf_sequence(
+    ffmpeg: str,
+    width: int,
+    height: int,
+    fps: float,
+    dist: Callable[[int], np.ndarray],
+    ref: Callable[[int], np.ndarray],
+    count: int,
+    log_path: str | os.PathLike,
+    threads: int = 2,
+    model: str = "vmaf_v0.6.1",
+) -> dict:
     """VMAF (mean over frames, and every frame's score) of `count` distorted frames dist(i)
     against ref(i), both I420 of width x height. The frames go to ffmpeg through two FIFOs, so
     nothing of the sequences is written to disk."""
@@ -234,10 +259,29 @@ def vmaf_sequence(ffmpeg: str, width: int, height: int, fps: float, dist: Callab
         for f in fifos:
             os.mkfifo(f)
         raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{width}x{height}", "-r", f"{fps:g}"]
-        filt = ("[0:v]settb=1/100,setpts=N[d];[1:v]settb=1/100,setpts=N[r];"
-                f"[d][r]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}:log_path={log_path.name}")
-        cmd = [ffmpeg, "-hide_banner", "-nostats", "-loglevel", "error", "-y", *raw, "-i", fifos[0], *raw, "-i",
-               fifos[1], "-lavfi", filt, "-f", "null", "-"]
+        filt = (
+            "[0:v]settb=1/100,setpts=N[d];[1:v]settb=1/100,setpts=N[r];"
+            f"[d][r]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}:log_path={log_path.name}"
+        )
+        cmd = [
+            ffmpeg,
+            "-hide_banner",
+            "-nostats",
+            "-loglevel",
+            "error",
+            "-y",
+            *raw,
+            "-i",
+            fifos[0],
+            *raw,
+            "-i",
+            fifos[1],
+            "-lavfi",
+            filt,
+            "-f",
+            "null",
+            "-",
+        ]
         proc = subprocess.Popen(cmd, cwd=log_path.parent, stderr=subprocess.PIPE)
         errors: list[BaseException] = []
 
@@ -251,8 +295,10 @@ def vmaf_sequence(ffmpeg: str, width: int, height: int, fps: float, dist: Callab
             except BaseException as exc:  # noqa: BLE001 - reported after ffmpeg ends
                 errors.append(exc)
 
-        writers = [threading.Thread(target=feed, args=(fifos[0], dist), daemon=True),
-                   threading.Thread(target=feed, args=(fifos[1], ref), daemon=True)]
+        writers = [
+            threading.Thread(target=feed, args=(fifos[0], dist), daemon=True),
+            threading.Thread(target=feed, args=(fifos[1], ref), daemon=True),
+        ]
         for w in writers:
             w.start()
         _, err = proc.communicate()
@@ -266,5 +312,9 @@ def vmaf_sequence(ffmpeg: str, width: int, height: int, fps: float, dist: Callab
     per_frame = [float(f["metrics"]["vmaf"]) for f in data["frames"]]
     if len(per_frame) != count:
         raise RuntimeError(f"libvmaf scored {len(per_frame)} frames of {count}")
-    return {"vmaf": float(np.mean(per_frame)) if per_frame else math.nan, "frames": per_frame, "model": model,
-            "libvmaf_version": str(data.get("version", "?"))}
+    return {
+        "vmaf": float(np.mean(per_frame)) if per_frame else math.nan,
+        "frames": per_frame,
+        "model": model,
+        "libvmaf_version": str(data.get("version", "?")),
+    }

@@ -34,9 +34,20 @@ REPO = TOOLS.parent
 sys.path.insert(0, str(TOOLS))
 sys.path.insert(0, str(REPO))
 
+from rdlib import (
+    VMAF_MODEL,
+    StepFailed,
+    ffmpeg_exe,
+    ivf_payload_bytes,
+    make_reference,
+    psnr_y,
+    run,  # noqa: E402
+    vmaf,
+    y4m_frame_count,
+    y4m_info,
+)
+
 from snisd.bdrate import bd_rate, rate_at_quality  # noqa: E402
-from rdlib import (StepFailed, ffmpeg_exe, ivf_payload_bytes, make_reference, psnr_y, run,  # noqa: E402
-                   vmaf, y4m_frame_count, y4m_info, VMAF_MODEL)
 
 ANCHOR = "x264-ultrafast"
 CLIPS = {"vtest": "vtest.avi", "cockatoo": "cockatoo.mp4", "bikes": "bikes.mp4"}
@@ -46,21 +57,35 @@ VARIANT_ARGS: dict[str, list[str]] = {}  # SNIS variant name -> extra `snisd enc
 
 # ----------------------------------------------------------------------------- codecs
 
+
 @dataclass
 class Baseline:
     name: str
     label: str
     encoder_args: list[str]
-    qarg: str                     # how the sweep parameter is passed ("-crf", "qminmax", or "vbv": a rate)
+    qarg: str  # how the sweep parameter is passed ("-crf", "qminmax", or "vbv": a rate)
     points: list[int]
-    container: str                # ffmpeg muxer of the elementary stream
+    container: str  # ffmpeg muxer of the elementary stream
     ext: str
     bsf: str | None = None
 
-    def encode_cmd(self, ref: Path, out: Path, q: float, gop: int, kbps: float = 0.0,
-                   budget_ms: float = 300.0) -> list[str]:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(ref),
-               "-an", *self.encoder_args, "-g", str(gop)]
+    def encode_cmd(
+        self, ref: Path, out: Path, q: float, gop: int, kbps: float = 0.0, budget_ms: float = 300.0
+    ) -> list[str]:
+        cmd = [
+            ffmpeg_exe(),
+            "-hide_banner",
+            "-nostats",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            str(ref),
+            "-an",
+            *self.encoder_args,
+            "-g",
+            str(gop),
+        ]
         if self.qarg == "vbv":
             # a constant target with a buffer of budget_ms at that rate: the live sender's constraint
             cmd += ["-b:v", f"{kbps:.2f}k", "-maxrate", f"{kbps:.2f}k", "-bufsize", f"{kbps * budget_ms / 1000:.2f}k"]
@@ -77,8 +102,17 @@ class Baseline:
         cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-threads", "1"]
         if self.container in ("h264", "hevc"):
             cmd += ["-framerate", f"{fps:g}"]
-        return cmd + ["-i", str(stream), "-fps_mode", "passthrough", "-pix_fmt", "yuv420p",
-                      "-f", "yuv4mpegpipe", str(out)]
+        return cmd + [
+            "-i",
+            str(stream),
+            "-fps_mode",
+            "passthrough",
+            "-pix_fmt",
+            "yuv420p",
+            "-f",
+            "yuv4mpegpipe",
+            str(out),
+        ]
 
     def stream_bytes(self, stream: Path) -> int:
         if self.container == "ivf":
@@ -89,37 +123,100 @@ class Baseline:
 BASELINES = [
     # x264 writes an SEI with its version and option string into the first frame;
     # it is not needed for decoding, so the filter_units BSF drops SEI NAL units (type 6).
-    Baseline("x264-ultrafast", "x264 ultrafast zerolatency",
-             ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1"],
-             "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
-    Baseline("x264-veryfast", "x264 veryfast zerolatency",
-             ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-threads", "1"],
-             "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
-    Baseline("x264-medium", "x264 medium zerolatency",
-             ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
-             "-crf", [24, 28, 32, 36, 40, 44], "h264", "264", "filter_units=remove_types=6"),
+    Baseline(
+        "x264-ultrafast",
+        "x264 ultrafast zerolatency",
+        ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1"],
+        "-crf",
+        [24, 28, 32, 36, 40, 44],
+        "h264",
+        "264",
+        "filter_units=remove_types=6",
+    ),
+    Baseline(
+        "x264-veryfast",
+        "x264 veryfast zerolatency",
+        ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-threads", "1"],
+        "-crf",
+        [24, 28, 32, 36, 40, 44],
+        "h264",
+        "264",
+        "filter_units=remove_types=6",
+    ),
+    Baseline(
+        "x264-medium",
+        "x264 medium zerolatency",
+        ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
+        "-crf",
+        [24, 28, 32, 36, 40, 44],
+        "h264",
+        "264",
+        "filter_units=remove_types=6",
+    ),
     # x264 medium under the live constraint (only with --snis-bpp, at the same targets): average
     # rate and VBV max rate the target, a buffer of --budget-ms at it (x264's VBV).
-    Baseline("x264-medium-vbv", "x264 medium zerolatency, VBV (target rate, --budget-ms buffer)",
-             ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
-             "vbv", [], "h264", "264", "filter_units=remove_types=6"),
+    Baseline(
+        "x264-medium-vbv",
+        "x264 medium zerolatency, VBV (target rate, --budget-ms buffer)",
+        ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
+        "vbv",
+        [],
+        "h264",
+        "264",
+        "filter_units=remove_types=6",
+    ),
     # x265: single thread (no thread pool, one frame thread), no info SEI; zerolatency
     # (no B-frames, no lookahead) because the comparison is about live streaming.
-    Baseline("x265-medium", "x265 medium zerolatency",
-             ["-c:v", "libx265", "-preset", "medium", "-tune", "zerolatency", "-threads", "1",
-              "-x265-params", "pools=none:frame-threads=1:info=0:log-level=error"],
-             "-crf", [26, 30, 34, 38, 42, 46], "hevc", "265"),
+    Baseline(
+        "x265-medium",
+        "x265 medium zerolatency",
+        [
+            "-c:v",
+            "libx265",
+            "-preset",
+            "medium",
+            "-tune",
+            "zerolatency",
+            "-threads",
+            "1",
+            "-x265-params",
+            "pools=none:frame-threads=1:info=0:log-level=error",
+        ],
+        "-crf",
+        [26, 30, 34, 38, 42, 46],
+        "hevc",
+        "265",
+    ),
     # VP8 as WebRTC runs it: realtime deadline, no lag / alt-ref, fixed quantizer sweep.  In
     # realtime mode a positive cpu-used lets libvpx pick the speed from measured encode times
     # (results would depend on machine load); a negative value fixes speed 6, as WebRTC does.
-    Baseline("vp8-rt", "VP8 realtime cpu-used -6 (fixed speed 6)",
-             ["-c:v", "libvpx", "-deadline", "realtime", "-cpu-used", "-6", "-threads", "1",
-              "-lag-in-frames", "0", "-auto-alt-ref", "0"],
-             "qminmax", [16, 28, 40, 50, 57, 63], "ivf", "ivf"),
+    Baseline(
+        "vp8-rt",
+        "VP8 realtime cpu-used -6 (fixed speed 6)",
+        [
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "-6",
+            "-threads",
+            "1",
+            "-lag-in-frames",
+            "0",
+            "-auto-alt-ref",
+            "0",
+        ],
+        "qminmax",
+        [16, 28, 40, 50, 57, 63],
+        "ivf",
+        "ivf",
+    ),
 ]
 
 
 # ----------------------------------------------------------------------------- results
+
 
 @dataclass
 class Point:
@@ -166,7 +263,7 @@ def log(msg: str) -> None:
 @dataclass
 class ClipRef:
     name: str
-    path: Path          # reference y4m
+    path: Path  # reference y4m
     width: int
     height: int
     fps: float
@@ -206,8 +303,9 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: float, work: Pa
     stream = work / f"{tag}.{bl.ext}"
     dec = work / f"{tag}.y4m"
     try:
-        r_enc = run(bl.encode_cmd(clip.path, stream, q, clip.gop, clip.kbps_at(q), args.budget_ms),
-                    f"{bl.name} encode q={q}")
+        r_enc = run(
+            bl.encode_cmd(clip.path, stream, q, clip.gop, clip.kbps_at(q), args.budget_ms), f"{bl.name} encode q={q}"
+        )
         nbytes = bl.stream_bytes(stream)
         r_dec = run(bl.decode_cmd(stream, dec, clip.fps), f"{bl.name} decode q={q}")
         vm, ps, n, ver = measure(clip, dec, work, tag, args.vmaf_threads)
@@ -220,14 +318,27 @@ def run_baseline(col: Collector, clip: ClipRef, bl: Baseline, q: float, work: Pa
     col.libvmaf_version = ver
     kbps = nbytes * 8 / clip.duration / 1000
     param = {"qminmax": "q", "vbv": "bpp"}.get(bl.qarg, bl.qarg.lstrip("-"))
-    col.add(clip.name, Point(bl.name, f"{param}={q:g}",
-                             kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n, 1000 * r_dec.cpu / n,
-                             {"enc_wall_ms_per_frame": 1000 * r_enc.wall / n,
-                              "dec_wall_ms_per_frame": 1000 * r_dec.wall / n}), bl.label)
+    col.add(
+        clip.name,
+        Point(
+            bl.name,
+            f"{param}={q:g}",
+            kbps,
+            nbytes,
+            vm,
+            ps,
+            n,
+            1000 * r_enc.cpu / n,
+            1000 * r_dec.cpu / n,
+            {"enc_wall_ms_per_frame": 1000 * r_enc.wall / n, "dec_wall_ms_per_frame": 1000 * r_dec.wall / n},
+        ),
+        bl.label,
+    )
     log(f"{clip.name:9s} {bl.name:15s} q={q:<5g} {kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
 
 
 # ----------------------------------------------------------------------------- SNIS
+
 
 def _size(path: Path) -> int:
     if path.is_dir():
@@ -263,34 +374,55 @@ def parse_report(stdout: str) -> dict:
         rep = json.loads(lines[-1])
         tiers = [int(b) for b in rep["bytes_per_tier"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise StepFailed(f"SNIS encode: last stdout line is not the expected JSON report ({exc}): "
-                         f"{lines[-1][:200]!r}") from None
+        raise StepFailed(
+            f"SNIS encode: last stdout line is not the expected JSON report ({exc}): {lines[-1][:200]!r}"
+        ) from None
     rep["bytes_per_tier"] = tiers
     return rep
 
 
-def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tiers: int,
-             decode_tiers: list[int], model: Path | None, synth: Path | None, work: Path, args) -> None:
+def run_snis(
+    col: Collector,
+    clip: ClipRef,
+    name: str,
+    label: str,
+    q: float,
+    tiers: int,
+    decode_tiers: list[int],
+    model: Path | None,
+    synth: Path | None,
+    work: Path,
+    args,
+) -> None:
     """Encode once with `tiers` tiers, decode with --tiers k for each k in decode_tiers.
 
     `q` is the fixed qp, or with --snis-bpp the target in bits per pixel (rate control)."""
     if args.snis_bpp:
-        rate_args = ["--bitrate", f"{clip.kbps_at(q):.2f}",
-                     "--frame-budget-ms", f"{args.budget_ms:g}"]
+        rate_args = ["--bitrate", f"{clip.kbps_at(q):.2f}", "--frame-budget-ms", f"{args.budget_ms:g}"]
         param = f"bpp={q:g}"
     else:
         rate_args, param = ["--qp", str(q)], f"qp={q}"
     tag = f"{clip.name}_{name}_q{q}_K{tiers}"
     stream = work / f"{tag}.snis"
     cli = snis_cli(args)
-    cmd = cli + ["encode", str(clip.path), "-o", str(stream), *rate_args, "--tiers", str(tiers),
-                 "--frames", str(clip.frames)]
+    cmd = cli + [
+        "encode",
+        str(clip.path),
+        "-o",
+        str(stream),
+        *rate_args,
+        "--tiers",
+        str(tiers),
+        "--frames",
+        str(clip.frames),
+    ]
     if model:
         cmd += ["--model", str(model)]
     cmd += VARIANT_ARGS.get(name, [])
     try:
-        r_enc = run(cmd, f"SNIS encode ({name} {param} tiers={tiers})", cwd=REPO, env=snis_env(),
-                         timeout=args.snis_timeout)
+        r_enc = run(
+            cmd, f"SNIS encode ({name} {param} tiers={tiers})", cwd=REPO, env=snis_env(), timeout=args.snis_timeout
+        )
         rep = parse_report(r_enc.stdout)
     except StepFailed as exc:
         col.fail(clip.name, name, param, str(exc))
@@ -310,8 +442,13 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tie
         if synth:
             dcmd += ["--model", str(synth)]
         try:
-            r_dec = run(dcmd, f"SNIS decode ({name} {param} tiers={k}/{tiers})", cwd=REPO, env=snis_env(),
-                           timeout=args.snis_timeout)
+            r_dec = run(
+                dcmd,
+                f"SNIS decode ({name} {param} tiers={k}/{tiers})",
+                cwd=REPO,
+                env=snis_env(),
+                timeout=args.snis_timeout,
+            )
             vm, ps, n, ver = measure(clip, dec, work, f"{tag}_t{k}", args.vmaf_threads)
         except StepFailed as exc:
             col.fail(clip.name, codec, param, str(exc))
@@ -322,20 +459,36 @@ def run_snis(col: Collector, clip: ClipRef, name: str, label: str, q: float, tie
         col.libvmaf_version = ver
         nbytes = sum(rep["bytes_per_tier"][:k])
         kbps = nbytes * 8 / clip.duration / 1000
-        col.add(clip.name, Point(codec, param, kbps, nbytes, vm, ps, n, 1000 * r_enc.cpu / n_enc,
-                                 1000 * r_dec.cpu / n,
-                                 {"bytes_per_tier": rep["bytes_per_tier"], "tiers_decoded": k,
-                                  "encoder_reported_seconds": rep.get("seconds"),
-                                  "enc_wall_ms_per_frame": 1000 * r_enc.wall / n_enc,
-                                  "dec_wall_ms_per_frame": 1000 * r_dec.wall / n,
-                                  "snis_file_bytes": _size(stream)}),
-                f"{label}" + (f", decode {k} of {tiers} tiers" if tiers > 1 else ""))
+        col.add(
+            clip.name,
+            Point(
+                codec,
+                param,
+                kbps,
+                nbytes,
+                vm,
+                ps,
+                n,
+                1000 * r_enc.cpu / n_enc,
+                1000 * r_dec.cpu / n,
+                {
+                    "bytes_per_tier": rep["bytes_per_tier"],
+                    "tiers_decoded": k,
+                    "encoder_reported_seconds": rep.get("seconds"),
+                    "enc_wall_ms_per_frame": 1000 * r_enc.wall / n_enc,
+                    "dec_wall_ms_per_frame": 1000 * r_dec.wall / n,
+                    "snis_file_bytes": _size(stream),
+                },
+            ),
+            f"{label}" + (f", decode {k} of {tiers} tiers" if tiers > 1 else ""),
+        )
         log(f"{clip.name:9s} {codec:15s} {param:9s}{kbps:9.1f} kbps  VMAF {vm:6.2f}  PSNR-Y {ps:6.2f}")
     if not args.keep:
         _remove(stream)
 
 
 # ----------------------------------------------------------------------------- report
+
 
 def curve(points: list[Point], metric: str) -> tuple[list[float], list[float]]:
     return [p.kbps for p in points], [getattr(p, metric) for p in points]
@@ -376,9 +529,12 @@ def summarize(col: Collector, codec_order: list[str], snis_pairs: list[tuple[str
             s[c]["dec_ms_per_frame"] = mean_or_none([p.dec_ms_per_frame for p in pts[c]])
         pairs = {}
         for title, anchor, test in snis_pairs:
-            pairs[title] = {"anchor": anchor, "test": test,
-                            "bd_rate_vmaf": bd(pts, anchor, test, "vmaf"),
-                            "bd_rate_psnr": bd(pts, anchor, test, "psnr_y")}
+            pairs[title] = {
+                "anchor": anchor,
+                "test": test,
+                "bd_rate_vmaf": bd(pts, anchor, test, "vmaf"),
+                "bd_rate_psnr": bd(pts, anchor, test, "psnr_y"),
+            }
         summary[clip] = {"codecs": s, "comparisons": pairs}
     return summary
 
@@ -393,25 +549,35 @@ def _json_clean(o):
     return o
 
 
-def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pairs, meta: dict,
-                  md_path: Path, json_path: Path) -> None:
+def write_outputs(
+    col: Collector, summary: dict, codec_order: list[str], snis_pairs, meta: dict, md_path: Path, json_path: Path
+) -> None:
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"meta": meta, "summary": summary, "failures": col.failures, "notes": col.notes,
-            "points": {clip: {c: [vars(p) for p in sorted(v, key=lambda p: p.kbps)]
-                              for c, v in pts.items()} for clip, pts in col.points.items()}}
+    data = {
+        "meta": meta,
+        "summary": summary,
+        "failures": col.failures,
+        "notes": col.notes,
+        "points": {
+            clip: {c: [vars(p) for p in sorted(v, key=lambda p: p.kbps)] for c, v in pts.items()}
+            for clip, pts in col.points.items()
+        },
+    }
     json_path.write_text(json.dumps(_json_clean(data), indent=1) + "\n")
 
     L: list[str] = []
     L.append("# Rate-distortion results\n")
     L.append(f"Generated by `tools/rd_benchmark.py` on {meta['date']} ({meta['run_kind']}).  ")
-    L.append(f"Frames per clip: {meta['frames_desc']}. VMAF: libvmaf {meta['libvmaf_version']}, model "
-             f"{meta['vmaf_model']} (mean over frames). PSNR-Y: mean over frames of per-frame luma PSNR. "
-             f"Rates are elementary-stream payload bits / clip duration. BD-rates are Bjøntegaard deltas "
-             f"(monotone piecewise cubic in log-rate over the overlapping quality range) against "
-             f"`{ANCHOR}`; negative = fewer bits for the same quality. Times are CPU time (user + system) of "
-             f"the single-threaded encoder / decoder process per frame, mean over the sweep (wall times are "
-             f"in the JSON; {meta['jobs']} job(s) in parallel on {meta['cpus']} CPUs). "
-             f"See docs/RD.md.\n")
+    L.append(
+        f"Frames per clip: {meta['frames_desc']}. VMAF: libvmaf {meta['libvmaf_version']}, model "
+        f"{meta['vmaf_model']} (mean over frames). PSNR-Y: mean over frames of per-frame luma PSNR. "
+        f"Rates are elementary-stream payload bits / clip duration. BD-rates are Bjøntegaard deltas "
+        f"(monotone piecewise cubic in log-rate over the overlapping quality range) against "
+        f"`{ANCHOR}`; negative = fewer bits for the same quality. Times are CPU time (user + system) of "
+        f"the single-threaded encoder / decoder process per frame, mean over the sweep (wall times are "
+        f"in the JSON; {meta['jobs']} job(s) in parallel on {meta['cpus']} CPUs). "
+        f"See docs/RD.md.\n"
+    )
     all_clips = list(col.points)
     # cross-clip mean BD-rate
     if len(all_clips) > 1:
@@ -422,24 +588,32 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
             bv = [summary[cl]["codecs"][c]["bd_rate_vmaf_vs_anchor"] for cl in all_clips if c in summary[cl]["codecs"]]
             bp = [summary[cl]["codecs"][c]["bd_rate_psnr_vs_anchor"] for cl in all_clips if c in summary[cl]["codecs"]]
             if bv:
-                L.append(f"| {c} | {fmt(mean_or_none(bv), 1, True)} | {fmt(mean_or_none(bp), 1, True)} | "
-                         f"{len([x for x in bv if x is not None and math.isfinite(x)])} |")
+                L.append(
+                    f"| {c} | {fmt(mean_or_none(bv), 1, True)} | {fmt(mean_or_none(bp), 1, True)} | "
+                    f"{len([x for x in bv if x is not None and math.isfinite(x)])} |"
+                )
         L.append("")
     for clip in all_clips:
         pts = col.points[clip]
         info = meta["clips"].get(clip, {})
-        L.append(f"## {clip} ({info.get('width')}x{info.get('height')}, {info.get('fps'):g} fps, "
-                 f"{info.get('frames')} frames)\n")
-        L.append("| codec | kbps @ VMAF 85 | kbps @ VMAF 70 | BD-rate VMAF | BD-rate PSNR-Y | "
-                 "enc CPU ms/frame | dec CPU ms/frame |")
+        L.append(
+            f"## {clip} ({info.get('width')}x{info.get('height')}, {info.get('fps'):g} fps, "
+            f"{info.get('frames')} frames)\n"
+        )
+        L.append(
+            "| codec | kbps @ VMAF 85 | kbps @ VMAF 70 | BD-rate VMAF | BD-rate PSNR-Y | "
+            "enc CPU ms/frame | dec CPU ms/frame |"
+        )
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         for c in codec_order:
             if c not in summary[clip]["codecs"]:
                 continue
             s = summary[clip]["codecs"][c]
-            L.append(f"| {c} | {fmt(s['kbps_at_vmaf_85'])} | {fmt(s['kbps_at_vmaf_70'])} | "
-                     f"{fmt(s['bd_rate_vmaf_vs_anchor'], 1, True)} | {fmt(s['bd_rate_psnr_vs_anchor'], 1, True)} | "
-                     f"{fmt(s['enc_ms_per_frame'])} | {fmt(s['dec_ms_per_frame'])} |")
+            L.append(
+                f"| {c} | {fmt(s['kbps_at_vmaf_85'])} | {fmt(s['kbps_at_vmaf_70'])} | "
+                f"{fmt(s['bd_rate_vmaf_vs_anchor'], 1, True)} | {fmt(s['bd_rate_psnr_vs_anchor'], 1, True)} | "
+                f"{fmt(s['enc_ms_per_frame'])} | {fmt(s['dec_ms_per_frame'])} |"
+            )
         L.append("")
         comps = summary[clip]["comparisons"]
         shown = {k: v for k, v in comps.items() if v["anchor"] in pts and v["test"] in pts}
@@ -447,8 +621,10 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
             L.append("| SNIS comparison | anchor | test | BD-rate VMAF | BD-rate PSNR-Y |")
             L.append("|---|---|---|---:|---:|")
             for title, v in shown.items():
-                L.append(f"| {title} | {v['anchor']} | {v['test']} | {fmt(v['bd_rate_vmaf'], 1, True)} | "
-                         f"{fmt(v['bd_rate_psnr'], 1, True)} |")
+                L.append(
+                    f"| {title} | {v['anchor']} | {v['test']} | {fmt(v['bd_rate_vmaf'], 1, True)} | "
+                    f"{fmt(v['bd_rate_psnr'], 1, True)} |"
+                )
             L.append("")
         L.append("<details><summary>RD points</summary>\n")
         L.append("| codec | setting | kbps | VMAF | PSNR-Y (dB) |")
@@ -478,52 +654,94 @@ def write_outputs(col: Collector, summary: dict, codec_order: list[str], snis_pa
 
 # ----------------------------------------------------------------------------- main
 
+
 def int_list(s: str) -> list[int]:
     return [int(x) for x in s.replace(" ", "").split(",") if x]
 
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--media", required=True, help="directory with the test clips (vtest.avi, cockatoo.mp4, bikes.mp4; "
-                    "provenance in docs/RD.md)")
-    ap.add_argument("--clips", default=",".join(CLIPS), help="comma-separated clip names or file names "
-                    f"(default: {','.join(CLIPS)})")
+    ap.add_argument(
+        "--media",
+        required=True,
+        help="directory with the test clips (vtest.avi, cockatoo.mp4, bikes.mp4; provenance in docs/RD.md)",
+    )
+    ap.add_argument(
+        "--clips",
+        default=",".join(CLIPS),
+        help=f"comma-separated clip names or file names (default: {','.join(CLIPS)})",
+    )
     ap.add_argument("--frames", type=int, default=0, help="use only the first N frames of each clip (0: all)")
-    ap.add_argument("--codecs", default=",".join(b.name for b in BASELINES if b.qarg != "vbv"),
-                    help="comma-separated baselines to run (default: all but x264-medium-vbv, which needs "
-                         "--snis-bpp); 'none' for SNIS only")
-    ap.add_argument("--param", action="append", default=[], metavar="CODEC=Q1,Q2,...",
-                    help="override the CRF/QP sweep of a baseline or of 'snis', e.g. --param x265-medium=22,27,32")
+    ap.add_argument(
+        "--codecs",
+        default=",".join(b.name for b in BASELINES if b.qarg != "vbv"),
+        help="comma-separated baselines to run (default: all but x264-medium-vbv, which needs "
+        "--snis-bpp); 'none' for SNIS only",
+    )
+    ap.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="CODEC=Q1,Q2,...",
+        help="override the CRF/QP sweep of a baseline or of 'snis', e.g. --param x265-medium=22,27,32",
+    )
     ap.add_argument("--no-snis", action="store_true", help="skip all SNIS measurements")
     ap.add_argument("--snis-tiers", type=int, default=3, help="tier count K of the scalable SNIS encodes (default 3)")
     ap.add_argument("--snis-qps", default="26,30,34,38,42,46", help="SNIS --qp sweep (default 26,30,34,38,42,46)")
-    ap.add_argument("--snis-bpp", default="", metavar="B1,B2,...",
-                    help="rate-controlled SNIS sweep instead of --snis-qps: targets in bits per pixel (kbps = bpp x "
-                         "width x height x fps / 1000), each passed to `snisd encode --bitrate`")
-    ap.add_argument("--budget-ms", type=float, default=300.0,
-                    help="with --snis-bpp: SNIS's frame budget and the VBV buffer of x264-medium-vbv, in ms at the "
-                         "target rate (default 300, the daemon's codec.frame_budget_ms)")
+    ap.add_argument(
+        "--snis-bpp",
+        default="",
+        metavar="B1,B2,...",
+        help="rate-controlled SNIS sweep instead of --snis-qps: targets in bits per pixel (kbps = bpp x "
+        "width x height x fps / 1000), each passed to `snisd encode --bitrate`",
+    )
+    ap.add_argument(
+        "--budget-ms",
+        type=float,
+        default=300.0,
+        help="with --snis-bpp: SNIS's frame budget and the VBV buffer of x264-medium-vbv, in ms at the "
+        "target rate (default 300, the daemon's codec.frame_budget_ms)",
+    )
     ap.add_argument("--no-single-tier", action="store_true", help="skip the single-tier SNIS encodes")
-    ap.add_argument("--variant", action="append", default=[], metavar="NAME=ARGS",
-                    help="also encode K tiers with extra encoder arguments, e.g. --variant 'sw0=--switch-int 0'; "
-                         "reported as snis_NAME and compared with the single tier")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help="also encode K tiers with extra encoder arguments, e.g. --variant 'sw0=--switch-int 0'; "
+        "reported as snis_NAME and compared with the single tier",
+    )
     ap.add_argument("--no-default-snis", action="store_true", help="skip the default K-tier SNIS encodes")
     ap.add_argument("--no-ablation", action="store_true", help="skip the DCT-8 ablation encodes")
-    ap.add_argument("--ablation-all-tiers", action="store_true",
-                    help="decode the DCT-8 ablation at every tier count (default: full tiers only)")
-    ap.add_argument("--ablation-args", default="", metavar="ARGS",
-                    help="extra `snisd encode` arguments of the DCT-8 ablation (e.g. '--tune obmc=1', to compare "
-                         "it with a --variant of the same arguments)")
+    ap.add_argument(
+        "--ablation-all-tiers",
+        action="store_true",
+        help="decode the DCT-8 ablation at every tier count (default: full tiers only)",
+    )
+    ap.add_argument(
+        "--ablation-args",
+        default="",
+        metavar="ARGS",
+        help="extra `snisd encode` arguments of the DCT-8 ablation (e.g. '--tune obmc=1', to compare "
+        "it with a --variant of the same arguments)",
+    )
     ap.add_argument("--dct-model", default="models/dct8.tflite", help="ablation analysis model (repo-relative)")
     ap.add_argument("--dct-synthesis", default="models/dct8_synthesis.npz", help="ablation synthesis weights")
-    ap.add_argument("--snis-cli", default=None, help="command that runs the SNIS CLI (default: this Python with "
-                    "-m snisd, from the repo root)")
+    ap.add_argument(
+        "--snis-cli",
+        default=None,
+        help="command that runs the SNIS CLI (default: this Python with -m snisd, from the repo root)",
+    )
     ap.add_argument("--snis-timeout", type=float, default=3600, help="seconds before a SNIS encode/decode is abandoned")
     ap.add_argument("--jobs", type=int, default=2, help="measurements run in parallel (default 2)")
     ap.add_argument("--anchor", default=ANCHOR, help=f"baseline the BD-rates are against (default {ANCHOR})")
     ap.add_argument("--vmaf-threads", type=int, default=2, help="libvmaf n_threads (default 2)")
-    ap.add_argument("--out", default=None, help="Markdown output (default docs/rd_results.md); the JSON with all "
-                    "raw points goes next to it with the suffix .json")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="Markdown output (default docs/rd_results.md); the JSON with all "
+        "raw points goes next to it with the suffix .json",
+    )
     ap.add_argument("--workdir", default=None, help="scratch directory (default: a new temporary directory)")
     ap.add_argument("--keep", action="store_true", help="keep streams and decoded y4m files in the workdir")
     return ap.parse_args(argv)
@@ -626,42 +844,95 @@ def main(argv=None) -> int:
         full = f"snis-K{K}" + (f"-t{K}" if K > 1 else "")
         codec_order += [f"snis-K{K}-t{k}" for k in range(1, K + 1)] if K > 1 else [full]
         dct_model = (REPO / args.dct_model) if not Path(args.dct_model).is_absolute() else Path(args.dct_model)
-        dct_synth = (REPO / args.dct_synthesis) if not Path(args.dct_synthesis).is_absolute() else Path(args.dct_synthesis)
+        dct_synth = (
+            (REPO / args.dct_synthesis) if not Path(args.dct_synthesis).is_absolute() else Path(args.dct_synthesis)
+        )
         if not args.no_default_snis:
             for clip in clips:
                 for q in snis_qps:
-                    tasks.append((run_snis, (col, clip, "snis", "SNIS-896 (shipped model)", q, K,
-                                             list(range(1, K + 1)), None, None, work, args)))
+                    tasks.append(
+                        (
+                            run_snis,
+                            (
+                                col,
+                                clip,
+                                "snis",
+                                "SNIS-896 (shipped model)",
+                                q,
+                                K,
+                                list(range(1, K + 1)),
+                                None,
+                                None,
+                                work,
+                                args,
+                            ),
+                        )
+                    )
         for spec in args.variant:
             vname, _, vargs = spec.partition("=")
             name = f"snis_{vname.strip()}"
             VARIANT_ARGS[name] = shlex.split(vargs)
             codec_order += [f"{name}-K{K}-t{k}" for k in range(1, K + 1)]
-            snis_pairs.append((f"scalability overhead of {vname.strip()} ({vargs.strip()})", "snis-K1",
-                               f"{name}-K{K}-t{K}"))
+            snis_pairs.append(
+                (f"scalability overhead of {vname.strip()} ({vargs.strip()})", "snis-K1", f"{name}-K{K}-t{K}")
+            )
             for clip in clips:
                 for q in snis_qps:
-                    tasks.append((run_snis, (col, clip, name, f"SNIS-896 {vargs.strip()}", q, K,
-                                             list(range(1, K + 1)), None, None, work, args)))
+                    tasks.append(
+                        (
+                            run_snis,
+                            (
+                                col,
+                                clip,
+                                name,
+                                f"SNIS-896 {vargs.strip()}",
+                                q,
+                                K,
+                                list(range(1, K + 1)),
+                                None,
+                                None,
+                                work,
+                                args,
+                            ),
+                        )
+                    )
         if not args.no_single_tier and K > 1:
             codec_order.append("snis-K1")
             snis_pairs.append(("scalability overhead (K tiers vs single tier)", "snis-K1", full))
             for clip in clips:
                 for q in snis_qps:
-                    tasks.append((run_snis, (col, clip, "snis", "SNIS-896 single tier", q, 1, [1], None, None,
-                                             work, args)))
+                    tasks.append(
+                        (run_snis, (col, clip, "snis", "SNIS-896 single tier", q, 1, [1], None, None, work, args))
+                    )
         if not args.no_ablation:
             if args.ablation_args:
                 VARIANT_ARGS["dct8"] = shlex.split(args.ablation_args)
             if dct_model.exists() and dct_synth.exists():
                 dk = list(range(1, K + 1)) if args.ablation_all_tiers else [K]
                 codec_order += [f"dct8-K{K}" + (f"-t{k}" if K > 1 else "") for k in dk]
-                snis_pairs.append(("learned vs DCT-8 ablation (full tiers)", f"dct8-K{K}" + (f"-t{K}" if K > 1 else ""),
-                                   full))
+                snis_pairs.append(
+                    ("learned vs DCT-8 ablation (full tiers)", f"dct8-K{K}" + (f"-t{K}" if K > 1 else ""), full)
+                )
                 for clip in clips:
                     for q in snis_qps:
-                        tasks.append((run_snis, (col, clip, "dct8", "SNIS with DCT-8 transform (ablation)", q, K, dk,
-                                                 dct_model, dct_synth, work, args)))
+                        tasks.append(
+                            (
+                                run_snis,
+                                (
+                                    col,
+                                    clip,
+                                    "dct8",
+                                    "SNIS with DCT-8 transform (ablation)",
+                                    q,
+                                    K,
+                                    dk,
+                                    dct_model,
+                                    dct_synth,
+                                    work,
+                                    args,
+                                ),
+                            )
+                        )
             else:
                 msg = f"ablation skipped: {args.dct_model} or {args.dct_synthesis} not found"
                 log(msg)
@@ -678,12 +949,33 @@ def main(argv=None) -> int:
     if clips and any(t[0] is run_snis for t in tasks):
         probe = work / "probe.snis"
         try:
-            out = run(snis_cli(args) + ["encode", str(clips[0].path), "-o", str(probe),
-                          "--qp", "30", "--tiers", str(max(1, args.snis_tiers)), "--frames", "2"],
-                         "SNIS CLI probe (2-frame encode)", cwd=REPO, env=snis_env(), timeout=600).stdout
+            out = run(
+                snis_cli(args)
+                + [
+                    "encode",
+                    str(clips[0].path),
+                    "-o",
+                    str(probe),
+                    "--qp",
+                    "30",
+                    "--tiers",
+                    str(max(1, args.snis_tiers)),
+                    "--frames",
+                    "2",
+                ],
+                "SNIS CLI probe (2-frame encode)",
+                cwd=REPO,
+                env=snis_env(),
+                timeout=600,
+            ).stdout
             parse_report(out)
-            run(snis_cli(args) + ["decode", str(probe), "-o", str(work / "probe.y4m"),
-                 "--tiers", "1"], "SNIS CLI probe (decode)", cwd=REPO, env=snis_env(), timeout=600)
+            run(
+                snis_cli(args) + ["decode", str(probe), "-o", str(work / "probe.y4m"), "--tiers", "1"],
+                "SNIS CLI probe (decode)",
+                cwd=REPO,
+                env=snis_env(),
+                timeout=600,
+            )
         except StepFailed as exc:
             lines = str(exc).splitlines()
             msg = f"SNIS skipped: {lines[0]} -- {lines[-1].strip()}"
@@ -728,14 +1020,26 @@ def main(argv=None) -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "run_kind": "all frames" if not args.frames else f"quick run, first {args.frames} frames",
         "frames_desc": "all" if not args.frames else f"first {args.frames}",
-        "ffmpeg": ffmpeg_version, "libvmaf_version": col.libvmaf_version, "vmaf_model": VMAF_MODEL,
-        "python": platform.python_version(), "cpus": os.cpu_count(), "jobs": args.jobs,
-        "clips": meta_clips, "anchor": ANCHOR, "wall_seconds": round(time.time() - t_start, 1),
-        "baselines": {b.name: {"label": b.label, "args": b.encoder_args, "sweep": b.qarg, "points": b.points,
-                               "gop": "10 s"} for b in baselines},
-        "snis_qps": snis_qps, "snis_tiers": args.snis_tiers,
-        "commands": [f"command: `{cmdline.strip()}`", f"ffmpeg: {ffmpeg_version}",
-                     "GOP of every codec: 10 s (the SNIS default keyframe interval)"],
+        "ffmpeg": ffmpeg_version,
+        "libvmaf_version": col.libvmaf_version,
+        "vmaf_model": VMAF_MODEL,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "jobs": args.jobs,
+        "clips": meta_clips,
+        "anchor": ANCHOR,
+        "wall_seconds": round(time.time() - t_start, 1),
+        "baselines": {
+            b.name: {"label": b.label, "args": b.encoder_args, "sweep": b.qarg, "points": b.points, "gop": "10 s"}
+            for b in baselines
+        },
+        "snis_qps": snis_qps,
+        "snis_tiers": args.snis_tiers,
+        "commands": [
+            f"command: `{cmdline.strip()}`",
+            f"ffmpeg: {ffmpeg_version}",
+            "GOP of every codec: 10 s (the SNIS default keyframe interval)",
+        ],
     }
     write_outputs(col, summary, codec_order, snis_pairs, meta, out_md, out_json)
     if not args.workdir and not args.keep:

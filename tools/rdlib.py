@@ -12,9 +12,9 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -32,13 +32,18 @@ def ffmpeg_exe() -> str:
 
 @dataclass
 class RunResult:
-    wall: float      # seconds
-    cpu: float       # user + system CPU seconds of the child process (robust to machine load)
+    wall: float  # seconds
+    cpu: float  # user + system CPU seconds of the child process (robust to machine load)
     stdout: str
 
 
-def run(cmd: Sequence[str], what: str, timeout: float | None = None,
-        cwd: str | os.PathLike | None = None, env: dict | None = None) -> RunResult:
+def run(
+    cmd: Sequence[str],
+    what: str,
+    timeout: float | None = None,
+    cwd: str | os.PathLike | None = None,
+    env: dict | None = None,
+) -> RunResult:
     """Run a command to completion; raise StepFailed (with the stderr tail) if it fails."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
@@ -49,9 +54,11 @@ def run(cmd: Sequence[str], what: str, timeout: float | None = None,
         timer = None
         timed_out = threading.Event()
         if timeout:
+
             def _kill() -> None:
                 timed_out.set()
                 proc.kill()
+
             timer = threading.Timer(timeout, _kill)
             timer.start()
         try:
@@ -74,6 +81,7 @@ def run(cmd: Sequence[str], what: str, timeout: float | None = None,
 
 
 # ----------------------------------------------------------------------------- Y4M
+
 
 @dataclass
 class Y4MInfo:
@@ -154,7 +162,7 @@ def psnr_y(ref: str | os.PathLike, dist: str | os.PathLike, max_frames: int = 0)
         raise StepFailed(f"size mismatch: reference {ri.width}x{ri.height}, decoded {di.width}x{di.height}")
     total = 0.0
     n = 0
-    for a, b in zip(y4m_luma_frames(ref), y4m_luma_frames(dist)):
+    for a, b in zip(y4m_luma_frames(ref), y4m_luma_frames(dist), strict=False):
         diff = a.astype(np.int32) - b.astype(np.int32)
         mse = float(np.mean(diff * diff))
         total += 100.0 if mse == 0 else min(100.0, 10.0 * math.log10(255.0 * 255.0 / mse))
@@ -169,8 +177,13 @@ def psnr_y(ref: str | os.PathLike, dist: str | os.PathLike, max_frames: int = 0)
 VMAF_MODEL = "vmaf_v0.6.1"
 
 
-def vmaf(ref: str | os.PathLike, dist: str | os.PathLike, log_path: str | os.PathLike,
-         threads: int = 2, model: str = VMAF_MODEL) -> dict:
+def vmaf(
+    ref: str | os.PathLike,
+    dist: str | os.PathLike,
+    log_path: str | os.PathLike,
+    threads: int = 2,
+    model: str = VMAF_MODEL,
+) -> dict:
     """VMAF of dist against ref via ffmpeg's libvmaf filter.
 
     Returns {"vmaf": mean over frames, "vmaf_hmean": harmonic mean, "frames": n,
@@ -183,26 +196,46 @@ def vmaf(ref: str | os.PathLike, dist: str | os.PathLike, log_path: str | os.Pat
         raise StepFailed(f"VMAF: unsupported log file name {log_path.name!r}")
     # Frames are paired by index: both inputs get timestamps 0, 1, 2, ... in the same time base,
     # so a decoder that writes a different frame rate into its Y4M header cannot shift the pairing.
-    filt = ("[0:v]settb=1/100,setpts=N[dist];[1:v]settb=1/100,setpts=N[ref];"
-            f"[dist][ref]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}"
-            f":log_path={log_path.name}")
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y",
-           "-i", str(Path(dist).resolve()), "-i", str(Path(ref).resolve()), "-lavfi", filt, "-f", "null", "-"]
+    filt = (
+        "[0:v]settb=1/100,setpts=N[dist];[1:v]settb=1/100,setpts=N[ref];"
+        f"[dist][ref]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}"
+        f":log_path={log_path.name}"
+    )
+    cmd = [
+        ffmpeg_exe(),
+        "-hide_banner",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-y",
+        "-i",
+        str(Path(dist).resolve()),
+        "-i",
+        str(Path(ref).resolve()),
+        "-lavfi",
+        filt,
+        "-f",
+        "null",
+        "-",
+    ]
     run(cmd, "VMAF", cwd=log_path.parent)
     try:
         data = json.loads(log_path.read_text())
         pooled = data["pooled_metrics"]["vmaf"]
     except (OSError, ValueError, KeyError) as exc:
         raise StepFailed(f"VMAF: cannot read libvmaf log {log_path.name}: {exc}") from None
-    return {"vmaf": float(pooled["mean"]), "vmaf_hmean": float(pooled.get("harmonic_mean", math.nan)),
-            "frames": len(data.get("frames", [])), "libvmaf_version": str(data.get("version", "?")),
-            "model": model}
+    return {
+        "vmaf": float(pooled["mean"]),
+        "vmaf_hmean": float(pooled.get("harmonic_mean", math.nan)),
+        "frames": len(data.get("frames", [])),
+        "libvmaf_version": str(data.get("version", "?")),
+        "model": model,
+    }
 
 
 def make_reference(src: str | os.PathLike, dst: str | os.PathLike, frames: int = 0) -> Y4MInfo:
     """Decode `src` once to an 8-bit I420 Y4M reference (optionally only the first `frames`)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(src),
-           "-map", "0:v:0", "-an"]
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0", "-an"]
     if frames:
         cmd += ["-frames:v", str(frames)]
     cmd += ["-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(dst)]

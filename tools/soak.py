@@ -76,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         config = os.path.join(tmp, "soak.yaml")
         with open(config, "w") as fh:
-            fh.write(f"camera: {{source: synthetic, width: {args.width}, height: {args.height}, fps: {args.fps}}}\n"
-                     f"codec: {{tiers: {args.tiers}, qp: {args.qp}, threads: {args.threads}}}\n"
-                     f"metrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n"
-                     f"pipeline: {{status_interval_s: 60}}\n")
+            fh.write(
+                f"camera: {{source: synthetic, width: {args.width}, height: {args.height}, fps: {args.fps}}}\n"
+                f"codec: {{tiers: {args.tiers}, qp: {args.qp}, threads: {args.threads}}}\n"
+                f"metrics: {{enabled: true, listen: '127.0.0.1:{port}'}}\n"
+                f"pipeline: {{status_interval_s: 60}}\n"
+            )
         cmd = [sys.executable, "-m", "snisd.daemon", "--config", config]
         if args.record:
             cmd += ["--record", args.record]
@@ -87,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         env.pop("NOTIFY_SOCKET", None)
         log = open(os.path.join(tmp, "daemon.log"), "w+")
         t_start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                preexec_fn=(lambda: os.sched_setaffinity(0, set(range(args.cores))))
-                                if args.cores else None)
+        proc = subprocess.Popen(
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=(lambda: os.sched_setaffinity(0, set(range(args.cores)))) if args.cores else None,
+        )
         first_frame_s = None
         while first_frame_s is None and time.monotonic() - t_start < 30 and proc.poll() is None:
             try:
@@ -98,10 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
             time.sleep(0.02)
-        print(f"soak: first encoded frame {first_frame_s if first_frame_s is None else round(first_frame_s, 2)} s "
-              "after the process started", flush=True)
-        print(f"soak: pid {proc.pid}, {args.width}x{args.height}@{args.fps:g}, {args.tiers} tiers, "
-              f"{args.minutes:g} min; metrics on port {port}", flush=True)
+        print(
+            f"soak: first encoded frame {first_frame_s if first_frame_s is None else round(first_frame_s, 2)} s "
+            "after the process started",
+            flush=True,
+        )
+        print(
+            f"soak: pid {proc.pid}, {args.width}x{args.height}@{args.fps:g}, {args.tiers} tiers, "
+            f"{args.minutes:g} min; metrics on port {port}",
+            flush=True,
+        )
         rows: list[dict[str, float]] = []
         writer = None
         csv_fh = open(args.csv, "w", newline="") if args.csv else None
@@ -162,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         frames = rows[-1]["captured"]
         drops = rows[-1]["dropped_camera"] + rows[-1]["dropped_encode"] + rows[-1]["dropped_output"]
         fps = sum(r["fps"] for r in rows) / len(rows)
-        print(f"soak: {rows[-1]['t_s']:.0f} s, {frames:.0f} frames captured, {rows[-1]['encoded']:.0f} encoded, "
-              f"average {fps:.1f} fps, drops camera/encode/output "
-              f"{rows[-1]['dropped_camera']:.0f}/{rows[-1]['dropped_encode']:.0f}/{rows[-1]['dropped_output']:.0f} "
-              f"({100 * drops / max(frames, 1):.1f} %), RSS {rows[0]['rss_mb']:.0f} -> {rows[-1]['rss_mb']:.0f} MB "
-              f"(growth after warm-up {growth:+.1f} MB), peak RSS {peak_mb:.0f} MB, encode p50/p95 "
-              f"{rows[-1]['encode_p50_ms']:.1f}/{rows[-1]['encode_p95_ms']:.1f} ms")
+        print(
+            f"soak: {rows[-1]['t_s']:.0f} s, {frames:.0f} frames captured, {rows[-1]['encoded']:.0f} encoded, "
+            f"average {fps:.1f} fps, drops camera/encode/output "
+            f"{rows[-1]['dropped_camera']:.0f}/{rows[-1]['dropped_encode']:.0f}/{rows[-1]['dropped_output']:.0f} "
+            f"({100 * drops / max(frames, 1):.1f} %), RSS {rows[0]['rss_mb']:.0f} -> {rows[-1]['rss_mb']:.0f} MB "
+            f"(growth after warm-up {growth:+.1f} MB), peak RSS {peak_mb:.0f} MB, encode p50/p95 "
+            f"{rows[-1]['encode_p50_ms']:.1f}/{rows[-1]['encode_p95_ms']:.1f} ms"
+        )
         if growth > args.max_rss_growth_mb:
             failures.append(f"RSS grew {growth:.1f} MB > {args.max_rss_growth_mb:g} MB")
         if args.min_fps and fps < args.min_fps:

@@ -290,11 +290,12 @@ def expand(xp, free) -> tuple[dict, dict]:
         # coarse k = 2*ka + kb: vertical filter ka (over a) times horizontal kb (over b)
         ka, kb = [0, 0, 1, 1], [0, 1, 0, 1]
         if xp is np:
-            ana[f"{prefix}_coarse"] = np.stack([np.outer(fa_y[i], fa_x[j]) for i, j in zip(ka, kb)])
-            syn[f"{prefix}_coarse"] = np.stack([np.outer(fs_y[i], fs_x[j]) for i, j in zip(ka, kb)])
+            ana[f"{prefix}_coarse"] = np.stack([np.outer(fa_y[i], fa_x[j]) for i, j in zip(ka, kb, strict=True)])
+            syn[f"{prefix}_coarse"] = np.stack([np.outer(fs_y[i], fs_x[j]) for i, j in zip(ka, kb, strict=True)])
         else:
-            ana[f"{prefix}_coarse"] = xp.stack([fa_y[i][:, None] * fa_x[j][None, :] for i, j in zip(ka, kb)])
-            syn[f"{prefix}_coarse"] = xp.stack([fs_y[i][:, None] * fs_x[j][None, :] for i, j in zip(ka, kb)])
+            pairs = list(zip(ka, kb, strict=True))
+            ana[f"{prefix}_coarse"] = xp.stack([fa_y[i][:, None] * fa_x[j][None, :] for i, j in pairs])
+            syn[f"{prefix}_coarse"] = xp.stack([fs_y[i][:, None] * fs_x[j][None, :] for i, j in pairs])
     return ana, syn
 
 
@@ -454,7 +455,7 @@ def quantise_tiers(tf, y, steps, rnds):
     r = y
     total = tf.zeros_like(y)
     zs = []
-    for s, rnd in zip(steps, rnds):
+    for s, rnd in zip(steps, rnds, strict=True):
         z = tf.abs(r) / s
         zs.append((z, rnd))
         m = tf.stop_gradient(tf.floor(z + rnd))
@@ -672,7 +673,7 @@ def batch_steps(meta):
     top = np.zeros(len(meta), np.float32)
     for b, (ft, qp) in enumerate(meta):
         steps, rnds = frame_steps(ft, qp)
-        for t, ((a, c, d), r) in enumerate(zip(steps, rnds)):
+        for t, ((a, c, d), r) in enumerate(zip(steps, rnds, strict=True)):
             sy[t, b], sc[t, b], sk[t, b], rnd[t, b] = a, c, d, r
         top[b] = step_px(qp)
     return sy, sc, sk, rnd, top
@@ -781,7 +782,7 @@ def train(args, records, bit_w, fit_counts):
             d = mse + gradw * gmse
             loss = tf.reduce_mean((d + kappa * top * top * bpp) / (top * top / 12.0))
         grads = tape.gradient(loss, variables)
-        opt.apply_gradients(zip(grads, variables))
+        opt.apply_gradients(zip(grads, variables, strict=True))
         return (
             loss,
             tf.reduce_mean(mse),
@@ -865,9 +866,9 @@ def evaluate(samples, analyse, synthesis, steps=EVAL_STEPS):
 
     def mse_of(lat_list):
         se, n = 0.0, 0
-        for lat, (_, y, u, v) in zip(lat_list, samples):
+        for lat, (_, y, u, v) in zip(lat_list, samples, strict=True):
             rec = ref.synthesize_reference(lat, synthesis)
-            for r, x in zip(rec, (y, u, v)):
+            for r, x in zip(rec, (y, u, v), strict=True):
                 se += float(np.sum((r.astype(np.float64) - x) ** 2))
                 n += x.size
         return se / n
@@ -930,7 +931,7 @@ def main(argv=None) -> int:
     print(f"  {len(train_recs)} training frames ({time.time() - t0:.0f}s)", flush=True)
     bit_w, costs = fit_bits(tf, train_recs)
     report = {
-        "features": dict(zip(FEATURES, map(float, bit_w))),
+        "features": dict(zip(FEATURES, map(float, bit_w), strict=True)),
         "fit_frames": bit_errors(bit_w, costs, train_recs, tf),
         "heldout_tree": bit_errors(bit_w, costs, held_recs, tf),
         "shipped_model_frames": bit_errors(bit_w, costs, shipped, tf),

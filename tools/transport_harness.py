@@ -68,10 +68,16 @@ class _LoggingEncoder:
         if self._f is not None:
             k = self.sequence_header.tiers
             hashes = [frame_hash(self.encoder.reconstruction(t)) for t in range(1, k + 1)]
-            rec = {"index": ef.index, "frame_no": ef.index & 0xFFFF, "keyframe": ef.keyframe,
-                   "key_picture": ef.keyframe or ef.switch_point,
-                   "t_capture": self.source.captured.pop(frame.pts_us, None), "t_encoded": time.time(),
-                   "sizes": [len(c) for c in ef.tiers], "hashes": hashes}
+            rec = {
+                "index": ef.index,
+                "frame_no": ef.index & 0xFFFF,
+                "keyframe": ef.keyframe,
+                "key_picture": ef.keyframe or ef.switch_point,
+                "t_capture": self.source.captured.pop(frame.pts_us, None),
+                "t_encoded": time.time(),
+                "sizes": [len(c) for c in ef.tiers],
+                "hashes": hashes,
+            }
             self._f.write(json.dumps(rec) + "\n")
         return ef
 
@@ -82,8 +88,10 @@ class _LoggingEncoder:
 
 def _offset_clock(offset_ms: float):
     """The sender's clock: monotonic ms, shifted by `offset_ms` (tests give it a foreign clock)."""
+
     def clock() -> float:
         return time.monotonic() * 1000.0 + offset_ms
+
     return clock
 
 
@@ -96,8 +104,9 @@ def _cmd_send(args: argparse.Namespace) -> int:
     from snisd.transport.sender import WhipSender
     from snisd.transport.warmup import warm_up_codec
 
-    logging.basicConfig(level=getattr(logging, args.log_level.upper()),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("aioice", "aiortc"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.ice_addresses:
@@ -105,17 +114,35 @@ def _cmd_send(args: argparse.Namespace) -> int:
     w, h = (int(v) for v in args.size.lower().split("x"))
     source = _TimedSource(SyntheticSource(w, h, args.fps, seed=args.seed, paced=True))
     fps_num, fps_den = (int(round(args.fps * 1000)), 1000)
-    enc = Encoder(EncoderConfig(w, h, fps_num, fps_den, tiers=args.tiers, qp=args.qp,
-                                keyframe_interval=args.keyint, model=args.model,
-                                tuning=tuning_for(live=True)))  # the daemon's with a peer
+    enc = Encoder(
+        EncoderConfig(
+            w,
+            h,
+            fps_num,
+            fps_den,
+            tiers=args.tiers,
+            qp=args.qp,
+            keyframe_interval=args.keyint,
+            model=args.model,
+            tuning=tuning_for(live=True),
+        )
+    )  # the daemon's with a peer
     # compile the codec kernels before the camera starts (numba's cache may be cold or stale)
-    warm_up_codec(args.model, tiers=args.tiers, qp=args.qp, decode=False, analysis=enc.analysis,
-                  synthesis=enc.synthesis)
+    warm_up_codec(
+        args.model, tiers=args.tiers, qp=args.qp, decode=False, analysis=enc.analysis, synthesis=enc.synthesis
+    )
     encoder = _LoggingEncoder(enc, source, args.frame_log)
     clock = _offset_clock(args.clock_offset_ms)
-    sender = WhipSender(args.peer, enc.sequence_header, token=args.token, ice_servers=args.ice_servers,
-                        stream_name="synthetic", ca_file=args.ca_file, clock=clock,
-                        capture_ms=lambda pts: source.capture_ms(pts, clock)).start()
+    sender = WhipSender(
+        args.peer,
+        enc.sequence_header,
+        token=args.token,
+        ice_servers=args.ice_servers,
+        stream_name="synthetic",
+        ca_file=args.ca_file,
+        clock=clock,
+        capture_ms=lambda pts: source.capture_ms(pts, clock),
+    ).start()
     pipe = Pipeline(source, encoder, [sender], queue_size=2, max_frames=args.frames)
     sender.request_keyframe = pipe.request_keyframe
     # wait for the session before the camera starts, so the run measures streaming, not connecting
@@ -132,9 +159,13 @@ def _cmd_send(args: argparse.Namespace) -> int:
         pipe.stop()
     pipe.join(10.0)
     encoder.close()
-    out = {"sender": sender.stats(), "encode_p50_ms": pipe.encode.percentiles()[0],
-           "frames_encoded": pipe.encode.frames_out, "errors": pipe.errors,
-           "seconds": round(time.monotonic() - t0, 2)}
+    out = {
+        "sender": sender.stats(),
+        "encode_p50_ms": pipe.encode.percentiles()[0],
+        "frames_encoded": pipe.encode.frames_out,
+        "errors": pipe.errors,
+        "seconds": round(time.monotonic() - t0, 2),
+    }
     print(json.dumps(out), flush=True)
     return 0 if not pipe.errors else 1
 
@@ -146,8 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--peer", required=True)
     s.add_argument("--token", default=None)
     s.add_argument("--ca-file", default=None, help="CA certificates for an https:// peer")
-    s.add_argument("--clock-offset-ms", type=float, default=0.0,
-                   help="shift the sender's clock by this much (tests of the receiver's clock sync)")
+    s.add_argument(
+        "--clock-offset-ms",
+        type=float,
+        default=0.0,
+        help="shift the sender's clock by this much (tests of the receiver's clock sync)",
+    )
     s.add_argument("--size", default="320x240")
     s.add_argument("--fps", type=float, default=10.0)
     s.add_argument("--frames", type=int, default=0, help="stop after N captured frames (0: --duration)")

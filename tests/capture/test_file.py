@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import av
@@ -13,6 +14,7 @@ from snisd.capture.file import FileSource, iter_frames, probe
 from snisd.errors import InputError
 
 CLIP = Path(__file__).resolve().parents[1] / "data" / "bikes_12f.mp4"  # 12 frames, 640x272, 25 fps
+
 
 def test_iter_frames_reads_clips():
     frames = list(iter_frames(CLIP, max_frames=5))
@@ -75,7 +77,7 @@ def test_file_source_loops_with_increasing_pts():
     src = FileSource(CLIP, paced=False)  # 12 frames: 30 reads loop it twice
     with src:
         pts = [src.read().pts_us for _ in range(30)]
-    assert all(b > a for a, b in zip(pts, pts[1:]))
+    assert all(b > a for a, b in pairwise(pts))
     assert src.fps == pytest.approx(25, rel=0.01)
 
 

@@ -28,8 +28,8 @@ def strided_i420(n: int) -> tuple[np.ndarray, object]:
     buf[: STRIDE * H].reshape(H, STRIDE)[:, :W] = f.y
     off = STRIDE * H
     csize = (STRIDE // 2) * (H // 2)
-    buf[off:off + csize].reshape(H // 2, STRIDE // 2)[:, : W // 2] = f.u
-    buf[off + csize:].reshape(H // 2, STRIDE // 2)[:, : W // 2] = f.v
+    buf[off : off + csize].reshape(H // 2, STRIDE // 2)[:, : W // 2] = f.u
+    buf[off + csize :].reshape(H // 2, STRIDE // 2)[:, : W // 2] = f.v
     return buf, f
 
 
@@ -42,6 +42,7 @@ def test_picamera_planes_from_strided_buffer():
 
 
 # -- a fake picamera2 ---------------------------------------------------------------------------
+
 
 class FakeRequest:
     def __init__(self, cam: FakePicamera2, n: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ class FlakySource(Source):
     name = "flaky"
     width, height, fps = 32, 32, 30.0
     opens_failing = 0
-    instances: list["FlakySource"] = []
+    instances: list[FlakySource] = []
 
     def __init__(self, fail_after: int, stall: bool = False) -> None:
         self.fail_after = fail_after
@@ -70,7 +71,7 @@ def test_reconnect_with_backoff(stall, caplog):
     assert elapsed >= 0.01 + 0.02 + 0.04 + 0.04 - 0.005  # backoff doubled, capped at 0.04
     assert src.status.reopens == 1 and src.status.failures == 1 and src.status.attempts == 4
     assert src.status.state == "open"
-    assert all(b > a for a, b in zip(pts, pts[1:])), pts  # timestamps stay monotonic across reopen
+    assert all(b > a for a, b in pairwise(pts)), pts  # timestamps stay monotonic across reopen
     assert FlakySource.instances[0].closed
     assert "reopening" in caplog.text and "reopened" in caplog.text
     src.close()

@@ -4,6 +4,7 @@ and a typed error for a size it cannot render."""
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_synthetic_looks_natural():
 def test_synthetic_pans_smoothly():
     s = SyntheticScene(320, 240)
     offsets = [s.pan(n) for n in range(60)]
-    steps = [abs(b[1] - a[1]) for a, b in zip(offsets, offsets[1:])]
+    steps = [abs(b[1] - a[1]) for a, b in pairwise(offsets)]
     assert max(steps) <= 8  # slow pan: a few pixels per frame at most (wrap aside)
 
 

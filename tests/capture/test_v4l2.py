@@ -20,12 +20,12 @@ from snisd.frame import Frame
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255 ** 2 / mse)
+    return 99.0 if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 def to_video_frame(f: Frame) -> av.VideoFrame:
     vf = av.VideoFrame(f.width, f.height, "yuv420p")
-    for plane, data in zip(vf.planes, (f.y, f.u, f.v)):
+    for plane, data in zip(vf.planes, (f.y, f.u, f.v), strict=True):
         rows = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
         rows[: data.shape[0], : data.shape[1]] = data
     return vf
@@ -129,7 +129,7 @@ def test_v4l2_source_reads_camera_packets(tmp_path, monkeypatch, fmt, codec, pix
         assert opened["options"]["input_format"] == ("mjpeg" if fmt == "mjpeg" else "yuyv422")
         assert opened["options"]["video_size"] == "160x120"
         got = [src.read() for _ in range(4)]
-        for a, b in zip(got, frames):
+        for a, b in zip(got, frames, strict=True):
             assert psnr(a.y, b.y) >= (25 if fmt == "mjpeg" else 99)  # YUYV luma is exact
         assert [f.pts_us for f in got] == sorted(f.pts_us for f in got)
         with pytest.raises(SourceError, match="ended"):

@@ -37,7 +37,7 @@ def test_cut_at_random_offsets(recording, tmp_path) -> None:
 def test_resume_after_crash(recording, tmp_path) -> None:
     path, frames, ends = recording
     rec = tmp_path / "crashed.mp4"
-    rec.write_bytes(path.read_bytes()[:ends[10] + 57])  # died inside the 11th fragment
+    rec.write_bytes(path.read_bytes()[: ends[10] + 57])  # died inside the 11th fragment
     more = make_frames(10, seed=9)  # a restarted encoder counts pts from 0 again
     w = Fmp4Writer.resume(rec, SEQ)
     assert w.sequence_number == 10 and w.frames_written == 10
@@ -80,8 +80,8 @@ def test_resume_without_init(tmp_path) -> None:
 def _moofs(data: bytes) -> list[bytes]:
     out, pos = [], 0
     while pos < len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        if data[pos + 4:pos + 8] == b"moof":
-            out.append(data[pos + 8:pos + size])
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"moof":
+            out.append(data[pos + 8 : pos + size])
         pos += size
     return out

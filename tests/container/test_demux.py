@@ -24,7 +24,7 @@ def _patch(data: bytes, marker: bytes, delta_at: int, value: bytes, nth: int = 0
     for _ in range(nth + 1):
         at = data.index(marker, at + 1)
     pos = at + delta_at
-    return data[:pos] + value + data[pos + len(value):]
+    return data[:pos] + value + data[pos + len(value) :]
 
 
 def _expect_error(data: bytes, box_type: str | None = None) -> ContainerError:
@@ -41,7 +41,11 @@ def _expect_error(data: bytes, box_type: str | None = None) -> ContainerError:
 
 def test_malformed_inputs() -> None:
     good = _one_frame_file()
-    size_of = lambda tag, nth=0: int.from_bytes(good[_find(good, tag, nth) - 4:_find(good, tag, nth)], "big")
+
+    def size_of(tag: bytes, nth: int = 0) -> int:
+        at = _find(good, tag, nth)
+        return int.from_bytes(good[at - 4 : at], "big")
+
     # a child box smaller than its header
     _expect_error(_patch(good, b"mvhd", -4, struct.pack(">I", 4)), "mvhd")
     # a child box larger than its complete parent
@@ -65,12 +69,12 @@ def test_malformed_inputs() -> None:
     for nth, delta, where in ((2, +1, "trun"), (0, +1, "mdat"), (0, -1, "mdat")):
         trun = _find(good, b"trun", nth)
         size_at = trun + 4 + 4 + 4 + 4 + 4  # version/flags, count, data_offset, duration
-        size = int.from_bytes(good[size_at:size_at + 4], "big")
-        _expect_error(good[:size_at] + struct.pack(">I", size + delta) + good[size_at + 4:], where)
+        size = int.from_bytes(good[size_at : size_at + 4], "big")
+        _expect_error(good[:size_at] + struct.pack(">I", size + delta) + good[size_at + 4 :], where)
     # fragments out of order or incomplete
     _expect_error(good + box(b"mdat", b"xx"), "mdat")
     moof_start = _find(good, b"moof") - 4
-    _expect_error(good[:moof_start] + good[moof_start:_find(good, b"mdat") - 4] + box(b"free"), "free")
+    _expect_error(good[:moof_start] + good[moof_start : _find(good, b"mdat") - 4] + box(b"free"), "free")
     _expect_error(box(b"moov", b"") + good, "moov")
     # garbage that is not an MP4 at all
     _expect_error(b"hello, this is not a video file", None)
@@ -86,10 +90,14 @@ def _find(data: bytes, tag: bytes, nth: int = 0) -> int:
 # Fuzz: mutated valid files give frames, a clean truncation, or ContainerError; nothing else.
 
 
-_FUZZ_BASE = [build_init_segment(SEQ) + b"".join(build_fragment(f, i + 1, SEQ) for i, f in enumerate(
-    make_frames(4, seed=11, max_chunk=40)))]
-_FUZZ_BASE.append(build_init_segment(SEQ, tiers=1) + b"".join(
-    build_fragment(f.thinned(1), i + 1, SEQ) for i, f in enumerate(make_frames(3, seed=12, max_chunk=40))))
+_FUZZ_BASE = [
+    build_init_segment(SEQ)
+    + b"".join(build_fragment(f, i + 1, SEQ) for i, f in enumerate(make_frames(4, seed=11, max_chunk=40)))
+]
+_FUZZ_BASE.append(
+    build_init_segment(SEQ, tiers=1)
+    + b"".join(build_fragment(f.thinned(1), i + 1, SEQ) for i, f in enumerate(make_frames(3, seed=12, max_chunk=40)))
+)
 
 
 def _demux_all(data: bytes) -> None:
@@ -104,10 +112,16 @@ def _demux_all(data: bytes) -> None:
 _mutation = st.one_of(
     st.tuples(st.just("flip"), st.integers(0, 1 << 20), st.integers(0, 7)),
     st.tuples(st.just("truncate"), st.integers(0, 1 << 20), st.just(0)),
-    st.tuples(st.just("size"), st.integers(0, 1 << 20),
-              st.sampled_from([0, 1, 7, 8, 9, 16, 0x7FFFFFFF, 0xFFFFFFFF, -1, 1, -8])),
-    st.tuples(st.just("insert"), st.integers(0, 1 << 20), st.sampled_from(
-        [b"free", b"moof", b"mdat", b"trak", b"traf", b"trun", b"moov", b"mvhd", b"snsC"])),
+    st.tuples(
+        st.just("size"),
+        st.integers(0, 1 << 20),
+        st.sampled_from([0, 1, 7, 8, 9, 16, 0x7FFFFFFF, 0xFFFFFFFF, -1, 1, -8]),
+    ),
+    st.tuples(
+        st.just("insert"),
+        st.integers(0, 1 << 20),
+        st.sampled_from([b"free", b"moof", b"mdat", b"trak", b"traf", b"trun", b"moov", b"mvhd", b"snsC"]),
+    ),
 )
 
 
@@ -116,18 +130,18 @@ def _apply(data: bytes, kind: str, where: int, arg) -> bytes:
         return data
     pos = where % len(data)
     if kind == "flip":
-        return data[:pos] + bytes((data[pos] ^ (1 << arg),)) + data[pos + 1:]
+        return data[:pos] + bytes((data[pos] ^ (1 << arg),)) + data[pos + 1 :]
     if kind == "truncate":
         return data[:pos]
     if kind == "size":
         # overwrite the size field of the box whose type sits nearest after `pos`
-        starts = [i - 4 for i in range(4, len(data) - 4) if data[i:i + 4].isalpha()]
+        starts = [i - 4 for i in range(4, len(data) - 4) if data[i : i + 4].isalpha()]
         if not starts:
             return data
         at = min(starts, key=lambda s: abs(s - pos))
-        old = int.from_bytes(data[at:at + 4], "big")
+        old = int.from_bytes(data[at : at + 4], "big")
         new = (old + arg) & 0xFFFFFFFF if arg in (-1, -8, 1) else arg
-        return data[:at] + new.to_bytes(4, "big") + data[at + 4:]
+        return data[:at] + new.to_bytes(4, "big") + data[at + 4 :]
     return data[:pos] + box(arg, b"\0" * (where % 24)) + data[pos:]
 
 

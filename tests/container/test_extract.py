@@ -23,7 +23,7 @@ def test_extract_tiers(recording, tmp_path, k) -> None:
 def test_extract_from_truncated_source(recording, tmp_path) -> None:
     path, frames, ends = recording
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(path.read_bytes()[:ends[7] + 100])
+    cut.write_bytes(path.read_bytes()[: ends[7] + 100])
     out = tmp_path / "thin.mp4"
     assert extract_tiers(cut, out, 2) == 7
     assert list(open_fmp4(out)) == [f.thinned(2) for f in frames[:7]]

@@ -19,8 +19,9 @@ FFPROBE = shutil.which("ffprobe")
 
 
 def _ffprobe(path: Path, *args: str) -> dict:
-    proc = subprocess.run([FFPROBE, "-v", "error", "-of", "json", *args, str(path)], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [FFPROBE, "-v", "error", "-of", "json", *args, str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "", proc.stderr
     return json.loads(proc.stdout)
@@ -52,8 +53,11 @@ def test_ffprobe_accepts(recording, tmp_path, k) -> None:
 
 
 def _mp4box_ready() -> bool:
-    return shutil.which("node") is not None and (TESTS / ".node" / "node_modules" / "mp4box").is_dir() or bool(
-        os.environ.get("MP4BOX_DIR"))
+    return (
+        shutil.which("node") is not None
+        and (TESTS / ".node" / "node_modules" / "mp4box").is_dir()
+        or bool(os.environ.get("MP4BOX_DIR"))
+    )
 
 
 @pytest.mark.skipif(not _mp4box_ready(), reason="mp4box.js not installed (npm install --prefix tests/.node mp4box)")
@@ -68,13 +72,17 @@ def test_mp4box_js_walks_every_box(recording, tmp_path, k) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout)
     assert out["ok"] and out["fragmented"] and not out["errors"]
-    allowed = {"Unknown sample entry type: 'snis'", "Unknown sample entry type: 'snie'",
-               "Unknown track reference type: 'sbas'"}
+    allowed = {
+        "Unknown sample entry type: 'snis'",
+        "Unknown sample entry type: 'snie'",
+        "Unknown track reference type: 'sbas'",
+    }
     assert {w.split(": ", 1)[1] for w in out["warnings"]} <= allowed, out["warnings"]
     assert [t["codec"] for t in out["tracks"]] == ["snis"] + ["snie"] * (k - 1)
     for tier, t in enumerate(out["tracks"]):
         assert out["samples"][str(t["id"])] == [
-            [i * 3000, len(f.tiers[tier]), int(f.keyframe)] for i, f in enumerate(frames)]
+            [i * 3000, len(f.tiers[tier]), int(f.keyframe)] for i, f in enumerate(frames)
+        ]
     paths = set(out["paths"])
     for p in ("moov/mvex/trex", "moov/trak/mdia/minf/stbl/stsd/snis", "moof/traf/tfdt", "moof/traf/trun", "mdat"):
         assert p in paths

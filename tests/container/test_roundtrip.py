@@ -33,7 +33,7 @@ def test_colorspace_in_colr(tmp_path, colorspace, code) -> None:
     init = build_init_segment(SEQ, colorspace=colorspace)
     assert init.count(b"colr") == SEQ.tiers
     at = init.index(b"colrnclx") + 8
-    assert struct.unpack(">HHHB", init[at:at + 7]) == (*code, 0)  # limited range
+    assert struct.unpack(">HHHB", init[at : at + 7]) == (*code, 0)  # limited range
     p = tmp_path / "c.mp4"
     write_file(p, make_frames(3), colorspace=colorspace)
     assert open_fmp4(p).colorspace == colorspace
@@ -53,7 +53,7 @@ def test_stream_parser_any_chunking(recording) -> None:
         got, pos = [], 0
         while pos < len(data):
             n = rng.choice([1, 7, 100, 5000, 70000])
-            got += p.feed(data[pos:pos + n])
+            got += p.feed(data[pos : pos + n])
             pos += n
         assert got == frames
         assert p.sequence_header == SEQ

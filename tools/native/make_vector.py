@@ -36,8 +36,7 @@ CLIP = ROOT / "tests" / "data" / "bikes_12f.mp4"
 MAGIC = b"SNISTV01"
 
 
-def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8, tiers: int = 3,
-                 qp: int = 30) -> None:
+def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8, tiers: int = 3, qp: int = 30) -> None:
     # adaptive quantisation, intra prediction and every motion tool on (most are off by default),
     # so the cross-platform check covers them: AQ's offsets are derived from the prediction on both
     # ends and must agree bit for bit; intra prediction codes keyframes in bands; 16x16 and 8x8
@@ -45,8 +44,11 @@ def write_vector(out: Path, width: int = 160, height: int = 96, frames: int = 8,
     tuning = Tuning(aq_strength=8, intra_pred=1, qpel=1, split=2, split8=2, obmc=1)
     enc = Encoder(EncoderConfig(width, height, 25, 1, tiers=tiers, qp=qp, switch_interval=3, tuning=tuning))
     seq = enc.sequence_header
-    parts = [MAGIC, struct.pack("<6I", width, height, tiers, seq.tier_step_log2, frames, len(enc.synthesis.packed)),
-             enc.synthesis.packed]
+    parts = [
+        MAGIC,
+        struct.pack("<6I", width, height, tiers, seq.tier_step_log2, frames, len(enc.synthesis.packed)),
+        enc.synthesis.packed,
+    ]
     n = 0
     for frame in iter_frames(CLIP, frames, width, height):
         ef = enc.encode(frame)
