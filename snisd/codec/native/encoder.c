@@ -539,6 +539,30 @@ static inline int32_t quant_lanes(int32_t *r, int16_t *q, int lanes, const uint3
     return nz;
 }
 
+/* A P-frame block's dequantised levels of every tier summed into l->sum, as dequantize_add_plane()
+ * would sum them (tier after tier, each partial sum clamped; a tier whose flag is clear adds
+ * nothing): here, while the levels are in cache, instead of another pass over the planes. */
+static inline void sum_block(loop_t *l, const step_table *st, size_t b, int16_t *(*dst)(latents_t *, size_t),
+                             uint8_t *(*flag)(latents_t *))
+{
+    int16_t *s = dst(&l->sum, b);
+    int fresh = 1;
+    for (int k = 0; k < st->tiers; k++) {
+        if (!flag(&l->q[k])[b])
+            continue;
+        const int16_t *q = dst(&l->q[k], b);
+        const int32_t *steps = st->steps[k];
+        for (int c = 0; c < st->lanes; c++) { /* the lanes beyond nch: level and step 0 */
+            int32_t v = q[c] * steps[c]; /* |level| <= mmax: exact in int32 */
+            v = (v + ((v >> 31) & 3)) >> 2;  /* dequant1(): toward zero */
+            v = fresh ? v : s[c] + v;
+            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
+        }
+        fresh = 0;
+    }
+    flag(&l->sum)[b] = (uint8_t)!fresh;
+}
+
 /* Quantise one block of nch latents into every tier (tier k quantises what tiers < k left), then
  * the optional rate-distortion decisions on each tier's levels. */
 SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, const int8_t *src, int stride,
@@ -558,6 +582,7 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
     if (!any) {
         for (int k = 0; k < st->tiers; k++)
             flag(&l->q[k])[b] = 0;
+        flag(&l->sum)[b] = 0;
         return;
     }
     for (int c = 0; c < nch; c++)
@@ -582,6 +607,8 @@ SNIS_HOT static void quant_block(snis_encoder *e, const snis_latent_tensor *t, c
             nz = 0;
         flag(&l->q[k])[b] = (uint8_t)(nz != 0);
     }
+    if (e->frame_type == SNIS_FRAME_P)
+        sum_block(l, st, b, dst, flag);
 }
 
 static int16_t *d_yac(latents_t *q, size_t b) { return q->y_ac + b * LAT_Y; }
@@ -690,6 +717,7 @@ static int mb_rd_drop(snis_encoder *e, quant_job *j, const quant_set *qs, int mb
                 size_t b = (size_t)(mby * mp->grid + yy) * wg + mbx * mp->grid + xx;
                 for (int k = 0; k < tiers; k++)
                     mp->flag(&l->q[k])[b] = 0;
+                mp->flag(&l->sum)[b] = 0;
             }
     }
     return 1;
@@ -727,6 +755,7 @@ static void quant_row(void *arg, int mby)
                 if (skip) {
                     for (int k = 0; k < l->p.tiers; k++)
                         l->q[k].f_y_ac[b] = l->q[k].f_c_ac[0][b] = l->q[k].f_c_ac[1][b] = 0;
+                    l->sum.f_y_ac[b] = l->sum.f_c_ac[0][b] = l->sum.f_c_ac[1][b] = 0;
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_ac;
@@ -744,6 +773,7 @@ static void quant_row(void *arg, int mby)
                 if (skip) {
                     for (int k = 0; k < l->p.tiers; k++)
                         l->q[k].f_y_k[b] = l->q[k].f_c_k[0][b] = l->q[k].f_c_k[1][b] = 0;
+                    l->sum.f_y_k[b] = l->sum.f_c_k[0][b] = l->sum.f_c_k[1][b] = 0;
                     continue;
                 }
                 const snis_latent_tensor *t = &lat->y_coarse;
@@ -965,6 +995,7 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
             }
         }
         pool_run(l->pool, l->mbh, quant_row, &qj);
+        l->summed = e->frame_type == SNIS_FRAME_P;
     }
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)

@@ -292,6 +292,8 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
         }
     } else {
         int from = banded ? 1 : 0;
+        if (l->summed && frame_type == SNIS_FRAME_P)
+            from = ntiers;
         if (key && !banded) { /* the key reference: the prediction plus the base tier alone */
             picture_copy(&l->keynew, &l->pred);
             synth_tiers(l, &l->keynew, &l->motion, 0, 1, qp, frame_type);
@@ -310,6 +312,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
             t0 += side_t;
         }
     }
+    l->summed = 0;
     picture_t t = l->ref;
     l->ref = l->pred;
     l->pred = t;

@@ -28,6 +28,10 @@ typedef struct {
     uint32_t *act; /* per macroblock: log2 of the prediction's luma variance, 1/256 */
     snis_stats stats;
     int frame_type, qp; /* of the last frame */
+    /* l->sum already holds every tier of this P-frame, dequantised and summed (the encoder's
+       quantiser forms it while each block's levels are at hand): loop_reconstruct does not
+       dequantise again, and clears it */
+    int summed;
 } loop_t;
 
 int loop_init(loop_t *l, const snis_params *p, const snis_weights *w);
