@@ -120,51 +120,31 @@ class Baseline:
         return stream.stat().st_size
 
 
+def x264_live(
+    preset: str, qarg: str = "-crf", qs: list[int] | None = None, name: str = "", title: str = ""
+) -> Baseline:
+    """x264 at `preset`, zerolatency, one thread. It writes an SEI with its version and option
+    string into the first frame; it is not needed for decoding, so the filter_units BSF drops SEI
+    NAL units (type 6)."""
+    return Baseline(
+        name or f"x264-{preset}",
+        title or f"x264 {preset} zerolatency",
+        ["-c:v", "libx264", "-preset", preset, "-tune", "zerolatency", "-threads", "1"],
+        qarg,
+        [24, 28, 32, 36, 40, 44] if qs is None else qs,
+        "h264",
+        "264",
+        "filter_units=remove_types=6",
+    )
+
+
 BASELINES = [
-    # x264 writes an SEI with its version and option string into the first frame;
-    # it is not needed for decoding, so the filter_units BSF drops SEI NAL units (type 6).
-    Baseline(
-        "x264-ultrafast",
-        "x264 ultrafast zerolatency",
-        ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-threads", "1"],
-        "-crf",
-        [24, 28, 32, 36, 40, 44],
-        "h264",
-        "264",
-        "filter_units=remove_types=6",
-    ),
-    Baseline(
-        "x264-veryfast",
-        "x264 veryfast zerolatency",
-        ["-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-threads", "1"],
-        "-crf",
-        [24, 28, 32, 36, 40, 44],
-        "h264",
-        "264",
-        "filter_units=remove_types=6",
-    ),
-    Baseline(
-        "x264-medium",
-        "x264 medium zerolatency",
-        ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
-        "-crf",
-        [24, 28, 32, 36, 40, 44],
-        "h264",
-        "264",
-        "filter_units=remove_types=6",
-    ),
+    x264_live("ultrafast"),
+    x264_live("veryfast"),
+    x264_live("medium"),
     # x264 medium under the live constraint (only with --snis-bpp, at the same targets): average
     # rate and VBV max rate the target, a buffer of --budget-ms at it (x264's VBV).
-    Baseline(
-        "x264-medium-vbv",
-        "x264 medium zerolatency, VBV (target rate, --budget-ms buffer)",
-        ["-c:v", "libx264", "-preset", "medium", "-tune", "zerolatency", "-threads", "1"],
-        "vbv",
-        [],
-        "h264",
-        "264",
-        "filter_units=remove_types=6",
-    ),
+    x264_live("medium", "vbv", [], "x264-medium-vbv", "x264 medium zerolatency, VBV (target rate, --budget-ms buffer)"),
     # x265: single thread (no thread pool, one frame thread), no info SEI; zerolatency
     # (no B-frames, no lookahead) because the comparison is about live streaming.
     Baseline(
