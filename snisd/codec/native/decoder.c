@@ -119,7 +119,7 @@ int snis_decoder_decode(snis_decoder *d, int frame_type, int qp, int ntiers, con
     if (frame_type == SNIS_FRAME_I)
         loop_intra_frame(l, qp);
     double t2 = now_us();
-    loop_reconstruct(l, frame_type, qp, ntiers, NULL, NULL, 0, NULL);
+    loop_reconstruct(l, frame_type, qp, ntiers, 0, NULL, NULL, 0, NULL);
     if (out) {
         if (show_tiers == ntiers) {
             loop_output(&l->ref, &l->p, out);

@@ -164,6 +164,8 @@ typedef struct {
     int allow_skip;
 } res_job;
 
+_Static_assert(SNIS_ALIGN % 32 == 0, "residual_row takes luma and chroma rows 16 samples at a time");
+
 /* Residual of one macroblock row into the padded int8 buffers, and the skip decision. */
 SNIS_HOT static void residual_row(void *arg, int mby)
 {
@@ -179,13 +181,8 @@ SNIS_HOT static void residual_row(void *arg, int mby)
         for (int y = mby * size; y < (mby + 1) * size; y++) {
             const uint8_t *xr = x->data + y * x->stride, *pp = pr->data + y * pr->stride;
             int8_t *o = base + (y + ctx) * rs + ctx;
-            int xx = 0;
-            for (; xx + 16 <= w; xx += 16)
+            for (int xx = 0; xx < w; xx += 16) /* plane widths are multiples of 16 (SNIS_ALIGN) */
                 diff_sat16(xr + xx, pp + xx, o + xx);
-            for (; xx < w; xx++) {
-                int d = xr[xx] - pp[xx];
-                o[xx] = (int8_t)(d < -128 ? -128 : (d > 127 ? 127 : d));
-            }
         }
     }
     for (int mbx = 0; mbx < mbw; mbx++) {
@@ -552,12 +549,8 @@ static inline void sum_block(loop_t *l, const step_table *st, size_t b, int16_t 
             continue;
         const int16_t *q = dst(&l->q[k], b);
         const int32_t *steps = st->steps[k];
-        for (int c = 0; c < st->lanes; c++) { /* the lanes beyond nch: level and step 0 */
-            int32_t v = q[c] * steps[c]; /* |level| <= mmax: exact in int32 */
-            v = (v + ((v >> 31) & 3)) >> 2;  /* dequant1(): toward zero */
-            v = fresh ? v : s[c] + v;
-            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
-        }
+        for (int c = 0; c < st->lanes; c++) /* the lanes beyond nch: level and step 0 */
+            s[c] = deq_sum(s[c], q[c] * steps[c], fresh); /* |level| <= mmax: exact in int32 */
         fresh = 0;
     }
     flag(&l->sum)[b] = (uint8_t)!fresh;
@@ -995,7 +988,6 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
             }
         }
         pool_run(l->pool, l->mbh, quant_row, &qj);
-        l->summed = e->frame_type == SNIS_FRAME_P;
     }
     double t1 = now_us();
     if (e->frame_type != SNIS_FRAME_P)
@@ -1007,7 +999,9 @@ int snis_encoder_code(snis_encoder *e, const snis_latents *lat)
     /* the tiers' coding reads the levels and the motion, which the reconstruction only reads:
        it runs alongside a P-frame's synthesis (loop_reconstruct's side job) */
     double entropy_us;
-    loop_reconstruct(l, e->frame_type, e->qp, l->p.tiers, entropy_tier, &ej, l->p.tiers, &entropy_us);
+    /* a P-frame's tiers were summed by the quantiser (sum_block) */
+    loop_reconstruct(l, e->frame_type, e->qp, l->p.tiers, e->frame_type == SNIS_FRAME_P, entropy_tier, &ej,
+                     l->p.tiers, &entropy_us);
     for (int k = 0; k < l->p.tiers; k++)
         if (ej.status[k] != SNIS_OK)
             return ej.status[k];

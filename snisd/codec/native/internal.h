@@ -42,6 +42,17 @@ static inline int32_t dequant1(int q, int32_t step)
     return (int32_t)(v > (1 << 20) ? (1 << 20) : (v < -(1 << 20) ? -(1 << 20) : v));
 }
 
+/* A block's running sum of tiers with one more dequantised value: prod = level x step, exact in
+ * 32 bits (the caller knows it is), divided by 4 toward zero as dequant1() does (adding 3 to a
+ * negative product before the shift), added to sum unless fresh (the first tier), clamped to
+ * +-DEQ_LIMIT like every partial sum. In lanes the compiler vectorises. */
+static inline int16_t deq_sum(int32_t sum, int32_t prod, int fresh)
+{
+    int32_t v = (prod + ((prod >> 31) & 3)) >> 2;
+    v = fresh ? v : sum + v;
+    return (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
+}
+
 /* An 8-bit plane with an edge-replicated border; data points at sample (0, 0). */
 typedef struct {
     uint8_t *alloc;

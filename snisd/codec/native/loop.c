@@ -268,8 +268,8 @@ void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *d
     synth_tiers(l, dst, m, 0, tiers, l->qp, l->frame_type);
 }
 
-void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side)(void *, int), void *side_arg,
-                      int nside, double *side_us)
+void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, int summed, void (*side)(void *, int),
+                      void *side_arg, int nside, double *side_us)
 {
     double t0 = now_us(), side_t = 0;
     int key = frame_type != SNIS_FRAME_P;
@@ -292,7 +292,7 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
         }
     } else {
         int from = banded ? 1 : 0;
-        if (l->summed && frame_type == SNIS_FRAME_P)
+        if (summed && frame_type == SNIS_FRAME_P)
             from = ntiers;
         if (key && !banded) { /* the key reference: the prediction plus the base tier alone */
             picture_copy(&l->keynew, &l->pred);
@@ -312,7 +312,6 @@ void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side
             t0 += side_t;
         }
     }
-    l->summed = 0;
     picture_t t = l->ref;
     l->ref = l->pred;
     l->pred = t;

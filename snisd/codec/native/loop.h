@@ -28,10 +28,6 @@ typedef struct {
     uint32_t *act; /* per macroblock: log2 of the prediction's luma variance, 1/256 */
     snis_stats stats;
     int frame_type, qp; /* of the last frame */
-    /* l->sum already holds every tier of this P-frame, dequantised and summed (the encoder's
-       quantiser forms it while each block's levels are at hand): loop_reconstruct does not
-       dequantise again, and clears it */
-    int summed;
 } loop_t;
 
 int loop_init(loop_t *l, const snis_params *p, const snis_weights *w);
@@ -51,14 +47,16 @@ void loop_intra_frame(loop_t *l, int qp);
 void loop_intra_band(loop_t *l, int band);
 /* Clear the synthesis canvases (after a band-sequential frame that was abandoned). */
 void loop_clear_synthesis(loop_t *l);
-/* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. The side job
+/* Reconstruct from l->pred and tiers 0..ntiers-1 of l->q; update the references. summed: a
+ * P-frame's tiers are already dequantised and summed in l->sum (the encoder's quantiser forms the
+ * sum while each block's levels are at hand), so they are not dequantised again. The side job
  * (nside tasks of side(side_arg, i), none if nside is 0; the encoder's tier codings) runs in the
  * pool alongside a P-frame's synthesis, and before the synthesis of other frames; it must not
  * touch what the reconstruction uses (l->sum, l->pred, the references, the canvases). *side_us
  * (if not NULL): the side job's share of the time; the rest is the synthesis'
  * (l->stats.synthesis_us). */
-void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, void (*side)(void *, int), void *side_arg,
-                      int nside, double *side_us);
+void loop_reconstruct(loop_t *l, int frame_type, int qp, int ntiers, int summed, void (*side)(void *, int),
+                      void *side_arg, int nside, double *side_us);
 /* The picture of the first `tiers` tiers of the last frame (motion m) over its prediction. */
 void loop_picture_of_tiers(loop_t *l, const motion_t *m, int tiers, picture_t *dst);
 void loop_output(const picture_t *pic, const snis_params *p, snis_image_out *out);

@@ -91,17 +91,11 @@ static inline __attribute__((always_inline)) void deq_block(int16_t *s, const in
         return;
     }
     if (fresh) {
-        for (int c = 0; c < lanes; c++) {
-            int32_t v = (int32_t)x[c] * st16[c];
-            v = (v + ((v >> 31) & 3)) >> 2;
-            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
-        }
+        for (int c = 0; c < lanes; c++)
+            s[c] = deq_sum(0, (int32_t)x[c] * st16[c], 1);
     } else {
-        for (int c = 0; c < lanes; c++) {
-            int32_t v = (int32_t)x[c] * st16[c];
-            v = s[c] + ((v + ((v >> 31) & 3)) >> 2);
-            s[c] = (int16_t)(v < -DEQ_LIMIT ? -DEQ_LIMIT : (v > DEQ_LIMIT ? DEQ_LIMIT : v));
-        }
+        for (int c = 0; c < lanes; c++)
+            s[c] = deq_sum(s[c], (int32_t)x[c] * st16[c], 0);
     }
 }
 
