@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from rdlib import (
     VMAF_MODEL,
     StepFailed,
+    ffmpeg_cmd,
     ffmpeg_exe,
     ivf_payload_bytes,
     make_reference,
@@ -72,20 +73,7 @@ class Baseline:
     def encode_cmd(
         self, ref: Path, out: Path, q: float, gop: int, kbps: float = 0.0, budget_ms: float = 300.0
     ) -> list[str]:
-        cmd = [
-            ffmpeg_exe(),
-            "-hide_banner",
-            "-nostats",
-            "-loglevel",
-            "error",
-            "-y",
-            "-i",
-            str(ref),
-            "-an",
-            *self.encoder_args,
-            "-g",
-            str(gop),
-        ]
+        cmd = ffmpeg_cmd("-i", str(ref), "-an", *self.encoder_args, "-g", str(gop))
         if self.qarg == "vbv":
             # a constant target with a buffer of budget_ms at that rate: the live sender's constraint
             cmd += ["-b:v", f"{kbps:.2f}k", "-maxrate", f"{kbps:.2f}k", "-bufsize", f"{kbps * budget_ms / 1000:.2f}k"]
@@ -99,7 +87,7 @@ class Baseline:
         return cmd + ["-f", self.container, str(out)]
 
     def decode_cmd(self, stream: Path, out: Path, fps: float) -> list[str]:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-threads", "1"]
+        cmd = ffmpeg_cmd("-threads", "1")
         if self.container in ("h264", "hevc"):
             cmd += ["-framerate", f"{fps:g}"]
         return cmd + [

@@ -30,6 +30,11 @@ def ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
+def ffmpeg_cmd(*args: str) -> list[str]:
+    """That ffmpeg with `args`, quiet but for errors, overwriting its outputs."""
+    return [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", *args]
+
+
 @dataclass
 class RunResult:
     wall: float  # seconds
@@ -201,23 +206,7 @@ def vmaf(
         f"[dist][ref]libvmaf=model=version={model}:log_fmt=json:n_threads={int(threads)}"
         f":log_path={log_path.name}"
     )
-    cmd = [
-        ffmpeg_exe(),
-        "-hide_banner",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-y",
-        "-i",
-        str(Path(dist).resolve()),
-        "-i",
-        str(Path(ref).resolve()),
-        "-lavfi",
-        filt,
-        "-f",
-        "null",
-        "-",
-    ]
+    cmd = ffmpeg_cmd("-i", str(Path(dist).resolve()), "-i", str(Path(ref).resolve()), "-lavfi", filt, "-f", "null", "-")
     run(cmd, "VMAF", cwd=log_path.parent)
     try:
         data = json.loads(log_path.read_text())
@@ -235,7 +224,7 @@ def vmaf(
 
 def make_reference(src: str | os.PathLike, dst: str | os.PathLike, frames: int = 0) -> Y4MInfo:
     """Decode `src` once to an 8-bit I420 Y4M reference (optionally only the first `frames`)."""
-    cmd = [ffmpeg_exe(), "-hide_banner", "-nostats", "-loglevel", "error", "-y", "-i", str(src), "-map", "0:v:0", "-an"]
+    cmd = ffmpeg_cmd("-i", str(src), "-map", "0:v:0", "-an")
     if frames:
         cmd += ["-frames:v", str(frames)]
     cmd += ["-pix_fmt", "yuv420p", "-f", "yuv4mpegpipe", str(dst)]
