@@ -55,36 +55,32 @@ def pct(values: list[float]) -> tuple[float, float]:
     return float(p50), float(p95)
 
 
-def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Path, warmup: float = 3.0) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    port = free_port()
-    rx_log, tx_log = tmp / f"rx-{size}.jsonl", tmp / f"tx-{size}.jsonl"
+def start_receiver(port: int, frame_log: Path, env: dict, *extra: str) -> subprocess.Popen:
+    """`snisd receive` on 127.0.0.1:port logging every frame to frame_log (`extra`: more of its
+    options), once it says its WHIP endpoint is up."""
     rx = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snisd",
-            "receive",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--ice-address",
-            "127.0.0.1",
-            "--frame-log",
-            str(rx_log),
-            "--stats-interval",
-            "30",
-        ],
+        [sys.executable, "-m", "snisd", "receive", "--listen", f"127.0.0.1:{port}", "--ice-address", "127.0.0.1"]
+        + ["--frame-log", str(frame_log), *extra, "--stats-interval", "30"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    assert rx.stdout is not None
+    line = rx.stdout.readline()
+    if "WHIP endpoint" not in line:
+        rx.kill()
+        raise RuntimeError(f"receiver did not start: {line!r}")
+    return rx
+
+
+def run_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp: Path, warmup: float = 3.0) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    port = free_port()
+    rx_log, tx_log = tmp / f"rx-{size}.jsonl", tmp / f"tx-{size}.jsonl"
+    rx = start_receiver(port, rx_log, env)
     try:
-        assert rx.stdout is not None
-        line = rx.stdout.readline()
-        if "WHIP endpoint" not in line:
-            raise RuntimeError(f"receiver did not start: {line!r}")
         out = subprocess.run(
             [
                 sys.executable,
@@ -182,33 +178,9 @@ def replay_one(size: str, fps: float, duration: float, tiers: int, qp: int, tmp:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     port = free_port()
     rx_log = tmp / f"replay-rx-{size}.jsonl"
-    rx = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "snisd",
-            "receive",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--ice-address",
-            "127.0.0.1",
-            "--frame-log",
-            str(rx_log),
-            "--no-decode",
-            "--stats-interval",
-            "30",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    rx = start_receiver(port, rx_log, env, "--no-decode")
     written: dict[int, float] = {}
     try:
-        assert rx.stdout is not None
-        if "WHIP endpoint" not in rx.stdout.readline():
-            raise RuntimeError("receiver did not start")
         restrict_host_addresses(["127.0.0.1"])
         want_key = [True]
         sender = WhipSender(
