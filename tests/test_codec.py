@@ -370,7 +370,8 @@ def test_tuning_overrides_are_checked():
             Tuning().with_overrides([bad])
     assert Tuning().with_overrides(["split=3", "aq_strength=-12"]).aq_strength == -12
     for bad, message in (
-        ("split=4", "split must be 0..3"),
+        ("split=5", "split must be 0..4"),
+        ("obmc=3", "obmc must be 0..2"),
         ("qpel=2", "qpel must be 0..1"),
         ("search_range=-1", "search_range must be >= 0"),
         ("aq_strength=40", "-32..31"),
@@ -544,6 +545,50 @@ def test_aq_still_keeps_adaptive_quantisation_to_a_still_camera(natural_frames, 
     dec = Decoder(enc.sequence_header, synthesis=synthesis)
     for f in still:
         assert same(dec.decode(enc.encode(f)), enc.reconstruction())
+
+
+def _shifted(f0: Frame, dy: int, dx: int) -> Frame:
+    """f0 moved by (dy, dx) pixels (luma; chroma by half), wrapping around."""
+    return Frame(
+        np.roll(f0.y, (dy, dx), axis=(0, 1)),
+        np.roll(f0.u, (dy // 2, dx // 2), axis=(0, 1)),
+        np.roll(f0.v, (dy // 2, dx // 2), axis=(0, 1)),
+    )
+
+
+def test_still_camera_tools_follow_the_camera(natural_frames, analysis, synthesis):
+    """`realtime`'s blend (obmc 2) and split search (split 4) depend on the camera: a panning
+    camera codes byte for byte as with neither (obmc 0, split 3); a still camera with a moving
+    part (a window onto the street clip) blends every P-frame after the first still one, searches
+    its splits as `split=1` does (not as `split=3`), and every tier prefix decodes to the
+    encoder's picture."""
+    rng = np.random.default_rng(11)
+    f0 = natural_frames[0]
+    pan = [_shifted(f0, 0, 4 * i) for i in range(6)]
+    still = []
+    for f in natural_frames[:6]:
+        y = np.clip(f0.y.astype(np.int16) + rng.integers(-2, 3, f0.y.shape), 0, 255).astype(np.uint8)
+        y[80:208, 64:320] = f.y[80:208, 64:320]
+        still.append(Frame(y, f0.u, f0.v))
+    gated = Tuning()
+    assert (gated.obmc, gated.split) == (2, 4)
+    _, out, _, _ = _encode_all(pan, analysis, synthesis, gated)
+    _, ref, _, _ = _encode_all(pan, analysis, synthesis, Tuning(obmc=0, split=3))
+    assert [ef.tiers for ef in out] == [ef.tiers for ef in ref]
+    enc = make_encoder(still, analysis, synthesis, tiers=3, qp=30, switch_interval=8, tuning=gated)
+    decs = [Decoder(enc.sequence_header, synthesis=synthesis) for _ in range(3)]
+    blended = []
+    for f in still:
+        ef = enc.encode(f)
+        blended.append(bool(int(enc.times.stages[-1]["motion_tools"]) & 16))
+        for k in (1, 2, 3):
+            assert same(decs[k - 1].decode(ef, show_tiers=k), enc.reconstruction(k)), k
+    assert blended == [False, False, True, True, True, True]
+    streams = {}
+    for split in (1, 3, 4):
+        _, coded, _, _ = _encode_all(still, analysis, synthesis, Tuning(obmc=0, split=split))
+        streams[split] = [ef.tiers for ef in coded]
+    assert streams[4] == streams[1] != streams[3]
 
 
 @pytest.mark.parametrize(

@@ -51,14 +51,17 @@ class Tuning:
     many macroblocks intra; 0: every intra macroblock predicts flat grey, docs/BENCHMARKS.md "Intra
     prediction");
     then the motion tools (docs/CODEC.md, "Motion"), each 0 = off: quarter-pel refinement, the
-    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere, 3,
-    the default: as 1 and only where another search candidate fits a quadrant clearly better),
+    merge mode, 16x16 partitions (1: where one vector leaves a large residual, 2: everywhere, 3: as
+    1 and only where another search candidate fits a quadrant clearly better; 4, the default: as 1
+    after a P-frame whose search found the camera still, `aq_still`, else as 3),
     rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate) and 8x8
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
     vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
     full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
     diagonal between the better two, 2: all eight neighbours); then `obmc`, overlapped block
-    motion compensation of the luma prediction (1 in `fast` and `medium`); `round_base`, the rounding
+    motion compensation of the luma prediction (1: every P-frame, as in `fast` and `medium`; 2, the
+    default: a P-frame whose search found the camera still after one that did too, where few
+    vectors differ and the blend costs little); `round_base`, the rounding
     (1/64 of a step) of the base tier's non-zero levels in P-frames and key pictures of a stream of
     several tiers: the dead zone decides which latents the base codes, this how finely (32, the
     default: to the nearest level; 0 or up to `round_lower`: as the dead zone); `round_key`, the same
@@ -67,9 +70,9 @@ class Tuning:
     and their intra macroblocks predict from their neighbours); `aq_still`, adaptive quantisation
     (`aq_strength`) only in frames where at least `aq_still`/64 of the macroblocks are inter with
     every vector zero (48, the default: a still camera; 0: in every P-frame; a stream sent to a
-    peer has adaptive quantisation off, `presets.LIVE`). `key_qp` is read here, not by the
-    core: at a fixed qp a keyframe is coded that many qp finer than the P-frames (3, x264's
-    `--ipratio` 1.4 in qp steps: what later frames inherit
+    peer has adaptive quantisation off, `presets.LIVE`), the same test `split` 4 and `obmc` 2
+    use. `key_qp` is read here, not by the core: at a fixed qp a keyframe is coded that many qp
+    finer than the P-frames (3, x264's `--ipratio` 1.4 in qp steps: what later frames inherit
     from it is worth its bits); `key_picture_qp` the same for key pictures (1: the next second's
     thinned decoders predict from them). Rate control plans keyframes and key pictures finer than
     its P-frames by the same offsets where the frame budget allows (codec/ratecontrol.py); a stream
@@ -91,12 +94,12 @@ class Tuning:
     aq_strength: int = 8
     qpel: int = 0
     merge: int = 1
-    split: int = 3
+    split: int = 4
     rd_rates: int = 1
     intra_pred: int = 2
     split8: int = 0
     subpel: int = 1
-    obmc: int = 0
+    obmc: int = 2
     round_base: int = 32
     round_key: int = 32
     key_intra_bias: int = 32
@@ -139,12 +142,12 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "aq_strength": (-32, 31),  # native AQ_STRENGTH_MAX
     "qpel": (0, 1),
     "merge": (0, 1),
-    "split": (0, 3),
+    "split": (0, 4),
     "rd_rates": (0, 1),
     "intra_pred": (0, 2),
     "split8": (0, 2),
     "subpel": (0, 2),
-    "obmc": (0, 1),
+    "obmc": (0, 2),
     "round_base": (0, 63),
     "round_key": (0, 63),
     "aq_still": (0, 64),

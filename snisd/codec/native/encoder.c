@@ -19,6 +19,7 @@ struct snis_encoder {
     uint8_t *buf[SNIS_MAX_TIERS];
     size_t cap[SNIS_MAX_TIERS], len[SNIS_MAX_TIERS];
     int frame_type, qp, predicted;
+    int was_still; /* the last P-frame's motion search found the camera still (aq_still) */
     volatile int *row_done;
     /* residual output of stage 1 */
     int8_t *ypad, *uvpad;
@@ -50,10 +51,10 @@ void snis_default_tuning(snis_tuning *t)
     t->intra_pred = 2; /* key pictures only: elsewhere it does not pay (docs/BENCHMARKS.md "Intra prediction") */
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
-    t->split = 3; /* where another candidate fits a quadrant (1 in the slower presets) */
+    t->split = 4; /* after a still P-frame as 1, else where another candidate fits a quadrant (1 in the slower presets) */
     t->split8 = 0;
     t->subpel = 1;
-    t->obmc = 0; /* 1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time (docs/BENCHMARKS.md) */
+    t->obmc = 2; /* where the camera is still (1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time, docs/BENCHMARKS.md) */
     t->round_base = 32; /* the base tier 3.5-5.4 % fewer bits at equal VMAF, PSNR-Y and SSIM within 1 % (docs/BENCHMARKS.md) */
     t->round_key = 32;  /* the fixed cameras' streams 6-8 % fewer bits at equal VMAF, PSNR-Y and SSIM within 1.2 % (docs/BENCHMARKS.md) */
     t->rd_rates = 1;
@@ -293,11 +294,18 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, SNIS_IS_KEY_PICTURE(frame_type) ? e->t.key_intra_bias : e->t.intra_bias,
                       e->t.search_range, (int)me_exit,
-                      e->t.qpel, e->t.merge, e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
+                      e->t.qpel, e->t.merge, e->t.split == 4 ? (e->was_still ? 1 : 3) : e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
                       e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
-        l->motion.tools = motion_tools_used(&l->motion) | (e->t.obmc ? MT_OBMC : 0);
     }
+    /* a still camera (aq_still): the gate of adaptive quantisation, of the blend (obmc 2: this
+       P-frame and the one before still) and of the next frame's split search (split 4) */
+    int still = frame_type != SNIS_FRAME_I &&
+                (e->t.aq_still == 0 || 64 * still_mbs(&l->motion) >= e->t.aq_still * l->mbw * l->mbh);
+    int blend = e->t.obmc == 1 || (e->t.obmc == 2 && still && e->was_still);
+    e->was_still = still;
+    if (frame_type != SNIS_FRAME_I)
+        l->motion.tools = motion_tools_used(&l->motion) | (blend ? MT_OBMC : 0);
     double t1 = now_us();
     if (e->band_open) { /* a keyframe in bands was abandoned */
         loop_clear_synthesis(l);
@@ -310,7 +318,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
     /* adaptive quantisation (loop_predict derives the offsets): not on keyframes, whose grey
        prediction says nothing about the picture */
     l->motion.aq = frame_type == SNIS_FRAME_I ? 0 : clampi(e->t.aq_strength, -AQ_STRENGTH_MAX - 1, AQ_STRENGTH_MAX);
-    if (l->motion.aq && e->t.aq_still > 0 && 64 * still_mbs(&l->motion) < e->t.aq_still * l->mbw * l->mbh)
+    if (!still)
         l->motion.aq = 0;
     loop_predict(l, frame_type, &e->cur, lambda,
                  e->t.intra_pred == 1 || (e->t.intra_pred == 2 && SNIS_IS_KEY_PICTURE(frame_type)));

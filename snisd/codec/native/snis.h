@@ -95,14 +95,17 @@ typedef struct {
     int merge;        /* 1 = the merge mode (a neighbour's vector for a flag and an index), */
     int split;        /* 16x16 partitions with their own vectors: 1 = tried where one vector leaves a
                          mean |residual| above twice me_exit_q4, 2 = tried everywhere, 3 = as 1 and
-                         only where another search candidate fits a 16x16 quadrant clearly better; */
+                         only where another search candidate fits a 16x16 quadrant clearly better, 4 =
+                         as 1 after a P-frame whose search found the camera still (aq_still), else as 3; */
     int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
     int split8;       /* 8x8 partitions inside a 16x16 one (only where split is tried): 1 = tried where
                          the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
     int subpel;       /* half-pel refinement around the full-pel vector: 0 = none, 1 = the four axial
                          neighbours and the diagonal between the better two, 2 = all eight */
     int obmc;         /* 1: P-frames blend the luma prediction across the edges of cells whose
-                         vectors differ (overlapped block motion compensation), 0: block edges */
+                         vectors differ (overlapped block motion compensation), 2: only a P-frame
+                         whose search found the camera still (aq_still) after one that did too,
+                         0: block edges */
     int round_base;   /* rounding (1/64 of a step) of the non-zero AC levels of the base tier of
                          P-frames and key pictures when higher tiers refine it: round_lower's dead
                          zone decides which latents the base codes, this how finely it codes them
@@ -115,7 +118,7 @@ typedef struct {
                            intra macroblocks predict from their neighbours (intra_pred) */
     int aq_still;       /* aq_strength only in a P-frame or key picture where at least aq_still/64 of
                            the macroblocks are inter with every vector zero (a still camera); 0: in
-                           every one */
+                           every one. The same test gates split 4 and obmc 2 */
 } snis_tuning;
 
 typedef struct {
