@@ -44,9 +44,10 @@ PRESETS: dict[str, dict[str, int]] = {
 # worst case; docs/ADAPTATION.md). docs/BENCHMARKS.md, "The key picture's base". Adaptive
 # quantisation stays off: under the live sender's rate control it measured −0.5 … −3.0 % on the
 # still camera and +1.3 … +2.0 % on tree's lower prefixes (docs/BENCHMARKS.md, "Adaptive
-# quantisation"), too little to change what the link tests were tuned with. For the same reason the
-# still-camera split and blend of `realtime` (split 4, obmc 2: docs/BENCHMARKS.md, "Still-camera
-# motion tools") stay at what the live sender was measured with (split 3, no blend).
+# quantisation"), too little to change what the link tests were tuned with. The still-camera split
+# and blend of `realtime` (split 4, obmc 2: docs/BENCHMARKS.md, "Still-camera motion tools") stay
+# off too: in the live sender they gain 1.3-2.5 % on the still camera and cost tree's lower
+# prefixes up to 5.5 % (docs/ADAPTATION.md).
 LIVE: dict[str, int] = {
     "key_sad_q4": 48,
     "skip_sad_q8": 8,
