@@ -560,8 +560,8 @@ def test_still_camera_tools_follow_the_camera(natural_frames, analysis, synthesi
     """`realtime`'s blend (obmc 2) and split search (split 4) depend on the camera: a panning
     camera codes byte for byte as with neither (obmc 0, split 3); a still camera with a moving
     part (a window onto the street clip) blends every P-frame after the first still one, searches
-    its splits as `split=1` does (not as `split=3`), and every tier prefix decodes to the
-    encoder's picture."""
+    its splits as `split=1` does (not as `split=3`) and, inside a split that won, 8x8 partitions
+    (split8 4 as 3), and every tier prefix decodes to the encoder's picture."""
     rng = np.random.default_rng(11)
     f0 = natural_frames[0]
     pan = [_shifted(f0, 0, 4 * i) for i in range(6)]
@@ -571,9 +571,9 @@ def test_still_camera_tools_follow_the_camera(natural_frames, analysis, synthesi
         y[80:208, 64:320] = f.y[80:208, 64:320]
         still.append(Frame(y, f0.u, f0.v))
     gated = Tuning()
-    assert (gated.obmc, gated.split) == (2, 4)
+    assert (gated.obmc, gated.split, gated.split8) == (2, 4, 4)
     _, out, _, _ = _encode_all(pan, analysis, synthesis, gated)
-    _, ref, _, _ = _encode_all(pan, analysis, synthesis, Tuning(obmc=0, split=3))
+    _, ref, _, _ = _encode_all(pan, analysis, synthesis, Tuning(obmc=0, split=3, split8=0))
     assert [ef.tiers for ef in out] == [ef.tiers for ef in ref]
     enc = make_encoder(still, analysis, synthesis, tiers=3, qp=30, switch_interval=8, tuning=gated)
     decs = [Decoder(enc.sequence_header, synthesis=synthesis) for _ in range(3)]
@@ -586,9 +586,14 @@ def test_still_camera_tools_follow_the_camera(natural_frames, analysis, synthesi
     assert blended == [False, False, True, True, True, True]
     streams = {}
     for split in (1, 3, 4):
-        _, coded, _, _ = _encode_all(still, analysis, synthesis, Tuning(obmc=0, split=split))
+        _, coded, _, _ = _encode_all(still, analysis, synthesis, Tuning(obmc=0, split=split, split8=0))
         streams[split] = [ef.tiers for ef in coded]
     assert streams[4] == streams[1] != streams[3]
+    # the 8x8 partitions inside a split that won, once the camera is still (split8 4 as 3)
+    enc, coded, _, _ = _encode_all(still, analysis, synthesis, Tuning(obmc=0))
+    tools = [int(st["motion_tools"]) for st in enc.times.stages]
+    assert [ef.tiers for ef in coded][:2] == streams[4][:2] != [ef.tiers for ef in coded]
+    assert not tools[1] & 8 and any(t & 8 for t in tools[2:]), tools
 
 
 @pytest.mark.parametrize(

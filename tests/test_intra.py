@@ -141,7 +141,7 @@ def test_the_last_tuning_fields_are_the_ones_the_core_reads_last():
     )
     assert t.as_tuple()[-8:] == (1, 2, 0, 1, 20, 40, 50, 33)
     d = Tuning()
-    assert d.as_tuple()[-8:] == (2, 0, 1, 2, 32, 32, d.key_intra_bias, d.aq_still)
+    assert d.as_tuple()[-8:] == (2, 4, 1, 2, 32, 32, d.key_intra_bias, d.aq_still)
 
 
 def test_intra_prediction_in_key_pictures_only(natural_frames, analysis, synthesis):

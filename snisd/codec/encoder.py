@@ -56,7 +56,9 @@ class Tuning:
     after a P-frame whose search found the camera still, `aq_still`, else as 3),
     rate estimates from the contexts' probabilities (0: a fixed Exp-Golomb-like estimate) and 8x8
     partitions inside the 16x16 ones (`split8`, tried only where `split` is; 1: where the 16x16
-    vector leaves a large residual, 2: everywhere); last the half-pel refinement around the
+    vector leaves a large residual, 2: everywhere, 3: as 1 but only inside a split that has won
+    against one vector; 4, the default: as 3 after a P-frame whose search found the camera still,
+    else none); last the half-pel refinement around the
     full-pel vector (`subpel` 0: none, 1, the default: the four axial neighbours and the one
     diagonal between the better two, 2: all eight neighbours); then `obmc`, overlapped block
     motion compensation of the luma prediction (1: every P-frame, as in `fast` and `medium`; 2, the
@@ -97,7 +99,7 @@ class Tuning:
     split: int = 4
     rd_rates: int = 1
     intra_pred: int = 2
-    split8: int = 0
+    split8: int = 4
     subpel: int = 1
     obmc: int = 2
     round_base: int = 32
@@ -145,7 +147,7 @@ _TUNING_RANGES: dict[str, tuple[int, int | None]] = {
     "split": (0, 4),
     "rd_rates": (0, 1),
     "intra_pred": (0, 2),
-    "split8": (0, 2),
+    "split8": (0, 4),
     "subpel": (0, 2),
     "obmc": (0, 2),
     "round_base": (0, 63),

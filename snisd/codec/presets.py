@@ -20,7 +20,7 @@ DEFAULT_PRESET = "realtime"
 # Overrides of Tuning's defaults (which are `realtime`), from fastest to slowest.
 PRESETS: dict[str, dict[str, int]] = {
     "realtime": {},
-    "fast": {"me_exit_q4": 6, "search_range": 96, "mb_rd": 4, "split": 1, "obmc": 1},
+    "fast": {"me_exit_q4": 6, "search_range": 96, "mb_rd": 4, "split": 1, "split8": 0, "obmc": 1},
     "medium": {
         "me_exit_q4": 0,
         "search_range": 128,
@@ -45,7 +45,7 @@ PRESETS: dict[str, dict[str, int]] = {
 # quantisation stays off: under the live sender's rate control it measured −0.5 … −3.0 % on the
 # still camera and +1.3 … +2.0 % on tree's lower prefixes (docs/BENCHMARKS.md, "Adaptive
 # quantisation"), too little to change what the link tests were tuned with. The still-camera split
-# and blend of `realtime` (split 4, obmc 2: docs/BENCHMARKS.md, "Still-camera motion tools") stay
+# and blend of `realtime` (split 4, split8 4, obmc 2: docs/BENCHMARKS.md, "Still-camera motion tools") stay
 # off too: in the live sender they gain 1.3-2.5 % on the still camera and cost tree's lower
 # prefixes up to 5.5 % (docs/ADAPTATION.md).
 LIVE: dict[str, int] = {
@@ -55,6 +55,7 @@ LIVE: dict[str, int] = {
     "key_picture_qp": 0,
     "aq_strength": 0,
     "split": 3,
+    "split8": 0,
     "obmc": 0,
 }
 

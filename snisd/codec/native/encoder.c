@@ -52,7 +52,7 @@ void snis_default_tuning(snis_tuning *t)
     t->qpel = 0; /* measured not to pay (docs/BENCHMARKS.md, "Compression tools") */
     t->merge = 1;
     t->split = 4; /* after a still P-frame as 1, else where another candidate fits a quadrant (1 in the slower presets) */
-    t->split8 = 0;
+    t->split8 = 4; /* after a still P-frame, inside a split that won (docs/BENCHMARKS.md) */
     t->subpel = 1;
     t->obmc = 2; /* where the camera is still (1 in the slower presets: 1-2.5 % fewer bits for about 6 % more time, docs/BENCHMARKS.md) */
     t->round_base = 32; /* the base tier 3.5-5.4 % fewer bits at equal VMAF, PSNR-Y and SSIM within 1 % (docs/BENCHMARKS.md) */
@@ -294,7 +294,7 @@ int snis_encoder_predict(snis_encoder *e, const snis_image_in *frame, int frame_
         me_job job = {&e->cur, SNIS_IS_KEY_PICTURE(frame_type) ? &l->keyref : &l->ref, &l->prev_motion, &l->motion,
                       lambda, SNIS_IS_KEY_PICTURE(frame_type) ? e->t.key_intra_bias : e->t.intra_bias,
                       e->t.search_range, (int)me_exit,
-                      e->t.qpel, e->t.merge, e->t.split == 4 ? (e->was_still ? 1 : 3) : e->t.split, e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
+                      e->t.qpel, e->t.merge, e->t.split == 4 ? (e->was_still ? 1 : 3) : e->t.split, e->t.split8 == 4 ? (e->was_still ? 3 : 0) : e->t.split8, e->t.subpel, e->t.rd_rates ? &rates : NULL,
                       e->row_done};
         pool_run(l->pool, l->mbh, me_row, &job);
     }

@@ -541,6 +541,8 @@ static uint32_t search_cells(const me_job *job, int qy, int qx, int size, int cy
     return cost;
 }
 
+static uint32_t try_split8(const me_job *job, int sy, int sx, int vy, int vx, uint32_t one, uint32_t flag1);
+
 /* 16x16 partition (sy, sx) of a split macroblock: one vector (searched from the macroblock's
  * cy, cx), or four 8x8 ones where that pays (job->split8). Sets the cells and the split bit;
  * returns the cost with the 8x8 flag's. */
@@ -548,14 +550,23 @@ static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int 
 {
     motion_t *m = job->out;
     const mv_rates *rt = job->rates;
-    int i = (sy >> 1) * m->mbw + (sx >> 1), bit = 1 << (1 + 2 * (sy & 1) + (sx & 1));
     int c8 = (sx > 0 && part_split8(m, sy, sx - 1)) + (sy > 0 && part_split8(m, sy - 1, sx));
     uint32_t flag0 = !job->split8 ? 0 : rt ? rt->split8[c8][0] : 16, flag1 = rt ? rt->split8[c8][1] : 16;
     int vy, vx;
     uint32_t one = search_cells(job, 2 * sy, 2 * sx, 2, cy, cx, &vy, &vx) + lam_bits(job->lambda, flag0);
-    /* (split8 = 1: only where the vector leaves a large residual; 2: everywhere) */
-    if (!job->split8 || (job->split8 == 1 && one <= (uint32_t)job->exit_sad / 2))
+    /* (split8 = 1: only where the vector leaves a large residual; 2: everywhere; 3: not here but
+       once the split has won, refine_partition) */
+    if (!job->split8 || job->split8 == 3 || (job->split8 == 1 && one <= (uint32_t)job->exit_sad / 2))
         return one;
+    return try_split8(job, sy, sx, vy, vx, one, flag1);
+}
+
+/* Four 8x8 vectors for 16x16 partition (sy, sx), searched from its vector (vy, vx), where they
+ * cost less than its one (cost `one`); the cells and the 8x8 bit are left as chosen. */
+static uint32_t try_split8(const me_job *job, int sy, int sx, int vy, int vx, uint32_t one, uint32_t flag1)
+{
+    motion_t *m = job->out;
+    int i = (sy >> 1) * m->mbw + (sx >> 1), bit = 1 << (1 + 2 * (sy & 1) + (sx & 1));
     m->split[i] = (uint8_t)(m->split[i] | bit);
     uint32_t four = lam_bits(job->lambda, flag1);
     for (int q = 0; q < 4 && four < one; q++) {
@@ -568,6 +579,35 @@ static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int 
     int16_t v[2] = {(int16_t)vy, (int16_t)vx};
     set_part_mv(m, 2 * sy, 2 * sx, 2, v);
     return one;
+}
+
+/* split8 = 3: the 8x8 search in each 16x16 partition of a macroblock whose split has won, where
+ * the partition's vector leaves a large residual; returns the macroblock's new cost. */
+static uint32_t refine_partitions(const me_job *job, int mby, int mbx, uint32_t total)
+{
+    motion_t *m = job->out;
+    const mv_rates *rt = job->rates;
+    for (int p = 0; p < 4; p++) {
+        int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
+        int c8 = (sx > 0 && part_split8(m, sy, sx - 1)) + (sy > 0 && part_split8(m, sy - 1, sx));
+        uint32_t flag0 = rt ? rt->split8[c8][0] : 16, flag1 = rt ? rt->split8[c8][1] : 16;
+        const int16_t *v = sub_mv(m, 2 * sy, 2 * sx);
+        int vy = v[0], vx = v[1];
+        int qy = 2 * sy, qx = 2 * sx;
+        block_search s = {&job->cur->p[0], &job->ref->p[0], qx * (MB / 4), qy * (MB / 4), MB / 2, job->lambda,
+                          job->range, job->qpel, job->subpel, part_predictor(m, qy, qx, 2, 0),
+                          part_predictor(m, qy, qx, 2, 1), {0, 0}, job->rates};
+        s.zc[0] = mv_zero_ctx(m, qy, qx, 0, s.py);
+        s.zc[1] = mv_zero_ctx(m, qy, qx, 1, s.px);
+        uint32_t sad = sad_sub(s.cur, s.ref, s.x0, s.y0, s.n, vy, vx);
+        if (sad <= (uint32_t)job->exit_sad / 2)
+            continue;
+        uint32_t one = sad + vec_cost(&s, vy, vx) + lam_bits(job->lambda, flag0);
+        uint32_t four = try_split8(job, sy, sx, vy, vx, one, flag1);
+        if (four < one)
+            total = total - one + four;
+    }
+    return total;
 }
 
 /* Whether another vector fits part of the macroblock clearly better than its own (one of the
@@ -711,6 +751,8 @@ void motion_estimate_row(me_job *job, int mby)
                     int sy = 2 * mby + (p >> 1), sx = 2 * mbx + (p & 1);
                     total += search_partition(job, sy, sx, hy, hx);
                 }
+                if (total < best && job->split8 == 3) /* 8x8 vectors only inside a split that won */
+                    total = refine_partitions(job, mby, mbx, total);
                 if (total < best) {
                     m->merge[i] = 0;
                     best = total;

@@ -99,7 +99,10 @@ typedef struct {
                          as 1 after a P-frame whose search found the camera still (aq_still), else as 3; */
     int rd_rates;     /* 1: motion decisions weigh the bits the contexts predict, 0: a fixed estimate */
     int split8;       /* 8x8 partitions inside a 16x16 one (only where split is tried): 1 = tried where
-                         the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere */
+                         the 16x16 vector leaves a mean |residual| above me_exit_q4, 2 = everywhere,
+                         3 = as 1 but only inside a macroblock whose split has won against one
+                         vector, 4 = as 3 after a P-frame whose search found the camera still
+                         (aq_still), else none */
     int subpel;       /* half-pel refinement around the full-pel vector: 0 = none, 1 = the four axial
                          neighbours and the diagonal between the better two, 2 = all eight */
     int obmc;         /* 1: P-frames blend the luma prediction across the edges of cells whose
