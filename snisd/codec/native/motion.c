@@ -555,7 +555,7 @@ static uint32_t search_partition(const me_job *job, int sy, int sx, int cy, int 
     int vy, vx;
     uint32_t one = search_cells(job, 2 * sy, 2 * sx, 2, cy, cx, &vy, &vx) + lam_bits(job->lambda, flag0);
     /* (split8 = 1: only where the vector leaves a large residual; 2: everywhere; 3: not here but
-       once the split has won, refine_partition) */
+       once the split has won, refine_partitions) */
     if (!job->split8 || job->split8 == 3 || (job->split8 == 1 && one <= (uint32_t)job->exit_sad / 2))
         return one;
     return try_split8(job, sy, sx, vy, vx, one, flag1);
